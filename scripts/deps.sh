@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs the Debian packages vlad needs to build and test, when they are missing.
+# As root it runs apt-get; otherwise it stops and names the missing packages.
+# Usage: scripts/deps.sh [extra-package ...]
+set -euo pipefail
+
+pkgs=(cmake make gcc pkg-config
+      libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev
+      libopenblas-dev libcmocka-dev libcjson-dev
+      libmujoco-dev libosmesa6-dev gnuplot-nox "$@")
+
+missing=()
+for p in "${pkgs[@]}"; do
+  if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed'; then
+    missing+=("$p")
+  fi
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+  echo "vlad: missing Debian packages: ${missing[*]}" >&2
+  echo "vlad: install them as root: apt-get install ${missing[*]}" >&2
+  exit 1
+fi
+echo "vlad: installing ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
