@@ -1,0 +1,667 @@
+#include "profile.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <libgen.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+/* ---- the one table of keys --------------------------------------------------------- */
+
+typedef enum { F_STR, F_INT, F_DOUBLE, F_BOOL, F_ENUM, F_PATH, F_KEY } ftype;
+
+typedef struct field {
+    const char *key;   /* dotted path inside its mapping */
+    ftype type;
+    size_t off, size;  /* where in the struct; size for strings (buffer bytes) */
+    double min, max;   /* numeric range; for strings max length is size-1 */
+    const char *def;   /* default as YAML text; NULL = required */
+    const char *enums; /* F_ENUM: "a|b|c" -> stored as int index */
+    const char *doc;
+} field;
+
+#define P(m) offsetof(vlad_profile, m), sizeof(((vlad_profile *)0)->m)
+#define J(m) offsetof(vlad_joint, m), sizeof(((vlad_joint *)0)->m)
+#define C(m) offsetof(vlad_camera, m), sizeof(((vlad_camera *)0)->m)
+
+static const field top_fields[] = {
+    {"robot", F_STR, P(robot), 0, 0, NULL, NULL,
+     "Robot name; used in topics (`action.<robot>`) and checked in every message."},
+    {"control_hz", F_DOUBLE, P(control_hz), 1, 1000, "50", NULL,
+     "Control rate: one Action per tick."},
+    {"clock", F_ENUM, P(clock), 0, 0, "wall", "wall|lockstep",
+     "`wall`: ticks on CLOCK_MONOTONIC deadlines. `lockstep`: one tick per observation from the "
+     "simulator (deterministic evaluation)."},
+    {"lockstep_timeout_ms", F_DOUBLE, P(lockstep_timeout_ms), 1, 600000, "2000", NULL,
+     "Lockstep: how long to wait for the next observation before the watchdog counts it stale."},
+    {"realtime", F_BOOL, P(realtime), 0, 1, "false", NULL,
+     "Try SCHED_FIFO and mlockall for the control thread (needs CAP_SYS_NICE; warns if refused)."},
+    {"action_type", F_ENUM, P(action_type), 0, 0, "absolute_joint_position",
+     "absolute_joint_position",
+     "What an action is. Only absolute joint position targets are supported."},
+    {"endpoints.observations", F_STR, P(endpoints.observations), 0, 0, "tcp://127.0.0.1:5550", NULL,
+     "Daemon binds SUB here; the robot or simulator publishes `obs.<robot>`."},
+    {"endpoints.actions", F_STR, P(endpoints.actions), 0, 0, "tcp://127.0.0.1:5551", NULL,
+     "Daemon binds PUB here: `action.`, `chunk.`, `lang.`, `event.<robot>`."},
+    {"endpoints.control", F_STR, P(endpoints.control), 0, 0, "tcp://127.0.0.1:5552", NULL,
+     "Daemon binds ROUTER here for Commands (vladctl, clients)."},
+    {"policy.model", F_PATH, P(policy.model), 0, 0, "", NULL,
+     "Checkpoint (.safetensors), relative to the profile's folder. Empty: no policy, hold."},
+    {"policy.flow_steps", F_INT, P(policy.flow_steps), 0, 100, "0", NULL,
+     "Euler steps of flow matching; 0 = the checkpoint's own."},
+    {"policy.min_latency_ms", F_DOUBLE, P(policy.min_latency_ms), 0, 10000, "0", NULL,
+     "Pad each inference to at least this long, to emulate a slower model."},
+    {"policy.threads", F_INT, P(policy.threads), 1, 64, "1", NULL,
+     "BLAS threads of the inference worker (keep a core for the control thread)."},
+    {"policy.seed", F_INT, P(policy.seed), 0, 2147483647, "0", NULL,
+     "Seed of the flow-matching noise."},
+    {"policy.instruction", F_STR, P(policy.instruction), 0, 0, "", NULL,
+     "Instruction (prompt) until a client sets one."},
+    {"async.mode", F_ENUM, P(async.mode), 0, 0, "vlash", "sync|naive|vlash",
+     "`sync`: execute K actions then stop and infer. `naive`: infer ahead on the current state. "
+     "`vlash`: infer ahead on the state rolled forward to the new chunk's start."},
+    {"async.execution_horizon", F_INT, P(async.execution_horizon), 1, 1000, "10", NULL,
+     "K: actions executed from each chunk."},
+    {"async.trigger_threshold", F_INT, P(async.trigger_threshold), 0, 1000, "5", NULL,
+     "naive/vlash: start the next inference when this many actions remain queued."},
+    {"async.delay_margin", F_INT, P(async.delay_margin), 0, 100, "1", NULL,
+     "Ticks added to the estimated inference delay."},
+    {"async.tracking_lag_ms", F_DOUBLE, P(async.tracking_lag_ms), 0, 10000, "0", NULL,
+     "vlash: first-order tracking-lag time constant for the roll-forward; 0 = the robot reaches "
+     "each target."},
+    {"safety.watchdog_ms", F_DOUBLE, P(safety.watchdog_ms), 1, 60000, "200", NULL,
+     "Observations older than this: hold the last commanded target and emit WATCHDOG_TRIP."},
+    {"safety.max_delta_per_tick", F_DOUBLE, P(safety.max_delta_per_tick), 1e-6, 10, "0.1", NULL,
+     "Largest change of any joint target between two ticks (also bounded by max_velocity)."},
+    {"security.curve_server_public_key", F_KEY, P(security.server_public_key), 0, 0, "", NULL,
+     "Z85 CURVE key (40 chars). All four keys are required for non-loopback endpoints."},
+    {"security.curve_server_secret_key", F_KEY, P(security.server_secret_key), 0, 0, "", NULL,
+     "Z85 CURVE secret key of the daemon."},
+    {"security.curve_client_public_key", F_KEY, P(security.client_public_key), 0, 0, "", NULL,
+     "Z85 CURVE public key of clients (sim, vladctl)."},
+    {"security.curve_client_secret_key", F_KEY, P(security.client_secret_key), 0, 0, "", NULL,
+     "Z85 CURVE secret key of clients."},
+    {"logging.level", F_ENUM, P(logging.level), 0, 0, "info", "error|warn|info|debug",
+     "Log level (`vlad --log-level` overrides)."},
+    {"logging.file", F_PATH, P(logging.file), 0, 0, "", NULL,
+     "Log file, relative to the profile's folder; empty = stderr."},
+    {"sim.model", F_PATH, P(sim.model), 0, 0, "", NULL,
+     "MJCF model for vlad-sim, relative to the profile's folder."},
+    {"sim.substeps", F_INT, P(sim.substeps), 1, 1000, "10", NULL,
+     "Physics steps per control tick in vlad-sim."},
+};
+
+static const field joint_fields[] = {
+    {"name", F_STR, J(name), 0, 0, NULL, NULL, "Joint name (unique; the sim's MJCF joint)."},
+    {"min", F_DOUBLE, J(min), -1e6, 1e6, NULL, NULL, "Lower position limit."},
+    {"max", F_DOUBLE, J(max), -1e6, 1e6, NULL, NULL, "Upper position limit (> min)."},
+    {"max_velocity", F_DOUBLE, J(max_velocity), 1e-6, 1e6, NULL, NULL,
+     "Largest speed, units/s; bounds the target change per tick."},
+    {"home", F_DOUBLE, J(home), -1e6, 1e6, "0", NULL, "Hold position before the robot reports."},
+};
+
+static const field camera_fields[] = {
+    {"name", F_STR, C(name), 0, 0, NULL, NULL, "Camera name (unique)."},
+    {"width", F_INT, C(width), 1, 4096, NULL, NULL, "Image width, pixels."},
+    {"height", F_INT, C(height), 1, 4096, NULL, NULL, "Image height, pixels."},
+    {"rate_hz", F_DOUBLE, C(rate_hz), 0.1, 1000, "10", NULL, "Frames per second."},
+};
+
+#define NTOP (sizeof top_fields / sizeof top_fields[0])
+#define NJOINT (sizeof joint_fields / sizeof joint_fields[0])
+#define NCAM (sizeof camera_fields / sizeof camera_fields[0])
+
+/* ---- parsing ----------------------------------------------------------------------- */
+
+typedef struct ctx {
+    const char *name; /* file name for messages */
+    char dir[VLAD_PATH_MAX];
+    yaml_document_t *doc;
+    vlad_err *err;
+} ctx;
+
+static int fail(ctx *c, yaml_node_t *n, const char *key, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int fail(ctx *c, yaml_node_t *n, const char *key, const char *fmt, ...) {
+    char msg[VLAD_ERR_MSG_MAX / 2];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    unsigned long line = n ? n->start_mark.line + 1 : 0, col = n ? n->start_mark.column + 1 : 0;
+    return vlad_err_set(c->err, VLAD_EINVAL, "%s:%lu:%lu: %s: %s", c->name, line, col,
+                        key && key[0] ? key : "(top)", msg);
+}
+
+static const char *scalar(yaml_node_t *n) { return (const char *)n->data.scalar.value; }
+
+static bool is_null(yaml_node_t *n) {
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return false;
+    const char *s = scalar(n);
+    return !s[0] || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL");
+}
+
+static void range_text(const field *f, char *buf, size_t cap) {
+    if (f->type == F_INT)
+        snprintf(buf, cap, "[%.0f, %.0f]", f->min, f->max);
+    else
+        snprintf(buf, cap, "[%g, %g]", f->min, f->max);
+}
+
+/* Parse YAML text `s` as field f into base; n (may be NULL for defaults) for messages. */
+static int set_field(ctx *c, const field *f, const char *full, void *base, const char *s,
+                     yaml_node_t *n) {
+    char *dst = (char *)base + f->off;
+    char rng[96];
+    switch (f->type) {
+    case F_STR:
+    case F_PATH:
+    case F_KEY: {
+        size_t len = strlen(s);
+        if (f->type == F_KEY) {
+            if (len != 0 && len != VLAD_KEY_LEN)
+                return fail(c, n, full, "a CURVE key is %d Z85 characters, got %zu", VLAD_KEY_LEN,
+                            len);
+        } else if (len >= f->size) {
+            return fail(c, n, full, "string of %zu bytes is too long (at most %zu)", len,
+                        f->size - 1);
+        }
+        if (f->type == F_PATH && len && s[0] != '/' && c->dir[0]) {
+            int w = snprintf(dst, f->size, "%s/%s", c->dir, s);
+            if (w < 0 || (size_t)w >= f->size)
+                return fail(c, n, full, "path too long once resolved against %s", c->dir);
+        } else {
+            memcpy(dst, s, len + 1);
+        }
+        return VLAD_OK;
+    }
+    case F_INT: {
+        errno = 0;
+        char *end;
+        long long v = strtoll(s, &end, 10);
+        if (!s[0] || *end || errno)
+            return fail(c, n, full, "expected an integer, got '%s'", s);
+        range_text(f, rng, sizeof rng);
+        if ((double)v < f->min || (double)v > f->max)
+            return fail(c, n, full, "value %lld out of range %s", v, rng);
+        *(int *)dst = (int)v;
+        return VLAD_OK;
+    }
+    case F_DOUBLE: {
+        errno = 0;
+        char *end;
+        double v = strtod(s, &end);
+        if (!s[0] || *end || errno || !isfinite(v))
+            return fail(c, n, full, "expected a finite number, got '%s'", s);
+        range_text(f, rng, sizeof rng);
+        if (v < f->min || v > f->max)
+            return fail(c, n, full, "value %g out of range %s", v, rng);
+        *(double *)dst = v;
+        return VLAD_OK;
+    }
+    case F_BOOL: {
+        bool v;
+        if (!strcmp(s, "true") || !strcmp(s, "yes") || !strcmp(s, "on"))
+            v = true;
+        else if (!strcmp(s, "false") || !strcmp(s, "no") || !strcmp(s, "off"))
+            v = false;
+        else
+            return fail(c, n, full, "expected true or false, got '%s'", s);
+        *(bool *)dst = v;
+        return VLAD_OK;
+    }
+    case F_ENUM: {
+        const char *p = f->enums;
+        int idx = 0;
+        size_t len = strlen(s);
+        while (p && *p) {
+            const char *bar = strchr(p, '|');
+            size_t l = bar ? (size_t)(bar - p) : strlen(p);
+            if (l == len && !strncmp(p, s, l)) {
+                *(int *)dst = idx;
+                return VLAD_OK;
+            }
+            idx++;
+            p = bar ? bar + 1 : NULL;
+        }
+        return fail(c, n, full, "'%s' is not one of %s", s, f->enums);
+    }
+    }
+    return fail(c, n, full, "internal: unknown field type");
+}
+
+static int set_from_node(ctx *c, const field *f, const char *full, void *base, yaml_node_t *n) {
+    if (n->type != YAML_SCALAR_NODE)
+        return fail(c, n, full, "expected a scalar value, got a %s",
+                    n->type == YAML_MAPPING_NODE ? "mapping" : "sequence");
+    if (is_null(n)) {
+        if (f->type == F_STR || f->type == F_PATH || f->type == F_KEY) {
+            ((char *)base + f->off)[0] = '\0';
+            return VLAD_OK;
+        }
+        return fail(c, n, full, "value is empty");
+    }
+    return set_field(c, f, full, base, scalar(n), n);
+}
+
+static int apply_defaults(ctx *c, const field *t, size_t nt, void *base, const bool *seen,
+                          yaml_node_t *owner, const char *prefix) {
+    for (size_t i = 0; i < nt; i++) {
+        if (seen[i])
+            continue;
+        char full[160];
+        snprintf(full, sizeof full, "%s%s", prefix, t[i].key);
+        if (!t[i].def)
+            return fail(c, owner, full, "missing required key");
+        int rc = set_field(c, &t[i], full, base, t[i].def, owner);
+        if (rc)
+            return rc;
+    }
+    return VLAD_OK;
+}
+
+/* Walk mapping `m` whose keys are relative to `path` ("" or "safety."), matching against
+ * table t. List keys ("joints", "cameras") are handled by the caller via `list_cb`. */
+typedef int (*list_fn)(ctx *c, const char *key, yaml_node_t *val, void *user);
+
+static int walk_mapping(ctx *c, yaml_node_t *m, const char *path, const field *t, size_t nt,
+                        void *base, bool *seen, list_fn list_cb, void *user) {
+    if (m->type != YAML_MAPPING_NODE)
+        return fail(c, m, path[0] ? path : "(top)", "expected a mapping");
+    for (yaml_node_pair_t *pr = m->data.mapping.pairs.start; pr < m->data.mapping.pairs.top; pr++) {
+        yaml_node_t *k = yaml_document_get_node(c->doc, pr->key);
+        yaml_node_t *v = yaml_document_get_node(c->doc, pr->value);
+        if (!k || !v)
+            return fail(c, m, path, "malformed mapping");
+        if (k->type != YAML_SCALAR_NODE)
+            return fail(c, k, path, "keys must be plain strings");
+        char full[160];
+        int w = snprintf(full, sizeof full, "%s%s", path, scalar(k));
+        if (w < 0 || (size_t)w >= sizeof full)
+            return fail(c, k, path, "key too long");
+        /* duplicate key inside this mapping? */
+        for (yaml_node_pair_t *q = m->data.mapping.pairs.start; q < pr; q++) {
+            yaml_node_t *kq = yaml_document_get_node(c->doc, q->key);
+            if (kq && kq->type == YAML_SCALAR_NODE && !strcmp(scalar(kq), scalar(k)))
+                return fail(c, k, full, "duplicate key");
+        }
+        size_t i;
+        for (i = 0; i < nt; i++)
+            if (!strcmp(t[i].key, full))
+                break;
+        if (i < nt) {
+            int rc = set_from_node(c, &t[i], full, base, v);
+            if (rc)
+                return rc;
+            seen[i] = true;
+            continue;
+        }
+        if (list_cb && !path[0] && (!strcmp(full, "joints") || !strcmp(full, "cameras"))) {
+            int rc = list_cb(c, full, v, user);
+            if (rc)
+                return rc;
+            continue;
+        }
+        /* a section? */
+        size_t fl = strlen(full);
+        bool section = false;
+        for (size_t j = 0; j < nt; j++)
+            if (!strncmp(t[j].key, full, fl) && t[j].key[fl] == '.')
+                section = true;
+        if (section) {
+            if (is_null(v))
+                continue; /* empty section: all defaults */
+            if (v->type != YAML_MAPPING_NODE)
+                return fail(c, v, full, "expected a mapping");
+            char sub[170];
+            snprintf(sub, sizeof sub, "%s.", full);
+            int rc = walk_mapping(c, v, sub, t, nt, base, seen, NULL, NULL);
+            if (rc)
+                return rc;
+            continue;
+        }
+        return fail(c, k, full, "unknown key");
+    }
+    return VLAD_OK;
+}
+
+typedef struct lists {
+    vlad_profile *p;
+    bool joints_seen, cameras_seen;
+} lists;
+
+static int parse_list(ctx *c, const char *key, yaml_node_t *v, void *user) {
+    lists *L = user;
+    bool is_j = !strcmp(key, "joints");
+    if (is_null(v)) {
+        if (is_j)
+            L->joints_seen = true;
+        else
+            L->cameras_seen = true;
+        return VLAD_OK;
+    }
+    if (v->type != YAML_SEQUENCE_NODE)
+        return fail(c, v, key, "expected a list");
+    int cap = is_j ? VLAD_MAX_JOINTS : VLAD_MAX_CAMERAS;
+    const field *t = is_j ? joint_fields : camera_fields;
+    size_t nt = is_j ? NJOINT : NCAM;
+    int count = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+        if (!item)
+            return fail(c, v, key, "malformed list");
+        if (count >= cap)
+            return fail(c, item, key, "too many entries (at most %d)", cap);
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "%s[%d].", key, count);
+        void *base = is_j ? (void *)&L->p->joints[count] : (void *)&L->p->cameras[count];
+        bool seen[8] = {0};
+        if (item->type != YAML_MAPPING_NODE)
+            return fail(c, item, key, "entry %d: expected a mapping", count);
+        /* keys are matched without the prefix; messages carry it */
+        for (yaml_node_pair_t *pr = item->data.mapping.pairs.start;
+             pr < item->data.mapping.pairs.top; pr++) {
+            yaml_node_t *k = yaml_document_get_node(c->doc, pr->key);
+            yaml_node_t *val = yaml_document_get_node(c->doc, pr->value);
+            if (!k || !val || k->type != YAML_SCALAR_NODE)
+                return fail(c, item, key, "malformed entry");
+            char full[160];
+            snprintf(full, sizeof full, "%s%s", prefix, scalar(k));
+            size_t i;
+            for (i = 0; i < nt; i++)
+                if (!strcmp(t[i].key, scalar(k)))
+                    break;
+            if (i == nt)
+                return fail(c, k, full, "unknown key");
+            if (seen[i])
+                return fail(c, k, full, "duplicate key");
+            int rc = set_from_node(c, &t[i], full, base, val);
+            if (rc)
+                return rc;
+            seen[i] = true;
+        }
+        int rc = apply_defaults(c, t, nt, base, seen, item, prefix);
+        if (rc)
+            return rc;
+        count++;
+    }
+    if (is_j) {
+        L->p->n_joints = count;
+        L->joints_seen = true;
+    } else {
+        L->p->n_cameras = count;
+        L->cameras_seen = true;
+    }
+    return VLAD_OK;
+}
+
+void vlad_profile_defaults(vlad_profile *p) {
+    memset(p, 0, sizeof *p);
+    ctx c = {.name = "(defaults)", .dir = "", .doc = NULL, .err = NULL};
+    for (size_t i = 0; i < NTOP; i++)
+        if (top_fields[i].def)
+            set_field(&c, &top_fields[i], top_fields[i].key, p, top_fields[i].def, NULL);
+}
+
+int vlad_profile_load_string(vlad_profile *p, const char *text, size_t len, const char *name,
+                             vlad_err *err) {
+    memset(p, 0, sizeof *p);
+    ctx c = {.name = name ? name : "(string)", .err = err};
+    if (name) {
+        snprintf(p->path, sizeof p->path, "%s", name);
+        char tmp[VLAD_PATH_MAX];
+        snprintf(tmp, sizeof tmp, "%s", name);
+        snprintf(c.dir, sizeof c.dir, "%s", dirname(tmp));
+    }
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    if (!yaml_parser_initialize(&parser))
+        return vlad_err_set(err, VLAD_ENOMEM, "%s: cannot initialise YAML parser", c.name);
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &doc)) {
+        int rc = vlad_err_set(err, VLAD_EPARSE, "%s:%zu:%zu: YAML syntax error: %s", c.name,
+                              parser.problem_mark.line + 1, parser.problem_mark.column + 1,
+                              parser.problem ? parser.problem : "unknown");
+        yaml_parser_delete(&parser);
+        return rc;
+    }
+    c.doc = &doc;
+    int rc = VLAD_OK;
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    bool seen[NTOP] = {0};
+    lists L = {.p = p};
+    if (!root) {
+        rc = vlad_err_set(err, VLAD_EINVAL, "%s: empty profile", c.name);
+        goto out;
+    }
+    rc = walk_mapping(&c, root, "", top_fields, NTOP, p, seen, parse_list, &L);
+    if (rc)
+        goto out;
+    rc = apply_defaults(&c, top_fields, NTOP, p, seen, root, "");
+    if (rc)
+        goto out;
+    if (!L.joints_seen || p->n_joints == 0) {
+        rc = fail(&c, root, "joints", "at least one joint is required");
+        goto out;
+    }
+    rc = vlad_profile_validate(p, err);
+    if (rc)
+        vlad_err_prefix(err, "%s: ", c.name);
+out:
+    yaml_document_delete(&doc);
+    yaml_parser_delete(&parser);
+    return rc;
+}
+
+int vlad_profile_load(vlad_profile *p, const char *path, vlad_err *err) {
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return vlad_err_set(err, VLAD_EIO, "%s: cannot open: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    for (;;) {
+        if (len + 4096 > cap) {
+            cap = cap ? cap * 2 : 8192;
+            if (cap > (1u << 20)) {
+                free(buf);
+                fclose(f);
+                return vlad_err_set(err, VLAD_EINVAL, "%s: larger than 1 MiB", path);
+            }
+            char *nb = realloc(buf, cap);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return vlad_err_set(err, VLAD_ENOMEM, "%s: out of memory", path);
+            }
+            buf = nb;
+        }
+        size_t r = fread(buf + len, 1, cap - len, f);
+        len += r;
+        if (r == 0)
+            break;
+    }
+    int ferr = ferror(f);
+    fclose(f);
+    if (ferr) {
+        free(buf);
+        return vlad_err_set(err, VLAD_EIO, "%s: read error", path);
+    }
+    int rc = vlad_profile_load_string(p, buf, len, path, err);
+    free(buf);
+    return rc;
+}
+
+/* ---- cross-field checks ------------------------------------------------------------ */
+
+bool vlad_endpoint_is_local(const char *ep) {
+    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
+        return true;
+    if (strncmp(ep, "tcp://", 6))
+        return false;
+    const char *h = ep + 6;
+    return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strncmp(h, "[::1]:", 6) ||
+           !strncmp(h, "lo:", 3);
+}
+
+static bool valid_z85(const char *k) {
+    static const char *alpha = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                               ".-:+=^!/*?&<>()[]{}@%$#";
+    if (strlen(k) != VLAD_KEY_LEN)
+        return false;
+    for (const char *q = k; *q; q++)
+        if (!strchr(alpha, *q))
+            return false;
+    return true;
+}
+
+int vlad_profile_validate(const vlad_profile *p, vlad_err *err) {
+    if (!p->robot[0])
+        return vlad_err_set(err, VLAD_EINVAL, "robot: must not be empty");
+    for (const char *q = p->robot; *q; q++)
+        if (!isalnum((unsigned char)*q) && *q != '-' && *q != '_')
+            return vlad_err_set(err, VLAD_EINVAL,
+                                "robot: '%s' may only hold letters, digits, '-' and '_'", p->robot);
+    if (p->n_joints < 1 || p->n_joints > VLAD_MAX_JOINTS)
+        return vlad_err_set(err, VLAD_EINVAL, "joints: need 1..%d joints, got %d", VLAD_MAX_JOINTS,
+                            p->n_joints);
+    for (int i = 0; i < p->n_joints; i++) {
+        const vlad_joint *j = &p->joints[i];
+        if (!j->name[0])
+            return vlad_err_set(err, VLAD_EINVAL, "joints[%d].name: must not be empty", i);
+        if (!(j->min < j->max))
+            return vlad_err_set(err, VLAD_EINVAL, "joints[%d] (%s): min %g must be below max %g", i,
+                                j->name, j->min, j->max);
+        if (j->home < j->min || j->home > j->max)
+            return vlad_err_set(err, VLAD_EINVAL,
+                                "joints[%d] (%s): home %g outside the limits [%g, %g]", i, j->name,
+                                j->home, j->min, j->max);
+        for (int k = 0; k < i; k++)
+            if (!strcmp(p->joints[k].name, j->name))
+                return vlad_err_set(err, VLAD_EINVAL, "joints[%d]: name '%s' already used by joints[%d]",
+                                    i, j->name, k);
+    }
+    for (int i = 0; i < p->n_cameras; i++) {
+        const vlad_camera *cam = &p->cameras[i];
+        if (!cam->name[0])
+            return vlad_err_set(err, VLAD_EINVAL, "cameras[%d].name: must not be empty", i);
+        for (int k = 0; k < i; k++)
+            if (!strcmp(p->cameras[k].name, cam->name))
+                return vlad_err_set(err, VLAD_EINVAL,
+                                    "cameras[%d]: name '%s' already used by cameras[%d]", i,
+                                    cam->name, k);
+    }
+    const char *eps[3] = {p->endpoints.observations, p->endpoints.actions, p->endpoints.control};
+    const char *epn[3] = {"endpoints.observations", "endpoints.actions", "endpoints.control"};
+    bool all_local = true;
+    for (int i = 0; i < 3; i++) {
+        if (strncmp(eps[i], "tcp://", 6) && strncmp(eps[i], "ipc://", 6) &&
+            strncmp(eps[i], "inproc://", 9))
+            return vlad_err_set(err, VLAD_EINVAL,
+                                "%s: '%s' is not a tcp://, ipc:// or inproc:// endpoint", epn[i],
+                                eps[i]);
+        for (int k = 0; k < i; k++)
+            if (!strcmp(eps[i], eps[k]))
+                return vlad_err_set(err, VLAD_EINVAL, "%s: same endpoint as %s (%s)", epn[i],
+                                    epn[k], eps[i]);
+        if (!vlad_endpoint_is_local(eps[i]))
+            all_local = false;
+    }
+    const char *keys[4] = {p->security.server_public_key, p->security.server_secret_key,
+                           p->security.client_public_key, p->security.client_secret_key};
+    const char *keyn[4] = {"security.curve_server_public_key", "security.curve_server_secret_key",
+                           "security.curve_client_public_key", "security.curve_client_secret_key"};
+    int nkeys = 0;
+    for (int i = 0; i < 4; i++) {
+        if (!keys[i][0])
+            continue;
+        if (!valid_z85(keys[i]))
+            return vlad_err_set(err, VLAD_EINVAL, "%s: not a valid Z85 key", keyn[i]);
+        nkeys++;
+    }
+    if (nkeys != 0 && nkeys != 4)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "security: give all four CURVE keys or none (got %d of 4)", nkeys);
+    if (!all_local && nkeys == 0)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "security: a non-loopback endpoint requires CURVE keys "
+                            "(security.curve_*); refusing to expose the robot unauthenticated");
+    if (p->async.trigger_threshold > p->async.execution_horizon)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "async.trigger_threshold: %d exceeds async.execution_horizon %d",
+                            p->async.trigger_threshold, p->async.execution_horizon);
+    double tick_ms = 1000.0 / p->control_hz;
+    if (p->safety.watchdog_ms < 2 * tick_ms)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "safety.watchdog_ms: %g ms is shorter than two control ticks (%g ms)",
+                            p->safety.watchdog_ms, 2 * tick_ms);
+    return VLAD_OK;
+}
+
+int vlad_profile_joint_index(const vlad_profile *p, const char *name) {
+    for (int i = 0; i < p->n_joints; i++)
+        if (!strcmp(p->joints[i].name, name))
+            return i;
+    return -1;
+}
+
+int vlad_profile_camera_index(const vlad_profile *p, const char *name) {
+    for (int i = 0; i < p->n_cameras; i++)
+        if (!strcmp(p->cameras[i].name, name))
+            return i;
+    return -1;
+}
+
+const char *vlad_async_mode_name(vlad_async_mode m) {
+    static const char *n[] = {"sync", "naive", "vlash"};
+    return (m >= 0 && m <= 2) ? n[m] : "?";
+}
+
+const char *vlad_clock_mode_name(vlad_clock_mode m) { return m == VLAD_CLOCK_LOCKSTEP ? "lockstep" : "wall"; }
+
+/* ---- documentation ----------------------------------------------------------------- */
+
+static void doc_rows(FILE *out, const field *t, size_t nt, const char *prefix) {
+    static const char *tn[] = {"string", "integer", "number", "bool", "enum", "path", "key"};
+    for (size_t i = 0; i < nt; i++) {
+        const field *f = &t[i];
+        char rng[96] = "";
+        if (f->type == F_INT || f->type == F_DOUBLE)
+            range_text(f, rng, sizeof rng);
+        else if (f->type == F_ENUM)
+            snprintf(rng, sizeof rng, "`%s`", f->enums);
+        else if (f->type == F_STR || f->type == F_PATH)
+            snprintf(rng, sizeof rng, "≤ %zu bytes", f->size - 1);
+        else if (f->type == F_BOOL)
+            snprintf(rng, sizeof rng, "true/false");
+        else
+            snprintf(rng, sizeof rng, "%d chars", VLAD_KEY_LEN);
+        char def[64];
+        if (!f->def)
+            snprintf(def, sizeof def, "*required*");
+        else if (!f->def[0])
+            snprintf(def, sizeof def, "\"\"");
+        else
+            snprintf(def, sizeof def, "`%s`", f->def);
+        fprintf(out, "| `%s%s` | %s | %s | %s | %s |\n", prefix, f->key, tn[f->type], def, rng,
+                f->doc);
+    }
+}
+
+void vlad_profile_write_doc(FILE *out) {
+    fprintf(out, "| key | type | default | allowed | meaning |\n|---|---|---|---|---|\n");
+    doc_rows(out, top_fields, NTOP, "");
+    fprintf(out, "| `joints` | list | *required* | 1..%d entries | One entry per joint, in action "
+                 "order. |\n",
+            VLAD_MAX_JOINTS);
+    doc_rows(out, joint_fields, NJOINT, "joints[].");
+    fprintf(out, "| `cameras` | list | empty | 0..%d entries | Cameras the robot publishes. |\n",
+            VLAD_MAX_CAMERAS);
+    doc_rows(out, camera_fields, NCAM, "cameras[].");
+}

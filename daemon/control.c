@@ -1,0 +1,238 @@
+#include "control.h"
+
+#include <errno.h>
+#include <poll.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "clock.h"
+#include "log.h"
+#include "vlad.pb-c.h"
+
+int vlad_control_init(vlad_control *c, vlad_shared *sh, vlad_err *err) {
+    memset(c, 0, sizeof *c);
+    c->sh = sh;
+    c->p = sh->p;
+    vlad_watchdog_init(&c->wd, sh->p->clock == VLAD_CLOCK_LOCKSTEP
+                                   ? sh->p->lockstep_timeout_ms
+                                   : sh->p->safety.watchdog_ms);
+    for (int j = 0; j < c->p->n_joints; j++)
+        c->cmd[j] = c->hold[j] = c->p->joints[j].home;
+    c->seen_estop = atomic_load(&sh->estop_req);
+    c->seen_release = atomic_load(&sh->release_req);
+    c->seen_reset = atomic_load(&sh->reset_req);
+    atomic_store(&sh->mode, VLAD__MODE__MODE_WAITING);
+    return vlad_aq_init(&c->queue, c->p->n_joints, err);
+}
+
+static void wake_io(vlad_control *c) {
+    uint64_t one = 1;
+    ssize_t w = write(c->sh->wake_fd, &one, sizeof one);
+    (void)w; /* eventfd write only fails if the counter would overflow */
+}
+
+static void emit(vlad_control *c, int64_t tick, int kind, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static void emit(vlad_control *c, int64_t tick, int kind, const char *fmt, ...) {
+    vlad_out_rec r;
+    r.kind = VLAD_OUT_EVENT;
+    r.tick = tick;
+    r.event_kind = kind;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(r.message, sizeof r.message, fmt, ap);
+    va_end(ap);
+    if (!vlad_spsc_push(c->sh->out, &r))
+        atomic_fetch_add(&c->sh->out_dropped, 1);
+}
+
+/* Stop where the robot is: hold AND command `pos` from now on. Commanding the measured
+ * position needs no rate limit (it asks for no motion). */
+static void latch_hold(vlad_control *c, const double *pos) {
+    memcpy(c->hold, pos, sizeof(double) * (size_t)c->p->n_joints);
+    vlad_safety_clamp_limits(c->p, c->hold);
+    memcpy(c->cmd, c->hold, sizeof(double) * (size_t)c->p->n_joints);
+}
+
+/* Copy the newest observation, if a new one arrived. */
+static void take_obs(vlad_control *c) {
+    bool fresh;
+    const vlad_obs_state *o = vlad_latest_read(c->sh->obs, &fresh);
+    if (fresh && o->count > 0) {
+        c->last_obs = *o;
+        if (!c->have_obs) {
+            c->have_obs = true;
+            latch_hold(c, o->pos); /* first report: hold where the robot is */
+        }
+    }
+}
+
+/* Trip or clear the observation watchdog, emitting the event. */
+static void check_watchdog(vlad_control *c, int64_t tick, int64_t now_ns) {
+    int wd = vlad_watchdog_check(&c->wd, c->have_obs ? c->last_obs.recv_ns : 0, now_ns);
+    if (wd > 0) {
+        atomic_fetch_add(&c->sh->watchdog_trips, 1);
+        memcpy(c->hold, c->cmd, sizeof(double) * (size_t)c->p->n_joints);
+        atomic_store_explicit(&c->sh->mode, VLAD__MODE__MODE_STALE, memory_order_relaxed);
+        emit(c, tick, VLAD__EVENT__KIND__WATCHDOG_TRIP,
+             "no observation for %.0f ms: holding the last commanded target",
+             (double)(now_ns - c->last_obs.recv_ns) / 1e6);
+    } else if (wd < 0) {
+        emit(c, tick, VLAD__EVENT__KIND__WATCHDOG_CLEAR, "observations fresh again");
+    }
+}
+
+void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now_ns) {
+    vlad_shared *sh = c->sh;
+    const vlad_profile *p = c->p;
+    int n = p->n_joints;
+    c->tick = tick;
+    atomic_store_explicit(&sh->tick, tick, memory_order_relaxed);
+
+    /* 1. newest observation */
+    take_obs(c);
+
+    /* 2. watchdog */
+    check_watchdog(c, tick, now_ns);
+
+    /* 3. requests from the io thread */
+    uint32_t r;
+    if ((r = atomic_load(&sh->estop_req)) != c->seen_estop) {
+        c->seen_estop = r;
+        if (!c->estop) {
+            c->estop = true;
+            /* stop where the robot is (if we know it), else where we commanded it */
+            latch_hold(c, c->have_obs && !c->wd.tripped ? c->last_obs.pos : c->cmd);
+            vlad_aq_clear(&c->queue);
+            emit(c, tick, VLAD__EVENT__KIND__ESTOP, "e-stop latched: holding");
+        }
+    }
+    if ((r = atomic_load(&sh->release_req)) != c->seen_release) {
+        c->seen_release = r;
+        if (c->estop) {
+            c->estop = false;
+            emit(c, tick, VLAD__EVENT__KIND__ESTOP_RELEASED, "e-stop released");
+        }
+    }
+    if ((r = atomic_load(&sh->reset_req)) != c->seen_reset) {
+        c->seen_reset = r;
+        vlad_aq_clear(&c->queue);
+        if (c->have_obs)
+            latch_hold(c, c->last_obs.pos);
+        emit(c, tick, VLAD__EVENT__KIND__RESET, "reset: holding the current position");
+    }
+
+    /* 4. choose the target */
+    vlad_out_rec rec;
+    rec.kind = VLAD_OUT_ACTION;
+    rec.tick = tick;
+    rec.deadline_ns = deadline_ns;
+    rec.chunk_id = 0;
+    rec.obs_tick = -1;
+    rec.clamped = false;
+    int mode;
+    const float *a = NULL;
+    if (c->estop) {
+        mode = VLAD__MODE__MODE_ESTOP;
+        rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP;
+        memcpy(rec.target, c->hold, sizeof(double) * (size_t)n);
+    } else if (!c->have_obs) {
+        mode = VLAD__MODE__MODE_WAITING;
+        rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_HOME;
+        memcpy(rec.target, c->hold, sizeof(double) * (size_t)n);
+    } else if (c->wd.tripped) {
+        mode = VLAD__MODE__MODE_STALE;
+        rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_WATCHDOG;
+        memcpy(rec.target, c->hold, sizeof(double) * (size_t)n);
+    } else {
+        mode = VLAD__MODE__MODE_RUNNING;
+        a = vlad_aq_get(&c->queue, tick, &rec.chunk_id, &rec.obs_tick);
+        if (a) {
+            double want[VLAD_MAX_JOINTS];
+            for (int j = 0; j < n; j++)
+                want[j] = a[j];
+            rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY;
+            rec.clamped = vlad_safety_clamp(p, c->cmd, want, rec.target);
+            memcpy(c->hold, rec.target, sizeof(double) * (size_t)n);
+        } else {
+            rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_HOLD;
+            vlad_safety_clamp(p, c->cmd, c->hold, rec.target);
+        }
+    }
+    /* stalls: a policy is driving but had nothing for this tick */
+    bool stall = c->policy_active && mode == VLAD__MODE__MODE_RUNNING && !a;
+    if (stall) {
+        atomic_fetch_add(&sh->stall_ticks, 1);
+        if (!c->stalled)
+            emit(c, tick, VLAD__EVENT__KIND__STALL, "no action for tick %lld: holding",
+                 (long long)tick);
+    }
+    c->stalled = stall;
+    if (rec.clamped)
+        atomic_fetch_add(&sh->clamped_actions, 1);
+    memcpy(c->cmd, rec.target, sizeof(double) * (size_t)n);
+    atomic_store_explicit(&sh->mode, mode, memory_order_relaxed);
+    if (!vlad_spsc_push(sh->out, &rec))
+        atomic_fetch_add(&sh->out_dropped, 1);
+    wake_io(c);
+}
+
+static bool wait_obs(vlad_control *c, int timeout_ms) {
+    struct pollfd pfd = {.fd = c->sh->obs_fd, .events = POLLIN};
+    int n = poll(&pfd, 1, timeout_ms);
+    if (n > 0) {
+        uint64_t v;
+        ssize_t rd = read(c->sh->obs_fd, &v, sizeof v);
+        (void)rd;
+        return true;
+    }
+    return false;
+}
+
+void *vlad_control_main(void *arg) {
+    vlad_control *c = arg;
+    vlad_shared *sh = c->sh;
+    const vlad_profile *p = c->p;
+    if (p->realtime && vlad_rt_setup(80, 1) != VLAD_OK)
+        VLAD_LOGW("control: SCHED_FIFO/mlockall refused (run with CAP_SYS_NICE); continuing");
+    if (p->clock == VLAD_CLOCK_LOCKSTEP) {
+        /* one tick per observation; the tick number is the robot's */
+        int64_t last_tick = -1;
+        while (!atomic_load(&sh->stop)) {
+            bool got = wait_obs(c, 50);
+            int64_t now = vlad_now_ns();
+            if (!got) {
+                /* the simulator is silent: no tick happens, but the watchdog may trip */
+                check_watchdog(c, last_tick < 0 ? 0 : last_tick, now);
+                wake_io(c);
+                continue;
+            }
+            take_obs(c);
+            int64_t t = c->last_obs.tick;
+            last_tick = t;
+            vlad_control_step(c, t, now, now);
+        }
+        return NULL;
+    }
+    const int64_t period = (int64_t)(1e9 / p->control_hz);
+    int64_t t0 = vlad_now_ns() + period;
+    int64_t tick = 0;
+    while (!atomic_load(&sh->stop)) {
+        int64_t deadline = t0 + tick * period;
+        vlad_sleep_until_ns(deadline);
+        int64_t now = vlad_now_ns();
+        if (now - deadline > period) {
+            /* we woke more than a period late: count it and jump to the current tick,
+             * keeping tick numbers tied to wall time */
+            int64_t behind = (now - t0) / period;
+            atomic_fetch_add(&sh->overruns, (uint64_t)(behind - tick));
+            tick = behind;
+            deadline = t0 + tick * period;
+        }
+        vlad_control_step(c, tick, deadline, now);
+        tick++;
+    }
+    return NULL;
+}

@@ -1,0 +1,274 @@
+#include "client.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "clock.h"
+#include "frame.h"
+#include "validate.h"
+#include "zutil.h"
+
+struct vlad_client {
+    const vlad_profile *p;
+    unsigned flags;
+    void *ctx, *sub, *dealer, *pub;
+    char topics[4][VLAD_TOPIC_MAX];
+    uint64_t seq, next_request, bad;
+    uint8_t *buf;
+    size_t cap;
+};
+
+static const char *kinds[4] = {"action", "chunk", "lang", "event"};
+
+vlad_client *vlad_client_new(const vlad_profile *p, unsigned flags, vlad_err *err) {
+    vlad_client *c = calloc(1, sizeof *c);
+    if (!c) {
+        vlad_err_set(err, VLAD_ENOMEM, "client: out of memory");
+        return NULL;
+    }
+    c->p = p;
+    c->flags = flags;
+    c->next_request = 1;
+    c->ctx = zmq_ctx_new();
+    if (!c->ctx) {
+        vlad_err_set(err, VLAD_ENOMEM, "client: cannot create ZeroMQ context");
+        goto fail;
+    }
+    for (int i = 0; i < 4; i++)
+        vlad_topic(c->topics[i], sizeof c->topics[i], kinds[i], p->robot);
+    if (flags & (VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CHUNKS | VLAD_CLIENT_LANG | VLAD_CLIENT_EVENTS)) {
+        c->sub = vlad_zsock_open(c->ctx, ZMQ_SUB, p, false, p->endpoints.actions, 16 << 20, err);
+        if (!c->sub)
+            goto fail;
+        for (int i = 0; i < 4; i++)
+            if (flags & (1u << i)) {
+                char filt[VLAD_TOPIC_MAX + 1];
+                snprintf(filt, sizeof filt, "%s ", c->topics[i]);
+                zmq_setsockopt(c->sub, ZMQ_SUBSCRIBE, filt, strlen(filt));
+            }
+    }
+    if (flags & VLAD_CLIENT_CONTROL) {
+        c->dealer = vlad_zsock_open(c->ctx, ZMQ_DEALER, p, false, p->endpoints.control, 1 << 20, err);
+        if (!c->dealer)
+            goto fail;
+    }
+    if (flags & VLAD_CLIENT_PUBLISH) {
+        c->pub = vlad_zsock_open(c->ctx, ZMQ_PUB, p, false, p->endpoints.observations, -1, err);
+        if (!c->pub)
+            goto fail;
+    }
+    return c;
+fail:
+    vlad_client_free(c);
+    return NULL;
+}
+
+void vlad_client_free(vlad_client *c) {
+    if (!c)
+        return;
+    if (c->sub)
+        zmq_close(c->sub);
+    if (c->dealer)
+        zmq_close(c->dealer);
+    if (c->pub)
+        zmq_close(c->pub);
+    if (c->ctx)
+        zmq_ctx_term(c->ctx);
+    free(c->buf);
+    free(c);
+}
+
+static int send_packed(vlad_client *c, void *sock, const char *topic, const ProtobufCMessage *m,
+                       vlad_err *err) {
+    size_t need = vlad_frame_size(topic, m), len;
+    if (need > c->cap) {
+        uint8_t *nb = realloc(c->buf, need);
+        if (!nb)
+            return vlad_err_set(err, VLAD_ENOMEM, "client: out of memory (%zu bytes)", need);
+        c->buf = nb;
+        c->cap = need;
+    }
+    int rc = vlad_frame_pack(topic, m, c->buf, c->cap, &len, err);
+    if (rc)
+        return rc;
+    if (zmq_send(sock, c->buf, len, ZMQ_DONTWAIT) < 0 && errno != EAGAIN)
+        return vlad_err_set(err, VLAD_EIO, "send %s: %s", topic, zmq_strerror(errno));
+    return VLAD_OK;
+}
+
+int vlad_client_publish_observation(vlad_client *c, Vlad__Observation *o, vlad_err *err) {
+    if (!c->pub)
+        return vlad_err_set(err, VLAD_ESTATE, "client: not created with VLAD_CLIENT_PUBLISH");
+    char topic[VLAD_TOPIC_MAX];
+    vlad_topic(topic, sizeof topic, "obs", c->p->robot);
+    if (!o->robot || !o->robot[0])
+        o->robot = (char *)c->p->robot;
+    if (!o->seq)
+        o->seq = ++c->seq;
+    return send_packed(c, c->pub, topic, &o->base, err);
+}
+
+void vlad_msg_clear(vlad_msg *m) {
+    if (m->kind != VLAD_MSG_NONE && m->u.base)
+        protobuf_c_message_free_unpacked(m->u.base, NULL);
+    m->kind = VLAD_MSG_NONE;
+    m->u.base = NULL;
+}
+
+/* Decode one frame already received; VLAD_OK or VLAD_EINVAL (counted). */
+static int decode(vlad_client *c, const uint8_t *data, size_t len, vlad_msg *m, vlad_err *err) {
+    const uint8_t *topic, *pl;
+    size_t tl, plen;
+    int rc = vlad_frame_split(data, len, NULL, &topic, &tl, &pl, &plen, err);
+    if (rc)
+        goto bad;
+    int k;
+    for (k = 0; k < 4; k++)
+        if (strlen(c->topics[k]) == tl && !memcmp(c->topics[k], topic, tl))
+            break;
+    if (k == 4) {
+        rc = vlad_err_set(err, VLAD_EINVAL, "unexpected topic '%.*s'", (int)tl, (const char *)topic);
+        goto bad;
+    }
+    m->kind = (vlad_msg_kind)(k + 1);
+    switch (m->kind) {
+    case VLAD_MSG_ACTION:
+        m->u.action = vlad__action__unpack(NULL, plen, pl);
+        rc = m->u.action ? vlad_validate_action(c->p, m->u.action, err) : VLAD_EPARSE;
+        break;
+    case VLAD_MSG_CHUNK:
+        m->u.chunk = vlad__action_chunk__unpack(NULL, plen, pl);
+        rc = m->u.chunk ? vlad_validate_chunk(c->p, m->u.chunk, err) : VLAD_EPARSE;
+        break;
+    case VLAD_MSG_LANG:
+        m->u.lang = vlad__language_token__unpack(NULL, plen, pl);
+        rc = m->u.lang ? VLAD_OK : VLAD_EPARSE;
+        break;
+    default:
+        m->u.event = vlad__event__unpack(NULL, plen, pl);
+        rc = m->u.event ? VLAD_OK : VLAD_EPARSE;
+        break;
+    }
+    if (rc == VLAD_EPARSE) {
+        m->kind = VLAD_MSG_NONE;
+        m->u.base = NULL;
+        rc = vlad_err_set(err, VLAD_EINVAL, "%s: malformed protobuf (%zu bytes)", c->topics[k], plen);
+    }
+    if (!rc)
+        return VLAD_OK;
+    vlad_msg_clear(m);
+bad:
+    c->bad++;
+    return VLAD_EINVAL;
+}
+
+int vlad_client_recv(vlad_client *c, int timeout_ms, vlad_msg *m, vlad_err *err) {
+    m->kind = VLAD_MSG_NONE;
+    m->u.base = NULL;
+    if (!c->sub)
+        return vlad_err_set(err, VLAD_ESTATE, "client: no subscriptions");
+    int64_t deadline = timeout_ms < 0 ? -1 : vlad_now_ns() + (int64_t)timeout_ms * VLAD_NS_PER_MS;
+    for (;;) {
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, c->sub, ZMQ_DONTWAIT) >= 0) {
+            int rc = decode(c, zmq_msg_data(&msg), zmq_msg_size(&msg), m, err);
+            zmq_msg_close(&msg);
+            if (!rc)
+                return VLAD_OK;
+            continue; /* bad message: counted, skip */
+        }
+        zmq_msg_close(&msg);
+        int wait = -1;
+        if (deadline >= 0) {
+            int64_t left = deadline - vlad_now_ns();
+            if (left <= 0)
+                return vlad_err_set(err, VLAD_ETIMEOUT, "no message within %d ms", timeout_ms);
+            wait = (int)((left + VLAD_NS_PER_MS - 1) / VLAD_NS_PER_MS);
+        }
+        zmq_pollitem_t it = {c->sub, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, wait) < 0 && errno != EINTR)
+            return vlad_err_set(err, VLAD_EIO, "poll: %s", zmq_strerror(errno));
+    }
+}
+
+int vlad_client_recv_action(vlad_client *c, int timeout_ms, Vlad__Action **a, vlad_err *err) {
+    *a = NULL;
+    int64_t deadline = timeout_ms < 0 ? -1 : vlad_now_ns() + (int64_t)timeout_ms * VLAD_NS_PER_MS;
+    for (;;) {
+        int left = -1;
+        if (deadline >= 0) {
+            int64_t l = deadline - vlad_now_ns();
+            left = l <= 0 ? 0 : (int)((l + VLAD_NS_PER_MS - 1) / VLAD_NS_PER_MS);
+        }
+        /* once we hold an action in LATEST mode, only drain what is already queued */
+        vlad_msg m;
+        int rc = vlad_client_recv(c, *a ? 0 : left, &m, err);
+        if (rc == VLAD_ETIMEOUT)
+            return *a ? VLAD_OK : rc;
+        if (rc)
+            return rc;
+        if (m.kind != VLAD_MSG_ACTION) {
+            vlad_msg_clear(&m);
+            continue;
+        }
+        if (*a)
+            vlad__action__free_unpacked(*a, NULL);
+        *a = m.u.action;
+        if (!(c->flags & VLAD_CLIENT_LATEST))
+            return VLAD_OK;
+    }
+}
+
+int vlad_client_command(vlad_client *c, Vlad__Command *cmd, int timeout_ms, Vlad__Reply **reply,
+                        vlad_err *err) {
+    *reply = NULL;
+    if (!c->dealer)
+        return vlad_err_set(err, VLAD_ESTATE, "client: not created with VLAD_CLIENT_CONTROL");
+    if (!cmd->request_id)
+        cmd->request_id = c->next_request++;
+    int rc = send_packed(c, c->dealer, "cmd", &cmd->base, err);
+    if (rc)
+        return rc;
+    int64_t deadline = vlad_now_ns() + (int64_t)timeout_ms * VLAD_NS_PER_MS;
+    for (;;) {
+        int64_t left = deadline - vlad_now_ns();
+        if (left <= 0)
+            return vlad_err_set(err, VLAD_ETIMEOUT, "no reply from %s within %d ms",
+                                c->p->endpoints.control, timeout_ms);
+        zmq_pollitem_t it = {c->dealer, 0, ZMQ_POLLIN, 0};
+        int n = zmq_poll(&it, 1, (int)((left + VLAD_NS_PER_MS - 1) / VLAD_NS_PER_MS));
+        if (n < 0 && errno != EINTR)
+            return vlad_err_set(err, VLAD_EIO, "poll: %s", zmq_strerror(errno));
+        if (n <= 0)
+            continue;
+        zmq_msg_t msg;
+        zmq_msg_init(&msg);
+        if (zmq_msg_recv(&msg, c->dealer, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&msg);
+            continue;
+        }
+        const uint8_t *pl;
+        size_t plen;
+        Vlad__Reply *r = NULL;
+        if (!vlad_frame_split(zmq_msg_data(&msg), zmq_msg_size(&msg), "reply", NULL, NULL, &pl, &plen,
+                              NULL))
+            r = vlad__reply__unpack(NULL, plen, pl);
+        zmq_msg_close(&msg);
+        if (!r) {
+            c->bad++;
+            continue;
+        }
+        if (r->request_id != cmd->request_id) {
+            vlad__reply__free_unpacked(r, NULL); /* a late reply to an earlier request */
+            continue;
+        }
+        *reply = r;
+        return VLAD_OK;
+    }
+}
+
+uint64_t vlad_client_bad_messages(const vlad_client *c) { return c->bad; }
+void *vlad_client_sub_socket(vlad_client *c) { return c->sub; }

@@ -1,0 +1,56 @@
+/* server.h — the daemon's ZeroMQ endpoints (owned by ONE thread, the daemon's I/O thread):
+ *   SUB    endpoints.observations  ← "obs.<robot>"  Observation from the robot/simulator
+ *   PUB    endpoints.actions       → "action.", "chunk.", "lang.", "event.<robot>"
+ *   ROUTER endpoints.control       ↔ "cmd" Command / "reply" Reply (DEALER or REQ peers)
+ * Every received message is framed, decoded and validated against the profile; bad ones
+ * are counted and dropped with an error naming the problem. Frames larger than the
+ * profile allows are refused by the socket itself (ZMQ_MAXMSGSIZE). */
+#ifndef VLAD_SERVER_H
+#define VLAD_SERVER_H
+
+#include <stdint.h>
+
+#include "err.h"
+#include "profile.h"
+#include "vlad.pb-c.h"
+
+typedef struct vlad_server vlad_server;
+
+/* Routing envelope of a control peer, to address the reply. */
+typedef struct vlad_peer {
+    uint8_t id[256];
+    size_t id_len;  /* 0: unknown (reply impossible) */
+    int envelope;   /* 1 if the peer is a REQ socket (empty delimiter frame) */
+} vlad_peer;
+
+enum { VLAD_SRV_OBS = 1, VLAD_SRV_CMD = 2, VLAD_SRV_FD = 4 };
+
+/* Bind the three sockets for profile p (kept by pointer: must outlive the server). */
+vlad_server *vlad_server_new(const vlad_profile *p, vlad_err *err);
+void vlad_server_free(vlad_server *s);
+
+/* Wait up to timeout_ms (-1 forever) for input; also wakes when `extra_fd` (or -1) is
+ * readable. Returns a mask of VLAD_SRV_* that are ready, 0 on timeout / EINTR. */
+int vlad_server_poll(vlad_server *s, int timeout_ms, int extra_fd);
+
+/* Take one pending observation. VLAD_OK: *out is valid (release with
+ * vlad__observation__free_unpacked(*out, NULL)). VLAD_EAGAIN: none pending. VLAD_EINVAL:
+ * a bad message was dropped and counted; err says why. */
+int vlad_server_recv_observation(vlad_server *s, Vlad__Observation **out, vlad_err *err);
+
+/* Take one pending command, as above. On VLAD_EINVAL *peer may still be filled
+ * (peer->id_len > 0) so the caller can send an error reply. */
+int vlad_server_recv_command(vlad_server *s, Vlad__Command **out, vlad_peer *peer, vlad_err *err);
+
+/* Send a reply to peer (never blocks; a vanished peer is not an error). */
+int vlad_server_reply(vlad_server *s, const vlad_peer *peer, const Vlad__Reply *r, vlad_err *err);
+
+/* Publish msg on topic "<kind>.<robot>" (kind: action, chunk, lang, event). Never blocks:
+ * messages beyond the send high-water mark are dropped by ZeroMQ. */
+int vlad_server_publish(vlad_server *s, const char *kind, const ProtobufCMessage *msg, vlad_err *err);
+
+/* Counters of dropped bad messages per socket. */
+uint64_t vlad_server_bad_observations(const vlad_server *s);
+uint64_t vlad_server_bad_commands(const vlad_server *s);
+
+#endif

@@ -1,0 +1,76 @@
+#include "proc.h"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+pid_t proc_start(char *const argv[], const char *log_path) {
+    pid_t pid = fork();
+    if (pid != 0)
+        return pid;
+    if (log_path) {
+        int fd = open(log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
+        if (fd >= 0) {
+            dup2(fd, 1);
+            dup2(fd, 2);
+            close(fd);
+        }
+    }
+    execv(argv[0], argv);
+    _exit(127);
+}
+
+int proc_wait(pid_t pid, int timeout_ms) {
+    for (int waited = 0;; waited += 5) {
+        int st;
+        pid_t r = waitpid(pid, &st, WNOHANG);
+        if (r == pid) {
+            if (WIFEXITED(st))
+                return WEXITSTATUS(st);
+            if (WIFSIGNALED(st))
+                return 128 + WTERMSIG(st);
+            return -1;
+        }
+        if (waited >= timeout_ms)
+            return -1;
+        struct timespec ts = {0, 5000000};
+        nanosleep(&ts, NULL);
+    }
+}
+
+void proc_kill(pid_t pid) {
+    if (pid > 0) {
+        kill(pid, SIGKILL);
+        waitpid(pid, NULL, 0);
+    }
+}
+
+const char *proc_bin(const char *name) {
+    static char buf[4][512];
+    static int k;
+    const char *dir = getenv("VLAD_BIN");
+    char *b = buf[k++ % 4];
+    snprintf(b, sizeof buf[0], "%s/%s", dir ? dir : "build/bin", name);
+    return b;
+}
+
+int proc_free_port(void) {
+    int s = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t len = sizeof a;
+    if (s < 0 || bind(s, (struct sockaddr *)&a, sizeof a) || getsockname(s, (struct sockaddr *)&a, &len)) {
+        if (s >= 0)
+            close(s);
+        return -1;
+    }
+    close(s);
+    return ntohs(a.sin_port);
+}

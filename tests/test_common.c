@@ -1,0 +1,200 @@
+/* Unit tests of common/: errors, latest-value slot, SPSC ring, histogram, logger. */
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <stdatomic.h>
+#include <cmocka.h>
+
+#include "clock.h"
+#include "err.h"
+#include "latest.h"
+#include "log.h"
+#include "spsc.h"
+#include "stats.h"
+
+static void test_err(void **state) {
+    (void)state;
+    vlad_err e;
+    assert_int_equal(vlad_err_set(&e, VLAD_ERANGE, "x=%d", 5), VLAD_ERANGE);
+    assert_string_equal(e.msg, "x=5");
+    vlad_err_prefix(&e, "%s: ", "file.yaml");
+    assert_string_equal(e.msg, "file.yaml: x=5");
+    assert_int_equal(e.code, VLAD_ERANGE);
+    assert_string_equal(vlad_err_name(VLAD_ETIMEOUT), "ETIMEOUT");
+    assert_int_equal(vlad_err_set(NULL, VLAD_EINVAL, "ignored"), VLAD_EINVAL);
+    /* prefixing never overflows */
+    char big[600];
+    memset(big, 'a', sizeof big - 1);
+    big[sizeof big - 1] = 0;
+    vlad_err_set(&e, VLAD_EINVAL, "%s", big);
+    vlad_err_prefix(&e, "%s", big);
+    assert_int_equal(strlen(e.msg), VLAD_ERR_MSG_MAX - 1);
+}
+
+static void test_latest_basic(void **state) {
+    (void)state;
+    vlad_latest *l = vlad_latest_new(sizeof(int), NULL);
+    assert_non_null(l);
+    bool fresh = true;
+    const int *v = vlad_latest_read(l, &fresh);
+    assert_false(fresh);
+    assert_int_equal(*v, 0);
+    for (int i = 1; i <= 5; i++) {
+        *(int *)vlad_latest_write_buf(l) = i;
+        vlad_latest_publish(l);
+    }
+    v = vlad_latest_read(l, &fresh);
+    assert_true(fresh);
+    assert_int_equal(*v, 5); /* only the newest */
+    v = vlad_latest_read(l, &fresh);
+    assert_false(fresh);
+    assert_int_equal(*v, 5); /* still valid */
+    assert_int_equal(vlad_latest_count(l), 5);
+    vlad_latest_free(l);
+    vlad_latest_free(NULL);
+}
+
+/* writer publishes {i, i*3} pairs; reader must never see a torn pair or go backwards */
+typedef struct { int64_t a, b; } pair;
+static void *writer(void *arg) {
+    vlad_latest *l = arg;
+    for (int64_t i = 1; i <= 200000; i++) {
+        pair *p = vlad_latest_write_buf(l);
+        p->a = i;
+        p->b = i * 3;
+        vlad_latest_publish(l);
+    }
+    return NULL;
+}
+
+static void test_latest_threads(void **state) {
+    (void)state;
+    vlad_latest *l = vlad_latest_new(sizeof(pair), NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, writer, l);
+    int64_t last = 0;
+    while (last < 200000) {
+        const pair *p = vlad_latest_read(l, NULL);
+        assert_int_equal(p->b, p->a * 3);
+        assert_true(p->a >= last);
+        last = p->a;
+    }
+    pthread_join(t, NULL);
+    vlad_latest_free(l);
+}
+
+static void *producer(void *arg) {
+    vlad_spsc *r = arg;
+    for (uint64_t i = 0; i < 100000; i++)
+        while (!vlad_spsc_push(r, &i)) {
+        }
+    return NULL;
+}
+
+static void test_spsc(void **state) {
+    (void)state;
+    vlad_spsc *r = vlad_spsc_new(sizeof(uint64_t), 5, NULL); /* rounds to 8 */
+    assert_non_null(r);
+    uint64_t v;
+    assert_false(vlad_spsc_pop(r, &v));
+    for (uint64_t i = 0; i < 8; i++)
+        assert_true(vlad_spsc_push(r, &i));
+    uint64_t nine = 9;
+    assert_false(vlad_spsc_push(r, &nine)); /* full: refused */
+    assert_int_equal(vlad_spsc_size(r), 8);
+    for (uint64_t i = 0; i < 8; i++) {
+        assert_true(vlad_spsc_pop(r, &v));
+        assert_int_equal(v, i);
+    }
+    vlad_spsc_free(r);
+    /* ordering across threads */
+    r = vlad_spsc_new(sizeof(uint64_t), 64, NULL);
+    pthread_t t;
+    pthread_create(&t, NULL, producer, r);
+    for (uint64_t want = 0; want < 100000;) {
+        if (vlad_spsc_pop(r, &v)) {
+            assert_int_equal(v, want);
+            want++;
+        }
+    }
+    pthread_join(t, NULL);
+    vlad_spsc_free(r);
+    vlad_spsc_free(NULL);
+    assert_null(vlad_spsc_new(0, 4, NULL));
+}
+
+static void test_hist(void **state) {
+    (void)state;
+    static vlad_hist h;
+    vlad_hist_init(&h);
+    vlad_hist_summary s;
+    vlad_hist_summarize(&h, &s);
+    assert_int_equal(s.count, 0);
+    assert_true(s.p99_us == 0.0);
+    /* 99 samples at 100 us, one at 10 ms */
+    for (int i = 0; i < 99; i++)
+        vlad_hist_add(&h, 100000);
+    vlad_hist_add(&h, 10000000);
+    vlad_hist_summarize(&h, &s);
+    assert_int_equal(s.count, 100);
+    assert_true(s.p50_us > 100 * 0.91 && s.p50_us < 100 * 1.09);
+    assert_true(s.p99_us > 100 * 0.91 && s.p99_us < 100 * 1.09);
+    assert_true(s.max_us == 10000.0);
+    assert_true(s.mean_us > 198.9 && s.mean_us < 199.1);
+    assert_true(vlad_hist_percentile_us(&h, 1.0) > 9000);
+    vlad_hist_add(&h, -5); /* negative counts as zero */
+    assert_int_equal(atomic_load(&h.count), 101);
+}
+
+static void test_log(void **state) {
+    (void)state;
+    vlad_log_level l;
+    assert_int_equal(vlad_log_level_parse("warn", &l), 0);
+    assert_int_equal(l, VLAD_LOG_WARN);
+    assert_int_equal(vlad_log_level_parse("loud", &l), VLAD_EINVAL);
+    char path[] = "/tmp/vlad-log-XXXXXX";
+    int fd = mkstemp(path);
+    assert_true(fd >= 0);
+    close(fd);
+    vlad_err e;
+    assert_int_equal(vlad_log_start(path, &e), 0);
+    vlad_log_set_level(VLAD_LOG_INFO);
+    VLAD_LOGI("hello %d", 42);
+    VLAD_LOGD("hidden");
+    vlad_log_stop();
+    vlad_log_stop(); /* idempotent */
+    FILE *f = fopen(path, "r");
+    char buf[512] = {0};
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    unlink(path);
+    assert_true(n > 0);
+    assert_non_null(strstr(buf, "info  hello 42"));
+    assert_null(strstr(buf, "hidden"));
+    assert_int_equal(vlad_log_start("/nonexistent-dir/x.log", &e), VLAD_EIO);
+    assert_non_null(strstr(e.msg, "/nonexistent-dir/x.log"));
+}
+
+static void test_clock(void **state) {
+    (void)state;
+    int64_t t0 = vlad_now_ns();
+    vlad_sleep_until_ns(t0 + 2 * VLAD_NS_PER_MS);
+    assert_true(vlad_now_ns() >= t0 + 2 * VLAD_NS_PER_MS); /* never wakes early */
+    vlad_sleep_until_ns(t0 - VLAD_NS_PER_S);                /* past deadline: returns */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_err),       cmocka_unit_test(test_latest_basic),
+        cmocka_unit_test(test_latest_threads), cmocka_unit_test(test_spsc),
+        cmocka_unit_test(test_hist),      cmocka_unit_test(test_log),
+        cmocka_unit_test(test_clock),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

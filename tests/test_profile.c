@@ -1,0 +1,149 @@
+/* Profile loader tests: every bad fixture under tests/fixtures/profiles/bad/ must be
+ * refused with the message its first line announces ("# expect: ..."); good profiles
+ * load with the documented defaults; configs/README.md is the loader's own table. */
+#include <dirent.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <cmocka.h>
+
+#include "profile.h"
+
+#define BAD_DIR "tests/fixtures/profiles/bad"
+
+static int cmp(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static void test_bad_files(void **state) {
+    (void)state;
+    DIR *d = opendir(BAD_DIR);
+    assert_non_null(d);
+    char *names[256];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 256)
+        if (strstr(e->d_name, ".yaml"))
+            names[n++] = strdup(e->d_name);
+    closedir(d);
+    qsort(names, (size_t)n, sizeof names[0], cmp);
+    assert_true(n >= 50);
+    static vlad_profile p;
+    for (int i = 0; i < n; i++) {
+        char path[512], expect[600] = {0};
+        snprintf(path, sizeof path, "%s/%s", BAD_DIR, names[i]);
+        FILE *f = fopen(path, "r");
+        assert_non_null(f);
+        char line[600];
+        assert_non_null(fgets(line, sizeof line, f));
+        fclose(f);
+        assert_true(strncmp(line, "# expect: ", 10) == 0);
+        snprintf(expect, sizeof expect, "%s", line + 10);
+        expect[strcspn(expect, "\n")] = 0;
+        vlad_err err = {0};
+        int rc = vlad_profile_load(&p, path, &err);
+        if (rc == 0 || !strstr(err.msg, expect) || !strstr(err.msg, names[i]))
+            fail_msg("%s: rc=%d\n  got:    %s\n  wanted: %s", names[i], rc, err.msg, expect);
+        free(names[i]);
+    }
+}
+
+static void test_minimal_defaults(void **state) {
+    (void)state;
+    static vlad_profile p, d;
+    vlad_err err;
+    assert_int_equal(vlad_profile_load(&p, "tests/fixtures/profiles/good-minimal.yaml", &err), 0);
+    vlad_profile_defaults(&d);
+    assert_string_equal(p.robot, "tiny");
+    assert_int_equal(p.n_joints, 1);
+    assert_int_equal(p.n_cameras, 0);
+    assert_true(p.joints[0].home == 0.0);
+    assert_true(p.control_hz == d.control_hz && p.control_hz == 50.0);
+    assert_int_equal(p.async.mode, VLAD_ASYNC_VLASH);
+    assert_int_equal(p.clock, VLAD_CLOCK_WALL);
+    assert_int_equal(p.async.execution_horizon, 10);
+    assert_true(p.safety.watchdog_ms == 200.0);
+    assert_int_equal(p.logging.level, VLAD_LOG_INFO);
+    assert_string_equal(p.policy.model, "");
+    assert_string_equal(p.endpoints.control, "tcp://127.0.0.1:5552");
+}
+
+static void test_sim_arm(void **state) {
+    (void)state;
+    static vlad_profile p;
+    vlad_err err;
+    int rc = vlad_profile_load(&p, "configs/sim-arm.yaml", &err);
+    if (rc)
+        fail_msg("%s", err.msg);
+    assert_string_equal(p.robot, "sim-arm");
+    assert_true(p.n_joints >= 3);
+    assert_true(p.n_cameras >= 1);
+    assert_int_equal(vlad_profile_joint_index(&p, p.joints[1].name), 1);
+    assert_int_equal(vlad_profile_joint_index(&p, "nope"), -1);
+    assert_int_equal(vlad_profile_camera_index(&p, p.cameras[0].name), 0);
+    /* relative paths resolve against the profile's folder */
+    assert_string_equal(p.sim.model, "configs/../sim/models/arm4.xml");
+}
+
+static void test_string_and_paths(void **state) {
+    (void)state;
+    static vlad_profile p;
+    vlad_err err;
+    const char *y = "robot: r\njoints:\n  - {name: a, min: -1, max: 1, max_velocity: 1, home: 0.5}\n"
+                    "policy:\n  model: m.safetensors\nlogging:\n  file: /abs/x.log\n"
+                    "realtime: yes\nclock: lockstep\nasync: {mode: sync}\n";
+    assert_int_equal(vlad_profile_load_string(&p, y, strlen(y), "/etc/vlad/r.yaml", &err), 0);
+    assert_string_equal(p.policy.model, "/etc/vlad/m.safetensors");
+    assert_string_equal(p.logging.file, "/abs/x.log");
+    assert_true(p.realtime);
+    assert_int_equal(p.clock, VLAD_CLOCK_LOCKSTEP);
+    assert_int_equal(p.async.mode, VLAD_ASYNC_SYNC);
+    assert_true(p.joints[0].home == 0.5);
+    /* the missing file */
+    assert_int_equal(vlad_profile_load(&p, "/nonexistent.yaml", &err), VLAD_EIO);
+    assert_non_null(strstr(err.msg, "/nonexistent.yaml"));
+}
+
+static void test_endpoint_local(void **state) {
+    (void)state;
+    assert_true(vlad_endpoint_is_local("ipc:///tmp/x"));
+    assert_true(vlad_endpoint_is_local("inproc://x"));
+    assert_true(vlad_endpoint_is_local("tcp://127.0.0.1:5"));
+    assert_true(vlad_endpoint_is_local("tcp://localhost:5"));
+    assert_true(vlad_endpoint_is_local("tcp://[::1]:5"));
+    assert_false(vlad_endpoint_is_local("tcp://0.0.0.0:5"));
+    assert_false(vlad_endpoint_is_local("tcp://*:5"));
+    assert_false(vlad_endpoint_is_local("tcp://10.0.0.1:5"));
+    assert_false(vlad_endpoint_is_local("tcp://localhost.evil.com:5"));
+}
+
+/* configs/README.md must contain the table generated from the loader's own table */
+static void test_doc_matches(void **state) {
+    (void)state;
+    char *gen = NULL;
+    size_t glen = 0;
+    FILE *m = open_memstream(&gen, &glen);
+    vlad_profile_write_doc(m);
+    fclose(m);
+    FILE *f = fopen("configs/README.md", "r");
+    assert_non_null(f);
+    static char doc[1 << 16];
+    size_t n = fread(doc, 1, sizeof doc - 1, f);
+    fclose(f);
+    doc[n] = 0;
+    if (!strstr(doc, gen))
+        fail_msg("configs/README.md is out of date: regenerate the table with "
+                 "`build/bin/vlad --print-config-doc`");
+    free(gen);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bad_files),      cmocka_unit_test(test_minimal_defaults),
+        cmocka_unit_test(test_sim_arm),        cmocka_unit_test(test_string_and_paths),
+        cmocka_unit_test(test_endpoint_local), cmocka_unit_test(test_doc_matches),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
