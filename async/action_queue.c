@@ -19,6 +19,7 @@ int vlad_aq_init(vlad_action_queue *q, int dim, vlad_err *err) {
 void vlad_aq_clear(vlad_action_queue *q) {
     for (size_t i = 0; i < VLAD_AQ_CAP; i++)
         q->tick_of[i] = -1;
+    q->now = 0; /* a cleared queue may start a new timeline */
     q->end = INT64_MIN;
     q->newest_start = INT64_MIN;
     q->has_last = false;
@@ -44,12 +45,7 @@ int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err) {
                             "chunk's %lld",
                             (unsigned long long)c->id, (long long)c->start_tick,
                             (long long)q->newest_start);
-    if (c->start_tick + c->len > q->now + VLAD_AQ_CAP)
-        return vlad_err_set(err, VLAD_ERANGE,
-                            "action queue: chunk %llu ends at tick %lld, beyond the window of %d "
-                            "ticks after %lld",
-                            (unsigned long long)c->id, (long long)(c->start_tick + c->len),
-                            VLAD_AQ_CAP, (long long)q->now);
+    /* len <= VLAD_AQ_MAX_H = VLAD_AQ_CAP / 2: the chunk always fits the timeline */
     q->newest_start = c->start_tick;
     int64_t end = c->start_tick + c->len;
     /* the newer chunk supersedes everything queued from its start on */

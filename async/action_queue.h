@@ -53,7 +53,7 @@ void vlad_aq_clear(vlad_action_queue *q);
 
 /* Install chunk c (copied): from c->start_tick on it replaces whatever was queued; its
  * actions for past ticks are dropped. A chunk starting before the newest one pushed is
- * refused (VLAD_ESTATE), as is one reaching beyond the timeline (VLAD_ERANGE). */
+ * refused (VLAD_ESTATE). */
 int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err);
 
 /* The action for `tick`, or NULL if none is queued. Ticks before `tick` become past.

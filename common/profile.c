@@ -60,6 +60,9 @@ static const field top_fields[] = {
      "BLAS threads of the inference worker (keep a core for the control thread)."},
     {"policy.seed", F_INT, P(policy.seed), 0, 2147483647, "0", NULL,
      "Seed of the flow-matching noise."},
+    {"policy.synthetic", F_BOOL, P(policy.synthetic), 0, 1, "false", NULL,
+     "Use the built-in synthetic policy (tracks a sine from the conditioned state) instead of a "
+     "model: exercises the asynchronous pipeline without a checkpoint."},
     {"policy.instruction", F_STR, P(policy.instruction), 0, 0, "", NULL,
      "Instruction (prompt) until a client sets one."},
     {"async.mode", F_ENUM, P(async.mode), 0, 0, "vlash", "sync|naive|vlash",

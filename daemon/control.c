@@ -27,6 +27,26 @@ int vlad_control_init(vlad_control *c, vlad_shared *sh, vlad_err *err) {
     return vlad_aq_init(&c->queue, c->p->n_joints, err);
 }
 
+int vlad_control_attach_policy(vlad_control *c, vlad_worker *worker, int horizon, int dim,
+                               vlad_err *err) {
+    const vlad_profile *p = c->p;
+    int rc = vlad_sched_init(&c->sched, p, horizon, dim, err);
+    if (rc)
+        return rc;
+    int64_t tick_ns = (int64_t)(1e9 / p->control_hz);
+    int64_t floor_ns = (int64_t)(p->policy.min_latency_ms * 1e6);
+    rc = vlad_delay_init(&c->delay, tick_ns, floor_ns, floor_ns, p->async.delay_margin,
+                         /*warmup*/ 2, /*window*/ 32, /*quantile*/ 0.9, err);
+    if (rc)
+        return rc;
+    c->worker = worker;
+    c->policy_active = true;
+    c->lockstep = p->clock == VLAD_CLOCK_LOCKSTEP;
+    c->emul_delay = vlad_ns_to_ticks(floor_ns, tick_ns);
+    c->seed = (uint64_t)p->policy.seed;
+    return VLAD_OK;
+}
+
 static void wake_io(vlad_control *c) {
     uint64_t one = 1;
     ssize_t w = write(c->sh->wake_fd, &one, sizeof one);
@@ -60,6 +80,7 @@ static void latch_hold(vlad_control *c, const double *pos) {
 static void take_obs(vlad_control *c) {
     bool fresh;
     const vlad_obs_state *o = vlad_latest_read(c->sh->obs, &fresh);
+    c->obs_images = (const uint8_t *)(o + 1);
     if (fresh && o->count > 0) {
         c->last_obs = *o;
         if (!c->have_obs) {
@@ -84,6 +105,64 @@ static void check_watchdog(vlad_control *c, int64_t tick, int64_t now_ns) {
     }
 }
 
+/* Install a finished inference (if its time has come) into the queue. */
+static void take_result(vlad_control *c, int64_t tick, bool running) {
+    if (!c->busy)
+        return;
+    const vlad_infer_result *r;
+    if (c->lockstep) {
+        if (tick < c->ready_tick)
+            return; /* emulated delay: not usable yet */
+        /* lockstep: waiting is how delay is simulated */
+        r = vlad_worker_wait(c->worker, (int)c->p->lockstep_timeout_ms);
+    } else {
+        r = vlad_worker_poll(c->worker);
+    }
+    if (!r)
+        return;
+    vlad_shared *sh = c->sh;
+    int64_t lat = c->lockstep ? (int64_t)c->emul_delay * c->delay.tick_ns : r->latency_ns;
+    vlad_delay_add(&c->delay, lat);
+    vlad_hist_add(&sh->inference, r->latency_ns);
+    if (r->status) {
+        atomic_fetch_add(&sh->inference_errors, 1);
+        emit(c, tick, VLAD__EVENT__KIND__STALL, "inference failed: %.90s", r->error);
+    } else if (running && c->job_epoch == c->epoch) {
+        vlad_chunk_rec *cr = &c->staging;
+        vlad_sched_place(&c->sched, &r->req, r->actions, tick, &cr->chunk);
+        memcpy(cr->state, r->req.state, sizeof(float) * (size_t)c->sched.dim);
+        cr->latency_us = (uint32_t)(r->latency_ns / 1000);
+        vlad_err err;
+        if (vlad_aq_push(&c->queue, &cr->chunk, &err) == VLAD_OK) {
+            atomic_fetch_add(&sh->chunks_installed, 1);
+            if (!vlad_spsc_push(sh->chunks, cr))
+                atomic_fetch_add(&sh->out_dropped, 1);
+        }
+    }
+    vlad_worker_release(c->worker);
+    c->busy = false;
+}
+
+/* Start an inference if the scheduler wants one now. */
+static void maybe_request(vlad_control *c, int64_t tick) {
+    if (c->busy || !vlad_worker_idle(c->worker))
+        return;
+    vlad_infer_job *job = vlad_worker_job(c->worker);
+    double obs_state[VLAD_MAX_JOINTS];
+    memcpy(obs_state, c->last_obs.pos, sizeof obs_state);
+    if (!vlad_sched_want(&c->sched, &c->queue, tick, obs_state, c->last_obs.tick, c->cmd,
+                         vlad_delay_ticks(&c->delay), false, &job->req))
+        return;
+    memcpy(vlad_worker_images(c->worker), c->obs_images, c->sh->image_bytes);
+    job->image_tick = c->last_obs.image_tick;
+    job->seed = c->seed * 1000003u + job->req.id;
+    if (vlad_worker_submit(c->worker) != VLAD_OK)
+        return;
+    c->busy = true;
+    c->job_epoch = c->epoch;
+    c->ready_tick = tick + c->emul_delay;
+}
+
 void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now_ns) {
     vlad_shared *sh = c->sh;
     const vlad_profile *p = c->p;
@@ -106,6 +185,7 @@ void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64
             /* stop where the robot is (if we know it), else where we commanded it */
             latch_hold(c, c->have_obs && !c->wd.tripped ? c->last_obs.pos : c->cmd);
             vlad_aq_clear(&c->queue);
+            c->epoch++;
             emit(c, tick, VLAD__EVENT__KIND__ESTOP, "e-stop latched: holding");
         }
     }
@@ -119,12 +199,24 @@ void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64
     if ((r = atomic_load(&sh->reset_req)) != c->seen_reset) {
         c->seen_reset = r;
         vlad_aq_clear(&c->queue);
+        c->epoch++;
         if (c->have_obs)
             latch_hold(c, c->last_obs.pos);
         emit(c, tick, VLAD__EVENT__KIND__RESET, "reset: holding the current position");
     }
 
-    /* 4. choose the target */
+    /* 4. the policy: install what finished, start what is due */
+    bool running = !c->estop && c->have_obs && !c->wd.tripped;
+    if (c->worker) {
+        take_result(c, tick, running);
+        if (running) {
+            maybe_request(c, tick);
+            if (c->lockstep && c->emul_delay == 0)
+                take_result(c, tick, running); /* zero delay: usable for this very tick */
+        }
+    }
+
+    /* 5. choose the target */
     vlad_out_rec rec;
     rec.kind = VLAD_OUT_ACTION;
     rec.tick = tick;
@@ -211,6 +303,15 @@ void *vlad_control_main(void *arg) {
             }
             take_obs(c);
             int64_t t = c->last_obs.tick;
+            if (t == last_tick)
+                continue; /* the same observation again (a resend): one action per tick */
+            if (t < last_tick) {
+                /* the robot's clock restarted: a new timeline, nothing queued is valid */
+                vlad_aq_clear(&c->queue);
+                c->epoch++;
+                emit(c, t, VLAD__EVENT__KIND__RESET, "tick went back from %lld to %lld: new timeline",
+                     (long long)last_tick, (long long)t);
+            }
             last_tick = t;
             vlad_control_step(c, t, now, now);
         }

@@ -10,14 +10,39 @@
 #include "control.h"
 #include "io.h"
 #include "log.h"
+#include "synthetic.h"
+#include "worker.h"
 
 struct vlad_daemon {
     vlad_shared sh;
     vlad_control ctl;
     vlad_io io;
+    vlad_synthetic synthetic;
+    vlad_worker *worker;
     pthread_t t_io, t_ctl;
     bool started_io, started_ctl;
 };
+
+/* Create the policy named by the profile (none, synthetic, or a checkpoint) and its worker. */
+static int attach_policy(vlad_daemon *d, vlad_err *err) {
+    const vlad_profile *p = d->sh.p;
+    vlad_policy_ops ops;
+    if (p->policy.synthetic) {
+        vlad_synthetic_init(&d->synthetic, p);
+        vlad_synthetic_ops(&d->synthetic, &ops);
+    } else if (p->policy.model[0]) {
+        return vlad_err_set(err, VLAD_EINVAL, "policy.model: %s: checkpoints are not supported yet",
+                            p->policy.model);
+    } else {
+        return VLAD_OK; /* no policy: hold */
+    }
+    int64_t min_lat = (int64_t)(p->policy.min_latency_ms * 1e6);
+    d->worker = vlad_worker_new(&ops, d->sh.image_bytes, min_lat, p->clock == VLAD_CLOCK_WALL,
+                                &d->sh.text_mu, d->sh.instruction, err);
+    if (!d->worker)
+        return err ? err->code : VLAD_EINVAL;
+    return vlad_control_attach_policy(&d->ctl, d->worker, ops.horizon, ops.dim, err);
+}
 
 vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     vlad_daemon *d = calloc(1, sizeof *d);
@@ -33,12 +58,23 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     snprintf(sh->instruction, sizeof sh->instruction, "%s", p->policy.instruction);
     vlad_hist_init(&sh->jitter);
     vlad_hist_init(&sh->inference);
-    sh->obs = vlad_latest_new(sizeof(vlad_obs_state), err);
+    for (int c = 0; c < p->n_cameras; c++)
+        sh->image_bytes += (size_t)p->cameras[c].width * (size_t)p->cameras[c].height * 3;
+    sh->obs = vlad_latest_new(sizeof(vlad_obs_state) + sh->image_bytes, err);
     if (!sh->obs)
         goto fail;
     sh->out = vlad_spsc_new(sizeof(vlad_out_rec), 1024, err);
     if (!sh->out)
         goto fail;
+    sh->chunks = vlad_spsc_new(sizeof(vlad_chunk_rec), 8, err);
+    if (!sh->chunks)
+        goto fail;
+    d->io.images = calloc(1, sh->image_bytes ? sh->image_bytes : 1);
+    d->io.image_tick = -1;
+    if (!d->io.images) {
+        vlad_err_set(err, VLAD_ENOMEM, "daemon: out of memory for images");
+        goto fail;
+    }
     sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     sh->obs_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (sh->wake_fd < 0 || sh->obs_fd < 0) {
@@ -50,6 +86,8 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     if (!d->io.srv)
         goto fail;
     if (vlad_control_init(&d->ctl, sh, err))
+        goto fail;
+    if (attach_policy(d, err))
         goto fail;
     return d;
 fail:
@@ -95,7 +133,10 @@ void vlad_daemon_free(vlad_daemon *d) {
         pthread_join(d->t_ctl, NULL);
     if (d->started_io)
         pthread_join(d->t_io, NULL);
+    vlad_worker_free(d->worker);
     vlad_server_free(d->io.srv);
+    free(d->io.images);
+    vlad_spsc_free(d->sh.chunks);
     vlad_latest_free(d->sh.obs);
     vlad_spsc_free(d->sh.out);
     if (d->sh.wake_fd >= 0)

@@ -65,6 +65,29 @@ static void drain_out(vlad_io *io) {
     }
 }
 
+static void publish_chunks(vlad_io *io) {
+    vlad_shared *sh = io->sh;
+    static vlad_chunk_rec r; /* io thread only; too large for the stack */
+    while (vlad_spsc_pop(sh->chunks, &r)) {
+        Vlad__ActionChunk m = VLAD__ACTION_CHUNK__INIT;
+        m.robot = (char *)sh->p->robot;
+        m.chunk_id = r.chunk.id;
+        m.start_tick = r.chunk.start_tick;
+        m.horizon = (uint32_t)r.chunk.len;
+        m.dim = (uint32_t)r.chunk.dim;
+        m.n_values = (size_t)r.chunk.len * (size_t)r.chunk.dim;
+        m.values = r.chunk.values;
+        m.obs_tick = r.chunk.obs_tick;
+        m.n_conditioned_state = (size_t)r.chunk.dim;
+        m.conditioned_state = r.state;
+        m.inference_latency_us = r.latency_us;
+        m.stamp_ns = vlad_now_ns();
+        vlad_err err;
+        if (vlad_server_publish(io->srv, "chunk", &m.base, &err))
+            VLAD_LOGW("chunk: %s", err.msg);
+    }
+}
+
 static void on_observations(vlad_io *io) {
     vlad_shared *sh = io->sh;
     const vlad_profile *p = sh->p;
@@ -79,7 +102,22 @@ static void on_observations(vlad_io *io) {
             report_bad(io, 0, "observation", &err);
             continue;
         }
+        /* carry every camera's newest frame forward */
+        for (size_t i = 0; i < o->n_images; i++) {
+            size_t off = 0;
+            for (int c = 0; c < p->n_cameras; c++) {
+                size_t bytes = (size_t)p->cameras[c].width * (size_t)p->cameras[c].height * 3;
+                if (!strcmp(p->cameras[c].name, o->images[i]->name)) {
+                    memcpy(io->images + off, o->images[i]->data.data, bytes);
+                    io->image_tick = o->tick;
+                    break;
+                }
+                off += bytes;
+            }
+        }
         vlad_obs_state *st = vlad_latest_write_buf(sh->obs);
+        memcpy(st + 1, io->images, sh->image_bytes);
+        st->image_tick = io->image_tick;
         st->count = ++io->obs_count;
         st->tick = o->tick;
         st->stamp_ns = o->stamp_ns;
@@ -204,12 +242,14 @@ void *vlad_io_main(void *arg) {
             (void)rd;
         }
         drain_out(io);
+        publish_chunks(io);
         if (mask & VLAD_SRV_OBS)
             on_observations(io);
         if (mask & VLAD_SRV_CMD)
             on_commands(io);
     }
     drain_out(io);
+    publish_chunks(io);
     publish_event(io, atomic_load(&sh->tick), VLAD__EVENT__KIND__STOPPING, "vlad stopping", 0);
     return NULL;
 }

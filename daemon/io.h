@@ -13,6 +13,8 @@ typedef struct vlad_io {
     vlad_shared *sh;
     vlad_server *srv;
     uint64_t obs_count;
+    uint8_t *images;          /* newest frame of every camera (profile order) */
+    int64_t image_tick;
     int64_t last_bad_report_ns[2]; /* obs, cmd */
     uint64_t bad_reported[2];
 } vlad_io;

@@ -33,8 +33,16 @@ static void test_empty_and_errors(void **state) {
     assert_int_equal(vlad_aq_push(&q, &c, &err), VLAD_EINVAL);
     c = chunk(1, 10, 0, 0);
     assert_int_equal(vlad_aq_push(&q, &c, &err), VLAD_EINVAL);
-    c = chunk(1, VLAD_AQ_CAP, 4, 0); /* beyond the timeline */
-    assert_int_equal(vlad_aq_push(&q, &c, &err), VLAD_ERANGE);
+    c = chunk(1, 0, 4, 0);
+    c.len = VLAD_AQ_MAX_H;
+    vlad_aq_get(&q, VLAD_AQ_CAP - 2, NULL, NULL); /* now far ahead: the chunk is mostly past */
+    assert_int_equal(vlad_aq_push(&q, &c, &err), 0);
+    assert_int_equal(vlad_aq_remaining(&q, VLAD_AQ_CAP - 1), 0);
+    vlad_aq_clear(&q); /* a cleared queue accepts a new timeline from tick 0 */
+    c = chunk(1, 3, 4, 0);
+    assert_int_equal(vlad_aq_push(&q, &c, &err), 0);
+    assert_true(vlad_aq_get(&q, 4, NULL, NULL)[0] == 1);
+    vlad_aq_init(&q, 2, NULL);
     c = chunk(1, -1, 4, 0);
     assert_int_equal(vlad_aq_push(&q, &c, &err), VLAD_EINVAL);
 }

@@ -135,7 +135,7 @@ static void test_doc_matches(void **state) {
     doc[n] = 0;
     if (!strstr(doc, gen))
         fail_msg("configs/README.md is out of date: regenerate the table with "
-                 "`build/bin/vlad --print-config-doc`");
+                 "scripts/gen-config-doc.sh");
     free(gen);
 }
 

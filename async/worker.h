@@ -1,0 +1,72 @@
+/* worker.h — the inference worker thread and its two single-slot mailboxes.
+ *
+ * The control thread fills the job (vlad_worker_job), submits it, and later polls for
+ * the result; the worker thread runs the policy. One job at a time. The slot state is
+ * one atomic word with a single writer per transition:
+ *   IDLE --control: submit--> QUEUED --worker--> RUNNING --worker--> DONE --control: release--> IDLE
+ * Neither side allocates after vlad_worker_new; the control thread never blocks
+ * (vlad_worker_wait exists for lockstep evaluation, where waiting is how delay is
+ * simulated). With pad_latency, the worker holds each result until min_latency has
+ * passed since the job started (emulating a slower model in wall-clock runs). */
+#ifndef VLAD_WORKER_H
+#define VLAD_WORKER_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "err.h"
+#include "scheduler.h"
+
+#define VLAD_PROMPT_MAX 256
+
+typedef struct vlad_infer_job {
+    vlad_infer_req req;
+    const uint8_t *images; /* all cameras, profile order, each H*W*3 RGB8 (worker-owned buffer) */
+    size_t image_bytes;
+    int64_t image_tick;    /* tick the images were captured (-1: none yet) */
+    char prompt[VLAD_PROMPT_MAX];
+    uint64_t seed;
+} vlad_infer_job;
+
+typedef struct vlad_infer_result {
+    vlad_infer_req req;
+    int status;               /* 0 ok, else VLAD_E* */
+    char error[VLAD_ERR_MSG_MAX];
+    int64_t started_ns, done_ns;
+    int64_t latency_ns;       /* wall time from taking the job to the chunk being ready */
+    float actions[VLAD_AQ_MAX_H * VLAD_AQ_MAX_DIM]; /* horizon x dim */
+} vlad_infer_result;
+
+/* The policy as the worker sees it. infer() fills horizon*dim actions for the job. */
+typedef struct vlad_policy_ops {
+    void *self;
+    int horizon, dim;
+    int (*infer)(void *self, const vlad_infer_job *job, float *actions, vlad_err *err);
+} vlad_policy_ops;
+
+typedef struct vlad_worker vlad_worker;
+
+/* `prompt_mu`/`prompt` (may be NULL): where the current instruction lives; the worker
+ * copies it under the mutex when it takes a job (the control thread never touches it). */
+vlad_worker *vlad_worker_new(const vlad_policy_ops *ops, size_t image_bytes, int64_t min_latency_ns,
+                             bool pad_latency, pthread_mutex_t *prompt_mu, const char *prompt,
+                             vlad_err *err);
+/* Stop and join the thread. NULL is fine. */
+void vlad_worker_free(vlad_worker *w);
+
+/* Control thread. */
+bool vlad_worker_idle(const vlad_worker *w);           /* a job can be submitted */
+vlad_infer_job *vlad_worker_job(vlad_worker *w);        /* fill while idle */
+uint8_t *vlad_worker_images(vlad_worker *w);            /* the job's image buffer */
+int vlad_worker_submit(vlad_worker *w);                 /* VLAD_EAGAIN if not idle */
+const vlad_infer_result *vlad_worker_poll(vlad_worker *w); /* result if done, else NULL */
+/* Block until the result is done (lockstep only) or timeout_ms passes (NULL then). */
+const vlad_infer_result *vlad_worker_wait(vlad_worker *w, int timeout_ms);
+void vlad_worker_release(vlad_worker *w);              /* consume the result */
+
+/* Jobs completed so far (any thread). */
+uint64_t vlad_worker_completed(const vlad_worker *w);
+
+#endif
