@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "clock.h"
@@ -41,8 +43,13 @@ static void drain_fd(int fd) {
     (void)r;
 }
 
+/* Niceness of the worker thread: inference yields the CPU to the control and I/O
+ * threads whenever they wake (Linux applies nice per thread). */
+#define WORKER_NICE 10
+
 static void *worker_main(void *arg) {
     vlad_worker *w = arg;
+    setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
     while (!atomic_load(&w->stop)) {
         struct pollfd pfd = {.fd = w->job_fd, .events = POLLIN};
         if (poll(&pfd, 1, 100) <= 0)

@@ -7,7 +7,8 @@
  * Neither side allocates after vlad_worker_new; the control thread never blocks
  * (vlad_worker_wait exists for lockstep evaluation, where waiting is how delay is
  * simulated). With pad_latency, the worker holds each result until min_latency has
- * passed since the job started (emulating a slower model in wall-clock runs). */
+ * passed since the job started (emulating a slower model in wall-clock runs).
+ * The worker thread runs at nice +10 so the control and I/O threads preempt it. */
 #ifndef VLAD_WORKER_H
 #define VLAD_WORKER_H
 

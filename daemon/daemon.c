@@ -11,6 +11,9 @@
 #include "io.h"
 #include "log.h"
 #include "synthetic.h"
+#ifdef VLAD_HAVE_ENGINE
+#include "engine_policy.h"
+#endif
 #include "worker.h"
 
 struct vlad_daemon {
@@ -18,6 +21,9 @@ struct vlad_daemon {
     vlad_control ctl;
     vlad_io io;
     vlad_synthetic synthetic;
+#ifdef VLAD_HAVE_ENGINE
+    vlad_engine_policy *engine;
+#endif
     vlad_worker *worker;
     pthread_t t_io, t_ctl;
     bool started_io, started_ctl;
@@ -31,8 +37,19 @@ static int attach_policy(vlad_daemon *d, vlad_err *err) {
         vlad_synthetic_init(&d->synthetic, p);
         vlad_synthetic_ops(&d->synthetic, &ops);
     } else if (p->policy.model[0]) {
-        return vlad_err_set(err, VLAD_EINVAL, "policy.model: %s: checkpoints are not supported yet",
+#ifdef VLAD_HAVE_ENGINE
+        d->engine = vlad_engine_policy_new(p, err);
+        if (!d->engine)
+            return err ? err->code : VLAD_EINVAL;
+        vlad_engine_policy_ops(d->engine, &ops);
+        int64_t ns = vlad_engine_policy_warmup(d->engine, err);
+        if (ns < 0)
+            return (int)ns;
+        VLAD_LOGI("policy: %s loaded; warm-up inference %.1f ms", p->policy.model, (double)ns / 1e6);
+#else
+        return vlad_err_set(err, VLAD_EINVAL, "policy.model %s: this build has no inference engine",
                             p->policy.model);
+#endif
     } else {
         return VLAD_OK; /* no policy: hold */
     }
@@ -134,6 +151,9 @@ void vlad_daemon_free(vlad_daemon *d) {
     if (d->started_io)
         pthread_join(d->t_io, NULL);
     vlad_worker_free(d->worker);
+#ifdef VLAD_HAVE_ENGINE
+    vlad_engine_policy_free(d->engine);
+#endif
     vlad_server_free(d->io.srv);
     free(d->io.images);
     vlad_spsc_free(d->sh.chunks);

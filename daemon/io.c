@@ -233,6 +233,9 @@ static void on_commands(vlad_io *io) {
 void *vlad_io_main(void *arg) {
     vlad_io *io = arg;
     vlad_shared *sh = io->sh;
+    /* the io thread publishes every action: real-time too, one step below control */
+    if (sh->p->realtime && vlad_rt_setup(79, 0) != VLAD_OK)
+        VLAD_LOGW("io: SCHED_FIFO refused (run with CAP_SYS_NICE); continuing");
     publish_event(io, 0, VLAD__EVENT__KIND__STARTED, "vlad started", 0);
     while (!atomic_load(&sh->stop)) {
         int mask = vlad_server_poll(io->srv, 50, sh->wake_fd);

@@ -7,7 +7,7 @@ set -euo pipefail
 pkgs=(cmake make gcc pkg-config
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev
       libopenblas-dev libcmocka-dev libcjson-dev
-      libmujoco-dev libosmesa6-dev gnuplot-nox "$@")
+      libmujoco-dev libosmesa6-dev libpng-dev zlib1g-dev gnuplot-nox "$@")
 
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,538 @@
+/* vlad-bench engine — the C engine on the default tiny config and a SmolVLA-scale config
+ * (random weights), side by side with the PyTorch twin on the same checkpoint and the same
+ * thread count, in the same run:
+ *   prefix (vision + backbone), one flow step, full inference (prefix + all flow steps),
+ *   per-token greedy decode, peak RSS, prefix GFLOP/s vs a same-run 1024^3 cblas_sgemm,
+ *   control-loop jitter (a 100 Hz absolute-deadline probe thread) while the engine runs with
+ *   1 and with 2 OpenBLAS threads.
+ * Options: --json FILE, --threads N (engine and twin, default 1), --quick, --no-twin,
+ *          --only default|smolvla, --widen none|expert|all (BF16 matrices widened to F32 at
+ *          load; default: all), --keep DIR (checkpoints kept there and reused). */
+#include <cblas.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "bench.h"
+#include "engine.h"
+#include "model.h"
+#include "rng.h"
+
+#ifndef VLAD_SOURCE_DIR
+#define VLAD_SOURCE_DIR "."
+#endif
+
+static double now_ms(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return n ? v[n / 2] : 0;
+}
+static double pct(double *v, int n, double p) { /* v sorted */
+    if (!n)
+        return 0;
+    int i = (int)ceil(p * n) - 1;
+    return v[i < 0 ? 0 : (i >= n ? n - 1 : i)];
+}
+
+static double peak_rss_mb(void) {
+    FILE *fp = fopen("/proc/self/status", "r");
+    if (!fp)
+        return 0;
+    char line[256];
+    double kb = 0;
+    while (fgets(line, sizeof line, fp))
+        if (!strncmp(line, "VmHWM:", 6))
+            kb = atof(line + 6);
+    fclose(fp);
+    return kb / 1024.0;
+}
+
+/* ---- jitter probe ------------------------------------------------------------------------ */
+
+typedef struct {
+    volatile int stop;
+    double *lat_us;
+    int n, cap;
+} probe;
+
+static void *probe_main(void *arg) {
+    probe *p = arg;
+    struct timespec next;
+    clock_gettime(CLOCK_MONOTONIC, &next);
+    while (!p->stop && p->n < p->cap) {
+        next.tv_nsec += 10000000L; /* 100 Hz */
+        if (next.tv_nsec >= 1000000000L) {
+            next.tv_nsec -= 1000000000L;
+            next.tv_sec++;
+        }
+        clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &next, NULL);
+        struct timespec now;
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        double late = (double)(now.tv_sec - next.tv_sec) * 1e6 +
+                      (double)(now.tv_nsec - next.tv_nsec) * 1e-3;
+        p->lat_us[p->n++] = late;
+    }
+    return NULL;
+}
+
+typedef struct {
+    int blas_threads; /* 0 = engine idle */
+    double p50, p99, max;
+    int ticks;
+    double inferences;
+} jitter;
+
+/* ---- one config ---------------------------------------------------------------------------- */
+
+typedef struct {
+    const char *name;
+    vlad_config cfg;
+    vlad_dtype dtype;
+    int iters;
+    int64_t params;
+    int S;
+    double vision_ms, backbone_ms, prefix_ms, flow_step_ms, full_ms, decode_ms;
+    double prefix_gflops, flow_gflops, sgemm_gflops;
+    double rss_mb;
+    int twin_ok;
+    double t_prefix_ms, t_flow_step_ms, t_full_ms, t_decode_ms;
+    jitter jit[3];
+} result;
+
+static const char *k_prompt = "pick up the red cube and put it in the bin";
+
+static void fill_inputs(const vlad_config *c, uint8_t **imgs, float *state, float *noise) {
+    vlad_rng r;
+    vlad_rng_seed(&r, 1);
+    size_t isz = (size_t)c->image_size * c->image_size * 3;
+    for (int i = 0; i < c->n_cameras; i++)
+        for (size_t k = 0; k < isz; k++)
+            imgs[i][k] = (uint8_t)(vlad_rng_u64(&r) & 0xff);
+    for (int i = 0; i < c->state_dim; i++)
+        state[i] = (float)vlad_rng_normal(&r);
+    for (int i = 0; i < c->chunk_size * c->action_dim; i++)
+        noise[i] = (float)vlad_rng_normal(&r);
+}
+
+static double sgemm_gflops(int reps) {
+    const int n = 1024;
+    float *a = malloc(sizeof(float) * n * n), *b = malloc(sizeof(float) * n * n),
+          *c = malloc(sizeof(float) * n * n);
+    if (!a || !b || !c) {
+        free(a);
+        free(b);
+        free(c);
+        return 0;
+    }
+    for (int i = 0; i < n * n; i++) {
+        a[i] = (float)(i % 7) * 0.1f;
+        b[i] = (float)(i % 5) * 0.1f;
+    }
+    double t[16];
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+    for (int r = 0; r < reps; r++) {
+        double t0 = now_ms();
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, n, n, n, 1, a, n, b, n, 0, c, n);
+        t[r] = now_ms() - t0;
+    }
+    free(a);
+    free(b);
+    free(c);
+    return 2.0 * n * n * n / (median(t, reps) * 1e-3) * 1e-9;
+}
+
+static int have_torch(void) {
+    return system("/usr/bin/python3 -c 'import torch' >/dev/null 2>&1") == 0;
+}
+
+static int run_twin(const char *ckpt, int threads, int iters, result *r) {
+    char cmd[8192];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/training' && OMP_NUM_THREADS=%d /usr/bin/python3 -m vlad_twin bench "
+             "--model '%s' --threads %d --iters %d",
+             VLAD_SOURCE_DIR, threads, ckpt, threads, iters);
+    FILE *p = popen(cmd, "r");
+    if (!p)
+        return -1;
+    char line[4096], last[4096] = "";
+    while (fgets(line, sizeof line, p))
+        snprintf(last, sizeof last, "%s", line);
+    if (pclose(p) != 0)
+        return -1;
+    cJSON *j = cJSON_Parse(last);
+    if (!j)
+        return -1;
+    cJSON *a = cJSON_GetObjectItem(j, "prefix_ms"), *b = cJSON_GetObjectItem(j, "flow_step_ms"),
+          *c = cJSON_GetObjectItem(j, "full_ms"), *d = cJSON_GetObjectItem(j, "decode_token_ms");
+    int ok = cJSON_IsNumber(a) && cJSON_IsNumber(b) && cJSON_IsNumber(c) && cJSON_IsNumber(d);
+    if (ok) {
+        r->t_prefix_ms = a->valuedouble;
+        r->t_flow_step_ms = b->valuedouble;
+        r->t_full_ms = c->valuedouble;
+        r->t_decode_ms = d->valuedouble;
+    }
+    cJSON_Delete(j);
+    return ok ? 0 : -1;
+}
+
+typedef struct {
+    vlad_runstate *rs;
+    const uint8_t *const *imgs;
+    const float *state, *noise;
+    float *act;
+} infer_ctx;
+
+static int full_inference(infer_ctx *x, vlad_err *err) {
+    if (vlad_encode_prefix(x->rs, x->imgs, k_prompt, strlen(k_prompt), err) < 0)
+        return -1;
+    return vlad_sample_actions(x->rs, x->state, x->noise, 0, x->act, err);
+}
+
+static void measure_jitter(infer_ctx *x, int blas_threads, double seconds, jitter *j) {
+    probe p = {0};
+    p.cap = (int)(seconds * 100) + 200;
+    p.lat_us = calloc((size_t)p.cap, sizeof(double));
+    if (!p.lat_us)
+        return;
+    j->blas_threads = blas_threads;
+    if (blas_threads > 0)
+        vlad_runstate_set_threads(x->rs, blas_threads);
+    pthread_t th;
+    if (pthread_create(&th, NULL, probe_main, &p) != 0) {
+        free(p.lat_us);
+        return;
+    }
+    double t0 = now_ms();
+    int n = 0;
+    vlad_err err = {0};
+    while (now_ms() - t0 < seconds * 1e3) {
+        if (blas_threads > 0) {
+            full_inference(x, &err);
+            n++;
+        } else {
+            usleep(10000);
+        }
+    }
+    p.stop = 1;
+    pthread_join(th, NULL);
+    qsort(p.lat_us, (size_t)p.n, sizeof(double), cmp_d);
+    j->ticks = p.n;
+    j->p50 = pct(p.lat_us, p.n, 0.5);
+    j->p99 = pct(p.lat_us, p.n, 0.99);
+    j->max = p.n ? p.lat_us[p.n - 1] : 0;
+    j->inferences = n;
+    free(p.lat_us);
+}
+
+static int bench_config(result *r, int threads, int quick, int twin, int widen,
+                        const char *dir, int keep) {
+    vlad_err err = {0};
+    char ckpt[4200];
+    snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", dir, r->name);
+    if (keep && access(ckpt, R_OK) == 0)
+        fprintf(stderr, "[%s] reusing %s\n", r->name, ckpt);
+    else if (fprintf(stderr, "[%s] writing random checkpoint %s (%s)\n", r->name, ckpt,
+                     vlad_dtype_name(r->dtype)) < 0 ||
+             vlad_model_write_random(&r->cfg, r->dtype, 1234, ckpt, &err)) {
+        fprintf(stderr, "vlad-bench: %s\n", err.msg);
+        return -1;
+    }
+    vlad_model *m = NULL;
+    if (vlad_model_load(ckpt, &m, &err)) {
+        fprintf(stderr, "vlad-bench: %s\n", err.msg);
+        return -1;
+    }
+    if ((widen == 1 ? vlad_model_widen_expert(m, &err)
+                    : widen == 2 ? vlad_model_widen_all(m, &err) : 0)) {
+        fprintf(stderr, "vlad-bench: %s\n", err.msg);
+        vlad_model_free(m);
+        return -1;
+    }
+    const vlad_config *c = &m->cfg;
+    r->params = vlad_model_param_count(m);
+    vlad_runstate_opts o = {.n_threads = threads, .max_streams = 1, .lang_ignore_end = 1};
+    vlad_runstate *rs = vlad_runstate_new(m, &o, &err);
+    if (!rs) {
+        fprintf(stderr, "vlad-bench: %s\n", err.msg);
+        vlad_model_free(m);
+        return -1;
+    }
+    uint8_t *imgs[16];
+    size_t isz = (size_t)c->image_size * c->image_size * 3;
+    for (int i = 0; i < c->n_cameras; i++)
+        imgs[i] = malloc(isz);
+    float *state = malloc(sizeof(float) * (size_t)c->state_dim);
+    float *noise = malloc(sizeof(float) * (size_t)c->chunk_size * c->action_dim);
+    float *act = malloc(sizeof(float) * (size_t)c->chunk_size * c->action_dim);
+    fill_inputs(c, imgs, state, noise);
+    infer_ctx x = {rs, (const uint8_t *const *)imgs, state, noise, act};
+    int n = r->iters;
+    double *tv = calloc((size_t)n, sizeof(double)), *tb = calloc((size_t)n, sizeof(double)),
+           *tp = calloc((size_t)n, sizeof(double)), *tf = calloc((size_t)n, sizeof(double)),
+           *tfull = calloc((size_t)n, sizeof(double)), *td = calloc((size_t)n, sizeof(double));
+    fprintf(stderr, "[%s] C engine, %d thread(s), %d iterations\n", r->name, threads, n);
+    full_inference(&x, &err); /* warm-up */
+    const vlad_timing *t = vlad_runstate_timing(rs);
+    for (int i = 0; i < n; i++) {
+        double t0 = now_ms();
+        full_inference(&x, &err);
+        tfull[i] = now_ms() - t0;
+        tv[i] = t->vision_ms;
+        tb[i] = t->backbone_ms;
+        tp[i] = t->prefix_ms;
+        tf[i] = t->flow_step_ms;
+    }
+    r->S = vlad_runstate_prefix_len(rs);
+    int dk = 16;
+    for (int i = 0; i < n; i++) {
+        vlad_lang_begin(rs, 0, "what now?", 9, &err);
+        vlad_lang_step(rs, dk, &err);
+        td[i] = t->lang_step_ms / (t->lang_step_tokens ? t->lang_step_tokens : 1);
+        vlad_lang_end(rs, 0);
+    }
+    r->vision_ms = median(tv, n);
+    r->backbone_ms = median(tb, n);
+    r->prefix_ms = median(tp, n);
+    r->flow_step_ms = median(tf, n);
+    r->full_ms = median(tfull, n);
+    r->decode_ms = median(td, n);
+    r->prefix_gflops = vlad_flops_prefix(c, r->S) / (r->prefix_ms * 1e-3) * 1e-9;
+    r->flow_gflops = vlad_flops_flow_step(c, r->S) / (r->flow_step_ms * 1e-3) * 1e-9;
+    r->sgemm_gflops = sgemm_gflops(quick ? 3 : 7);
+    r->rss_mb = peak_rss_mb();
+    /* jitter: engine idle, then 1 and 2 BLAS threads */
+    double js = quick ? 1.0 : 3.0;
+    if (r->full_ms > 400)
+        js = quick ? 3.0 : 6.0;
+    fprintf(stderr, "[%s] jitter probe (100 Hz), %.0f s each: idle, 1 and 2 BLAS threads\n",
+            r->name, js);
+    measure_jitter(&x, 0, js / 2, &r->jit[0]);
+    measure_jitter(&x, 1, js, &r->jit[1]);
+    measure_jitter(&x, 2, js, &r->jit[2]);
+    vlad_runstate_set_threads(rs, threads);
+    if (twin) {
+        fprintf(stderr, "[%s] PyTorch twin, %d thread(s)\n", r->name, threads);
+        r->twin_ok = run_twin(ckpt, threads, r->iters, r) == 0;
+        if (!r->twin_ok)
+            fprintf(stderr, "[%s] twin run failed\n", r->name);
+    }
+    free(tv);
+    free(tb);
+    free(tp);
+    free(tf);
+    free(tfull);
+    free(td);
+    for (int i = 0; i < c->n_cameras; i++)
+        free(imgs[i]);
+    free(state);
+    free(noise);
+    free(act);
+    vlad_runstate_free(rs);
+    vlad_model_free(m);
+    if (!keep)
+        unlink(ckpt);
+    return 0;
+}
+
+static void print_table(result *rs, int nr, int threads) {
+    printf("\nvlad-bench engine — batch 1, %d OpenBLAS thread(s) for engine and twin, "
+           "medians, same run\n\n",
+           threads);
+    printf("%-34s", "");
+    for (int i = 0; i < nr; i++)
+        printf(" %20s", rs[i].name);
+    printf("\n");
+#define ROW(label, fmt, expr)                      \
+    do {                                           \
+        printf("%-34s", label);                    \
+        for (int i = 0; i < nr; i++) {             \
+            result *r = &rs[i];                    \
+            (void)r;                               \
+            printf(" %20" fmt, expr);              \
+        }                                          \
+        printf("\n");                              \
+    } while (0)
+    ROW("parameters (M)", ".2f", r->params / 1e6);
+    ROW("weights dtype", "s", vlad_dtype_name(r->dtype));
+    ROW("prefix tokens S", "d", r->S);
+    ROW("vision (ms)", ".3f", r->vision_ms);
+    ROW("prefix: vision+backbone (ms)", ".3f", r->prefix_ms);
+    ROW("one flow step (ms)", ".3f", r->flow_step_ms);
+    ROW("full inference (ms)", ".3f", r->full_ms);
+    ROW("decode per token (ms)", ".3f", r->decode_ms);
+    ROW("peak RSS (MB)", ".1f", r->rss_mb);
+    ROW("prefix GFLOP/s", ".1f", r->prefix_gflops);
+    ROW("flow step GFLOP/s", ".1f", r->flow_gflops);
+    ROW("sgemm 1024^3 GFLOP/s", ".1f", r->sgemm_gflops);
+    ROW("prefix / sgemm", ".0f%%", 100.0 * r->prefix_gflops / r->sgemm_gflops);
+    ROW("twin prefix (ms)", ".3f", r->twin_ok ? r->t_prefix_ms : NAN);
+    ROW("twin one flow step (ms)", ".3f", r->twin_ok ? r->t_flow_step_ms : NAN);
+    ROW("twin full inference (ms)", ".3f", r->twin_ok ? r->t_full_ms : NAN);
+    ROW("twin decode per token (ms)", ".3f", r->twin_ok ? r->t_decode_ms : NAN);
+    ROW("speed-up prefix (twin/C)", ".2fx", r->twin_ok ? r->t_prefix_ms / r->prefix_ms : NAN);
+    ROW("speed-up flow step", ".2fx", r->twin_ok ? r->t_flow_step_ms / r->flow_step_ms : NAN);
+    ROW("speed-up full inference", ".2fx", r->twin_ok ? r->t_full_ms / r->full_ms : NAN);
+    ROW("speed-up decode", ".2fx", r->twin_ok ? r->t_decode_ms / r->decode_ms : NAN);
+    const char *jl[3] = {"idle", "1 BLAS thread", "2 BLAS threads"};
+    for (int k = 0; k < 3; k++) {
+        char lab[64];
+        snprintf(lab, sizeof lab, "jitter %s p50/p99/max (us)", jl[k]);
+        printf("%-34s", lab);
+        for (int i = 0; i < nr; i++) {
+            char cell[64];
+            snprintf(cell, sizeof cell, "%.0f/%.0f/%.0f", rs[i].jit[k].p50, rs[i].jit[k].p99,
+                     rs[i].jit[k].max);
+            printf(" %20s", cell);
+        }
+        printf("\n");
+    }
+#undef ROW
+}
+
+static void write_json(const char *path, result *rs, int nr, int threads) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "threads", threads);
+    cJSON *arr = cJSON_AddArrayToObject(o, "configs");
+    for (int i = 0; i < nr; i++) {
+        result *r = &rs[i];
+        cJSON *j = cJSON_CreateObject();
+        cJSON_AddStringToObject(j, "name", r->name);
+        char *cj = vlad_config_to_json(&r->cfg);
+        cJSON_AddItemToObject(j, "config", cJSON_Parse(cj ? cj : "{}"));
+        free(cj);
+        cJSON_AddNumberToObject(j, "parameters", (double)r->params);
+        cJSON_AddStringToObject(j, "dtype", vlad_dtype_name(r->dtype));
+        cJSON_AddNumberToObject(j, "prefix_tokens", r->S);
+        cJSON_AddNumberToObject(j, "vision_ms", r->vision_ms);
+        cJSON_AddNumberToObject(j, "prefix_ms", r->prefix_ms);
+        cJSON_AddNumberToObject(j, "flow_step_ms", r->flow_step_ms);
+        cJSON_AddNumberToObject(j, "full_inference_ms", r->full_ms);
+        cJSON_AddNumberToObject(j, "decode_token_ms", r->decode_ms);
+        cJSON_AddNumberToObject(j, "peak_rss_mb", r->rss_mb);
+        cJSON_AddNumberToObject(j, "prefix_gflops", r->prefix_gflops);
+        cJSON_AddNumberToObject(j, "flow_step_gflops", r->flow_gflops);
+        cJSON_AddNumberToObject(j, "sgemm_1024_gflops", r->sgemm_gflops);
+        cJSON_AddNumberToObject(j, "prefix_vs_sgemm", r->prefix_gflops / r->sgemm_gflops);
+        if (r->twin_ok) {
+            cJSON *t = cJSON_AddObjectToObject(j, "twin");
+            cJSON_AddNumberToObject(t, "prefix_ms", r->t_prefix_ms);
+            cJSON_AddNumberToObject(t, "flow_step_ms", r->t_flow_step_ms);
+            cJSON_AddNumberToObject(t, "full_inference_ms", r->t_full_ms);
+            cJSON_AddNumberToObject(t, "decode_token_ms", r->t_decode_ms);
+            cJSON_AddNumberToObject(t, "speedup_full", r->t_full_ms / r->full_ms);
+            cJSON_AddNumberToObject(t, "speedup_prefix", r->t_prefix_ms / r->prefix_ms);
+            cJSON_AddNumberToObject(t, "speedup_flow_step", r->t_flow_step_ms / r->flow_step_ms);
+            cJSON_AddNumberToObject(t, "speedup_decode", r->t_decode_ms / r->decode_ms);
+        }
+        cJSON *ja = cJSON_AddArrayToObject(j, "jitter");
+        for (int k = 0; k < 3; k++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "blas_threads", r->jit[k].blas_threads);
+            cJSON_AddNumberToObject(e, "ticks", r->jit[k].ticks);
+            cJSON_AddNumberToObject(e, "inferences", r->jit[k].inferences);
+            cJSON_AddNumberToObject(e, "p50_us", r->jit[k].p50);
+            cJSON_AddNumberToObject(e, "p99_us", r->jit[k].p99);
+            cJSON_AddNumberToObject(e, "max_us", r->jit[k].max);
+            cJSON_AddItemToArray(ja, e);
+        }
+        cJSON_AddItemToArray(arr, j);
+    }
+    char *s = cJSON_Print(o);
+    FILE *fp = fopen(path, "w");
+    if (fp) {
+        fprintf(fp, "%s\n", s);
+        fclose(fp);
+    } else {
+        fprintf(stderr, "vlad-bench: cannot write %s\n", path);
+    }
+    free(s);
+    cJSON_Delete(o);
+}
+
+int bench_engine_main(int argc, char **argv) {
+    const char *json = NULL, *only = NULL, *keep = NULL;
+    int threads = 1, quick = 0, twin = 1, widen = 2;
+    for (int i = 0; i < argc; i++) {
+        if (!strcmp(argv[i], "--json") && i + 1 < argc)
+            json = argv[++i];
+        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
+            threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
+            only = argv[++i];
+        else if (!strcmp(argv[i], "--keep") && i + 1 < argc)
+            keep = argv[++i];
+        else if (!strcmp(argv[i], "--quick"))
+            quick = 1;
+        else if (!strcmp(argv[i], "--no-twin"))
+            twin = 0;
+        else if (!strcmp(argv[i], "--widen") && i + 1 < argc) {
+            const char *v = argv[++i];
+            widen = !strcmp(v, "none") ? 0 : !strcmp(v, "all") ? 2 : 1;
+        }
+        else {
+            fprintf(stderr,
+                    "usage: vlad-bench engine [--json FILE] [--threads N] [--quick] [--no-twin]\n"
+                    "                         [--only default|smolvla] [--widen none|expert|all] "
+                    "[--keep DIR]\n");
+            return 2;
+        }
+    }
+    if (threads < 1 || threads > 64)
+        threads = 1;
+    if (twin && !have_torch()) {
+        fprintf(stderr, "vlad-bench: /usr/bin/python3 cannot import torch: no twin figures\n");
+        twin = 0;
+    }
+    char dir[4096];
+    if (keep) {
+        snprintf(dir, sizeof dir, "%s", keep);
+    } else {
+        const char *t = getenv("TMPDIR");
+        snprintf(dir, sizeof dir, "%s/vlad-bench-XXXXXX", t && *t ? t : "/tmp");
+        if (!mkdtemp(dir)) {
+            fprintf(stderr, "vlad-bench: cannot make a temp dir\n");
+            return 1;
+        }
+    }
+    result rs[2];
+    memset(rs, 0, sizeof rs);
+    rs[0].name = "default";
+    rs[0].cfg = vlad_config_default();
+    rs[0].dtype = VLAD_DT_F32;
+    rs[0].iters = quick ? 10 : 50;
+    rs[1].name = "smolvla";
+    rs[1].cfg = vlad_config_smolvla();
+    rs[1].dtype = VLAD_DT_BF16;
+    rs[1].iters = quick ? 1 : 3;
+    result done[2];
+    int nd = 0, rc = 0;
+    for (int i = 0; i < 2; i++) {
+        if (only && strcmp(only, rs[i].name))
+            continue;
+        if (bench_config(&rs[i], threads, quick, twin, widen, dir, keep != NULL)) {
+            rc = 1;
+            continue;
+        }
+        done[nd++] = rs[i];
+    }
+    if (!keep)
+        rmdir(dir);
+    print_table(done, nd, threads);
+    if (json)
+        write_json(json, done, nd, threads);
+    return rc;
+}

@@ -1,0 +1,54 @@
+/* kernels.h — the numeric building blocks of MODEL.md over OpenBLAS.
+ *
+ * Matrices are row-major. A Linear y = x W^T + b uses the PyTorch layout W[out, in].
+ * Functions here never allocate: scratch space is passed in by the caller (the runstate). */
+#ifndef VLAD_POLICY_KERNELS_H
+#define VLAD_POLICY_KERNELS_H
+
+#include <stddef.h>
+
+#include "model.h"
+
+/* Scratch for BF16 weight tiles converted to F32. */
+typedef struct vlad_scratch {
+    float *buf;
+    size_t cap; /* floats */
+} vlad_scratch;
+
+/* Floats of scratch that vlad_matmul needs for any BF16 matrix with at most `cols` inputs. */
+size_t vlad_matmul_scratch_floats(int cols);
+
+/* y[M, W.rows] = x[M, W.cols] @ W^T (+ bias if non-NULL). ldx/ldy: row strides of x and y.
+ * BF16 weights are converted in row tiles into `s` (which must hold
+ * vlad_matmul_scratch_floats(W.cols)); F32 weights go straight to cblas_sgemm. */
+void vlad_matmul(vlad_scratch *s, float *y, int ldy, const float *x, int ldx, int M,
+                 const vlad_mat *W, const float *bias);
+
+/* out[M, D] = rmsnorm(x[M, D]) * w, eps. out may equal x. */
+void vlad_rmsnorm(float *out, const float *x, const float *w, int M, int D, float eps);
+/* In place, n values. */
+void vlad_gelu_tanh(float *x, size_t n);
+void vlad_silu(float *x, size_t n);
+/* y += x, n values. */
+void vlad_add(float *y, const float *x, size_t n);
+
+/* RoPE, rotate-half convention, in place on x[M, n_heads*head_dim] (row stride ld): row r is at
+ * position pos0 + r. cos/sin tables are [max_pos, head_dim/2]. */
+void vlad_rope(float *x, int ld, int M, int n_heads, int head_dim, int pos0, const float *cos_t,
+               const float *sin_t);
+
+/* One source of keys/values for attention: n rows of K and V with row stride ld (the head h
+ * columns are [h*head_dim, (h+1)*head_dim)). row_lim: if non-NULL, query row i sees only the
+ * first row_lim[i] keys of this segment; NULL: all n. */
+typedef struct vlad_kvseg {
+    const float *k, *v;
+    int n, ld;
+    const int *row_lim;
+} vlad_kvseg;
+
+/* Multi-head attention of q[Mq, n_heads*head_dim] (stride ldq) over the concatenation of the
+ * segments; out[Mq, n_heads*head_dim] (stride ldo). scores: Mq * (sum of seg n) floats. */
+void vlad_attention(float *out, int ldo, const float *q, int ldq, int Mq, int n_heads,
+                    int head_dim, const vlad_kvseg *segs, int nseg, float *scores);
+
+#endif

@@ -1,0 +1,451 @@
+#include "model.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+#include "rng.h"
+
+typedef enum { K_MAT, K_NORM, K_BIAS, K_EMBED, K_POS, K_MEAN, K_STD } tkind;
+
+/* dst: vlad_mat* for K_MAT, const float** otherwise. */
+typedef int (*visit_fn)(void *ctx, const char *name, int ndim, const int64_t *shape, tkind k,
+                        void *dst);
+
+typedef struct {
+    visit_fn fn;
+    void *ctx;
+    char name[160];
+} visitor;
+
+static int v1(visitor *v, tkind k, void *dst, int64_t d0, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static int v1(visitor *v, tkind k, void *dst, int64_t d0, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->name, sizeof v->name, fmt, ap);
+    va_end(ap);
+    int64_t shape[1] = {d0};
+    return v->fn(v->ctx, v->name, 1, shape, k, dst);
+}
+static int v2(visitor *v, tkind k, void *dst, int64_t d0, int64_t d1, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
+static int v2(visitor *v, tkind k, void *dst, int64_t d0, int64_t d1, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(v->name, sizeof v->name, fmt, ap);
+    va_end(ap);
+    int64_t shape[2] = {d0, d1};
+    return v->fn(v->ctx, v->name, 2, shape, k, dst);
+}
+
+#define TRY(x)            \
+    do {                  \
+        int rc_ = (x);    \
+        if (rc_)          \
+            return rc_;   \
+    } while (0)
+
+static int visit_tlayer(visitor *v, const char *pre, int L, vlad_tlayer *t, int d, int kv,
+                        int mlp) {
+    TRY(v1(v, K_NORM, &t->attn_norm, d, "%s.layers.%d.attn_norm.weight", pre, L));
+    TRY(v1(v, K_NORM, &t->mlp_norm, d, "%s.layers.%d.mlp_norm.weight", pre, L));
+    TRY(v2(v, K_MAT, &t->q, kv, d, "%s.layers.%d.attn.q.weight", pre, L));
+    TRY(v2(v, K_MAT, &t->k, kv, d, "%s.layers.%d.attn.k.weight", pre, L));
+    TRY(v2(v, K_MAT, &t->v, kv, d, "%s.layers.%d.attn.v.weight", pre, L));
+    TRY(v2(v, K_MAT, &t->o, d, kv, "%s.layers.%d.attn.o.weight", pre, L));
+    TRY(v2(v, K_MAT, &t->fc1, mlp, d, "%s.layers.%d.mlp.fc1.weight", pre, L));
+    TRY(v2(v, K_MAT, &t->fc2, d, mlp, "%s.layers.%d.mlp.fc2.weight", pre, L));
+    return 0;
+}
+
+/* Every tensor of MODEL.md, in file order. w->vit/vlm/exp must have their arrays. */
+static int visit_all(const vlad_config *c, vlad_weights *w, visit_fn fn, void *ctx) {
+    visitor vv = {.fn = fn, .ctx = ctx}, *v = &vv;
+    int vw = c->vit_width, wd = c->width, e = c->expert_width, kv = vlad_cfg_kv_dim(c);
+    int pp = 3 * c->patch_size * c->patch_size;
+    TRY(v2(v, K_MAT, &w->patch_embed, vw, pp, "vision.patch_embed.weight"));
+    TRY(v1(v, K_BIAS, &w->patch_embed_b, vw, "vision.patch_embed.bias"));
+    TRY(v2(v, K_POS, &w->pos_embed, vlad_cfg_n_patches(c), vw, "vision.pos_embed"));
+    for (int L = 0; L < c->vit_depth; L++) {
+        vlad_vit_block *b = &w->vit[L];
+        TRY(v1(v, K_NORM, &b->norm1, vw, "vision.blocks.%d.norm1.weight", L));
+        TRY(v1(v, K_NORM, &b->norm2, vw, "vision.blocks.%d.norm2.weight", L));
+        TRY(v2(v, K_MAT, &b->q, vw, vw, "vision.blocks.%d.attn.q.weight", L));
+        TRY(v1(v, K_BIAS, &b->qb, vw, "vision.blocks.%d.attn.q.bias", L));
+        TRY(v2(v, K_MAT, &b->k, vw, vw, "vision.blocks.%d.attn.k.weight", L));
+        TRY(v1(v, K_BIAS, &b->kb, vw, "vision.blocks.%d.attn.k.bias", L));
+        TRY(v2(v, K_MAT, &b->v, vw, vw, "vision.blocks.%d.attn.v.weight", L));
+        TRY(v1(v, K_BIAS, &b->vb, vw, "vision.blocks.%d.attn.v.bias", L));
+        TRY(v2(v, K_MAT, &b->o, vw, vw, "vision.blocks.%d.attn.o.weight", L));
+        TRY(v1(v, K_BIAS, &b->ob, vw, "vision.blocks.%d.attn.o.bias", L));
+        TRY(v2(v, K_MAT, &b->fc1, c->vit_mlp, vw, "vision.blocks.%d.mlp.fc1.weight", L));
+        TRY(v1(v, K_BIAS, &b->fc1b, c->vit_mlp, "vision.blocks.%d.mlp.fc1.bias", L));
+        TRY(v2(v, K_MAT, &b->fc2, vw, c->vit_mlp, "vision.blocks.%d.mlp.fc2.weight", L));
+        TRY(v1(v, K_BIAS, &b->fc2b, vw, "vision.blocks.%d.mlp.fc2.bias", L));
+    }
+    TRY(v1(v, K_NORM, &w->vit_norm, vw, "vision.norm.weight"));
+    TRY(v2(v, K_MAT, &w->vit_proj, wd, vw, "vision.proj.weight"));
+    TRY(v1(v, K_BIAS, &w->vit_proj_b, wd, "vision.proj.bias"));
+    TRY(v2(v, K_EMBED, &w->embed, c->vocab_size, wd, "embed.weight"));
+    for (int L = 0; L < c->depth; L++)
+        TRY(visit_tlayer(v, "vlm", L, &w->vlm[L], wd, kv, c->mlp));
+    TRY(v1(v, K_NORM, &w->vlm_norm, wd, "vlm.norm.weight"));
+    TRY(v2(v, K_MAT, &w->state_proj, e, c->state_dim, "expert.state_proj.weight"));
+    TRY(v1(v, K_BIAS, &w->state_proj_b, e, "expert.state_proj.bias"));
+    TRY(v2(v, K_MAT, &w->action_in, e, c->action_dim, "expert.action_in.weight"));
+    TRY(v1(v, K_BIAS, &w->action_in_b, e, "expert.action_in.bias"));
+    TRY(v2(v, K_MAT, &w->time_in, e, 2 * e, "expert.time_mlp_in.weight"));
+    TRY(v1(v, K_BIAS, &w->time_in_b, e, "expert.time_mlp_in.bias"));
+    TRY(v2(v, K_MAT, &w->time_out, e, e, "expert.time_mlp_out.weight"));
+    TRY(v1(v, K_BIAS, &w->time_out_b, e, "expert.time_mlp_out.bias"));
+    for (int L = 0; L < c->depth; L++)
+        TRY(visit_tlayer(v, "expert", L, &w->exp[L], e, kv, c->expert_mlp));
+    TRY(v1(v, K_NORM, &w->exp_norm, e, "expert.norm.weight"));
+    TRY(v2(v, K_MAT, &w->action_out, c->action_dim, e, "expert.action_out.weight"));
+    TRY(v1(v, K_BIAS, &w->action_out_b, c->action_dim, "expert.action_out.bias"));
+    TRY(v1(v, K_MEAN, &w->state_mean, c->state_dim, "norm.state.mean"));
+    TRY(v1(v, K_STD, &w->state_std, c->state_dim, "norm.state.std"));
+    TRY(v1(v, K_MEAN, &w->action_mean, c->action_dim, "norm.action.mean"));
+    TRY(v1(v, K_STD, &w->action_std, c->action_dim, "norm.action.std"));
+    return 0;
+}
+
+static int alloc_layer_arrays(const vlad_config *c, vlad_weights *w) {
+    w->vit = calloc((size_t)c->vit_depth, sizeof *w->vit);
+    w->vlm = calloc((size_t)c->depth, sizeof *w->vlm);
+    w->exp = calloc((size_t)c->depth, sizeof *w->exp);
+    return (w->vit && w->vlm && w->exp) ? 0 : -1;
+}
+static void free_layer_arrays(vlad_weights *w) {
+    free(w->vit);
+    free(w->vlm);
+    free(w->exp);
+}
+
+/* ---- loader -------------------------------------------------------------------------- */
+
+typedef struct {
+    vlad_model *m;
+    const vlad_st_file *f;
+    unsigned char *seen;
+    int n_seen;
+    int any_f32_mat, any_bf16_mat;
+    vlad_err *err;
+} load_ctx;
+
+static void *own_alloc(vlad_model *m, size_t n) {
+    if (m->n_owned == m->cap_owned) {
+        int cap = m->cap_owned ? 2 * m->cap_owned : 64;
+        void **p = realloc(m->owned, (size_t)cap * sizeof *p);
+        if (!p)
+            return NULL;
+        m->owned = p;
+        m->cap_owned = cap;
+    }
+    void *b = NULL;
+    if (posix_memalign(&b, 64, n ? n : 1) != 0)
+        return NULL;
+    m->owned[m->n_owned++] = b;
+    m->owned_bytes += n;
+    return b;
+}
+
+static int load_visit(void *vctx, const char *name, int ndim, const int64_t *shape, tkind k,
+                      void *dst) {
+    load_ctx *cx = vctx;
+    const vlad_st_tensor *t = vlad_st_find(cx->f, name);
+    if (!t)
+        return vlad_err_set(cx->err, VLAD_EINVAL, "missing tensor '%s'", name);
+    cx->seen[t - vlad_st_get(cx->f, 0)] = 1;
+    cx->n_seen++;
+    int ok = t->ndim == ndim;
+    for (int i = 0; ok && i < ndim; i++)
+        ok = t->shape[i] == shape[i];
+    if (!ok) {
+        char got[128] = "", exp[64] = "";
+        size_t o = 0;
+        for (int i = 0; i < t->ndim && o < sizeof got - 24; i++)
+            o += (size_t)snprintf(got + o, sizeof got - o, "%s%lld", i ? ", " : "",
+                                  (long long)t->shape[i]);
+        if (ndim == 1)
+            snprintf(exp, sizeof exp, "%lld", (long long)shape[0]);
+        else
+            snprintf(exp, sizeof exp, "%lld, %lld", (long long)shape[0], (long long)shape[1]);
+        return vlad_err_set(cx->err, VLAD_EINVAL, "tensor '%s': shape [%s], expected [%s]", name,
+                            got, exp);
+    }
+    size_t n = (size_t)t->numel;
+    size_t es = vlad_dtype_size(t->dtype);
+    int aligned = ((uintptr_t)t->data % es) == 0;
+    if (k == K_MAT) {
+        vlad_mat *mt = dst;
+        mt->dtype = t->dtype;
+        mt->rows = (int)shape[0];
+        mt->cols = (int)shape[1];
+        if (t->dtype == VLAD_DT_F32)
+            cx->any_f32_mat = 1;
+        else
+            cx->any_bf16_mat = 1;
+        if (aligned) {
+            mt->data = t->data;
+        } else {
+            void *b = own_alloc(cx->m, t->nbytes);
+            if (!b)
+                return vlad_err_set(cx->err, VLAD_ENOMEM, "tensor '%s': out of memory", name);
+            memcpy(b, t->data, t->nbytes);
+            mt->data = b;
+        }
+        return 0;
+    }
+    const float *p;
+    if (t->dtype == VLAD_DT_F32 && aligned) {
+        p = (const float *)(const void *)t->data;
+    } else {
+        float *b = own_alloc(cx->m, n * sizeof(float));
+        if (!b)
+            return vlad_err_set(cx->err, VLAD_ENOMEM, "tensor '%s': out of memory", name);
+        if (t->dtype == VLAD_DT_F32)
+            memcpy(b, t->data, n * sizeof(float));
+        else
+            vlad_bf16_to_f32_n(b, t->data, n);
+        p = b;
+    }
+    if (k == K_MEAN || k == K_STD) {
+        for (size_t i = 0; i < n; i++) {
+            if (!isfinite(p[i]))
+                return vlad_err_set(cx->err, VLAD_EINVAL,
+                                    "tensor '%s': non-finite normalisation stat at [%zu]", name,
+                                    i);
+            if (k == K_STD && !(p[i] > 0.0f))
+                return vlad_err_set(cx->err, VLAD_EINVAL,
+                                    "tensor '%s': std %g at [%zu] is not positive", name,
+                                    (double)p[i], i);
+        }
+    }
+    *(const float **)dst = p;
+    return 0;
+}
+
+int vlad_model_load(const char *path, vlad_model **out, vlad_err *err) {
+    *out = NULL;
+    vlad_model *m = calloc(1, sizeof *m);
+    if (!m)
+        return vlad_err_set(err, VLAD_ENOMEM, "out of memory");
+    int rc = vlad_st_open(path, &m->file, err);
+    if (rc) {
+        free(m);
+        return rc;
+    }
+    load_ctx cx = {.m = m, .f = m->file, .err = err};
+    const char *fmt = vlad_st_meta(m->file, "vlad.format");
+    const char *cfg = vlad_st_meta(m->file, "vlad.config");
+    if (!fmt || strcmp(fmt, "1")) {
+        rc = vlad_err_set(err, VLAD_EINVAL, "metadata field 'vlad.format' is %s%s%s, expected \"1\"",
+                          fmt ? "\"" : "", fmt ? fmt : "missing", fmt ? "\"" : "");
+        goto fail;
+    }
+    if (!cfg) {
+        rc = vlad_err_set(err, VLAD_EINVAL, "metadata field 'vlad.config' missing");
+        goto fail;
+    }
+    rc = vlad_config_from_json(cfg, &m->cfg, err);
+    if (rc)
+        goto fail;
+    if (alloc_layer_arrays(&m->cfg, &m->w)) {
+        rc = vlad_err_set(err, VLAD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    cx.seen = calloc((size_t)vlad_st_count(m->file) + 1, 1);
+    if (!cx.seen) {
+        rc = vlad_err_set(err, VLAD_ENOMEM, "out of memory");
+        goto fail;
+    }
+    rc = visit_all(&m->cfg, &m->w, load_visit, &cx);
+    if (!rc && cx.n_seen != vlad_st_count(m->file)) {
+        for (int i = 0; i < vlad_st_count(m->file); i++)
+            if (!cx.seen[i]) {
+                rc = vlad_err_set(err, VLAD_EINVAL, "unexpected tensor '%s'",
+                                  vlad_st_get(m->file, i)->name);
+                break;
+            }
+    }
+    free(cx.seen);
+    if (rc)
+        goto fail;
+    m->w.embed_mat = (vlad_mat){.data = m->w.embed, .dtype = VLAD_DT_F32,
+                                .rows = m->cfg.vocab_size, .cols = m->cfg.width};
+    m->matrix_dtype = cx.any_f32_mat ? VLAD_DT_F32 : VLAD_DT_BF16;
+    m->file_bytes = vlad_st_file_size(m->file);
+    *out = m;
+    return 0;
+fail:
+    vlad_err_prefix(err, "%s: ", path);
+    vlad_model_free(m);
+    return rc;
+}
+
+void vlad_model_free(vlad_model *m) {
+    if (!m)
+        return;
+    for (int i = 0; i < m->n_owned; i++)
+        free(m->owned[i]);
+    free(m->owned);
+    free_layer_arrays(&m->w);
+    vlad_st_close(m->file);
+    free(m);
+}
+
+int64_t vlad_model_param_count(const vlad_model *m) {
+    int64_t n = 0;
+    for (int i = 0; i < vlad_st_count(m->file); i++)
+        n += vlad_st_get(m->file, i)->numel;
+    return n;
+}
+
+/* ---- random checkpoint writer --------------------------------------------------------- */
+
+typedef struct {
+    vlad_st_writer *w;
+    vlad_dtype dtype;
+    vlad_rng rng;
+    int pass; /* 0: declare, 1: data */
+    float *buf;
+    uint16_t *hbuf;
+    size_t cap;
+    vlad_err *err;
+} write_ctx;
+
+static int write_visit(void *vctx, const char *name, int ndim, const int64_t *shape, tkind k,
+                       void *dst) {
+    (void)dst;
+    write_ctx *cx = vctx;
+    vlad_dtype dt = (k == K_MEAN || k == K_STD) ? VLAD_DT_F32 : cx->dtype;
+    if (cx->pass == 0)
+        return vlad_st_writer_add(cx->w, name, dt, ndim, shape, cx->err);
+    size_t n = (size_t)shape[0] * (size_t)(ndim == 2 ? shape[1] : 1);
+    if (n > cx->cap) {
+        free(cx->buf);
+        free(cx->hbuf);
+        cx->buf = malloc(n * sizeof *cx->buf);
+        cx->hbuf = malloc(n * sizeof *cx->hbuf);
+        cx->cap = n;
+        if (!cx->buf || !cx->hbuf) {
+            cx->cap = 0;
+            return vlad_err_set(cx->err, VLAD_ENOMEM, "out of memory");
+        }
+    }
+    double fan_in = ndim == 2 ? (double)shape[1] : 1.0;
+    for (size_t i = 0; i < n; i++) {
+        double g = vlad_rng_normal(&cx->rng), x;
+        switch (k) {
+        case K_MAT: x = g / sqrt(fan_in); break;
+        case K_NORM: x = 1.0 + 0.1 * g; break;
+        case K_BIAS: x = 0.02 * g; break;
+        case K_EMBED: x = g; break;
+        case K_POS: x = 0.02 * g; break;
+        case K_MEAN: x = 0.5 * g; break;
+        default: x = 0.5 + vlad_rng_uniform(&cx->rng); break;
+        }
+        cx->buf[i] = (float)x;
+    }
+    if (dt == VLAD_DT_F32)
+        return vlad_st_writer_data(cx->w, cx->buf, n * sizeof(float), cx->err);
+    for (size_t i = 0; i < n; i++)
+        cx->hbuf[i] = vlad_f32_to_bf16(cx->buf[i]);
+    return vlad_st_writer_data(cx->w, cx->hbuf, n * 2, cx->err);
+}
+
+int vlad_model_write_random(const vlad_config *c, vlad_dtype dtype, uint64_t seed,
+                            const char *path, vlad_err *err) {
+    int rc = vlad_config_validate(c, err);
+    if (rc)
+        return rc;
+    vlad_weights w;
+    memset(&w, 0, sizeof w);
+    write_ctx cx = {.dtype = dtype, .err = err};
+    vlad_rng_seed(&cx.rng, seed);
+    char *cj = vlad_config_to_json(c);
+    cx.w = vlad_st_writer_new();
+    if (!cj || !cx.w || alloc_layer_arrays(c, &w)) {
+        rc = vlad_err_set(err, VLAD_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = vlad_st_writer_meta(cx.w, "vlad.format", "1", err)) ||
+        (rc = vlad_st_writer_meta(cx.w, "vlad.config", cj, err)))
+        goto done;
+    if ((rc = visit_all(c, &w, write_visit, &cx)))
+        goto done;
+    if ((rc = vlad_st_writer_begin(cx.w, path, err)))
+        goto done;
+    cx.pass = 1;
+    if ((rc = visit_all(c, &w, write_visit, &cx)))
+        goto done;
+    rc = vlad_st_writer_finish(cx.w, err);
+done:
+    free(cj);
+    free(cx.buf);
+    free(cx.hbuf);
+    free_layer_arrays(&w);
+    vlad_st_writer_free(cx.w);
+    return rc;
+}
+
+static int widen(vlad_model *m, vlad_mat *mt, vlad_err *err) {
+    if (mt->dtype != VLAD_DT_BF16)
+        return 0;
+    size_t n = (size_t)mt->rows * mt->cols;
+    float *b = own_alloc(m, n * sizeof(float));
+    if (!b)
+        return vlad_err_set(err, VLAD_ENOMEM, "widen: out of memory");
+    vlad_bf16_to_f32_n(b, mt->data, n);
+    /* drop the converted BF16 pages from our RSS if they lie in the mapping */
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a0 = ((uintptr_t)mt->data + pg - 1) & ~(pg - 1);
+    uintptr_t a1 = ((uintptr_t)mt->data + n * 2) & ~(pg - 1);
+    if (vlad_st_owns(m->file, mt->data) && a1 > a0)
+        madvise((void *)a0, a1 - a0, MADV_DONTNEED);
+    mt->data = b;
+    mt->dtype = VLAD_DT_F32;
+    return 0;
+}
+
+int vlad_model_widen_expert(vlad_model *m, vlad_err *err) {
+    vlad_weights *w = &m->w;
+    for (int L = 0; L < m->cfg.depth; L++) {
+        vlad_tlayer *l = &w->exp[L];
+        vlad_mat *ms[] = {&l->q, &l->k, &l->v, &l->o, &l->fc1, &l->fc2};
+        for (int i = 0; i < 6; i++)
+            TRY(widen(m, ms[i], err));
+    }
+    TRY(widen(m, &w->action_in, err));
+    TRY(widen(m, &w->time_in, err));
+    TRY(widen(m, &w->time_out, err));
+    TRY(widen(m, &w->action_out, err));
+    return widen(m, &w->state_proj, err);
+}
+
+int vlad_model_widen_all(vlad_model *m, vlad_err *err) {
+    vlad_weights *w = &m->w;
+    TRY(vlad_model_widen_expert(m, err));
+    TRY(widen(m, &w->patch_embed, err));
+    for (int L = 0; L < m->cfg.vit_depth; L++) {
+        vlad_vit_block *b = &w->vit[L];
+        vlad_mat *ms[] = {&b->q, &b->k, &b->v, &b->o, &b->fc1, &b->fc2};
+        for (int i = 0; i < 6; i++)
+            TRY(widen(m, ms[i], err));
+    }
+    TRY(widen(m, &w->vit_proj, err));
+    for (int L = 0; L < m->cfg.depth; L++) {
+        vlad_tlayer *l = &w->vlm[L];
+        vlad_mat *ms[] = {&l->q, &l->k, &l->v, &l->o, &l->fc1, &l->fc2};
+        for (int i = 0; i < 6; i++)
+            TRY(widen(m, ms[i], err));
+    }
+    m->matrix_dtype = VLAD_DT_F32;
+    return 0;
+}

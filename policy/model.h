@@ -1,0 +1,100 @@
+/* model.h — a loaded checkpoint: Config + Weights (llama2.c style).
+ *
+ * Weights point into the mmapped .safetensors file. Matrices keep their file dtype (F32 or
+ * BF16; BF16 ones are converted tile by tile inside vlad_matmul); vectors (norms, biases,
+ * embeddings, normalisation stats) are always F32 (copied when the file has BF16 or the
+ * data is misaligned). A model is read-only after load and may be shared by several
+ * runstates (threads). */
+#ifndef VLAD_POLICY_MODEL_H
+#define VLAD_POLICY_MODEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "config.h"
+#include "err.h"
+#include "safetensors.h"
+
+/* A Linear weight [rows=out, cols=in], row-major, F32 or BF16. */
+typedef struct vlad_mat {
+    const void *data;
+    vlad_dtype dtype;
+    int rows, cols;
+} vlad_mat;
+
+typedef struct vlad_vit_block {
+    const float *norm1, *norm2;          /* [vit_width] */
+    vlad_mat q, k, v, o;                 /* [vit_width, vit_width] */
+    const float *qb, *kb, *vb, *ob;      /* [vit_width] */
+    vlad_mat fc1;                        /* [vit_mlp, vit_width] */
+    const float *fc1b;                   /* [vit_mlp] */
+    vlad_mat fc2;                        /* [vit_width, vit_mlp] */
+    const float *fc2b;                   /* [vit_width] */
+} vlad_vit_block;
+
+/* Backbone or expert layer (no biases). d = width or expert_width, kv = n_heads*head_dim. */
+typedef struct vlad_tlayer {
+    const float *attn_norm, *mlp_norm;   /* [d] */
+    vlad_mat q, k, v;                    /* [kv, d] */
+    vlad_mat o;                          /* [d, kv] */
+    vlad_mat fc1;                        /* [mlp, d] */
+    vlad_mat fc2;                        /* [d, mlp] */
+} vlad_tlayer;
+
+typedef struct vlad_weights {
+    vlad_mat patch_embed; const float *patch_embed_b;   /* [vit_width, 3*p*p], [vit_width] */
+    const float *pos_embed;                             /* [n_patches, vit_width] */
+    vlad_vit_block *vit;                                /* [vit_depth] */
+    const float *vit_norm;                              /* [vit_width] */
+    vlad_mat vit_proj; const float *vit_proj_b;         /* [width, vit_width], [width] */
+    const float *embed;                                 /* [vocab, width] (tied LM head) */
+    vlad_mat embed_mat;                                 /* the same, as a matrix */
+    vlad_tlayer *vlm;                                   /* [depth] */
+    const float *vlm_norm;                              /* [width] */
+    vlad_mat state_proj; const float *state_proj_b;     /* [e, state_dim] */
+    vlad_mat action_in; const float *action_in_b;       /* [e, action_dim] */
+    vlad_mat time_in; const float *time_in_b;           /* [e, 2e] */
+    vlad_mat time_out; const float *time_out_b;         /* [e, e] */
+    vlad_tlayer *exp;                                   /* [depth] */
+    const float *exp_norm;                              /* [e] */
+    vlad_mat action_out; const float *action_out_b;     /* [action_dim, e] */
+    const float *state_mean, *state_std;                /* [state_dim] */
+    const float *action_mean, *action_std;              /* [action_dim] */
+} vlad_weights;
+
+typedef struct vlad_model {
+    vlad_config cfg;
+    vlad_weights w;
+    vlad_st_file *file;
+    vlad_dtype matrix_dtype;  /* dtype of the big matrices (F32 if any F32, for `info`) */
+    size_t file_bytes;        /* size of the checkpoint */
+    size_t owned_bytes;       /* bytes copied/converted at load */
+    /* private */
+    void **owned;
+    int n_owned, cap_owned;
+} vlad_model;
+
+/* Load and validate a checkpoint (MODEL.md "Checkpoint"). Every failure names the file and
+ * the tensor or config field. *out is set only on success; free with vlad_model_free. */
+int vlad_model_load(const char *path, vlad_model **out, vlad_err *err);
+/* NULL is fine. */
+void vlad_model_free(vlad_model *m);
+
+/* Replace the action expert's BF16 matrices (the ones every flow step re-reads) by F32
+ * copies owned by the model: more memory (4 bytes/param for the expert), no per-step BF16
+ * conversion. No-op for F32 checkpoints. Call before creating runstates. */
+int vlad_model_widen_expert(vlad_model *m, vlad_err *err);
+/* The same for every BF16 matrix of the model. The checkpoint's BF16 pages are released from
+ * the process (madvise) as they are converted, so peak RSS stays about the F32 size. */
+int vlad_model_widen_all(vlad_model *m, vlad_err *err);
+
+/* Number of parameters actually stored. */
+int64_t vlad_model_param_count(const vlad_model *m);
+
+/* Write a checkpoint of config `c` with random weights (deterministic in `seed`), matrices in
+ * `dtype`, to `path`. Init: Linear ~ N(0, 1/in), biases N(0, 0.02^2), norms 1 + N(0, 0.1^2),
+ * embeddings N(0,1), pos_embed N(0, 0.02^2), stats mean N(0, 0.5^2) std 0.5 + U(0,1). */
+int vlad_model_write_random(const vlad_config *c, vlad_dtype dtype, uint64_t seed,
+                            const char *path, vlad_err *err);
+
+#endif

@@ -1,0 +1,744 @@
+/* Unit tests of policy/: config, tokenizer, safetensors, loader error paths (each from a bad
+ * file derived from a good fixture), kernels, the unified KV cache (prefix blocks outliving
+ * newer frames, batched streams == streams alone), allocation-free inference after warm-up
+ * (malloc & co. wrapped with -Wl,--wrap), input checks. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "config.h"
+#include "engine.h"
+#include "image.h"
+#include "kernels.h"
+#include "model.h"
+#include "obs.h"
+#include "policy_testutil.h"
+#include "rng.h"
+#include "safetensors.h"
+#include "tokenizer.h"
+
+/* ---- allocation counter (the link wraps malloc, calloc, realloc, posix_memalign,
+ * aligned_alloc of every object linked into this test, the policy library included) ---- */
+static volatile long g_allocs;
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t n, size_t m);
+void *__real_realloc(void *p, size_t n);
+int __real_posix_memalign(void **p, size_t a, size_t n);
+void *__real_aligned_alloc(size_t a, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t n, size_t m);
+void *__wrap_realloc(void *p, size_t n);
+int __wrap_posix_memalign(void **p, size_t a, size_t n);
+void *__wrap_aligned_alloc(size_t a, size_t n);
+void *__wrap_malloc(size_t n) {
+    g_allocs++;
+    return __real_malloc(n);
+}
+void *__wrap_calloc(size_t n, size_t m) {
+    g_allocs++;
+    return __real_calloc(n, m);
+}
+void *__wrap_realloc(void *p, size_t n) {
+    g_allocs++;
+    return __real_realloc(p, n);
+}
+int __wrap_posix_memalign(void **p, size_t a, size_t n) {
+    g_allocs++;
+    return __real_posix_memalign(p, a, n);
+}
+void *__wrap_aligned_alloc(size_t a, size_t n) {
+    g_allocs++;
+    return __real_aligned_alloc(a, n);
+}
+
+static char g_fx[2048];
+static const char *fx(const char *file, char *buf, size_t n) {
+    if (snprintf(buf, n, "%s/%s", g_fx, file) >= (int)n)
+        buf[0] = 0;
+    return buf;
+}
+
+/* ---- config ------------------------------------------------------------------------------ */
+
+static void test_config(void **state) {
+    (void)state;
+    vlad_err err = {0};
+    vlad_config d = vlad_config_default(), s = vlad_config_smolvla(), c;
+    assert_int_equal(vlad_config_validate(&d, &err), 0);
+    assert_int_equal(vlad_config_validate(&s, &err), 0);
+    int64_t ps = vlad_config_param_count(&s);
+    printf("default: %lld params; smolvla-scale: %lld params\n",
+           (long long)vlad_config_param_count(&d), (long long)ps);
+    assert_true(ps > 200000000 && ps < 500000000);
+    char *j = vlad_config_to_json(&d);
+    assert_non_null(j);
+    assert_int_equal(vlad_config_from_json(j, &c, &err), 0);
+    char *j2 = vlad_config_to_json(&c);
+    assert_string_equal(j, j2);
+    free(j);
+    free(j2);
+    assert_int_equal(vlad_config_preset("smolvla", &c, &err), 0);
+    assert_int_not_equal(vlad_config_preset("huge", &c, &err), 0);
+    /* errors name the field */
+    const char *bad[][2] = {
+        {"{\"image_size\":64}", "missing field"},
+        {"[1,2]", "not a JSON object"},
+    };
+    for (size_t i = 0; i < 2; i++) {
+        assert_int_not_equal(vlad_config_from_json(bad[i][0], &c, &err), 0);
+        assert_non_null(strstr(err.msg, bad[i][1]));
+    }
+    d.head_dim = 7;
+    assert_int_equal(vlad_config_validate(&d, &err), VLAD_ERANGE);
+    assert_non_null(strstr(err.msg, "head_dim"));
+    d = vlad_config_default();
+    d.patch_size = 7;
+    assert_int_equal(vlad_config_validate(&d, &err), VLAD_ERANGE);
+    assert_non_null(strstr(err.msg, "patch_size"));
+    d = vlad_config_default();
+    d.norm_eps = -1;
+    assert_int_equal(vlad_config_validate(&d, &err), VLAD_ERANGE);
+    assert_non_null(strstr(err.msg, "norm_eps"));
+}
+
+/* ---- tokenizer ----------------------------------------------------------------------------- */
+
+static void test_tokenizer(void **state) {
+    (void)state;
+    int t[64];
+    int n = vlad_tok_prompt("hi\xff", 3, 32, t);
+    assert_int_equal(n, 4);
+    assert_int_equal(t[0], VLAD_TOK_BOS);
+    assert_int_equal(t[1], 'h');
+    assert_int_equal(t[3], 255);
+    assert_int_equal(vlad_tok_prompt("abcdef", 6, 3, t), 4); /* cap after BOS */
+    assert_int_equal(t[3], 'c');
+    assert_int_equal(vlad_tok_prompt(NULL, 5, 3, t), 1);
+    n = vlad_tok_question("", 0, 8, t);
+    assert_int_equal(n, 2);
+    assert_int_equal(t[0], VLAD_TOK_SEP);
+    assert_int_equal(t[1], VLAD_TOK_SEP);
+    n = vlad_tok_question("why", 3, 2, t);
+    assert_int_equal(n, 4);
+    assert_int_equal(t[2], 'h');
+    assert_int_equal(t[3], VLAD_TOK_SEP);
+    int toks[] = {'o', 'k', VLAD_TOK_EOS, 'x'};
+    char out[8];
+    assert_int_equal(vlad_tok_decode(toks, 4, out, sizeof out), 2);
+    assert_memory_equal(out, "ok", 2);
+    assert_string_equal(vlad_tok_special_name(VLAD_TOK_EOS), "<eos>");
+    assert_null(vlad_tok_special_name('a'));
+    assert_true(vlad_tok_is_byte(0) && vlad_tok_is_byte(255) && !vlad_tok_is_byte(256));
+}
+
+/* ---- safetensors ----------------------------------------------------------------------------- */
+
+static void test_safetensors_roundtrip(void **state) {
+    (void)state;
+    char dir[4096], path[4200];
+    assert_int_equal(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(path, sizeof path, "%s/t.safetensors", dir);
+    vlad_err err = {0};
+    vlad_st_writer *w = vlad_st_writer_new();
+    assert_non_null(w);
+    int64_t s1[2] = {2, 3}, s2[1] = {3};
+    float a[6] = {1, -2, 3.5f, 1e-3f, 7, 8};
+    uint16_t b[3] = {vlad_f32_to_bf16(1.0f), vlad_f32_to_bf16(-2.5f), vlad_f32_to_bf16(3.14159f)};
+    assert_int_equal(vlad_st_writer_meta(w, "k", "v", &err), 0);
+    assert_int_equal(vlad_st_writer_add(w, "a", VLAD_DT_F32, 2, s1, &err), 0);
+    assert_int_equal(vlad_st_writer_add(w, "b", VLAD_DT_BF16, 1, s2, &err), 0);
+    assert_int_equal(vlad_st_writer_begin(w, path, &err), 0);
+    assert_int_equal(vlad_st_writer_data(w, a, sizeof a, &err), 0);
+    assert_int_equal(vlad_st_writer_data(w, b, sizeof b, &err), 0);
+    assert_int_equal(vlad_st_writer_finish(w, &err), 0);
+    vlad_st_writer_free(w);
+    vlad_st_file *f = NULL;
+    assert_int_equal(vlad_st_open(path, &f, &err), 0);
+    assert_int_equal(vlad_st_count(f), 2);
+    assert_string_equal(vlad_st_meta(f, "k"), "v");
+    const vlad_st_tensor *ta = vlad_st_find(f, "a"), *tb = vlad_st_find(f, "b");
+    assert_non_null(ta);
+    assert_non_null(tb);
+    assert_int_equal(ta->ndim, 2);
+    assert_int_equal(ta->shape[1], 3);
+    assert_int_equal(((uintptr_t)ta->data) % 8, 0); /* header padded to 8 */
+    assert_memory_equal(ta->data, a, sizeof a);
+    float bf[3];
+    vlad_bf16_to_f32_n(bf, tb->data, 3);
+    assert_true(bf[0] == 1.0f && bf[1] == -2.5f);
+    assert_true(bf[2] > 3.13f && bf[2] < 3.15f);
+    assert_null(vlad_st_find(f, "c"));
+    vlad_st_close(f);
+    /* round-to-nearest-even */
+    assert_int_equal(vlad_f32_to_bf16(1.0f), 0x3f80);
+    assert_int_equal(vlad_bf16_to_f32(0x3f80), 1.0f);
+    tu_rmtree(dir);
+}
+
+/* ---- loader error paths ------------------------------------------------------------------------ */
+
+typedef void (*mutate_fn)(cJSON *hdr);
+
+/* Write dst = src with its header mutated (data section unchanged). */
+static void write_mutated(const char *src, const char *dst, mutate_fn fn) {
+    size_t n = 0;
+    char *buf = tu_read(src, &n);
+    assert_non_null(buf);
+    uint64_t hn = 0;
+    for (int i = 0; i < 8; i++)
+        hn |= (uint64_t)(uint8_t)buf[i] << (8 * i);
+    cJSON *h = cJSON_ParseWithLength(buf + 8, (size_t)hn);
+    assert_non_null(h);
+    fn(h);
+    char *js = cJSON_PrintUnformatted(h);
+    size_t jn = strlen(js), pad = (8 - jn % 8) % 8, dn = n - 8 - (size_t)hn;
+    size_t total = 8 + jn + pad + dn;
+    char *out = malloc(total);
+    uint64_t nh = jn + pad;
+    for (int i = 0; i < 8; i++)
+        out[i] = (char)(nh >> (8 * i));
+    memcpy(out + 8, js, jn);
+    memset(out + 8 + jn, ' ', pad);
+    memcpy(out + 8 + jn + pad, buf + 8 + hn, dn);
+    assert_int_equal(tu_write(dst, out, total), 0);
+    free(out);
+    free(js);
+    cJSON_Delete(h);
+    free(buf);
+}
+
+static cJSON *tensor(cJSON *h, const char *name) {
+    cJSON *t = cJSON_GetObjectItemCaseSensitive(h, name);
+    assert_non_null(t);
+    return t;
+}
+static void set_offsets(cJSON *t, double b, double e) {
+    cJSON *o = cJSON_GetObjectItemCaseSensitive(t, "data_offsets");
+    cJSON_SetNumberValue(cJSON_GetArrayItem(o, 0), b);
+    cJSON_SetNumberValue(cJSON_GetArrayItem(o, 1), e);
+}
+static double offset(cJSON *t, int i) {
+    return cJSON_GetArrayItem(cJSON_GetObjectItemCaseSensitive(t, "data_offsets"), i)->valuedouble;
+}
+
+static void m_dtype(cJSON *h) {
+    cJSON_ReplaceItemInObject(tensor(h, "vision.proj.weight"), "dtype", cJSON_CreateString("Q7"));
+}
+static void m_dtype_f16(cJSON *h) {
+    cJSON_ReplaceItemInObject(tensor(h, "vision.proj.weight"), "dtype", cJSON_CreateString("F16"));
+}
+static void m_missing(cJSON *h) { cJSON_DeleteItemFromObject(h, "vlm.norm.weight"); }
+static void m_extra(cJSON *h) {
+    double end = 0;
+    for (cJSON *it = h->child; it; it = it->next)
+        if (strcmp(it->string, "__metadata__") && offset(it, 1) > end)
+            end = offset(it, 1);
+    cJSON *t = cJSON_AddObjectToObject(h, "bogus.weight");
+    cJSON_AddStringToObject(t, "dtype", "F32");
+    cJSON *s = cJSON_AddArrayToObject(t, "shape");
+    cJSON_AddItemToArray(s, cJSON_CreateNumber(0));
+    cJSON *o = cJSON_AddArrayToObject(t, "data_offsets");
+    cJSON_AddItemToArray(o, cJSON_CreateNumber(end));
+    cJSON_AddItemToArray(o, cJSON_CreateNumber(end));
+}
+static void m_shape(cJSON *h) {
+    cJSON *t = tensor(h, "vision.proj.weight"); /* [32, 32] -> [16, 64]: same bytes */
+    cJSON *s = cJSON_CreateArray();
+    cJSON_AddItemToArray(s, cJSON_CreateNumber(16));
+    cJSON_AddItemToArray(s, cJSON_CreateNumber(64));
+    cJSON_ReplaceItemInObject(t, "shape", s);
+}
+static void m_outside(cJSON *h) {
+    cJSON *t = tensor(h, "expert.norm.weight");
+    set_offsets(t, 1e9, 1e9 + 24 * 4);
+}
+static void m_overlap(cJSON *h) {
+    cJSON *a = tensor(h, "vlm.layers.0.attn_norm.weight"), *b = tensor(h, "vlm.layers.0.mlp_norm.weight");
+    set_offsets(b, offset(a, 0), offset(a, 1));
+}
+static void m_size(cJSON *h) {
+    cJSON *t = tensor(h, "vision.norm.weight");
+    set_offsets(t, offset(t, 0), offset(t, 1) - 4);
+}
+static void m_config(cJSON *h) {
+    cJSON *meta = tensor(h, "__metadata__");
+    cJSON *cfg = cJSON_Parse(cJSON_GetObjectItemCaseSensitive(meta, "vlad.config")->valuestring);
+    cJSON_ReplaceItemInObject(cfg, "depth", cJSON_CreateNumber(0));
+    char *s = cJSON_PrintUnformatted(cfg);
+    cJSON_ReplaceItemInObject(meta, "vlad.config", cJSON_CreateString(s));
+    free(s);
+    cJSON_Delete(cfg);
+}
+static void m_config_unknown(cJSON *h) {
+    cJSON *meta = tensor(h, "__metadata__");
+    cJSON *cfg = cJSON_Parse(cJSON_GetObjectItemCaseSensitive(meta, "vlad.config")->valuestring);
+    cJSON_AddNumberToObject(cfg, "n_experts", 3);
+    char *s = cJSON_PrintUnformatted(cfg);
+    cJSON_ReplaceItemInObject(meta, "vlad.config", cJSON_CreateString(s));
+    free(s);
+    cJSON_Delete(cfg);
+}
+static void m_format(cJSON *h) {
+    cJSON_ReplaceItemInObject(tensor(h, "__metadata__"), "vlad.format", cJSON_CreateString("2"));
+}
+static void m_no_config(cJSON *h) {
+    cJSON_DeleteItemFromObject(tensor(h, "__metadata__"), "vlad.config");
+}
+
+static void expect_load_error(const char *path, const char *needle1, const char *needle2) {
+    vlad_err err = {0};
+    vlad_model *m = NULL;
+    int rc = vlad_model_load(path, &m, &err);
+    printf("  expected error: %s\n", err.msg);
+    assert_int_not_equal(rc, 0);
+    assert_null(m);
+    assert_non_null(strstr(err.msg, needle1));
+    if (needle2)
+        assert_non_null(strstr(err.msg, needle2));
+}
+
+static void test_loader_errors(void **state) {
+    (void)state;
+    char good[4200], dir[4096], p[4200];
+    fx("tiny_f32_1cam.safetensors", good, sizeof good);
+    assert_int_equal(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(p, sizeof p, "%s/bad.safetensors", dir);
+    /* the good one loads */
+    vlad_err err = {0};
+    vlad_model *m = NULL;
+    assert_int_equal(vlad_model_load(good, &m, &err), 0);
+    assert_int_equal(m->matrix_dtype, VLAD_DT_F32);
+    assert_int_equal(vlad_model_param_count(m), vlad_config_param_count(&m->cfg));
+    vlad_model_free(m);
+    /* truncated header */
+    size_t n;
+    char *buf = tu_read(good, &n);
+    assert_non_null(buf);
+    assert_int_equal(tu_write(p, buf, 40), 0);
+    expect_load_error(p, "bad header", NULL);
+    assert_int_equal(tu_write(p, buf, 5), 0);
+    expect_load_error(p, "bad header", NULL);
+    /* bad JSON */
+    char *bj = malloc(n);
+    memcpy(bj, buf, n);
+    memcpy(bj + 8, "{\"a\":[1,", 8);
+    assert_int_equal(tu_write(p, bj, n), 0);
+    expect_load_error(p, "bad header", "JSON");
+    free(bj);
+    /* truncated data: last tensors' offsets fall outside the file */
+    assert_int_equal(tu_write(p, buf, n - 64), 0);
+    expect_load_error(p, "outside the file", "data_offsets");
+    free(buf);
+    struct {
+        mutate_fn fn;
+        const char *n1, *n2;
+    } cases[] = {
+        {m_dtype, "unknown dtype", "vision.proj.weight"},
+        {m_dtype_f16, "unsupported dtype", "vision.proj.weight"},
+        {m_missing, "missing tensor", "vlm.norm.weight"},
+        {m_extra, "unexpected tensor", "bogus.weight"},
+        {m_shape, "shape [16, 64], expected [32, 32]", "vision.proj.weight"},
+        {m_outside, "outside", "expert.norm.weight"},
+        {m_overlap, "overlap", "vlm.layers.0."},
+        {m_size, "bytes for", "vision.norm.weight"},
+        {m_config, "depth", "out of range"},
+        {m_config_unknown, "unknown field", "n_experts"},
+        {m_format, "vlad.format", NULL},
+        {m_no_config, "vlad.config", "missing"},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_mutated(good, p, cases[i].fn);
+        expect_load_error(p, cases[i].n1, cases[i].n2);
+    }
+    /* NaN in the normalisation stats (data patched in place) */
+    vlad_st_file *f = NULL;
+    assert_int_equal(vlad_st_open(good, &f, &err), 0);
+    const vlad_st_tensor *t = vlad_st_find(f, "norm.state.mean");
+    buf = tu_read(good, &n);
+    /* the data section starts after the 8-byte length and the header */
+    uint64_t hn = 0;
+    for (int i = 0; i < 8; i++)
+        hn |= (uint64_t)(uint8_t)buf[i] << (8 * i);
+    size_t     off = 8 + (size_t)hn + t->begin;
+    float nanv = NAN, zero = 0.0f;
+    memcpy(buf + off + 4, &nanv, 4);
+    assert_int_equal(tu_write(p, buf, n), 0);
+    expect_load_error(p, "norm.state.mean", "non-finite");
+    memcpy(buf + off + 4, &zero, 4); /* restore-ish, then a zero std */
+    const vlad_st_tensor *ts = vlad_st_find(f, "norm.action.std");
+    memcpy(buf + 8 + hn + ts->begin, &zero, 4);
+    assert_int_equal(tu_write(p, buf, n), 0);
+    expect_load_error(p, "norm.action.std", "not positive");
+    free(buf);
+    vlad_st_close(f);
+    /* not a file */
+    expect_load_error("/nonexistent/x.safetensors", "/nonexistent/x.safetensors", NULL);
+    tu_rmtree(dir);
+}
+
+static void test_bf16_checkpoint_loads(void **state) {
+    (void)state;
+    char p[4200];
+    vlad_err err = {0};
+    vlad_model *m = NULL;
+    assert_int_equal(vlad_model_load(fx("tiny_bf16_2cam.safetensors", p, sizeof p), &m, &err), 0);
+    assert_int_equal(m->matrix_dtype, VLAD_DT_BF16);
+    assert_int_equal(m->cfg.n_cameras, 2);
+    assert_true(m->owned_bytes > 0); /* vectors widened to F32 */
+    vlad_model_free(m);
+}
+
+static void test_random_checkpoint(void **state) {
+    (void)state;
+    char dir[4096], p[4200];
+    assert_int_equal(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(p, sizeof p, "%s/r.safetensors", dir);
+    vlad_err err = {0};
+    vlad_config c = vlad_config_default();
+    c.depth = 2;
+    c.vit_depth = 1;
+    assert_int_equal(vlad_model_write_random(&c, VLAD_DT_BF16, 5, p, &err), 0);
+    vlad_model *m = NULL;
+    assert_int_equal(vlad_model_load(p, &m, &err), 0);
+    char *j1 = vlad_config_to_json(&m->cfg), *j2 = vlad_config_to_json(&c);
+    assert_string_equal(j1, j2);
+    free(j1);
+    free(j2);
+    assert_int_equal(vlad_model_param_count(m), vlad_config_param_count(&c));
+    vlad_model_free(m);
+    c.depth = 0;
+    assert_int_not_equal(vlad_model_write_random(&c, VLAD_DT_F32, 5, p, &err), 0);
+    tu_rmtree(dir);
+}
+
+/* ---- kernels ------------------------------------------------------------------------------------ */
+
+static void test_matmul_bf16(void **state) {
+    (void)state;
+    enum { M = 3, N = 37, K = 29 };
+    float x[M * K], wf[N * K], bias[N], y1[M * N], y2[M * N];
+    uint16_t wb[N * K];
+    vlad_rng r;
+    vlad_rng_seed(&r, 1);
+    for (int i = 0; i < M * K; i++)
+        x[i] = (float)vlad_rng_normal(&r);
+    for (int i = 0; i < N * K; i++) {
+        wb[i] = vlad_f32_to_bf16((float)vlad_rng_normal(&r));
+        wf[i] = vlad_bf16_to_f32(wb[i]);
+    }
+    for (int i = 0; i < N; i++)
+        bias[i] = (float)i;
+    vlad_scratch s = {malloc(vlad_matmul_scratch_floats(K) * sizeof(float)),
+                      vlad_matmul_scratch_floats(K)};
+    vlad_mat A = {wf, VLAD_DT_F32, N, K}, B = {wb, VLAD_DT_BF16, N, K};
+    vlad_matmul(&s, y1, N, x, K, M, &A, bias);
+    vlad_matmul(&s, y2, N, x, K, M, &B, bias);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            double ref = bias[j];
+            for (int k = 0; k < K; k++)
+                ref += (double)x[i * K + k] * wf[j * K + k];
+            assert_true(fabs(y1[i * N + j] - ref) < 1e-4);
+            assert_true(fabs(y2[i * N + j] - ref) < 1e-4);
+        }
+    /* small M with K % 8 == 0 takes the BF16 GEMV path (decode) */
+    enum { K2 = 32, N2 = (N * K) / K2 }; /* reuse the first N2*K2 weights */
+    float x2[2 * K2], y3[2 * N];
+    for (int i = 0; i < 2 * K2; i++)
+        x2[i] = (float)vlad_rng_normal(&r);
+    vlad_mat C = {wb, VLAD_DT_BF16, N2, K2}, D = {wf, VLAD_DT_F32, N2, K2};
+    vlad_matmul(&s, y3, N2, x2, K2, 2, &C, NULL);
+    vlad_matmul(&s, y1, N2, x2, K2, 2, &D, NULL);
+    for (int i = 0; i < 2 * N2; i++)
+        assert_true(fabs(y3[i] - y1[i]) < 1e-4);
+    free(s.buf);
+    /* rmsnorm, rope */
+    float v[4] = {1, 2, 3, 4}, w[4] = {1, 1, 2, 1}, o[4];
+    vlad_rmsnorm(o, v, w, 1, 4, 0.0f);
+    double rms = sqrt((1 + 4 + 9 + 16) / 4.0);
+    assert_true(fabs(o[2] - 2 * 3 / rms) < 1e-6);
+    float cs[2 * 2] = {1, 1, 0, 0}, sn[2 * 2] = {0, 0, 1, 1}; /* pos 1: 90 degrees */
+    float q[4] = {1, 2, 3, 4};
+    vlad_rope(q, 4, 1, 1, 4, 1, cs, sn);
+    assert_true(q[0] == -3 && q[1] == -4 && q[2] == 1 && q[3] == 2);
+}
+
+/* ---- unified KV cache ----------------------------------------------------------------------------- */
+
+typedef struct loaded {
+    vlad_model *m;
+    vlad_obs obs;
+    const uint8_t *imgs[16];
+    uint8_t *img2[16];
+} loaded;
+
+static void load_fixture(loaded *L, const char *name) {
+    char p[4200], q[4200];
+    vlad_err err = {0};
+    snprintf(q, sizeof q, "%s.safetensors", name);
+    assert_int_equal(vlad_model_load(fx(q, p, sizeof p), &L->m, &err), 0);
+    snprintf(q, sizeof q, "%s.obs.json", name);
+    assert_int_equal(vlad_obs_load(fx(q, p, sizeof p), &L->m->cfg, &L->obs, &err), 0);
+    size_t isz = (size_t)L->m->cfg.image_size * L->m->cfg.image_size * 3;
+    for (int i = 0; i < L->obs.n_images; i++) {
+        L->imgs[i] = L->obs.images[i].rgb;
+        L->img2[i] = malloc(isz);
+        for (size_t k = 0; k < isz; k++)
+            L->img2[i][k] = (uint8_t)(255 - L->obs.images[i].rgb[k]);
+    }
+}
+static void unload_fixture(loaded *L) {
+    for (int i = 0; i < L->obs.n_images; i++)
+        free(L->img2[i]);
+    vlad_obs_free(&L->obs);
+    vlad_model_free(L->m);
+}
+
+static void answer_alone(const vlad_model *m, const uint8_t *const *imgs, const char *prompt,
+                         const char *q, char *out, size_t cap) {
+    vlad_err err = {0};
+    vlad_runstate_opts o = {.n_threads = 1, .max_streams = 1};
+    vlad_runstate *rs = vlad_runstate_new(m, &o, &err);
+    assert_non_null(rs);
+    assert_true(vlad_encode_prefix(rs, imgs, prompt, strlen(prompt), &err) >= 0);
+    assert_int_equal(vlad_lang_generate(rs, q, strlen(q), out, cap, NULL, &err), 0);
+    vlad_runstate_free(rs);
+}
+
+static void test_kv_streams(void **state) {
+    (void)state;
+    loaded L = {0};
+    load_fixture(&L, "tiny_f32_1cam");
+    vlad_err err = {0};
+    const char *prompt = L.obs.prompt;
+    char a1[64], a2[64], b1[64];
+    answer_alone(L.m, L.imgs, prompt, "what now?", a1, sizeof a1);
+    answer_alone(L.m, L.imgs, prompt, "where is it", a2, sizeof a2);
+    answer_alone(L.m, (const uint8_t *const *)L.img2, prompt, "what now?", b1, sizeof b1);
+    printf("answers: a1 %zu bytes, a2 %zu bytes, b1 %zu bytes\n", strlen(a1), strlen(a2),
+           strlen(b1));
+    vlad_runstate_opts o = {.n_threads = 1, .max_streams = 3};
+    vlad_runstate *rs = vlad_runstate_new(L.m, &o, &err);
+    assert_non_null(rs);
+    const vlad_kvcache *kv = vlad_runstate_kv(rs);
+    assert_int_equal(kv->n_prefix, 5);
+    /* frame A: two streams, stepped together (batched) */
+    int fa = vlad_encode_prefix(rs, L.imgs, prompt, strlen(prompt), &err);
+    assert_true(fa >= 0);
+    assert_int_equal(vlad_lang_begin(rs, 0, "what now?", 9, &err), 0);
+    assert_int_equal(vlad_lang_begin(rs, 2, "where is it", 11, &err), 0);
+    assert_int_equal(vlad_lang_begin(rs, 2, "x", 1, &err), VLAD_ESTATE); /* busy */
+    assert_int_equal(kv->prefix[fa].refs, 3);
+    assert_true(vlad_lang_step(rs, 2, &err) >= 0);
+    /* frame B while A's streams are still decoding: A's block stays alive */
+    int fb = vlad_encode_prefix(rs, (const uint8_t *const *)L.img2, prompt, strlen(prompt), &err);
+    assert_true(fb >= 0 && fb != fa);
+    assert_int_equal(kv->prefix[fa].refs, 2);
+    assert_int_equal(vlad_runstate_prefix_block(rs), fb);
+    float act[256];
+    assert_int_equal(vlad_sample_actions(rs, L.obs.state, L.obs.noise, 0, act, &err), 0);
+    assert_int_equal(vlad_lang_begin(rs, 1, "what now?", 9, &err), 0);
+    vlad_lang_info li;
+    assert_int_equal(vlad_lang_get(rs, 1, &li), 0);
+    assert_int_equal(li.prefix_block, fb);
+    assert_int_equal(vlad_lang_get(rs, 0, &li), 0);
+    assert_int_equal(li.prefix_block, fa);
+    while (vlad_lang_step(rs, 3, &err) > 0) {
+    }
+    char got[3][64];
+    for (int s = 0; s < 3; s++) {
+        assert_int_equal(vlad_lang_get(rs, s, &li), 0);
+        assert_true(li.done);
+        memcpy(got[s], li.text, (size_t)li.len);
+        got[s][li.len] = '\0';
+    }
+    assert_string_equal(got[0], a1); /* stream on frame A unaffected by frame B */
+    assert_string_equal(got[2], a2); /* batched == alone */
+    assert_string_equal(got[1], b1);
+    vlad_lang_end(rs, 0);
+    assert_int_equal(kv->prefix[fa].refs, 1);
+    vlad_lang_end(rs, 2);
+    assert_int_equal(kv->prefix[fa].refs, 0); /* frame A released */
+    vlad_lang_end(rs, 1);
+    vlad_lang_end(rs, 1); /* no-op */
+    assert_int_equal(kv->prefix[fb].refs, 1); /* current */
+    vlad_runstate_free(rs);
+    /* a pool of one block: a stream holding the frame makes a new encode fail cleanly */
+    vlad_runstate_opts o1 = {.n_threads = 1, .max_streams = 1, .n_prefix = 1};
+    rs = vlad_runstate_new(L.m, &o1, &err);
+    assert_non_null(rs);
+    assert_true(vlad_encode_prefix(rs, L.imgs, prompt, strlen(prompt), &err) >= 0);
+    assert_int_equal(vlad_lang_begin(rs, 0, "", 0, &err), 0);
+    assert_int_equal(vlad_encode_prefix(rs, L.imgs, prompt, strlen(prompt), &err), VLAD_EAGAIN);
+    vlad_lang_end(rs, 0);
+    vlad_runstate_free(rs);
+    rs = vlad_runstate_new(L.m, &o1, &err);
+    assert_true(vlad_encode_prefix(rs, L.imgs, prompt, strlen(prompt), &err) >= 0);
+    assert_true(vlad_encode_prefix(rs, L.imgs, prompt, strlen(prompt), &err) >= 0);
+    vlad_runstate_free(rs);
+    unload_fixture(&L);
+}
+
+/* ---- no heap allocation per inference after warm-up --------------------------------------------- */
+
+static void run_frame(vlad_runstate *rs, loaded *L, const uint8_t *const *imgs, float *act) {
+    vlad_err err = {0};
+    assert_true(vlad_encode_prefix(rs, imgs, L->obs.prompt, strlen(L->obs.prompt), &err) >= 0);
+    assert_int_equal(vlad_sample_actions(rs, L->obs.state, L->obs.noise, 0, act, &err), 0);
+    assert_int_equal(vlad_sample_actions(rs, L->obs.state, NULL, 42, act, &err), 0);
+    assert_int_equal(vlad_lang_begin(rs, 0, "what now?", 9, &err), 0);
+    assert_int_equal(vlad_lang_begin(rs, 1, "", 0, &err), 0);
+    while (vlad_lang_step(rs, 2, &err) > 0) {
+    }
+    vlad_lang_end(rs, 0);
+    vlad_lang_end(rs, 1);
+}
+
+static void test_no_alloc_after_warmup(void **state) {
+    (void)state;
+    const char *names[] = {"tiny_f32_1cam", "tiny_bf16_2cam"};
+    for (int k = 0; k < 2; k++) {
+        loaded L = {0};
+        load_fixture(&L, names[k]);
+        vlad_err err = {0};
+        vlad_runstate_opts o = {.n_threads = 2, .max_streams = 2};
+        long before = g_allocs;
+        vlad_runstate *rs = vlad_runstate_new(L.m, &o, &err);
+        assert_non_null(rs);
+        assert_true(g_allocs > before); /* the wrapper does see the library's allocations */
+        float act[256];
+        run_frame(rs, &L, L.imgs, act); /* warm-up */
+        long n0 = g_allocs;
+        for (int i = 0; i < 3; i++)
+            run_frame(rs, &L, i % 2 ? L.imgs : (const uint8_t *const *)L.img2, act);
+        long n1 = g_allocs;
+        printf("%s: %ld heap allocations in 3 frames after warm-up (runstate %zu bytes)\n",
+               names[k], n1 - n0, vlad_runstate_bytes(rs));
+        assert_int_equal(n1 - n0, 0);
+        vlad_runstate_free(rs);
+        unload_fixture(&L);
+    }
+}
+
+/* ---- bad inputs ------------------------------------------------------------------------------------ */
+
+static void test_bad_inputs(void **state) {
+    (void)state;
+    loaded L = {0};
+    load_fixture(&L, "tiny_f32_1cam");
+    vlad_err err = {0};
+    vlad_runstate_opts o = {.n_threads = 1, .max_streams = 1};
+    vlad_runstate *rs = vlad_runstate_new(L.m, &o, &err);
+    float act[256], st[8] = {0};
+    assert_int_equal(vlad_sample_actions(rs, st, NULL, 0, act, &err), VLAD_ESTATE);
+    assert_int_equal(vlad_lang_begin(rs, 0, "", 0, &err), VLAD_ESTATE);
+    assert_int_equal(vlad_encode_prefix(rs, NULL, "", 0, &err), VLAD_EINVAL);
+    assert_true(vlad_encode_prefix(rs, L.imgs, NULL, 0, &err) >= 0);
+    assert_int_equal(vlad_runstate_prefix_len(rs), 16 + 1);
+    st[1] = NAN;
+    assert_int_equal(vlad_sample_actions(rs, st, NULL, 0, act, &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "state[1]"));
+    assert_int_equal(vlad_lang_begin(rs, 5, "", 0, &err), VLAD_EINVAL);
+    assert_int_equal(vlad_lang_step(rs, -1, &err), VLAD_EINVAL);
+    /* a long prompt is cut at max_prompt_tokens */
+    const char *lp = "0123456789abcdefghijklmnopqrstuvwxyz";
+    assert_true(vlad_encode_prefix(rs, L.imgs, lp, strlen(lp), &err) >= 0);
+    assert_int_equal(vlad_runstate_prefix_len(rs), 16 + 1 + L.m->cfg.max_prompt_tokens);
+    vlad_runstate_opts bad = {.n_threads = 1, .max_streams = 65};
+    assert_null(vlad_runstate_new(L.m, &bad, &err));
+    vlad_runstate_free(rs);
+    vlad_runstate_free(NULL);
+    vlad_model_free(NULL);
+    unload_fixture(&L);
+}
+
+static void test_images_and_obs(void **state) {
+    (void)state;
+    char dir[4096], p[4200], q[4200];
+    assert_int_equal(tu_mkdtemp(dir, sizeof dir), 0);
+    vlad_err err = {0};
+    uint8_t px[2 * 3 * 3];
+    for (int i = 0; i < 18; i++)
+        px[i] = (uint8_t)(i * 13);
+    vlad_image im = {3, 2, px}, back;
+    snprintf(p, sizeof p, "%s/a.ppm", dir);
+    assert_int_equal(vlad_image_write_ppm(p, &im, &err), 0);
+    assert_int_equal(vlad_image_load(p, &back, &err), 0);
+    assert_int_equal(back.width, 3);
+    assert_int_equal(back.height, 2);
+    assert_memory_equal(back.rgb, px, 18);
+    vlad_image_free(&back);
+    const char *ascii = "P3\n# comment\n2 1\n255\n1 2 3  4 5 6\n";
+    assert_int_equal(tu_write(p, ascii, strlen(ascii)), 0);
+    assert_int_equal(vlad_image_load(p, &back, &err), 0);
+    assert_int_equal(back.rgb[5], 6);
+    vlad_image_free(&back);
+    assert_int_equal(tu_write(p, "P6\n4 4\n255\nxx", 13), 0);
+    assert_int_not_equal(vlad_image_load(p, &back, &err), 0);
+    assert_non_null(strstr(err.msg, "truncated"));
+    assert_int_equal(tu_write(p, "GIF89a", 6), 0);
+    assert_int_not_equal(vlad_image_load(p, &back, &err), 0);
+    /* OBS.json checks against the config */
+    vlad_config c = vlad_config_default();
+    c.image_size = 2;
+    c.patch_size = 1;
+    c.state_dim = 2;
+    c.chunk_size = 1;
+    c.action_dim = 2;
+    uint8_t sq[12] = {0};
+    vlad_image s2 = {2, 2, sq};
+    snprintf(p, sizeof p, "%s/c.ppm", dir);
+    assert_int_equal(vlad_image_write_ppm(p, &s2, &err), 0);
+    snprintf(q, sizeof q, "%s/o.json", dir);
+    vlad_obs ob;
+    const char *good = "{\"images\":[\"c.ppm\"],\"state\":[1,2],\"noise\":[[0.5,-1]],\"seed\":3}";
+    assert_int_equal(tu_write(q, good, strlen(good)), 0);
+    assert_int_equal(vlad_obs_load(q, &c, &ob, &err), 0);
+    assert_true(ob.noise && ob.noise[1] == -1.0f && ob.seed == 3 && ob.question == NULL);
+    assert_string_equal(ob.prompt, "");
+    vlad_obs_free(&ob);
+    const char *bads[][2] = {
+        {"{\"images\":[\"c.ppm\"],\"state\":[1]}", "'state'"},
+        {"{\"images\":[],\"state\":[1,2]}", "'images'"},
+        {"{\"images\":[\"a.ppm\"],\"state\":[1,2]}", "model expects"},
+        {"{\"images\":[\"c.ppm\"],\"state\":[1,2],\"noise\":[1,2,3]}", "'noise'"},
+        {"{\"images\":[\"c.ppm\"],\"state\":[1,2],\"question\":5}", "'question'"},
+        {"not json", "JSON"},
+    };
+    for (size_t i = 0; i < sizeof bads / sizeof bads[0]; i++) {
+        assert_int_equal(tu_write(q, bads[i][0], strlen(bads[i][0])), 0);
+        snprintf(p, sizeof p, "%s/a.ppm", dir); /* a 3x2 image */
+        assert_int_equal(vlad_image_write_ppm(p, &im, &err), 0);
+        assert_int_not_equal(vlad_obs_load(q, &c, &ob, &err), 0);
+        vlad_obs_free(&ob);
+        if (!strstr(err.msg, bads[i][1]))
+            fail_msg("case %zu: '%s' lacks '%s'", i, err.msg, bads[i][1]);
+    }
+    tu_rmtree(dir);
+}
+
+int main(void) {
+    tu_fixture_dir(g_fx, sizeof g_fx);
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_config),
+        cmocka_unit_test(test_tokenizer),
+        cmocka_unit_test(test_safetensors_roundtrip),
+        cmocka_unit_test(test_loader_errors),
+        cmocka_unit_test(test_bf16_checkpoint_loads),
+        cmocka_unit_test(test_random_checkpoint),
+        cmocka_unit_test(test_matmul_bf16),
+        cmocka_unit_test(test_kv_streams),
+        cmocka_unit_test(test_no_alloc_after_warmup),
+        cmocka_unit_test(test_bad_inputs),
+        cmocka_unit_test(test_images_and_obs),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,42 @@
+#!/usr/bin/env python3
+"""Regenerate the committed parity fixtures of tests/policy/fixtures/.
+
+    /usr/bin/python3 training/make_fixtures.py [--out tests/policy/fixtures]
+
+Deterministic (fixed seeds). Two tiny random checkpoints of different shapes: an F32 one with
+one camera and a BF16 one with two cameras, plus their inputs and the twin's outputs."""
+import argparse
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from vlad_twin.config import VladConfig  # noqa: E402
+from vlad_twin.fixtures import make_fixture  # noqa: E402
+
+FIXTURES = [
+    ("tiny_f32_1cam", "F32", 11, VladConfig(
+        image_size=16, patch_size=4, n_cameras=1, vit_width=32, vit_depth=2, vit_heads=2,
+        vit_mlp=64, width=32, depth=2, n_heads=2, head_dim=16, mlp=64, expert_width=24,
+        expert_mlp=48, max_prompt_tokens=12, max_text_tokens=12, state_dim=3, action_dim=2,
+        chunk_size=5, flow_steps=4)),
+    ("tiny_bf16_2cam", "BF16", 22, VladConfig(
+        image_size=12, patch_size=4, n_cameras=2, vit_width=24, vit_depth=2, vit_heads=3,
+        vit_mlp=48, width=40, depth=3, n_heads=4, head_dim=8, mlp=80, expert_width=20,
+        expert_mlp=40, max_prompt_tokens=10, max_text_tokens=10, state_dim=5, action_dim=3,
+        chunk_size=4, flow_steps=3, rope_theta=500.0, norm_eps=1e-5)),
+]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    here = os.path.dirname(os.path.abspath(__file__))
+    ap.add_argument("--out", default=os.path.join(here, "..", "tests", "policy", "fixtures"))
+    a = ap.parse_args()
+    for name, dt, seed, cfg in FIXTURES:
+        r = make_fixture(cfg, a.out, name, seed, dt, min_text=6, min_distinct=3)
+        print(f"{name}: S={r['S']} text={r['text']!r} end={r['end']}")
+
+
+if __name__ == "__main__":
+    main()

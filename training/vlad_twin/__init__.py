@@ -1,0 +1,3 @@
+"""vlad_twin — the PyTorch twin of the vlad VLA model (see /work/shared/docs/MODEL.md)."""
+from .config import VladConfig, default_config, smolvla_config  # noqa: F401
+from .model import VladModel, load_checkpoint, random_model, save_checkpoint  # noqa: F401
