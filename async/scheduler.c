@@ -68,7 +68,7 @@ bool vlad_sched_want(vlad_sched *s, const vlad_action_queue *q, int64_t now, con
         memcpy(st, obs_state, sizeof(double) * (size_t)s->dim);
         break;
     default: /* VLASH */
-        req->start_tick = now + (rem > delay ? rem : delay);
+        req->start_tick = now + delay; /* as soon as it can be ready; supersedes the rest */
         req->len = s->K;
         vlad_rollforward(q, now, req->start_tick, cmd, obs_state, s->lag_alpha, s->dim, st);
         break;

@@ -11,11 +11,15 @@
  *          chunk's index 0 is the observation's tick, so the Δ actions for ticks that
  *          passed during inference are dropped when it lands; K + Δ actions are kept so
  *          about K execute.
- *   vlash  same trigger; the chunk starts at s = τ + max(rem, Δ), right after the queued
- *          actions; condition on the state rolled forward to s: the target pending at
- *          s-1 (optionally through a first-order tracking-lag model); no action is
- *          skipped; K actions are kept. A chunk arriving after s is still aligned by
- *          tick: actions for past ticks are dropped by number.
+ *   vlash  same trigger; the chunk starts at s = τ + Δ, the first tick it can be ready
+ *          for (with the trigger at rem = Δ that is right after the queued actions; a
+ *          larger threshold re-plans earlier and supersedes the rest of the queue from s);
+ *          condition on the state rolled forward to s: the target pending at s-1
+ *          (optionally through a first-order tracking-lag model); no action is skipped;
+ *          K actions are kept. A chunk arriving after s is still aligned by tick:
+ *          actions for past ticks are dropped by number.
+ * threshold = K re-plans whenever the worker is idle (lowest reaction latency);
+ * threshold = 0 triggers at rem = Δ (each chunk fully executed).
  * Pure functions of their inputs; no allocation. */
 #ifndef VLAD_SCHEDULER_H
 #define VLAD_SCHEDULER_H

@@ -109,6 +109,12 @@ static void test_want_conditions(void **state) {
     assert_int_equal(r.start_tick, 53);
     assert_true(r.state[0] == 0.3f);
     assert_int_equal(r.id, 2);
+    /* threshold = K: re-plan whenever idle; the chunk supersedes the queue from now+Δ */
+    load("vlash", 10, 10, 0);
+    vlad_sched_init(&s, &prof, 16, 2, NULL);
+    assert_true(vlad_sched_want(&s, &q, 2, obs, 2, cmd, 3, false, &r)); /* 8 queued */
+    assert_int_equal(r.start_tick, 5);
+    assert_true(r.state[0] == 4.0f); /* the target pending at tick 4 */
     /* the model's horizon bounds K */
     load("vlash", 40, 2, 0);
     vlad_sched_init(&s, &prof, 16, 2, NULL);
