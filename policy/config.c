@@ -14,7 +14,7 @@ vlad_config vlad_config_default(void) {
         .expert_width = 96, .expert_mlp = 256,
         .vocab_size = VLAD_VOCAB_SIZE,
         .max_prompt_tokens = 32, .max_text_tokens = 48,
-        .state_dim = 4, .action_dim = 4, .chunk_size = 16, .flow_steps = 5,
+        .state_dim = 4, .action_dim = 4, .chunk_size = 26, .flow_steps = 5,
         .rope_theta = 10000.0, .norm_eps = 1e-6,
     };
     return c;

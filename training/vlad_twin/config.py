@@ -40,7 +40,7 @@ class VladConfig:
     max_text_tokens: int = 48
     state_dim: int = 4
     action_dim: int = 4
-    chunk_size: int = 16
+    chunk_size: int = 26
     flow_steps: int = 5
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
