@@ -1,0 +1,112 @@
+/* run.h — the vlad-sim episode runner: the tick loop that ties physics, tasks, the daemon
+ * (or the in-process expert), metrics, the dataset recorder and the video recorder.
+ *
+ * Per tick t (a run-wide counter that never resets; Observation.tick = t):
+ *   1. measure the state; on an episode's first tick reset the world, send Command.reset
+ *      and Command.set_instruction to the daemon and add EPISODE_START (detail =
+ *      instruction);
+ *   2. vlad_task_update: world changes (WORLD_CHANGE), success (SUCCESS), end (EPISODE_END);
+ *   3. render cameras due at this tick (every round(control_hz/rate_hz) ticks from the
+ *      episode start) and publish Observation(t) with joint state, images and events;
+ *   4. unless the episode ended: get the target for tick t — expert: computed in process;
+ *      lockstep: the Action with tick == t (older ones discarded, newer ones kept for
+ *      their tick) waited for up to the lockstep timeout; wall: the newest Action received
+ *      before the tick's deadline — hold the last target when none came (a stall);
+ *   5. limit it to the joint range and max_velocity/control_hz from the last applied
+ *      target, apply it for sim.substeps physics steps; t++.
+ * Metrics per episode: success, completion time, mean squared jerk of the measured joint
+ * trajectory, stall ticks, reaction latency (WORLD_CHANGE at c -> first executed action
+ * at e >= c with chunk_id != 0 and obs_tick >= c; latency e - c ticks). */
+#ifndef VLAD_SIM_RUN_H
+#define VLAD_SIM_RUN_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "err.h"
+#include "profile.h"
+#include "tasks.h"
+
+typedef struct vlad_sim_opts {
+    const vlad_profile *p;
+    vlad_task_kind tasks[VLAD_TASK_COUNT];
+    int n_tasks;
+    int episodes;             /* per task */
+    uint64_t seed;
+    vlad_clock_mode clock;
+    bool expert;              /* act in process; no daemon */
+    int expert_delay;         /* expert sees the world this many ticks late */
+    bool expect_policy;       /* non-POLICY actions count as stalls */
+    double lockstep_timeout_ms; /* <= 0: the profile's */
+    int command_timeout_ms;   /* reset/set_instruction reply wait; <= 0: 500 */
+    bool render;              /* render cameras (forced on with a daemon or recorders) */
+    const char *dataset_dir;  /* --record-dataset */
+    const char *record_path;  /* --record (.gif or .mp4) */
+    int record_scale;
+    const vlad_task_params *params[VLAD_TASK_COUNT]; /* NULL: the defaults */
+    FILE *log;                /* progress lines; NULL: quiet */
+} vlad_sim_opts;
+
+typedef struct vlad_episode_result {
+    vlad_task_kind task;
+    int episode;          /* index within its task */
+    uint64_t seed;        /* the episode's layout seed */
+    char instruction[128];
+    int64_t first_tick;
+    int ticks;            /* ticks in the episode */
+    bool success;
+    int completion_ticks; /* -1 if not successful */
+    double score;
+    double jerk;          /* mean squared jerk, (rad/s^3)^2 */
+    int stall_ticks;
+    int world_changes;
+    int reactions;        /* world changes with a qualifying action */
+    double latency_mean_ticks, latency_max_ticks; /* NAN when reactions == 0 */
+    uint64_t traj_hash;   /* FNV-1a of the measured and applied joint trajectories */
+} vlad_episode_result;
+
+typedef struct vlad_sim_results {
+    int n;
+    vlad_episode_result *ep;
+    double control_hz;
+    char robot[VLAD_NAME_MAX];
+    vlad_clock_mode clock;
+    uint64_t seed;
+    bool expert;
+    int expert_delay;
+    double wall_s;        /* not part of the JSON (which is deterministic) */
+    int64_t ticks;
+} vlad_sim_results;
+
+void vlad_sim_opts_defaults(vlad_sim_opts *o, const vlad_profile *p);
+
+/* Run every episode; fills *res (free with vlad_sim_results_free). */
+int vlad_sim_run(const vlad_sim_opts *o, vlad_sim_results *res, vlad_err *err);
+void vlad_sim_results_free(vlad_sim_results *res);
+
+/* The results as JSON text (malloc'd; deterministic for lockstep runs). */
+char *vlad_sim_results_json(const vlad_sim_results *res);
+int vlad_sim_results_write_json(const vlad_sim_results *res, const char *path, vlad_err *err);
+/* Per-task summary table. */
+void vlad_sim_results_print(const vlad_sim_results *res, FILE *out);
+
+/* The seed of episode `ep` of task `k` in a run seeded with `seed`. */
+uint64_t vlad_sim_episode_seed(uint64_t seed, vlad_task_kind k, int ep);
+
+/* Render one camera frame per task (episode 0 of seed, after `ticks` expert ticks) to
+ * dir/task-<name>.png, enlarged `scale` times. */
+int vlad_sim_snapshots(const vlad_profile *p, const char *dir, uint64_t seed, int ticks, int scale,
+                       vlad_err *err);
+
+/* Benchmark: physics tick rate and render time per frame. */
+typedef struct vlad_sim_bench {
+    int ticks, substeps, frames, width, height;
+    double tick_us, step_us;   /* per control tick / per physics step */
+    double realtime_factor;    /* simulated seconds per wall second */
+    double render_ms;          /* per frame */
+    double ik_us;              /* one expert action (IK) */
+} vlad_sim_bench;
+int vlad_sim_bench_run(const vlad_profile *p, int ticks, int frames, vlad_sim_bench *b, vlad_err *err);
+
+#endif

@@ -1,0 +1,238 @@
+/* test_sim_dataset — safetensors round trip (C writer -> C reader, and the Python reader
+ * when /usr/bin/python3 has numpy), malformed files rejected, episode files complete. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <cmocka.h>
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "dataset.h"
+#include "run.h"
+
+static char dir[256];
+
+static void test_roundtrip(void **st) {
+    (void)st;
+    char path[300];
+    snprintf(path, sizeof path, "%s/t.safetensors", dir);
+    uint8_t u8[2 * 3 * 4];
+    float f32[5 * 2];
+    int64_t i64[3] = {-1, 0, 1LL << 40};
+    for (int i = 0; i < 24; i++)
+        u8[i] = (uint8_t)(i * 11);
+    for (int i = 0; i < 10; i++)
+        f32[i] = (float)i * 0.25f - 1.0f;
+    vlad_st_tensor t[3] = {{"a", VLAD_ST_U8, 3, {2, 3, 4}, u8, sizeof u8},
+                           {"b", VLAD_ST_F32, 2, {5, 2}, f32, sizeof f32},
+                           {"c", VLAD_ST_I64, 1, {3}, i64, sizeof i64}};
+    const char *meta[] = {"k1", "v1", "json", "[1, \"two\"]"};
+    vlad_err err;
+    assert_int_equal(vlad_st_write(path, t, 3, meta, 2, &err), VLAD_OK);
+    vlad_st_file *f;
+    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_OK);
+    assert_int_equal(vlad_st_count(f), 3);
+    for (int i = 0; i < 3; i++) {
+        const vlad_st_tensor *r = vlad_st_find(f, t[i].name);
+        assert_non_null(r);
+        assert_int_equal(r->dtype, t[i].dtype);
+        assert_int_equal(r->ndim, t[i].ndim);
+        for (int d = 0; d < r->ndim; d++)
+            assert_int_equal(r->shape[d], t[i].shape[d]);
+        assert_int_equal(r->nbytes, t[i].nbytes);
+        assert_memory_equal(r->data, t[i].data, t[i].nbytes);
+    }
+    assert_null(vlad_st_find(f, "zz"));
+    assert_string_equal(vlad_st_meta(f, "k1"), "v1");
+    assert_string_equal(vlad_st_meta(f, "json"), "[1, \"two\"]");
+    assert_null(vlad_st_meta(f, "nope"));
+    vlad_st_free(f);
+    vlad_st_free(NULL);
+
+    /* a shape that does not match the bytes is refused by the writer */
+    vlad_st_tensor bad = {"x", VLAD_ST_F32, 1, {3}, f32, 8};
+    assert_int_equal(vlad_st_write(path, &bad, 1, NULL, 0, &err), VLAD_EINVAL);
+}
+
+static void write_bytes(const char *path, const void *b, size_t n) {
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(b, 1, n, f), n);
+    fclose(f);
+}
+
+static void test_malformed(void **st) {
+    (void)st;
+    char path[300];
+    snprintf(path, sizeof path, "%s/bad.safetensors", dir);
+    vlad_st_file *f = NULL;
+    vlad_err err;
+    write_bytes(path, "abc", 3);
+    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    assert_null(f);
+    const uint8_t big[12] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' '};
+    write_bytes(path, big, sizeof big);
+    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    assert_non_null(strstr(err.msg, "exceeds"));
+    /* offsets past the end of the data */
+    const char *h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}";
+    uint8_t buf[128] = {0};
+    size_t hl = strlen(h);
+    buf[0] = (uint8_t)hl;
+    memcpy(buf + 8, h, hl);
+    write_bytes(path, buf, 8 + hl + 2);
+    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    assert_non_null(strstr(err.msg, "out of range"));
+    /* shape disagrees with the offsets */
+    const char *h2 = "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,4]}}";
+    hl = strlen(h2);
+    memset(buf, 0, sizeof buf);
+    buf[0] = (uint8_t)hl;
+    memcpy(buf + 8, h2, hl);
+    write_bytes(path, buf, 8 + hl + 4);
+    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    /* unknown dtype */
+    const char *h3 = "{\"a\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}";
+    hl = strlen(h3);
+    memset(buf, 0, sizeof buf);
+    buf[0] = (uint8_t)hl;
+    memcpy(buf + 8, h3, hl);
+    write_bytes(path, buf, 8 + hl + 8);
+    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    assert_int_equal(vlad_st_read("/nonexistent/x.safetensors", &f, &err), VLAD_EIO);
+}
+
+static void test_episode_files(void **st) {
+    (void)st;
+    static vlad_profile p;
+    vlad_err err;
+    assert_int_equal(vlad_profile_load(&p, "configs/sim-arm.yaml", &err), VLAD_OK);
+    char ds[300];
+    snprintf(ds, sizeof ds, "%s/data", dir);
+    vlad_sim_opts o;
+    vlad_sim_opts_defaults(&o, &p);
+    o.clock = VLAD_CLOCK_LOCKSTEP;
+    o.expert = true;
+    o.episodes = 1;
+    o.tasks[0] = VLAD_TASK_WHACK;
+    o.tasks[1] = VLAD_TASK_PUSH;
+    o.n_tasks = 2;
+    o.dataset_dir = ds;
+    vlad_sim_results r;
+    assert_int_equal(vlad_sim_run(&o, &r, &err), VLAD_OK);
+    for (int e = 0; e < 2; e++) {
+        char path[400];
+        snprintf(path, sizeof path, "%s/episode_%06d.safetensors", ds, e);
+        vlad_st_file *f;
+        assert_int_equal(vlad_st_read(path, &f, &err), VLAD_OK);
+        const vlad_st_tensor *im = vlad_st_find(f, "images"), *sv = vlad_st_find(f, "state"),
+                             *ac = vlad_st_find(f, "action"), *tk = vlad_st_find(f, "tick");
+        assert_non_null(im);
+        assert_non_null(sv);
+        assert_non_null(ac);
+        assert_non_null(tk);
+        int64_t T = sv->shape[0];
+        assert_int_equal(T, r.ep[e].ticks);
+        assert_int_equal(im->ndim, 5);
+        assert_int_equal(im->shape[0], T);
+        assert_int_equal(im->shape[1], 1);
+        assert_int_equal(im->shape[2], 64);
+        assert_int_equal(im->shape[3], 64);
+        assert_int_equal(im->shape[4], 3);
+        assert_int_equal(sv->shape[1], 4);
+        assert_int_equal(ac->shape[1], 4);
+        const int64_t *ticks = tk->data;
+        assert_int_equal(ticks[0], r.ep[e].first_tick);
+        assert_int_equal(ticks[T - 1], r.ep[e].first_tick + T - 1);
+        /* frames differ over time (the arm moves), and actions lead states */
+        assert_true(memcmp(im->data, (uint8_t *)im->data + (T - 1) * 64 * 64 * 3, 64 * 64 * 3) != 0);
+        const float *s = sv->data, *a = ac->data;
+        double moved = 0;
+        for (int j = 0; j < 4; j++)
+            moved += fabs(s[(T - 1) * 4 + j] - s[j]);
+        assert_true(moved > 0.1);
+        assert_true(fabs(a[0] - s[0]) < 0.2);
+        /* metadata */
+        assert_string_equal(vlad_st_meta(f, "task"), e == 0 ? "whack" : "push");
+        assert_string_equal(vlad_st_meta(f, "instruction"), r.ep[e].instruction);
+        assert_string_equal(vlad_st_meta(f, "format"), "vlad-sim-episode-1");
+        assert_string_equal(vlad_st_meta(f, "success"), r.ep[e].success ? "true" : "false");
+        cJSON *labels = cJSON_Parse(vlad_st_meta(f, "labels"));
+        cJSON *events = cJSON_Parse(vlad_st_meta(f, "events"));
+        assert_int_equal(cJSON_GetArraySize(labels), T);
+        cJSON *l0 = cJSON_GetArrayItem(labels, 0);
+        assert_true(cJSON_IsString(cJSON_GetObjectItem(l0, "commentary")));
+        cJSON *qa = cJSON_GetObjectItem(l0, "qa");
+        assert_true(cJSON_GetArraySize(qa) >= 3);
+        assert_int_equal(cJSON_GetArraySize(cJSON_GetArrayItem(qa, 0)), 2);
+        cJSON *e0 = cJSON_GetArrayItem(events, 0);
+        assert_string_equal(cJSON_GetObjectItem(e0, "kind")->valuestring, "EPISODE_START");
+        assert_string_equal(cJSON_GetObjectItem(e0, "detail")->valuestring, r.ep[e].instruction);
+        int wc = 0;
+        cJSON *ev;
+        cJSON_ArrayForEach(ev, events) wc += !strcmp(cJSON_GetObjectItem(ev, "kind")->valuestring, "WORLD_CHANGE");
+        assert_int_equal(wc, r.ep[e].world_changes);
+        if (e == 0) { /* whack: the first frame has no target up: "is a target visible?" no */
+            assert_string_equal(cJSON_GetArrayItem(cJSON_GetArrayItem(qa, 0), 1)->valuestring, "no");
+        }
+        cJSON_Delete(labels);
+        cJSON_Delete(events);
+
+        /* Python reader (numpy), if available: same shapes and sums */
+        if (e == 0 && system("/usr/bin/python3 -c 'import numpy' >/dev/null 2>&1") == 0) {
+            char cmd[600];
+            snprintf(cmd, sizeof cmd, "/usr/bin/python3 sim/read_episode.py --check %s", path);
+            FILE *pp = popen(cmd, "r");
+            assert_non_null(pp);
+            char out[4096] = "";
+            size_t n = fread(out, 1, sizeof out - 1, pp);
+            out[n] = 0;
+            assert_int_equal(pclose(pp), 0);
+            cJSON *dg = cJSON_Parse(out);
+            assert_non_null(dg);
+            double ssum = 0, asum = 0, isum = 0;
+            for (int64_t i = 0; i < T * 4; i++) {
+                ssum += s[i];
+                asum += a[i];
+            }
+            for (size_t i = 0; i < im->nbytes; i++)
+                isum += ((const uint8_t *)im->data)[i];
+            assert_true(fabs(cJSON_GetObjectItem(dg, "state_sum")->valuedouble - ssum) < 1e-6);
+            assert_true(fabs(cJSON_GetObjectItem(dg, "action_sum")->valuedouble - asum) < 1e-6);
+            assert_true(cJSON_GetObjectItem(dg, "images_sum")->valuedouble == isum);
+            assert_int_equal((int)cJSON_GetObjectItem(dg, "n_labels")->valuedouble, T);
+            assert_string_equal(cJSON_GetObjectItem(dg, "instruction")->valuestring, r.ep[e].instruction);
+            cJSON *shapes = cJSON_GetObjectItem(dg, "shapes");
+            assert_int_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(shapes, "images"), 0)->valuedouble, T);
+            cJSON_Delete(dg);
+        }
+        vlad_st_free(f);
+    }
+    vlad_sim_results_free(&r);
+}
+
+static int setup(void **st) {
+    (void)st;
+    snprintf(dir, sizeof dir, "/tmp/vlad-sim-test-XXXXXX");
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **st) {
+    (void)st;
+    char cmd[300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_roundtrip),
+        cmocka_unit_test(test_malformed),
+        cmocka_unit_test(test_episode_files),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
