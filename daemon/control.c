@@ -265,6 +265,7 @@ void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64
     if (rec.clamped)
         atomic_fetch_add(&sh->clamped_actions, 1);
     memcpy(c->cmd, rec.target, sizeof(double) * (size_t)n);
+    c->last_rec = rec;
     atomic_store_explicit(&sh->mode, mode, memory_order_relaxed);
     if (!vlad_spsc_push(sh->out, &rec))
         atomic_fetch_add(&sh->out_dropped, 1);
@@ -303,8 +304,13 @@ void *vlad_control_main(void *arg) {
             }
             take_obs(c);
             int64_t t = c->last_obs.tick;
-            if (t == last_tick)
-                continue; /* the same observation again (a resend): one action per tick */
+            if (t == last_tick) {
+                /* the same observation again (a resend): the same answer, no new tick */
+                c->last_rec.deadline_ns = now; /* not a late tick: a repeated answer */
+                if (vlad_spsc_push(sh->out, &c->last_rec))
+                    wake_io(c);
+                continue;
+            }
             if (t < last_tick) {
                 /* the robot's clock restarted: a new timeline, nothing queued is valid */
                 vlad_aq_clear(&c->queue);

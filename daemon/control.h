@@ -36,6 +36,7 @@ typedef struct vlad_control {
     uint64_t seed;
     const uint8_t *obs_images;    /* images of the newest observation (in the obs slot) */
     vlad_chunk_rec staging;       /* a chunk being installed (too big for the stack) */
+    vlad_out_rec last_rec;        /* the last action published (lockstep resends get it again) */
     bool have_obs, estop, stalled;
     uint32_t seen_estop, seen_release, seen_reset;
     vlad_obs_state last_obs;

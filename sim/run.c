@@ -32,6 +32,14 @@ typedef struct runner {
     int cam_period[VLAD_MAX_CAMERAS];
     bool render;
     Vlad__Action *pending; /* lockstep: an action for a later tick */
+    /* lockstep: the observation of this tick, to resend while waiting (a first message
+     * can meet a subscription that is not connected yet; the daemon answers a resend
+     * with the same action) */
+    int64_t pub_tick;
+    int pub_ep;
+    const double *pub_q, *pub_qd;
+    const vlad_task_events *pub_ev;
+    const bool *pub_due;
     double applied[VLAD_MAX_JOINTS];
     int64_t wall_next;     /* wall: deadline of the current tick */
     bool warned_cmd, warned_silent;
@@ -125,6 +133,11 @@ static void take(runner *r, const Vlad__Action *a, got *g) {
     g->source = a->source;
 }
 
+static int publish(runner *r, int64_t tick, int episode, const double *q, const double *qd,
+                   const vlad_task_events *ev, const bool *cam_due);
+
+#define RESEND_MS 100
+
 static void recv_lockstep(runner *r, got *g) {
     int64_t t = r->tick;
     if (r->pending && r->pending->tick <= t) {
@@ -143,7 +156,12 @@ static void recv_lockstep(runner *r, got *g) {
         if (left <= 0)
             break;
         Vlad__Action *a = NULL;
-        int rc = vlad_client_recv_action(r->cl, (int)((left + 999999) / 1000000), &a, &err);
+        int ms = (int)((left + 999999) / 1000000);
+        int rc = vlad_client_recv_action(r->cl, ms < RESEND_MS ? ms : RESEND_MS, &a, &err);
+        if (rc == VLAD_ETIMEOUT && r->pub_q) {
+            publish(r, r->pub_tick, r->pub_ep, r->pub_q, r->pub_qd, r->pub_ev, r->pub_due);
+            continue;
+        }
         if (rc != VLAD_OK || !a)
             break;
         if (a->tick < t) {
@@ -337,6 +355,8 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
             if ((rc = vlad_dataset_frame(r->ds, r->tick, im, q, qd, r->applied, st.ee, &lb, err)))
                 return rc;
         }
+        r->pub_tick = r->tick, r->pub_ep = global_ep, r->pub_q = q, r->pub_qd = qd;
+        r->pub_ev = &ev, r->pub_due = due;
         publish(r, r->tick, global_ep, q, qd, &ev, due);
         if (t.done) {
             res->ticks = k + 1;

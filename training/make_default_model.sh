@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Regenerate the demonstrations and retrain the default model from scratch.
+#   training/make_default_model.sh [DATA_DIR] [OUT_MODEL] [MINUTES]
+# Defaults: data/ (git-ignored), models/vlad-default.safetensors, 55 minutes of training.
+# Needs the build (make build) and Debian's python3-torch (installed here if root).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+DATA=${1:-data}
+OUT=${2:-models/vlad-default.safetensors}
+MINUTES=${3:-55}
+SIM="build/bin/vlad-sim --profile configs/sim-arm.yaml --expert --clock lockstep --quiet"
+scripts/deps.sh python3-torch python3-numpy
+
+gen() { # name task episodes seed [--param ...]
+  local name=$1 task=$2 n=$3 seed=$4; shift 4
+  if [ -f "$DATA/$name/.done" ]; then return; fi
+  rm -rf "$DATA/$name"; mkdir -p "$(dirname "$DATA/$name")"
+  $SIM --task "$task" --episodes "$n" --seed "$seed" "$@" --record-dataset "$DATA/$name" \
+       --json "$DATA/$name.json" >/dev/null
+  touch "$DATA/$name/.done"
+}
+mkdir -p "$DATA"
+echo "== demonstrations into $DATA (scripted expert, lockstep)"
+# training set: two generators at a time (2 cores)
+gen train/reach reach 300 101 & gen train/push push 300 401 & wait
+gen train/track-slow track 150 201 --param track.speed=0.15 --param track.turn_min_s=0.6 --param track.turn_max_s=1.2 &
+gen train/track track 150 202 & wait
+gen train/whack whack 200 301 & gen train/whack-long whack 100 302 --param whack.window_s=0.7 & wait
+# held-out episodes (other seeds) for the language evaluation
+gen heldout/all all 20 9001
+echo "== training ($MINUTES min at most)"
+mkdir -p "$(dirname "$OUT")"
+cd training
+/usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "../$OUT" --work "../$DATA/work" \
+    --time-limit-min "$MINUTES" --steps 6000 --batch 32
