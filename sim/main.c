@@ -31,6 +31,7 @@ static void usage(FILE *f) {
             "  --record FILE               camera stream as an animated .gif (or .mp4 via ffmpeg)\n"
             "  --record-scale K            enlarge recorded frames K times (default 3)\n"
             "  --record-dataset DIR        write DIR/episode_NNNNNN.safetensors (with --expert)\n"
+            "  --trajectory FILE           CSV of every tick: task, episode, tick, chunk, targets, positions\n"
             "  --snapshot DIR              write DIR/task-<name>.png, one frame per task, and exit\n"
             "  --bench                     measure physics and render speed, and exit\n"
             "  --param TASK.KNOB=VALUE     change a difficulty knob (see sim/README.md)\n"
@@ -57,7 +58,7 @@ static int parse_int(const char *s, int lo, int hi, int *out) {
 
 int main(int argc, char **argv) {
     const char *profile = NULL, *tasks = "all", *json = NULL, *clock = NULL, *snapshot = NULL;
-    const char *record = NULL, *dataset = NULL;
+    const char *record = NULL, *dataset = NULL, *trajectory = NULL;
     int episodes = 1, delay = 0, scale = 3, lockstep_to = 0, cmd_to = 0;
     unsigned long long seed = 1;
     bool expert = false, expect = false, bench = false, quiet = false;
@@ -134,6 +135,9 @@ int main(int argc, char **argv) {
         } else if (!strcmp(a, "--record-dataset")) {
             NEEDV;
             dataset = v;
+        } else if (!strcmp(a, "--trajectory")) {
+            NEEDV;
+            trajectory = v;
         } else if (!strcmp(a, "--snapshot")) {
             NEEDV;
             snapshot = v;
@@ -284,6 +288,7 @@ int main(int argc, char **argv) {
     o.lockstep_timeout_ms = lockstep_to;
     o.command_timeout_ms = cmd_to;
     o.dataset_dir = dataset;
+    o.trajectory_path = trajectory;
     o.record_path = record;
     o.record_scale = scale;
     o.log = quiet ? NULL : stderr;

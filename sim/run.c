@@ -40,6 +40,9 @@ typedef struct runner {
     const double *pub_q, *pub_qd;
     const vlad_task_events *pub_ev;
     const bool *pub_due;
+    FILE *traj;            /* --trajectory */
+    uint64_t last_chunk;   /* chunk of the last applied action (discontinuity) */
+    double last_cmd[VLAD_MAX_JOINTS];
     double applied[VLAD_MAX_JOINTS];
     int64_t wall_next;     /* wall: deadline of the current tick */
     bool warned_cmd, warned_silent;
@@ -300,6 +303,9 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
     bool reacted[MAX_CHANGES];
     int n_changes = 0, n_react = 0;
     double lat_sum = 0, lat_max = 0;
+    int switches = 0;
+    double disc_sum = 0, disc_max = 0;
+    r->last_chunk = 0;
     uint64_t h = 0xCBF29CE484222325ULL;
     if (o->clock == VLAD_CLOCK_WALL && r->wall_next == 0)
         r->wall_next = vlad_now_ns();
@@ -398,6 +404,19 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
                         o->clock == VLAD_CLOCK_LOCKSTEP ? " and clock: lockstep" : "");
             }
         }
+        if (g.fresh && g.chunk_id != 0) {
+            /* chunk-boundary discontinuity: the commanded target jumps at a switch */
+            if (r->last_chunk != 0 && g.chunk_id != r->last_chunk) {
+                double d = 0;
+                for (int j = 0; j < n; j++)
+                    d = fmax(d, fabs(g.q[j] - r->last_cmd[j]));
+                disc_sum += d;
+                disc_max = fmax(disc_max, d);
+                switches++;
+            }
+            r->last_chunk = g.chunk_id;
+            memcpy(r->last_cmd, g.q, sizeof(double) * (size_t)n);
+        }
         if (g.fresh) {
             for (int j = 0; j < n; j++) {
                 const vlad_joint *jt = &r->p->joints[j];
@@ -421,6 +440,15 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
         if (r->ds)
             vlad_dataset_set_action(r->ds, r->applied);
         h = fnv(h, r->applied, sizeof(double) * (size_t)n);
+        if (r->traj) {
+            fprintf(r->traj, "%s,%d,%lld,%d,%llu", vlad_task_name(kind), ep, (long long)r->tick, k,
+                    (unsigned long long)(g.fresh ? g.chunk_id : 0));
+            for (int j = 0; j < n; j++)
+                fprintf(r->traj, ",%.6f", r->applied[j]);
+            for (int j = 0; j < n; j++)
+                fprintf(r->traj, ",%.6f", q[j]);
+            fputc('\n', r->traj);
+        }
         vlad_world_step(r->w, r->applied);
         r->tick++;
     }
@@ -435,6 +463,9 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
         res->latency_max_ticks = lat_max;
     }
     res->traj_hash = h;
+    res->chunk_switches = switches;
+    res->disc_mean = switches ? disc_sum / switches : NAN;
+    res->disc_max = switches ? disc_max : NAN;
     if (r->ds && (rc = vlad_dataset_end(r->ds, t.success, err)))
         return rc;
     if (o->log)
@@ -446,6 +477,8 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
 }
 
 static void runner_free(runner *r) {
+    if (r->traj)
+        fclose(r->traj);
     vlad_expert_free(r->ex);
     vlad_client_free(r->cl);
     vlad_dataset_free(r->ds);
@@ -473,6 +506,17 @@ int vlad_sim_run(const vlad_sim_opts *o, vlad_sim_results *res, vlad_err *err) {
     r.hz = p->control_hz;
     r.render = p->n_cameras > 0 && (o->render || !o->expert || o->dataset_dir || o->record_path);
     int rc = VLAD_OK;
+    if (o->trajectory_path) {
+        r.traj = fopen(o->trajectory_path, "w");
+        if (!r.traj)
+            return vlad_err_set(err, VLAD_EIO, "--trajectory %s: cannot write", o->trajectory_path);
+        fprintf(r.traj, "task,episode,tick,k,chunk");
+        for (int j = 0; j < p->n_joints; j++)
+            fprintf(r.traj, ",target_%s", p->joints[j].name);
+        for (int j = 0; j < p->n_joints; j++)
+            fprintf(r.traj, ",pos_%s", p->joints[j].name);
+        fputc('\n', r.traj);
+    }
     r.w = vlad_world_new(p, r.render, err);
     if (!r.w)
         return err ? err->code : VLAD_EINVAL;
@@ -641,6 +685,9 @@ char *vlad_sim_results_json(const vlad_sim_results *res) {
         num_or_null(o, "reaction_latency_max_ticks", e->latency_max_ticks);
         num_or_null(o, "reaction_latency_mean_ms", e->latency_mean_ticks * ms);
         num_or_null(o, "reaction_latency_max_ms", e->latency_max_ticks * ms);
+        cJSON_AddNumberToObject(o, "chunk_switches", e->chunk_switches);
+        num_or_null(o, "discontinuity_mean", e->disc_mean);
+        num_or_null(o, "discontinuity_max", e->disc_max);
         snprintf(hx, sizeof hx, "%016llx", (unsigned long long)e->traj_hash);
         cJSON_AddStringToObject(o, "trajectory_hash", hx);
         cJSON_AddItemToArray(eps, o);

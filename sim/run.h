@@ -45,6 +45,7 @@ typedef struct vlad_sim_opts {
     const char *record_path;  /* --record (.gif or .mp4) */
     int record_scale;
     const vlad_task_params *params[VLAD_TASK_COUNT]; /* NULL: the defaults */
+    const char *trajectory_path; /* --trajectory: CSV of every tick's target and position */
     FILE *log;                /* progress lines; NULL: quiet */
 } vlad_sim_opts;
 
@@ -63,6 +64,8 @@ typedef struct vlad_episode_result {
     int world_changes;
     int reactions;        /* world changes with a qualifying action */
     double latency_mean_ticks, latency_max_ticks; /* NAN when reactions == 0 */
+    int chunk_switches;   /* ticks whose action came from another chunk than the last */
+    double disc_mean, disc_max; /* max_j |a_first_new - a_last_old| at switches; NAN if none */
     uint64_t traj_hash;   /* FNV-1a of the measured and applied joint trajectories */
 } vlad_episode_result;
 

@@ -31,6 +31,8 @@ typedef struct run_result {
     int64_t obs_of[TICKS];
 } run_result;
 
+static pid_t daemon_pid = -1; /* killed by the teardown if a test fails midway */
+
 static void run(const char *mode, run_result *out) {
     memset(out, 0, sizeof *out);
     char dir[64] = "/tmp/vlad-async-XXXXXX";
@@ -55,7 +57,7 @@ static void run(const char *mode, run_result *out) {
     if (vlad_profile_load(&p, path, &err))
         fail_msg("%s", err.msg);
     char *argv[] = {(char *)proc_bin("vlad"), "--profile", path, NULL};
-    pid_t pid = proc_start(argv, logp);
+    pid_t pid = daemon_pid = proc_start(argv, logp);
     vlad_client *c = vlad_client_new(&p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CHUNKS | VLAD_CLIENT_PUBLISH, &err);
     assert_non_null(c);
     double pos[2] = {0, 0.5};
@@ -113,6 +115,7 @@ static void run(const char *mode, run_result *out) {
     vlad_client_free(c);
     kill(pid, SIGTERM);
     assert_int_equal(proc_wait(pid, 5000), 0);
+    daemon_pid = -1;
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     assert_int_equal(system(cmd), 0);
@@ -159,10 +162,19 @@ static void test_lockstep_deterministic(void **state) {
     assert_memory_equal(r_vlash.chunk_of, r_vlash2.chunk_of, sizeof r_vlash.chunk_of);
 }
 
+static int teardown(void **state) {
+    (void)state;
+    if (daemon_pid > 0)
+        proc_kill(daemon_pid);
+    daemon_pid = -1;
+    return 0;
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sync), cmocka_unit_test(test_naive), cmocka_unit_test(test_vlash),
-        cmocka_unit_test(test_lockstep_deterministic),
+        cmocka_unit_test_teardown(test_sync, teardown), cmocka_unit_test_teardown(test_naive, teardown),
+        cmocka_unit_test_teardown(test_vlash, teardown),
+        cmocka_unit_test_teardown(test_lockstep_deterministic, teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,3 @@
+from .train import main
+import sys
+sys.exit(main())

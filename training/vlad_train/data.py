@@ -1,0 +1,127 @@
+"""Demonstration episodes (vlad-sim --record-dataset) as training samples.
+
+Every frame t of every episode can be a sample. Future-state augmentation (VLASH): draw
+δ in 0..delta_max, keep the image at t, give the model the state at t+δ -- either the
+measured joint positions state[t+δ] or the pending target action[t+δ-1] (what a VLASH
+daemon passes: the last commanded target before the chunk starts) -- and supervise the
+actions [t+δ, t+δ+H). Indices past the episode end are clamped and masked.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sim"))
+from read_episode import read_episode  # noqa: E402
+
+
+class Episodes:
+    """All episodes of a directory, concatenated frame-wise."""
+
+    def __init__(self, directory: str, limit: int | None = None):
+        paths = sorted(glob.glob(os.path.join(directory, "**", "episode_*.safetensors"),
+                                 recursive=True))
+        if limit:
+            paths = paths[:limit]
+        if not paths:
+            raise FileNotFoundError(f"{directory}: no episode_*.safetensors files")
+        images, state, action, ep_of, t_of = [], [], [], [], []
+        self.starts, self.lengths, self.prompts, self.labels, self.tasks = [], [], [], [], []
+        self.success = []
+        off = 0
+        for i, p in enumerate(paths):
+            t, m = read_episode(p)
+            T = t["state"].shape[0]
+            images.append(t["images"])
+            state.append(t["state"].astype(np.float32))
+            action.append(t["action"].astype(np.float32))
+            ep_of.append(np.full(T, i, np.int64))
+            t_of.append(np.arange(T, dtype=np.int64))
+            self.starts.append(off)
+            self.lengths.append(T)
+            self.prompts.append(m.get("instruction", "").encode())
+            self.labels.append(m.get("labels", [{}] * T))
+            self.tasks.append(m.get("task", "?"))
+            self.success.append(m.get("success", True))
+            off += T
+        self.paths = paths
+        self.images = np.concatenate(images)   # [N, n_cam, H, W, 3] uint8
+        self.state = np.concatenate(state)     # [N, J]
+        self.action = np.concatenate(action)   # [N, J]
+        self.ep_of = np.concatenate(ep_of)
+        self.t_of = np.concatenate(t_of)
+        self.starts = np.array(self.starts)
+        self.lengths = np.array(self.lengths)
+
+    def __len__(self):
+        return len(self.ep_of)
+
+    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
+        """n frame indices, balanced over tasks (each task equally likely, then a frame
+        uniformly within it): short-episode tasks are not drowned by long ones."""
+        if not hasattr(self, "_by_task"):
+            task_of_frame = np.array([self.tasks[e] for e in self.ep_of])
+            self._by_task = [np.flatnonzero(task_of_frame == t) for t in sorted(set(self.tasks))]
+        k = rng.integers(0, len(self._by_task), size=n)
+        return np.array([self._by_task[i][rng.integers(len(self._by_task[i]))] for i in k])
+
+    def stats(self):
+        """Normalisation statistics (mean, std) of state and action; std floored."""
+        def ms(x):
+            return x.mean(0), np.maximum(x.std(0), 1e-2)
+        return ms(self.state), ms(self.action)
+
+
+def make_batch(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, horizon: int,
+               delta_max: int, state_source: str):
+    """Samples for frames idx. Returns dict of numpy arrays:
+    images [B,...] u8, state [B,J], actions [B,H,J], mask [B,H] (1 = real action), delta [B],
+    prompt list[bytes], ep [B], t [B]."""
+    B = len(idx)
+    ep = eps.ep_of[idx]
+    t = eps.t_of[idx]
+    start = eps.starts[ep]
+    T = eps.lengths[ep]
+    delta = rng.integers(0, delta_max + 1, size=B)
+    td = np.minimum(t + delta, T - 1)                     # future tick, clamped
+    if state_source == "measured":
+        use_target = np.zeros(B, bool)
+    elif state_source == "target":
+        use_target = np.ones(B, bool)
+    else:  # both
+        use_target = rng.random(B) < 0.5
+    # the pending target at td-1 (at td = 0 there is none: the measured state)
+    prev = np.maximum(td - 1, 0)
+    state = np.where((use_target & (td > 0))[:, None], eps.action[start + prev], eps.state[start + td])
+    steps = td[:, None] + np.arange(horizon)[None, :]        # [B,H]
+    mask = (steps < T[:, None]).astype(np.float32)
+    steps = np.minimum(steps, (T - 1)[:, None])
+    actions = eps.action[start[:, None] + steps]            # [B,H,J]
+    return {
+        "images": eps.images[idx],
+        "state": state.astype(np.float32),
+        "actions": actions.astype(np.float32),
+        "mask": mask,
+        "delta": delta,
+        "prompt": [eps.prompts[e] for e in ep],
+        "ep": ep,
+        "t": t,
+    }
+
+
+def language_pairs(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, p_commentary: float):
+    """One (question, answer) per sample from its frame's labels; an empty question asks
+    for the running commentary."""
+    out = []
+    for e, t in zip(eps.ep_of[idx], eps.t_of[idx]):
+        lab = eps.labels[e][t] if t < len(eps.labels[e]) else {}
+        qa = lab.get("qa", [])
+        if qa and rng.random() >= p_commentary:
+            q, a = qa[rng.integers(len(qa))]
+            out.append((q.encode(), a.encode()))
+        else:
+            out.append((b"", lab.get("commentary", "").encode()))
+    return out

@@ -1,0 +1,58 @@
+"""The batched training forward equals the one-sample twin (MODEL.md) per sample.
+
+    cd training && /usr/bin/python3 -m vlad_train.test_batched
+"""
+from __future__ import annotations
+
+import sys
+
+import torch
+
+from vlad_twin.config import SEP, VladConfig
+from vlad_twin.model import VladModel, init_random, time_embedding as twin_temb
+
+from . import batched
+
+
+def main() -> int:
+    torch.manual_seed(0)
+    c = VladConfig(image_size=16, patch_size=8, n_cameras=2, vit_width=32, vit_depth=1, vit_heads=2,
+                   vit_mlp=64, width=32, depth=2, n_heads=2, head_dim=16, mlp=64, expert_width=24,
+                   expert_mlp=48, max_prompt_tokens=12, max_text_tokens=8, state_dim=3, action_dim=3,
+                   chunk_size=5, flow_steps=3)
+    m = init_random(VladModel(c), 3).float().eval()
+    B = 3
+    images = torch.randint(0, 256, (B, 2, 16, 16, 3), dtype=torch.uint8)
+    prompts = [b"touch red", b"", b"a much longer prompt text"]
+    state = torch.randn(B, 3)
+    x_t = torch.randn(B, 5, 3)
+    t = torch.tensor([0.9, 0.3, 0.55])
+    pairs = [(b"colour?", b"red"), (b"", b"reach"), (b"where", b"left")]
+    worst = 0.0
+    with torch.no_grad():
+        kv, valid, S = batched.encode_prefix(m, images, prompts)
+        s_n = (state - m.norm.state.mean) / m.norm.state.std
+        v = batched.velocity(m, kv, valid, S, s_n, x_t, t)
+        tok, _ = batched.stream_tokens(c, pairs)
+        lg = batched.lang_logits(m, kv, valid, S, tok)
+        for b in range(B):
+            kv1, S1 = m.encode_prefix(images[b:b + 1], prompts[b])
+            assert S1 == int(S[b]), (S1, S[b])
+            for L in range(c.depth):
+                for j in range(2):
+                    worst = max(worst, float((kv1[L][j][0] - kv[L][j][b, :S1]).abs().max()))
+            st = m.state_token(state[b:b + 1])
+            v1 = m.velocity(kv1, S1, st, x_t[b:b + 1], float(t[b]))
+            worst = max(worst, float((v1[0] - v[b]).abs().max()))
+            q, a = pairs[b]
+            seq = [SEP] + list(q) + [SEP] + list(a)
+            lg1 = m.lang_logits(kv1, S1, seq)
+            worst = max(worst, float((lg1 - lg[b, len(seq) - 1]).abs().max()))
+    te = batched.time_embedding(torch.tensor([0.25]), 24, 2)[0]
+    worst = max(worst, float((te - twin_temb(0.25, 24, 2, torch.float32)).abs().max()))
+    print(f"batched vs twin: max abs difference {worst:.2e}")
+    return 0 if worst < 1e-4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

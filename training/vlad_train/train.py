@@ -1,0 +1,260 @@
+"""Train the default vlad model from vlad-sim demonstrations.
+
+    cd training && /usr/bin/python3 -m vlad_train.train --data DIR --out MODEL.safetensors \
+        [--work DIR] [--steps N] [--batch B] [--time-limit-min M] [--seed S] ...
+
+Losses, on one shared prefix per sample (the unified KV cache of DESIGN.md):
+  * flow matching on action chunks with future-state augmentation (VLASH): image at t,
+    state at t+δ (measured, or the pending target action[t+δ-1]), actions from t+δ;
+  * language: the frame's commentary or one scene question, teacher-forced after the prefix.
+Seeded and resumable (WORK/state.pt holds model, optimiser, RNG and step); writes a
+progress bar with loss and ETA, WORK/loss.csv and WORK/loss.png (gnuplot), and exports a
+MODEL.md checkpoint with the data's normalisation statistics.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from vlad_twin.config import VladConfig, default_config
+from vlad_twin.model import VladModel, save_checkpoint
+
+from . import batched
+from .data import Episodes, language_pairs, make_batch
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--data", required=True, help="directory of episode_*.safetensors")
+    ap.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
+    ap.add_argument("--work", default=None, help="state, loss log and curve (default: OUT.work)")
+    ap.add_argument("--config", default=None, help="JSON of config fields overriding the default")
+    ap.add_argument("--steps", type=int, default=20000)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--lr", type=float, default=1e-3)
+    ap.add_argument("--warmup", type=int, default=300)
+    ap.add_argument("--weight-decay", type=float, default=0.01)
+    ap.add_argument("--delta-max", type=int, default=4, help="future-state augmentation Δmax")
+    ap.add_argument("--state-source", choices=["measured", "target", "both"], default="both")
+    ap.add_argument("--lang-weight", type=float, default=0.3)
+    ap.add_argument("--p-commentary", type=float, default=0.3)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--time-limit-min", type=float, default=0, help="stop (and export) after this")
+    ap.add_argument("--save-every", type=int, default=500)
+    ap.add_argument("--dtype", choices=["F32", "BF16"], default="F32")
+    return ap.parse_args(argv)
+
+
+def init_weights(model: VladModel, seed: int) -> VladModel:
+    """GPT-style initialisation for training: N(0, 0.02) matrices and embeddings, residual
+    output projections scaled by 1/sqrt(2 depth), zero biases, unit norms."""
+    g = torch.Generator().manual_seed(seed)
+    depth = max(model.c.depth, model.c.vit_depth)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith(".bias"):
+                p.zero_()
+            elif "norm" in name and p.dim() == 1:
+                p.fill_(1.0)
+            else:
+                std = 0.02
+                if name.endswith("attn.o.weight") or name.endswith("mlp.fc2.weight"):
+                    std /= math.sqrt(2 * depth)
+                p.copy_(torch.randn(p.shape, generator=g) * std)
+    return model
+
+
+def cosine_lr(step, progress, base, warmup):
+    """Linear warm-up, then cosine decay to 5% over `progress` in [0, 1] (the larger of
+    the step fraction and the time-budget fraction, so a time limit ends the schedule)."""
+    if step < warmup:
+        return base * (step + 1) / warmup
+    p = min(1.0, max(0.0, progress))
+    return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
+
+
+def plot(work: str):
+    csv = os.path.join(work, "loss.csv")
+    png = os.path.join(work, "loss.png")
+    if not shutil.which("gnuplot") or not os.path.exists(csv):
+        return
+    script = f"""
+set terminal pngcairo size 800,450 noenhanced
+set output '{png}'
+set datafile separator ','
+set key autotitle columnhead
+set logscale y
+set xlabel 'step'
+set ylabel 'loss (EMA)'
+set grid
+plot '{csv}' using 1:3 with lines lw 2 title 'flow matching', \\
+     '' using 1:4 with lines lw 2 title 'language'
+"""
+    try:
+        subprocess.run(["gnuplot"], input=script.encode(), check=True, capture_output=True)
+    except (subprocess.CalledProcessError, OSError) as e:  # a plot is not worth a crash
+        print(f"\nloss curve: gnuplot failed: {e}", file=sys.stderr)
+
+
+class Progress:
+    def __init__(self, total, start):
+        self.total, self.start_step, self.t0 = total, start, time.time()
+        self.tty = sys.stderr.isatty()
+        self.last = 0.0
+
+    def show(self, step, flow, lang, lr, force=False):
+        now = time.time()
+        if not force and now - self.last < (0.5 if self.tty else 30):
+            return
+        self.last = now
+        done = step - self.start_step
+        rate = done / max(1e-9, now - self.t0)
+        eta = (self.total - step) / max(rate, 1e-9)
+        w = 30
+        fill = int(w * step / self.total)
+        bar = "#" * fill + "." * (w - fill)
+        line = (f"[{bar}] {step}/{self.total}  flow {flow:.4f}  lang {lang:.4f}  lr {lr:.2e}  "
+                f"{rate:.2f} it/s  ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+        print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr,
+              flush=True)
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    torch.set_num_threads(a.threads)
+    work = a.work or (a.out + ".work")
+    os.makedirs(work, exist_ok=True)
+    c = default_config()
+    if a.config:
+        for k, v in json.loads(a.config).items():
+            setattr(c, k, v)
+    print(f"loading {a.data} ...", file=sys.stderr)
+    eps = Episodes(a.data)
+    J = eps.state.shape[1]
+    c.state_dim = c.action_dim = J
+    c.n_cameras = eps.images.shape[1]
+    c.image_size = eps.images.shape[2]
+    c.validate()
+    print(f"{len(eps.lengths)} episodes, {len(eps)} frames, {J} joints, "
+          f"{c.n_cameras} camera(s) {c.image_size}px; tasks: "
+          f"{ {t: eps.tasks.count(t) for t in sorted(set(eps.tasks))} }", file=sys.stderr)
+
+    model = init_weights(VladModel(c).float(), a.seed)
+    (sm, ss), (am, asd) = eps.stats()
+    with torch.no_grad():
+        model.norm.state.mean.copy_(torch.from_numpy(sm))
+        model.norm.state.std.copy_(torch.from_numpy(ss))
+        model.norm.action.mean.copy_(torch.from_numpy(am))
+        model.norm.action.std.copy_(torch.from_numpy(asd))
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
+                             {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.95))
+    rng = np.random.default_rng(a.seed)
+    torch.manual_seed(a.seed)
+    step = 0
+    elapsed0 = 0.0  # training seconds of earlier runs (resume)
+    ema = {"flow": None, "lang": None}
+    state_path = os.path.join(work, "state.pt")
+    if os.path.exists(state_path):
+        st = torch.load(state_path)
+        model.load_state_dict(st["model"])
+        opt.load_state_dict(st["opt"])
+        rng.bit_generator.state = st["rng"]
+        torch.set_rng_state(st["torch_rng"])
+        step, ema = st["step"], st["ema"]
+        elapsed0 = st.get("elapsed", 0.0)
+        print(f"resumed from {state_path} at step {step}", file=sys.stderr)
+    csv_path = os.path.join(work, "loss.csv")
+    if step == 0 or not os.path.exists(csv_path):
+        with open(csv_path, "w") as f:
+            f.write("step,seconds,flow,lang\n")
+    with open(os.path.join(work, "args.json"), "w") as f:
+        json.dump(vars(a), f, indent=1)
+
+    def save_state():
+        torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+                    "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
+                    "step": step, "ema": ema, "elapsed": elapsed0 + time.time() - t_start},
+                   state_path + ".tmp")
+        os.replace(state_path + ".tmp", state_path)
+
+    am_t, as_t = model.norm.action.mean, model.norm.action.std
+    sm_t, ss_t = model.norm.state.mean, model.norm.state.std
+    beta = torch.distributions.Beta(torch.tensor(1.5), torch.tensor(1.0))
+    prog = Progress(a.steps, step)
+    t_start = time.time()
+    model.train()
+    while step < a.steps:
+        if a.time_limit_min and elapsed0 + time.time() - t_start > a.time_limit_min * 60:
+            print(f"\ntime limit of {a.time_limit_min} min reached at step {step}", file=sys.stderr)
+            break
+        progress = (step - a.warmup) / max(1, a.steps - a.warmup)
+        if a.time_limit_min:
+            progress = max(progress, (elapsed0 + time.time() - t_start) / (a.time_limit_min * 60))
+        lr = cosine_lr(step, progress, a.lr, a.warmup)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        idx = eps.sample(rng, a.batch)
+        b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source)
+        images = torch.from_numpy(b["images"])
+        kv, valid, S = batched.encode_prefix(model, images, b["prompt"])
+        # flow matching: x_t = t noise + (1-t) a_n, target noise - a_n
+        a_n = (torch.from_numpy(b["actions"]) - am_t) / as_t
+        s_n = (torch.from_numpy(b["state"]) - sm_t) / ss_t
+        noise = torch.randn_like(a_n)
+        t = 0.001 + 0.999 * beta.sample((a.batch,))
+        x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * a_n
+        v = batched.velocity(model, kv, valid, S, s_n, x_t, t)
+        mask = torch.from_numpy(b["mask"])[:, :, None]
+        flow = (((v - (noise - a_n)) ** 2) * mask).sum() / (mask.sum() * c.action_dim)
+        # language on the same prefix
+        pairs = language_pairs(eps, idx, rng, a.p_commentary)
+        tok, tgt = batched.stream_tokens(c, pairs)
+        logits = batched.lang_logits(model, kv, valid, S, tok)
+        lang = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
+        loss = flow + a.lang_weight * lang
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        for k, val in (("flow", float(flow)), ("lang", float(lang))):
+            ema[k] = val if ema[k] is None else 0.98 * ema[k] + 0.02 * val
+        if step % 20 == 0:
+            with open(csv_path, "a") as f:
+                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{ema['flow']:.6f},{ema['lang']:.6f}\n")
+        prog.show(step, ema["flow"], ema["lang"], lr)
+        if step % a.save_every == 0:
+            save_state()
+    prog.show(step, ema["flow"], ema["lang"], lr, force=True)
+    print(file=sys.stderr)
+    save_state()
+    plot(work)
+    model.eval()
+    save_checkpoint(model, a.out, dtype=a.dtype)
+    took = time.time() - t_start
+    summary = {"steps": step, "batch": a.batch, "seconds_this_run": round(took, 1),
+               "final_flow_loss_ema": ema["flow"], "final_lang_loss_ema": ema["lang"],
+               "episodes": int(len(eps.lengths)), "frames": int(len(eps)),
+               "config": json.loads(c.to_json()), "args": vars(a)}
+    with open(os.path.join(work, "summary.json"), "w") as f:
+        json.dump(summary, f, indent=1)
+    print(f"wrote {a.out} after {step} steps ({took / 60:.1f} min this run); "
+          f"loss curve {os.path.join(work, 'loss.png')}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
