@@ -56,8 +56,8 @@ static void run(const char *mode, run_result *out) {
     vlad_err err;
     if (vlad_profile_load(&p, path, &err))
         fail_msg("%s", err.msg);
-    char *argv[] = {(char *)proc_bin("vlad"), "--profile", path, NULL};
-    pid_t pid = daemon_pid = proc_start(argv, logp);
+    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", path, NULL};
+    pid_t pid = daemon_pid = vlad_proc_start(argv, logp);
     vlad_client *c = vlad_client_new(&p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CHUNKS | VLAD_CLIENT_PUBLISH, &err);
     assert_non_null(c);
     double pos[2] = {0, 0.5};
@@ -114,7 +114,7 @@ static void run(const char *mode, run_result *out) {
     }
     vlad_client_free(c);
     kill(pid, SIGTERM);
-    assert_int_equal(proc_wait(pid, 5000), 0);
+    assert_int_equal(vlad_proc_wait(pid, 5000), 0);
     daemon_pid = -1;
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
@@ -165,7 +165,7 @@ static void test_lockstep_deterministic(void **state) {
 static int teardown(void **state) {
     (void)state;
     if (daemon_pid > 0)
-        proc_kill(daemon_pid);
+        vlad_proc_kill(daemon_pid);
     daemon_pid = -1;
     return 0;
 }

@@ -37,7 +37,7 @@ static int setup(void **state) {
     assert_non_null(mkdtemp(dir));
     for (int i = 0; i < 3; i++) {
         do
-            ports[i] = proc_free_port();
+            ports[i] = vlad_proc_free_port();
         while (ports[i] <= 0 || (i > 0 && ports[i] == ports[i - 1]) || (i > 1 && ports[i] == ports[0]));
     }
     snprintf(profile_path, sizeof profile_path, "%s/it.yaml", dir);
@@ -57,8 +57,8 @@ static int setup(void **state) {
     vlad_err err;
     if (vlad_profile_load(&prof, profile_path, &err))
         fail_msg("%s", err.msg);
-    char *argv[] = {(char *)proc_bin("vlad"), "--profile", profile_path, NULL};
-    daemon_pid = proc_start(argv, log_path);
+    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", profile_path, NULL};
+    daemon_pid = vlad_proc_start(argv, log_path);
     assert_true(daemon_pid > 0);
     cli = vlad_client_new(&prof, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_EVENTS | VLAD_CLIENT_CONTROL |
                                      VLAD_CLIENT_PUBLISH,
@@ -70,8 +70,8 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     vlad_client_free(cli);
-    if (daemon_pid > 0 && proc_wait(daemon_pid, 0) < 0)
-        proc_kill(daemon_pid);
+    if (daemon_pid > 0 && vlad_proc_wait(daemon_pid, 0) < 0)
+        vlad_proc_kill(daemon_pid);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
@@ -373,10 +373,10 @@ static void test_estop_holds(void **state) {
     vlad__reply__free_unpacked(rep, NULL);
     /* vladctl sees it too */
     char cmd[512];
-    snprintf(cmd, sizeof cmd, "%s --profile %s status | grep -q 'mode estop'", proc_bin("vladctl"),
+    snprintf(cmd, sizeof cmd, "%s --profile %s status | grep -q 'mode estop'", vlad_proc_bin("vladctl"),
              profile_path);
     assert_int_equal(system(cmd), 0);
-    snprintf(cmd, sizeof cmd, "%s --profile %s release >/dev/null", proc_bin("vladctl"), profile_path);
+    snprintf(cmd, sizeof cmd, "%s --profile %s release >/dev/null", vlad_proc_bin("vladctl"), profile_path);
     assert_int_equal(system(cmd), 0);
     drain();
     for (int i = 0; i < 100; i++) {
@@ -422,7 +422,7 @@ static void test_sigterm_exits_zero(void **state) {
     (void)state;
     int64_t t0 = vlad_now_ns();
     assert_int_equal(kill(daemon_pid, SIGTERM), 0);
-    int rc = proc_wait(daemon_pid, 5000);
+    int rc = vlad_proc_wait(daemon_pid, 5000);
     double s = (double)(vlad_now_ns() - t0) / 1e9;
     printf("# vlad exited %d after SIGTERM in %.3f s\n", rc, s);
     assert_int_equal(rc, 0);

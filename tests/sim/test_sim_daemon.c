@@ -11,7 +11,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "../proc.h"
+#include "proc.h"
 #include "run.h"
 
 static char dir[256], profile_path[300];
@@ -19,7 +19,7 @@ static vlad_profile prof;
 
 static void write_profile(void) {
     const char *src = getenv("VLAD_SRC") ? getenv("VLAD_SRC") : ".";
-    int base = proc_free_port();
+    int base = vlad_proc_free_port();
     snprintf(profile_path, sizeof profile_path, "%s/sim-ls.yaml", dir);
     FILE *f = fopen(profile_path, "w");
     assert_non_null(f);
@@ -35,7 +35,7 @@ static void write_profile(void) {
             "  control: tcp://127.0.0.1:%d\n"
             "safety: {watchdog_ms: 500}\n"
             "sim: {model: %s/sim/models/arm4.xml, substeps: 10}\n",
-            base, proc_free_port(), proc_free_port(), src);
+            base, vlad_proc_free_port(), vlad_proc_free_port(), src);
     fclose(f);
     vlad_err err;
     assert_int_equal(vlad_profile_load(&prof, profile_path, &err), VLAD_OK);
@@ -64,8 +64,8 @@ static void test_with_daemon(void **st) {
     (void)st;
     char log[320];
     snprintf(log, sizeof log, "%s/vlad.log", dir);
-    char *argv[] = {(char *)proc_bin("vlad"), "--profile", profile_path, NULL};
-    pid_t pid = proc_start(argv, log);
+    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", profile_path, NULL};
+    pid_t pid = vlad_proc_start(argv, log);
     assert_true(pid > 0);
     usleep(400 * 1000);
     /* the daemon (no policy) answers every tick with HOLD: no missing actions */
@@ -87,7 +87,7 @@ static void test_with_daemon(void **st) {
         assert_int_equal(r.ep[i].stall_ticks, r.ep[i].ticks - 1);
     assert_int_equal(r.ep[0].first_tick, 0); /* a new run starts at tick 0 */
     vlad_sim_results_free(&r);
-    proc_kill(pid);
+    vlad_proc_kill(pid);
     /* the daemon saw the episodes' commands */
     FILE *f = fopen(log, "r");
     assert_non_null(f);
@@ -110,12 +110,12 @@ static void test_without_daemon(void **st) {
 }
 
 static int run_cli(char *const argv[], const char *log, const char *want) {
-    pid_t pid = proc_start(argv, log);
+    pid_t pid = vlad_proc_start(argv, log);
     if (pid <= 0)
         return -1;
-    int rc = proc_wait(pid, 60000);
+    int rc = vlad_proc_wait(pid, 60000);
     if (rc < 0) {
-        proc_kill(pid);
+        vlad_proc_kill(pid);
         return -1;
     }
     if (want) {
@@ -142,7 +142,7 @@ static void test_cli(void **st) {
     FILE *f = fopen(bad, "w");
     fputs("robot: x\ncontrol_hz: -5\n", f);
     fclose(f);
-    const char *sim = proc_bin("vlad-sim");
+    const char *sim = vlad_proc_bin("vlad-sim");
     char *a1[] = {(char *)sim, "--profile", bad, NULL};
     remove(log);
     assert_int_equal(run_cli(a1, log, "control_hz"), 2);

@@ -11,7 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
-pid_t proc_start(char *const argv[], const char *log_path) {
+pid_t vlad_proc_start(char *const argv[], const char *log_path) {
     pid_t pid = fork();
     if (pid != 0)
         return pid;
@@ -27,7 +27,7 @@ pid_t proc_start(char *const argv[], const char *log_path) {
     _exit(127);
 }
 
-int proc_wait(pid_t pid, int timeout_ms) {
+int vlad_proc_wait(pid_t pid, int timeout_ms) {
     for (int waited = 0;; waited += 5) {
         int st;
         pid_t r = waitpid(pid, &st, WNOHANG);
@@ -45,14 +45,14 @@ int proc_wait(pid_t pid, int timeout_ms) {
     }
 }
 
-void proc_kill(pid_t pid) {
+void vlad_proc_kill(pid_t pid) {
     if (pid > 0) {
         kill(pid, SIGKILL);
         waitpid(pid, NULL, 0);
     }
 }
 
-const char *proc_bin(const char *name) {
+const char *vlad_proc_bin(const char *name) {
     static char buf[4][512];
     static int k;
     const char *dir = getenv("VLAD_BIN");
@@ -61,7 +61,7 @@ const char *proc_bin(const char *name) {
     return b;
 }
 
-int proc_free_port(void) {
+int vlad_proc_free_port(void) {
     int s = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = 0};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
