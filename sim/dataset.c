@@ -13,7 +13,7 @@ static const size_t dtype_size[] = {1, 4, 8};
 
 /* ---- writer ----------------------------------------------------------------------- */
 
-int vlad_st_write(const char *path, const vlad_st_tensor *t, int n, const char *const *meta_kv,
+int vlad_ds_write(const char *path, const vlad_ds_tensor *t, int n, const char *const *meta_kv,
                   int n_meta, vlad_err *err) {
     cJSON *h = cJSON_CreateObject();
     if (!h)
@@ -29,7 +29,7 @@ int vlad_st_write(const char *path, const vlad_st_tensor *t, int n, const char *
         size_t count = 1;
         for (int d = 0; d < t[i].ndim; d++)
             count *= (size_t)t[i].shape[d];
-        if (t[i].dtype > VLAD_ST_I64 || count * dtype_size[t[i].dtype] != t[i].nbytes) {
+        if (t[i].dtype > VLAD_DS_I64 || count * dtype_size[t[i].dtype] != t[i].nbytes) {
             cJSON_Delete(h);
             return vlad_err_set(err, VLAD_EINVAL, "tensor %s: shape does not match its %zu bytes",
                                 t[i].name, t[i].nbytes);
@@ -72,13 +72,13 @@ int vlad_st_write(const char *path, const vlad_st_tensor *t, int n, const char *
 
 /* ---- reader ----------------------------------------------------------------------- */
 
-struct vlad_st_file {
+struct vlad_ds_file {
     int n;
-    vlad_st_tensor *t;
+    vlad_ds_tensor *t;
     cJSON *meta;
 };
 
-void vlad_st_free(vlad_st_file *f) {
+void vlad_ds_free(vlad_ds_file *f) {
     if (!f)
         return;
     for (int i = 0; i < f->n; i++)
@@ -88,24 +88,24 @@ void vlad_st_free(vlad_st_file *f) {
     free(f);
 }
 
-int vlad_st_count(const vlad_st_file *f) { return f->n; }
-const vlad_st_tensor *vlad_st_get(const vlad_st_file *f, int i) {
+int vlad_ds_count(const vlad_ds_file *f) { return f->n; }
+const vlad_ds_tensor *vlad_ds_get(const vlad_ds_file *f, int i) {
     return i >= 0 && i < f->n ? &f->t[i] : NULL;
 }
 
-const vlad_st_tensor *vlad_st_find(const vlad_st_file *f, const char *name) {
+const vlad_ds_tensor *vlad_ds_find(const vlad_ds_file *f, const char *name) {
     for (int i = 0; i < f->n; i++)
         if (!strcmp(f->t[i].name, name))
             return &f->t[i];
     return NULL;
 }
 
-const char *vlad_st_meta(const vlad_st_file *f, const char *key) {
+const char *vlad_ds_meta(const vlad_ds_file *f, const char *key) {
     const cJSON *v = f->meta ? cJSON_GetObjectItemCaseSensitive(f->meta, key) : NULL;
     return cJSON_IsString(v) ? v->valuestring : NULL;
 }
 
-static int parse_tensor(const cJSON *o, vlad_st_tensor *t, const uint8_t *data, size_t dlen,
+static int parse_tensor(const cJSON *o, vlad_ds_tensor *t, const uint8_t *data, size_t dlen,
                         vlad_err *err) {
     const cJSON *dt = cJSON_GetObjectItemCaseSensitive(o, "dtype");
     const cJSON *sh = cJSON_GetObjectItemCaseSensitive(o, "shape");
@@ -121,9 +121,9 @@ static int parse_tensor(const cJSON *o, vlad_st_tensor *t, const uint8_t *data, 
             d = i;
     if (d < 0)
         return vlad_err_set(err, VLAD_EPARSE, "tensor %s: unsupported dtype %s", t->name, dt->valuestring);
-    t->dtype = (vlad_st_dtype)d;
+    t->dtype = (vlad_ds_dtype)d;
     t->ndim = cJSON_GetArraySize(sh);
-    if (t->ndim > VLAD_ST_MAX_DIM)
+    if (t->ndim > VLAD_DS_MAX_DIM)
         return vlad_err_set(err, VLAD_EPARSE, "tensor %s: too many dimensions", t->name);
     double count = 1;
     for (int i = 0; i < t->ndim; i++) {
@@ -149,7 +149,7 @@ static int parse_tensor(const cJSON *o, vlad_st_tensor *t, const uint8_t *data, 
     return VLAD_OK;
 }
 
-int vlad_st_read(const char *path, vlad_st_file **out, vlad_err *err) {
+int vlad_ds_read(const char *path, vlad_ds_file **out, vlad_err *err) {
     *out = NULL;
     FILE *fp = fopen(path, "rb");
     if (!fp)
@@ -175,7 +175,7 @@ int vlad_st_read(const char *path, vlad_st_file **out, vlad_err *err) {
     fclose(fp);
     int rc = VLAD_OK;
     cJSON *h = NULL;
-    vlad_st_file *f = calloc(1, sizeof *f);
+    vlad_ds_file *f = calloc(1, sizeof *f);
     if (!f) {
         rc = vlad_err_set(err, VLAD_ENOMEM, "out of memory");
         goto done;
@@ -226,7 +226,7 @@ done:
     cJSON_Delete(h);
     free(buf);
     if (rc) {
-        vlad_st_free(f);
+        vlad_ds_free(f);
         return rc;
     }
     *out = f;
@@ -401,13 +401,13 @@ static cJSON *name_list(const vlad_profile *p, bool cams) {
 
 int vlad_dataset_end(vlad_dataset *d, int success, vlad_err *err) {
     int64_t T = (int64_t)d->T, n = d->n;
-    vlad_st_tensor t[6] = {
-        {"images", VLAD_ST_U8, 5, {T, d->n_cam, d->h, d->w, 3}, d->images, d->T * d->frame_bytes},
-        {"tick", VLAD_ST_I64, 1, {T}, d->tick, d->T * 8},
-        {"state", VLAD_ST_F32, 2, {T, n}, d->state, d->T * 4 * (size_t)n},
-        {"velocity", VLAD_ST_F32, 2, {T, n}, d->vel, d->T * 4 * (size_t)n},
-        {"action", VLAD_ST_F32, 2, {T, n}, d->act, d->T * 4 * (size_t)n},
-        {"ee", VLAD_ST_F32, 2, {T, 3}, d->ee, d->T * 12},
+    vlad_ds_tensor t[6] = {
+        {"images", VLAD_DS_U8, 5, {T, d->n_cam, d->h, d->w, 3}, d->images, d->T * d->frame_bytes},
+        {"tick", VLAD_DS_I64, 1, {T}, d->tick, d->T * 8},
+        {"state", VLAD_DS_F32, 2, {T, n}, d->state, d->T * 4 * (size_t)n},
+        {"velocity", VLAD_DS_F32, 2, {T, n}, d->vel, d->T * 4 * (size_t)n},
+        {"action", VLAD_DS_F32, 2, {T, n}, d->act, d->T * 4 * (size_t)n},
+        {"ee", VLAD_DS_F32, 2, {T, 3}, d->ee, d->T * 12},
     };
     char seed[32], ep[16], hz[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)d->seed);
@@ -428,7 +428,7 @@ int vlad_dataset_end(vlad_dataset *d, int success, vlad_err *err) {
                               "joint_names", s_jn, "camera_names", s_cn, "events", s_ev,
                               "labels", s_lb};
         snprintf(d->last, sizeof d->last, "%s/episode_%06d.safetensors", d->dir, d->episode);
-        rc = vlad_st_write(d->last, t, 6, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
+        rc = vlad_ds_write(d->last, t, 6, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
     }
     free(s_jn);
     free(s_cn);

@@ -28,32 +28,32 @@
 #include "profile.h"
 #include "tasks.h"
 
-typedef enum { VLAD_ST_U8 = 0, VLAD_ST_F32, VLAD_ST_I64 } vlad_st_dtype;
+typedef enum { VLAD_DS_U8 = 0, VLAD_DS_F32, VLAD_DS_I64 } vlad_ds_dtype;
 
-#define VLAD_ST_MAX_DIM 6
-typedef struct vlad_st_tensor {
+#define VLAD_DS_MAX_DIM 6
+typedef struct vlad_ds_tensor {
     char name[64];
-    vlad_st_dtype dtype;
+    vlad_ds_dtype dtype;
     int ndim;
-    int64_t shape[VLAD_ST_MAX_DIM];
+    int64_t shape[VLAD_DS_MAX_DIM];
     void *data; /* little-endian bytes, nbytes long */
     size_t nbytes;
-} vlad_st_tensor;
+} vlad_ds_tensor;
 
 /* Write tensors and string metadata (meta_kv: n_meta key,value pairs) to path. */
-int vlad_st_write(const char *path, const vlad_st_tensor *t, int n, const char *const *meta_kv,
+int vlad_ds_write(const char *path, const vlad_ds_tensor *t, int n, const char *const *meta_kv,
                   int n_meta, vlad_err *err);
 
-typedef struct vlad_st_file vlad_st_file;
+typedef struct vlad_ds_file vlad_ds_file;
 /* Read a whole file; tensors' data is owned by the file. Malformed files are rejected
  * with a message (bad header, offsets out of range, shape/size mismatch, unknown dtype). */
-int vlad_st_read(const char *path, vlad_st_file **out, vlad_err *err);
-void vlad_st_free(vlad_st_file *f);
-int vlad_st_count(const vlad_st_file *f);
-const vlad_st_tensor *vlad_st_get(const vlad_st_file *f, int i);
-const vlad_st_tensor *vlad_st_find(const vlad_st_file *f, const char *name);
+int vlad_ds_read(const char *path, vlad_ds_file **out, vlad_err *err);
+void vlad_ds_free(vlad_ds_file *f);
+int vlad_ds_count(const vlad_ds_file *f);
+const vlad_ds_tensor *vlad_ds_get(const vlad_ds_file *f, int i);
+const vlad_ds_tensor *vlad_ds_find(const vlad_ds_file *f, const char *name);
 /* Metadata value for key, or NULL. */
-const char *vlad_st_meta(const vlad_st_file *f, const char *key);
+const char *vlad_ds_meta(const vlad_ds_file *f, const char *key);
 
 /* ---- episode recorder ---- */
 typedef struct vlad_dataset vlad_dataset;

@@ -27,17 +27,17 @@ static void test_roundtrip(void **st) {
         u8[i] = (uint8_t)(i * 11);
     for (int i = 0; i < 10; i++)
         f32[i] = (float)i * 0.25f - 1.0f;
-    vlad_st_tensor t[3] = {{"a", VLAD_ST_U8, 3, {2, 3, 4}, u8, sizeof u8},
-                           {"b", VLAD_ST_F32, 2, {5, 2}, f32, sizeof f32},
-                           {"c", VLAD_ST_I64, 1, {3}, i64, sizeof i64}};
+    vlad_ds_tensor t[3] = {{"a", VLAD_DS_U8, 3, {2, 3, 4}, u8, sizeof u8},
+                           {"b", VLAD_DS_F32, 2, {5, 2}, f32, sizeof f32},
+                           {"c", VLAD_DS_I64, 1, {3}, i64, sizeof i64}};
     const char *meta[] = {"k1", "v1", "json", "[1, \"two\"]"};
     vlad_err err;
-    assert_int_equal(vlad_st_write(path, t, 3, meta, 2, &err), VLAD_OK);
-    vlad_st_file *f;
-    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_OK);
-    assert_int_equal(vlad_st_count(f), 3);
+    assert_int_equal(vlad_ds_write(path, t, 3, meta, 2, &err), VLAD_OK);
+    vlad_ds_file *f;
+    assert_int_equal(vlad_ds_read(path, &f, &err), VLAD_OK);
+    assert_int_equal(vlad_ds_count(f), 3);
     for (int i = 0; i < 3; i++) {
-        const vlad_st_tensor *r = vlad_st_find(f, t[i].name);
+        const vlad_ds_tensor *r = vlad_ds_find(f, t[i].name);
         assert_non_null(r);
         assert_int_equal(r->dtype, t[i].dtype);
         assert_int_equal(r->ndim, t[i].ndim);
@@ -46,16 +46,16 @@ static void test_roundtrip(void **st) {
         assert_int_equal(r->nbytes, t[i].nbytes);
         assert_memory_equal(r->data, t[i].data, t[i].nbytes);
     }
-    assert_null(vlad_st_find(f, "zz"));
-    assert_string_equal(vlad_st_meta(f, "k1"), "v1");
-    assert_string_equal(vlad_st_meta(f, "json"), "[1, \"two\"]");
-    assert_null(vlad_st_meta(f, "nope"));
-    vlad_st_free(f);
-    vlad_st_free(NULL);
+    assert_null(vlad_ds_find(f, "zz"));
+    assert_string_equal(vlad_ds_meta(f, "k1"), "v1");
+    assert_string_equal(vlad_ds_meta(f, "json"), "[1, \"two\"]");
+    assert_null(vlad_ds_meta(f, "nope"));
+    vlad_ds_free(f);
+    vlad_ds_free(NULL);
 
     /* a shape that does not match the bytes is refused by the writer */
-    vlad_st_tensor bad = {"x", VLAD_ST_F32, 1, {3}, f32, 8};
-    assert_int_equal(vlad_st_write(path, &bad, 1, NULL, 0, &err), VLAD_EINVAL);
+    vlad_ds_tensor bad = {"x", VLAD_DS_F32, 1, {3}, f32, 8};
+    assert_int_equal(vlad_ds_write(path, &bad, 1, NULL, 0, &err), VLAD_EINVAL);
 }
 
 static void write_bytes(const char *path, const void *b, size_t n) {
@@ -69,14 +69,14 @@ static void test_malformed(void **st) {
     (void)st;
     char path[300];
     snprintf(path, sizeof path, "%s/bad.safetensors", dir);
-    vlad_st_file *f = NULL;
+    vlad_ds_file *f = NULL;
     vlad_err err;
     write_bytes(path, "abc", 3);
-    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    assert_int_equal(vlad_ds_read(path, &f, &err), VLAD_EPARSE);
     assert_null(f);
     const uint8_t big[12] = {0xff, 0xff, 0, 0, 0, 0, 0, 0, '{', '}', ' ', ' '};
     write_bytes(path, big, sizeof big);
-    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    assert_int_equal(vlad_ds_read(path, &f, &err), VLAD_EPARSE);
     assert_non_null(strstr(err.msg, "exceeds"));
     /* offsets past the end of the data */
     const char *h = "{\"a\":{\"dtype\":\"U8\",\"shape\":[4],\"data_offsets\":[0,4]}}";
@@ -85,7 +85,7 @@ static void test_malformed(void **st) {
     buf[0] = (uint8_t)hl;
     memcpy(buf + 8, h, hl);
     write_bytes(path, buf, 8 + hl + 2);
-    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    assert_int_equal(vlad_ds_read(path, &f, &err), VLAD_EPARSE);
     assert_non_null(strstr(err.msg, "out of range"));
     /* shape disagrees with the offsets */
     const char *h2 = "{\"a\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,4]}}";
@@ -94,7 +94,7 @@ static void test_malformed(void **st) {
     buf[0] = (uint8_t)hl;
     memcpy(buf + 8, h2, hl);
     write_bytes(path, buf, 8 + hl + 4);
-    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
+    assert_int_equal(vlad_ds_read(path, &f, &err), VLAD_EPARSE);
     /* unknown dtype */
     const char *h3 = "{\"a\":{\"dtype\":\"C64\",\"shape\":[1],\"data_offsets\":[0,8]}}";
     hl = strlen(h3);
@@ -102,8 +102,8 @@ static void test_malformed(void **st) {
     buf[0] = (uint8_t)hl;
     memcpy(buf + 8, h3, hl);
     write_bytes(path, buf, 8 + hl + 8);
-    assert_int_equal(vlad_st_read(path, &f, &err), VLAD_EPARSE);
-    assert_int_equal(vlad_st_read("/nonexistent/x.safetensors", &f, &err), VLAD_EIO);
+    assert_int_equal(vlad_ds_read(path, &f, &err), VLAD_EPARSE);
+    assert_int_equal(vlad_ds_read("/nonexistent/x.safetensors", &f, &err), VLAD_EIO);
 }
 
 static void test_episode_files(void **st) {
@@ -127,10 +127,10 @@ static void test_episode_files(void **st) {
     for (int e = 0; e < 2; e++) {
         char path[400];
         snprintf(path, sizeof path, "%s/episode_%06d.safetensors", ds, e);
-        vlad_st_file *f;
-        assert_int_equal(vlad_st_read(path, &f, &err), VLAD_OK);
-        const vlad_st_tensor *im = vlad_st_find(f, "images"), *sv = vlad_st_find(f, "state"),
-                             *ac = vlad_st_find(f, "action"), *tk = vlad_st_find(f, "tick");
+        vlad_ds_file *f;
+        assert_int_equal(vlad_ds_read(path, &f, &err), VLAD_OK);
+        const vlad_ds_tensor *im = vlad_ds_find(f, "images"), *sv = vlad_ds_find(f, "state"),
+                             *ac = vlad_ds_find(f, "action"), *tk = vlad_ds_find(f, "tick");
         assert_non_null(im);
         assert_non_null(sv);
         assert_non_null(ac);
@@ -157,12 +157,12 @@ static void test_episode_files(void **st) {
         assert_true(moved > 0.1);
         assert_true(fabs(a[0] - s[0]) < 0.2);
         /* metadata */
-        assert_string_equal(vlad_st_meta(f, "task"), e == 0 ? "whack" : "push");
-        assert_string_equal(vlad_st_meta(f, "instruction"), r.ep[e].instruction);
-        assert_string_equal(vlad_st_meta(f, "format"), "vlad-sim-episode-1");
-        assert_string_equal(vlad_st_meta(f, "success"), r.ep[e].success ? "true" : "false");
-        cJSON *labels = cJSON_Parse(vlad_st_meta(f, "labels"));
-        cJSON *events = cJSON_Parse(vlad_st_meta(f, "events"));
+        assert_string_equal(vlad_ds_meta(f, "task"), e == 0 ? "whack" : "push");
+        assert_string_equal(vlad_ds_meta(f, "instruction"), r.ep[e].instruction);
+        assert_string_equal(vlad_ds_meta(f, "format"), "vlad-sim-episode-1");
+        assert_string_equal(vlad_ds_meta(f, "success"), r.ep[e].success ? "true" : "false");
+        cJSON *labels = cJSON_Parse(vlad_ds_meta(f, "labels"));
+        cJSON *events = cJSON_Parse(vlad_ds_meta(f, "events"));
         assert_int_equal(cJSON_GetArraySize(labels), T);
         cJSON *l0 = cJSON_GetArrayItem(labels, 0);
         assert_true(cJSON_IsString(cJSON_GetObjectItem(l0, "commentary")));
@@ -210,7 +210,7 @@ static void test_episode_files(void **st) {
             assert_int_equal(cJSON_GetArrayItem(cJSON_GetObjectItem(shapes, "images"), 0)->valuedouble, T);
             cJSON_Delete(dg);
         }
-        vlad_st_free(f);
+        vlad_ds_free(f);
     }
     vlad_sim_results_free(&r);
 }
