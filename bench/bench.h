@@ -6,4 +6,10 @@
 /* vlad-bench engine [--json FILE] [--threads N] [--quick] [--no-twin] [--only NAME] */
 int bench_engine_main(int argc, char **argv);
 
+/* vlad-bench policy [--model M] [--episodes N] [--json FILE] ... (bench_policy.c) */
+int bench_policy_main(int argc, char **argv);
+
+/* vlad-bench vlash [--json FILE] [--episodes N] [--deltas ...] ... (bench_vlash.c) */
+int bench_vlash_main(int argc, char **argv);
+
 #endif

@@ -12,6 +12,10 @@ typedef struct {
 static const subcmd k_cmds[] = {
     {"engine", "C engine vs PyTorch twin: prefix, flow step, inference, decode, RSS, GFLOP/s, "
                "jitter", bench_engine_main},
+    {"policy", "the default model vs the scripted expert on every task (lockstep), language "
+               "accuracy on held-out episodes", bench_policy_main},
+    {"vlash", "sync / naive / VLASH x delay on the sim (lockstep), wall-clock reaction latency, "
+              "trajectory plot", bench_vlash_main},
 };
 
 static void usage(FILE *fp) {

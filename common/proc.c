@@ -53,8 +53,8 @@ void vlad_proc_kill(pid_t pid) {
 }
 
 const char *vlad_proc_bin(const char *name) {
-    static char buf[4][512];
-    static int k;
+    static _Thread_local char buf[4][512]; /* a few results stay valid at once, per thread */
+    static _Thread_local int k;
     const char *dir = getenv("VLAD_BIN");
     char *b = buf[k++ % 4];
     snprintf(b, sizeof buf[0], "%s/%s", dir ? dir : "build/bin", name);

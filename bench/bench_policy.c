@@ -1,0 +1,260 @@
+/* vlad-bench policy — the default model against the scripted expert, daemon + sim in
+ * lockstep on every task, and the language accuracy on held-out episodes.
+ *
+ *   vlad-bench policy [--model M] [--profile P] [--episodes N] [--seed S] [--tasks T]
+ *                     [--mode sync|naive|vlash] [--K K] [--heldout DIR] [--work DIR]
+ *                     [--json FILE] [--no-expert]
+ */
+#include <cjson/cJSON.h>
+#include <glob.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bench.h"
+#include "closedloop.h"
+#include "clock.h"
+#include "dataset.h"
+#include "engine.h"
+#include "model.h"
+
+typedef struct lang_stats {
+    int qa_total, qa_correct, comm_total, comm_correct, episodes;
+    double ms_per_answer;
+} lang_stats;
+
+/* Every `stride`-th frame of every held-out episode: the frame's questions and its
+ * commentary, answered greedily by the C engine after the prefix [image, instruction]. */
+static int language_eval(const char *model_path, const char *dir, int stride, lang_stats *ls,
+                         FILE *log, vlad_err *err) {
+    memset(ls, 0, sizeof *ls);
+    char pat[1024];
+    snprintf(pat, sizeof pat, "%s/**/episode_*.safetensors", dir);
+    glob_t g;
+    if (glob(pat, 0, NULL, &g) != 0) {
+        snprintf(pat, sizeof pat, "%s/episode_*.safetensors", dir);
+        if (glob(pat, 0, NULL, &g) != 0)
+            return vlad_err_set(err, VLAD_EIO, "%s: no held-out episodes", dir);
+    }
+    vlad_model *m = NULL;
+    int rc = vlad_model_load(model_path, &m, err);
+    if (rc) {
+        globfree(&g);
+        return rc;
+    }
+    vlad_runstate_opts o = {.n_threads = 1, .max_streams = 1};
+    vlad_runstate *rs = vlad_runstate_new(m, &o, err);
+    if (!rs) {
+        vlad_model_free(m);
+        globfree(&g);
+        return err->code;
+    }
+    double t_answers = 0;
+    int n_answers = 0;
+    for (size_t i = 0; i < g.gl_pathc && !rc; i++) {
+        vlad_ds_file *f = NULL;
+        if ((rc = vlad_ds_read(g.gl_pathv[i], &f, err)))
+            break;
+        const vlad_ds_tensor *im = vlad_ds_find(f, "images");
+        const char *instr = vlad_ds_meta(f, "instruction");
+        cJSON *labels = cJSON_Parse(vlad_ds_meta(f, "labels") ? vlad_ds_meta(f, "labels") : "");
+        if (!im || im->ndim != 5 || !cJSON_IsArray(labels) || im->shape[1] != m->cfg.n_cameras ||
+            im->shape[2] != m->cfg.image_size) {
+            rc = vlad_err_set(err, VLAD_EINVAL, "%s: images/labels do not fit the model", g.gl_pathv[i]);
+            cJSON_Delete(labels);
+            vlad_ds_free(f);
+            break;
+        }
+        ls->episodes++;
+        int T = (int)im->shape[0];
+        size_t frame = (size_t)im->shape[1] * (size_t)im->shape[2] * (size_t)im->shape[3] * 3;
+        size_t cam = frame / (size_t)im->shape[1];
+        for (int t = 0; t < T && !rc; t += stride) {
+            const uint8_t *cams[VLAD_MAX_CAMERAS];
+            for (int c = 0; c < m->cfg.n_cameras; c++)
+                cams[c] = (const uint8_t *)im->data + (size_t)t * frame + (size_t)c * cam;
+            if ((rc = vlad_encode_prefix(rs, cams, instr ? instr : "", instr ? strlen(instr) : 0, err)) < 0)
+                break;
+            rc = 0;
+            const cJSON *lab = cJSON_GetArrayItem(labels, t);
+            const cJSON *qa = cJSON_GetObjectItemCaseSensitive(lab, "qa");
+            const cJSON *comm = cJSON_GetObjectItemCaseSensitive(lab, "commentary");
+            char ans[256];
+            const cJSON *pair;
+            cJSON_ArrayForEach(pair, qa) {
+                const cJSON *q = cJSON_GetArrayItem(pair, 0), *want = cJSON_GetArrayItem(pair, 1);
+                if (!cJSON_IsString(q) || !cJSON_IsString(want))
+                    continue;
+                int64_t t0 = vlad_now_ns();
+                if ((rc = vlad_lang_generate(rs, q->valuestring, strlen(q->valuestring), ans,
+                                             sizeof ans, NULL, err)) < 0)
+                    break;
+                rc = 0;
+                t_answers += (double)(vlad_now_ns() - t0) / 1e6;
+                n_answers++;
+                ls->qa_total++;
+                ls->qa_correct += !strcmp(ans, want->valuestring);
+            }
+            if (!rc && cJSON_IsString(comm)) {
+                if ((rc = vlad_lang_generate(rs, "", 0, ans, sizeof ans, NULL, err)) < 0)
+                    break;
+                rc = 0;
+                ls->comm_total++;
+                ls->comm_correct += !strcmp(ans, comm->valuestring);
+            }
+        }
+        cJSON_Delete(labels);
+        vlad_ds_free(f);
+    }
+    if (log)
+        fprintf(log, "language: %d episodes, %d scene questions, %d commentaries\n", ls->episodes,
+                ls->qa_total, ls->comm_total);
+    ls->ms_per_answer = n_answers ? t_answers / n_answers : NAN;
+    vlad_runstate_free(rs);
+    vlad_model_free(m);
+    globfree(&g);
+    return rc;
+}
+
+static cJSON *stats_json(const bench_task_stats *s) {
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddStringToObject(o, "task", s->task);
+    cJSON_AddNumberToObject(o, "episodes", s->episodes);
+    cJSON_AddNumberToObject(o, "success", s->success);
+    if (!isnan(s->completion_s))
+        cJSON_AddNumberToObject(o, "completion_s", s->completion_s);
+    cJSON_AddNumberToObject(o, "mean_sq_jerk", s->jerk);
+    cJSON_AddNumberToObject(o, "stall_ticks_per_episode", s->stall_ticks);
+    return o;
+}
+
+static void usage(void) {
+    fprintf(stderr, "usage: vlad-bench policy [--model M] [--profile P] [--episodes N] [--seed S]\n"
+                    "         [--tasks T] [--mode sync|naive|vlash] [--K K] [--heldout DIR]\n"
+                    "         [--work DIR] [--json FILE] [--no-expert]\n");
+}
+
+int bench_policy_main(int argc, char **argv) {
+    const char *model = "models/vlad-default.safetensors", *profile = "configs/sim-arm.yaml";
+    const char *tasks = "all", *mode = "sync", *heldout = "data/heldout", *work = "/tmp/vlad-bench-policy";
+    const char *json = NULL;
+    int episodes = 50, K = 10, no_expert = 0;
+    unsigned seed = 1;
+    for (int i = 0; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+#define ARG(name) (!strcmp(a, name) && v && ++i)
+        if (ARG("--model")) model = v;
+        else if (ARG("--profile")) profile = v;
+        else if (ARG("--episodes")) episodes = atoi(v);
+        else if (ARG("--seed")) seed = (unsigned)atoi(v);
+        else if (ARG("--tasks")) tasks = v;
+        else if (ARG("--mode")) mode = v;
+        else if (ARG("--K")) K = atoi(v);
+        else if (ARG("--heldout")) heldout = v;
+        else if (ARG("--work")) work = v;
+        else if (ARG("--json")) json = v;
+        else if (!strcmp(a, "--no-expert")) no_expert = 1;
+        else {
+            usage();
+            return 2;
+        }
+#undef ARG
+    }
+    if (episodes < 1 || K < 1) {
+        usage();
+        return 2;
+    }
+    bench_find_binaries();
+    static vlad_profile p;
+    vlad_err err;
+    if (vlad_profile_load(&p, profile, &err)) {
+        fprintf(stderr, "vlad-bench policy: %s\n", err.msg);
+        return 2;
+    }
+    bench_run r = {.base = &p, .model = model, .mode = mode, .K = K, .threshold = 0, .margin = 0,
+                   .threads = 1, .tasks = tasks, .episodes = episodes, .seed = seed};
+    bench_task_stats ms[BENCH_MAX_TASKS], es[BENCH_MAX_TASKS];
+    int nm = 0, ne = 0;
+    char dir[1024];
+    int64_t t0 = vlad_now_ns();
+    snprintf(dir, sizeof dir, "%s/model-%s", work, mode);
+    fprintf(stderr, "policy: %s, %s, K=%d, %d episodes per task (lockstep) ...\n", model, mode, K, episodes);
+    if (bench_closed_loop(&r, dir, ms, &nm, &err)) {
+        fprintf(stderr, "vlad-bench policy: %s\n", err.msg);
+        return 1;
+    }
+    if (!no_expert) {
+        bench_run e = r;
+        e.model = NULL;
+        snprintf(dir, sizeof dir, "%s/expert", work);
+        fprintf(stderr, "scripted expert ...\n");
+        if (bench_closed_loop(&e, dir, es, &ne, &err)) {
+            fprintf(stderr, "vlad-bench policy: %s\n", err.msg);
+            return 1;
+        }
+    }
+    lang_stats ls;
+    int have_lang = 0;
+    if (heldout && heldout[0]) {
+        fprintf(stderr, "language on %s ...\n", heldout);
+        if (language_eval(model, heldout, 10, &ls, stderr, &err))
+            fprintf(stderr, "vlad-bench policy: language: %s\n", err.msg);
+        else
+            have_lang = 1;
+    }
+    printf("\nvlad-bench policy: %s, mode %s, K=%d, %d episodes per task, seed %u, lockstep (%.0f s)\n\n",
+           model, mode, K, episodes, seed, (double)(vlad_now_ns() - t0) / 1e9);
+    printf("| task  | success model | success expert | completion s model / expert | sq jerk model / expert | stall ticks/ep |\n");
+    printf("|-------|--------------:|---------------:|----------------------------:|-----------------------:|---------------:|\n");
+    for (int i = 0; i < nm; i++) {
+        const bench_task_stats *x = &ms[i], *y = NULL;
+        for (int k = 0; k < ne; k++)
+            if (!strcmp(es[k].task, x->task))
+                y = &es[k];
+        printf("| %-5s | %12.0f%% | %13.0f%% | %12.2f / %-12.2f | %9.3g / %-9.3g | %14.1f |\n", x->task,
+               100 * x->success, y ? 100 * y->success : NAN, x->completion_s, y ? y->completion_s : NAN,
+               x->jerk, y ? y->jerk : NAN, x->stall_ticks);
+    }
+    if (have_lang)
+        printf("\nlanguage (held-out, C engine, greedy): scene answers %d/%d = %.1f%% exact match; "
+               "commentary %d/%d = %.1f%%; %.2f ms per answer\n",
+               ls.qa_correct, ls.qa_total, ls.qa_total ? 100.0 * ls.qa_correct / ls.qa_total : 0,
+               ls.comm_correct, ls.comm_total, ls.comm_total ? 100.0 * ls.comm_correct / ls.comm_total : 0,
+               ls.ms_per_answer);
+    if (json) {
+        cJSON *root = cJSON_CreateObject();
+        cJSON_AddStringToObject(root, "model", model);
+        cJSON_AddStringToObject(root, "mode", mode);
+        cJSON_AddNumberToObject(root, "K", K);
+        cJSON_AddNumberToObject(root, "episodes", episodes);
+        cJSON_AddNumberToObject(root, "seed", seed);
+        cJSON *am = cJSON_AddArrayToObject(root, "model_results");
+        for (int i = 0; i < nm; i++)
+            cJSON_AddItemToArray(am, stats_json(&ms[i]));
+        cJSON *ae = cJSON_AddArrayToObject(root, "expert_results");
+        for (int i = 0; i < ne; i++)
+            cJSON_AddItemToArray(ae, stats_json(&es[i]));
+        if (have_lang) {
+            cJSON *l = cJSON_AddObjectToObject(root, "language");
+            cJSON_AddNumberToObject(l, "episodes", ls.episodes);
+            cJSON_AddNumberToObject(l, "scene_questions", ls.qa_total);
+            cJSON_AddNumberToObject(l, "scene_exact_match", ls.qa_total ? (double)ls.qa_correct / ls.qa_total : 0);
+            cJSON_AddNumberToObject(l, "commentaries", ls.comm_total);
+            cJSON_AddNumberToObject(l, "commentary_exact_match",
+                                    ls.comm_total ? (double)ls.comm_correct / ls.comm_total : 0);
+            cJSON_AddNumberToObject(l, "ms_per_answer", ls.ms_per_answer);
+        }
+        char *txt = cJSON_Print(root);
+        FILE *f = fopen(json, "w");
+        if (f) {
+            fprintf(f, "%s\n", txt);
+            fclose(f);
+        } else {
+            fprintf(stderr, "vlad-bench policy: cannot write %s\n", json);
+        }
+        free(txt);
+        cJSON_Delete(root);
+    }
+    return 0;
+}

@@ -1,0 +1,62 @@
+/* closedloop.h — run the daemon with a policy against vlad-sim (or the sim's scripted
+ * expert alone) and summarise the sim's per-episode results per task. Used by
+ * `vlad-bench policy` and `vlad-bench vlash`.
+ *
+ * Each run gets its own folder: a generated profile (ipc:// endpoints inside the folder,
+ * so runs never collide), the daemon's log, the sim's JSON (and optional trajectory). */
+#ifndef VLAD_BENCH_CLOSEDLOOP_H
+#define VLAD_BENCH_CLOSEDLOOP_H
+
+#include <stdbool.h>
+
+#include "err.h"
+#include "profile.h"
+
+typedef struct bench_run {
+    const vlad_profile *base; /* robot, joints, cameras, control_hz, sim model */
+    const char *model;        /* checkpoint; NULL: the sim's scripted expert, no daemon */
+    const char *mode;         /* sync | naive | vlash */
+    int K, threshold, margin;
+    double min_latency_ms;    /* emulated inference latency (lockstep: Δ ticks) */
+    bool wall;                /* wall clock for daemon and sim (default lockstep) */
+    bool realtime;            /* daemon threads SCHED_FIFO (wall runs) */
+    int threads;              /* BLAS threads of the worker */
+    const char *tasks;        /* "reach,track" or "all" */
+    int episodes;             /* per task */
+    unsigned seed;
+    const char *params[8];    /* --param TASK.KNOB=V for the sim */
+    int n_params;
+    int expert_delay;         /* expert only: plan on the world this many ticks late */
+    bool trajectory;          /* ask the sim for a trajectory CSV (DIR/trajectory.csv) */
+} bench_run;
+
+typedef struct bench_task_stats {
+    char task[16];
+    int episodes, successes;
+    double success;           /* fraction */
+    double completion_s;      /* mean over successful episodes (NAN if none) */
+    double jerk;              /* mean of the episodes' mean squared jerk */
+    double stall_ticks;       /* mean per episode */
+    double react_mean_ticks;  /* mean over episodes with a reaction (NAN if none) */
+    double react_max_ticks;   /* max over episodes */
+    int react_missing;        /* episodes with world changes but no qualifying action */
+    double disc_mean, disc_max; /* chunk-boundary discontinuity (rad) */
+    double ticks;             /* mean episode length */
+} bench_task_stats;
+
+#define BENCH_MAX_TASKS 4
+
+/* Run in folder `dir` (created). Fills out[0..*n) with one entry per task. */
+int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out, int *n,
+                      vlad_err *err);
+
+/* Path of the folder's trajectory CSV (when r->trajectory). */
+void bench_trajectory_path(const char *dir, char *buf, size_t cap);
+
+/* Make `dir` (and parents). */
+int bench_mkdirs(const char *dir, vlad_err *err);
+
+/* Point vlad_proc_bin at the folder of the running executable (build/bin). */
+void bench_find_binaries(void);
+
+#endif
