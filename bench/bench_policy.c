@@ -53,17 +53,17 @@ static int language_eval(const char *model_path, const char *dir, int stride, la
     double t_answers = 0;
     int n_answers = 0;
     for (size_t i = 0; i < g.gl_pathc && !rc; i++) {
-        vlad_ds_file *f = NULL;
-        if ((rc = vlad_ds_read(g.gl_pathv[i], &f, err)))
+        vlad_st_file *f = NULL;
+        if ((rc = vlad_st_open(g.gl_pathv[i], &f, err)))
             break;
-        const vlad_ds_tensor *im = vlad_ds_find(f, "images");
-        const char *instr = vlad_ds_meta(f, "instruction");
-        cJSON *labels = cJSON_Parse(vlad_ds_meta(f, "labels") ? vlad_ds_meta(f, "labels") : "");
+        const vlad_st_tensor *im = vlad_st_find(f, "images");
+        const char *instr = vlad_st_meta(f, "instruction");
+        cJSON *labels = cJSON_Parse(vlad_st_meta(f, "labels") ? vlad_st_meta(f, "labels") : "");
         if (!im || im->ndim != 5 || !cJSON_IsArray(labels) || im->shape[1] != m->cfg.n_cameras ||
             im->shape[2] != m->cfg.image_size) {
             rc = vlad_err_set(err, VLAD_EINVAL, "%s: images/labels do not fit the model", g.gl_pathv[i]);
             cJSON_Delete(labels);
-            vlad_ds_free(f);
+            vlad_st_close(f);
             break;
         }
         ls->episodes++;
@@ -105,7 +105,7 @@ static int language_eval(const char *model_path, const char *dir, int stride, la
             }
         }
         cJSON_Delete(labels);
-        vlad_ds_free(f);
+        vlad_st_close(f);
     }
     if (log)
         fprintf(log, "language: %d episodes, %d scene questions, %d commentaries\n", ls->episodes,

@@ -501,6 +501,22 @@ int vlad_profile_load(vlad_profile *p, const char *path, vlad_err *err) {
     return rc;
 }
 
+int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_err *err) {
+    for (size_t i = 0; i < NTOP; i++) {
+        if (strcmp(top_fields[i].key, key))
+            continue;
+        ctx c = {.name = "--set", .err = err};
+        /* relative paths resolve against the profile's folder, as in the file */
+        char tmp[VLAD_PATH_MAX];
+        snprintf(tmp, sizeof tmp, "%s", p->path);
+        snprintf(c.dir, sizeof c.dir, "%s", p->path[0] ? dirname(tmp) : "");
+        int rc = set_field(&c, &top_fields[i], key, p, value, NULL);
+        return rc ? rc : vlad_profile_validate(p, err);
+    }
+    return vlad_err_set(err, VLAD_EINVAL, "--set %s: unknown key (joints and cameras cannot be set)",
+                        key);
+}
+
 /* ---- cross-field checks ------------------------------------------------------------ */
 
 bool vlad_endpoint_is_local(const char *ep) {

@@ -103,6 +103,11 @@ int vlad_profile_load(vlad_profile *p, const char *path, vlad_err *err);
 int vlad_profile_load_string(vlad_profile *p, const char *yaml, size_t len, const char *name,
                              vlad_err *err);
 
+/* Override one scalar key (dotted, e.g. "clock" or "async.mode") with YAML text `value`,
+ * with the same type and range checks as the file, then re-validate the profile (on error
+ * *p may hold the rejected value: discard it). */
+int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_err *err);
+
 /* Checks across fields (limits ordered, home inside limits, unique names, endpoints
  * distinct, CURVE keys present for non-loopback endpoints, ...). Run by the loaders. */
 int vlad_profile_validate(const vlad_profile *p, vlad_err *err);

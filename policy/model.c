@@ -179,6 +179,10 @@ static int load_visit(void *vctx, const char *name, int ndim, const int64_t *sha
         return vlad_err_set(cx->err, VLAD_EINVAL, "tensor '%s': shape [%s], expected [%s]", name,
                             got, exp);
     }
+    if (t->dtype != VLAD_DT_F32 && t->dtype != VLAD_DT_BF16)
+        return vlad_err_set(cx->err, VLAD_EINVAL,
+                            "tensor '%s': unsupported dtype '%s' for a model tensor (F32 or BF16)",
+                            name, vlad_dtype_name(t->dtype));
     size_t n = (size_t)t->numel;
     size_t es = vlad_dtype_size(t->dtype);
     int aligned = ((uintptr_t)t->data % es) == 0;

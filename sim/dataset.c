@@ -1,4 +1,4 @@
-/* dataset.c — safetensors I/O and the episode recorder; see dataset.h. */
+/* dataset.c — the episode recorder (safetensors via common/safetensors); see dataset.h. */
 #include "dataset.h"
 
 #include <cjson/cJSON.h>
@@ -7,231 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-
-static const char *dtype_names[] = {"U8", "F32", "I64"};
-static const size_t dtype_size[] = {1, 4, 8};
-
-/* ---- writer ----------------------------------------------------------------------- */
-
-int vlad_ds_write(const char *path, const vlad_ds_tensor *t, int n, const char *const *meta_kv,
-                  int n_meta, vlad_err *err) {
-    cJSON *h = cJSON_CreateObject();
-    if (!h)
-        return vlad_err_set(err, VLAD_ENOMEM, "out of memory");
-    int rc = VLAD_OK;
-    if (n_meta > 0) {
-        cJSON *m = cJSON_AddObjectToObject(h, "__metadata__");
-        for (int i = 0; m && i < n_meta; i++)
-            cJSON_AddStringToObject(m, meta_kv[2 * i], meta_kv[2 * i + 1]);
-    }
-    size_t off = 0;
-    for (int i = 0; i < n; i++) {
-        size_t count = 1;
-        for (int d = 0; d < t[i].ndim; d++)
-            count *= (size_t)t[i].shape[d];
-        if (t[i].dtype > VLAD_DS_I64 || count * dtype_size[t[i].dtype] != t[i].nbytes) {
-            cJSON_Delete(h);
-            return vlad_err_set(err, VLAD_EINVAL, "tensor %s: shape does not match its %zu bytes",
-                                t[i].name, t[i].nbytes);
-        }
-        cJSON *o = cJSON_AddObjectToObject(h, t[i].name);
-        cJSON_AddStringToObject(o, "dtype", dtype_names[t[i].dtype]);
-        cJSON *shape = cJSON_AddArrayToObject(o, "shape");
-        for (int d = 0; d < t[i].ndim; d++)
-            cJSON_AddItemToArray(shape, cJSON_CreateNumber((double)t[i].shape[d]));
-        cJSON *offs = cJSON_AddArrayToObject(o, "data_offsets");
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)off));
-        cJSON_AddItemToArray(offs, cJSON_CreateNumber((double)(off + t[i].nbytes)));
-        off += t[i].nbytes;
-    }
-    char *js = cJSON_PrintUnformatted(h);
-    cJSON_Delete(h);
-    if (!js)
-        return vlad_err_set(err, VLAD_ENOMEM, "out of memory (header)");
-    size_t jl = strlen(js), hl = (jl + 7) / 8 * 8;
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        free(js);
-        return vlad_err_set(err, VLAD_EIO, "%s: %s", path, strerror(errno));
-    }
-    uint8_t len8[8];
-    for (int i = 0; i < 8; i++)
-        len8[i] = (uint8_t)((uint64_t)hl >> (8 * i));
-    bool ok = fwrite(len8, 1, 8, f) == 8 && fwrite(js, 1, jl, f) == jl;
-    for (size_t i = jl; ok && i < hl; i++)
-        ok = fputc(' ', f) != EOF;
-    for (int i = 0; ok && i < n; i++)
-        ok = t[i].nbytes == 0 || fwrite(t[i].data, 1, t[i].nbytes, f) == t[i].nbytes;
-    if (fclose(f) != 0)
-        ok = false;
-    free(js);
-    if (!ok)
-        rc = vlad_err_set(err, VLAD_EIO, "%s: write failed", path);
-    return rc;
-}
-
-/* ---- reader ----------------------------------------------------------------------- */
-
-struct vlad_ds_file {
-    int n;
-    vlad_ds_tensor *t;
-    cJSON *meta;
-};
-
-void vlad_ds_free(vlad_ds_file *f) {
-    if (!f)
-        return;
-    for (int i = 0; i < f->n; i++)
-        free(f->t[i].data);
-    free(f->t);
-    cJSON_Delete(f->meta);
-    free(f);
-}
-
-int vlad_ds_count(const vlad_ds_file *f) { return f->n; }
-const vlad_ds_tensor *vlad_ds_get(const vlad_ds_file *f, int i) {
-    return i >= 0 && i < f->n ? &f->t[i] : NULL;
-}
-
-const vlad_ds_tensor *vlad_ds_find(const vlad_ds_file *f, const char *name) {
-    for (int i = 0; i < f->n; i++)
-        if (!strcmp(f->t[i].name, name))
-            return &f->t[i];
-    return NULL;
-}
-
-const char *vlad_ds_meta(const vlad_ds_file *f, const char *key) {
-    const cJSON *v = f->meta ? cJSON_GetObjectItemCaseSensitive(f->meta, key) : NULL;
-    return cJSON_IsString(v) ? v->valuestring : NULL;
-}
-
-static int parse_tensor(const cJSON *o, vlad_ds_tensor *t, const uint8_t *data, size_t dlen,
-                        vlad_err *err) {
-    const cJSON *dt = cJSON_GetObjectItemCaseSensitive(o, "dtype");
-    const cJSON *sh = cJSON_GetObjectItemCaseSensitive(o, "shape");
-    const cJSON *of = cJSON_GetObjectItemCaseSensitive(o, "data_offsets");
-    if (strlen(o->string) >= sizeof t->name)
-        return vlad_err_set(err, VLAD_EPARSE, "tensor name too long");
-    snprintf(t->name, sizeof t->name, "%s", o->string);
-    if (!cJSON_IsString(dt) || !cJSON_IsArray(sh) || !cJSON_IsArray(of) || cJSON_GetArraySize(of) != 2)
-        return vlad_err_set(err, VLAD_EPARSE, "tensor %s: needs dtype, shape, data_offsets", t->name);
-    int d = -1;
-    for (int i = 0; i < 3; i++)
-        if (!strcmp(dt->valuestring, dtype_names[i]))
-            d = i;
-    if (d < 0)
-        return vlad_err_set(err, VLAD_EPARSE, "tensor %s: unsupported dtype %s", t->name, dt->valuestring);
-    t->dtype = (vlad_ds_dtype)d;
-    t->ndim = cJSON_GetArraySize(sh);
-    if (t->ndim > VLAD_DS_MAX_DIM)
-        return vlad_err_set(err, VLAD_EPARSE, "tensor %s: too many dimensions", t->name);
-    double count = 1;
-    for (int i = 0; i < t->ndim; i++) {
-        const cJSON *v = cJSON_GetArrayItem(sh, i);
-        if (!cJSON_IsNumber(v) || v->valuedouble < 0 || v->valuedouble > 1e12)
-            return vlad_err_set(err, VLAD_EPARSE, "tensor %s: bad shape", t->name);
-        t->shape[i] = (int64_t)v->valuedouble;
-        count *= (double)t->shape[i];
-    }
-    const cJSON *b = cJSON_GetArrayItem(of, 0), *e = cJSON_GetArrayItem(of, 1);
-    if (!cJSON_IsNumber(b) || !cJSON_IsNumber(e) || b->valuedouble < 0 || e->valuedouble < b->valuedouble ||
-        e->valuedouble > (double)dlen)
-        return vlad_err_set(err, VLAD_EPARSE, "tensor %s: data_offsets out of range", t->name);
-    size_t bo = (size_t)b->valuedouble, eo = (size_t)e->valuedouble;
-    if (count * (double)dtype_size[d] != (double)(eo - bo))
-        return vlad_err_set(err, VLAD_EPARSE, "tensor %s: shape needs %.0f bytes, offsets give %zu",
-                            t->name, count * (double)dtype_size[d], eo - bo);
-    t->nbytes = eo - bo;
-    t->data = malloc(t->nbytes ? t->nbytes : 1);
-    if (!t->data)
-        return vlad_err_set(err, VLAD_ENOMEM, "out of memory");
-    memcpy(t->data, data + bo, t->nbytes);
-    return VLAD_OK;
-}
-
-int vlad_ds_read(const char *path, vlad_ds_file **out, vlad_err *err) {
-    *out = NULL;
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
-        return vlad_err_set(err, VLAD_EIO, "%s: %s", path, strerror(errno));
-    uint8_t *buf = NULL;
-    size_t len = 0, cap = 0;
-    for (;;) {
-        if (len == cap) {
-            cap = cap ? cap * 2 : 1 << 16;
-            uint8_t *nb = realloc(buf, cap);
-            if (!nb) {
-                free(buf);
-                fclose(fp);
-                return vlad_err_set(err, VLAD_ENOMEM, "out of memory");
-            }
-            buf = nb;
-        }
-        size_t r = fread(buf + len, 1, cap - len, fp);
-        len += r;
-        if (r == 0)
-            break;
-    }
-    fclose(fp);
-    int rc = VLAD_OK;
-    cJSON *h = NULL;
-    vlad_ds_file *f = calloc(1, sizeof *f);
-    if (!f) {
-        rc = vlad_err_set(err, VLAD_ENOMEM, "out of memory");
-        goto done;
-    }
-    uint64_t hl = 0;
-    if (len < 8) {
-        rc = vlad_err_set(err, VLAD_EPARSE, "%s: shorter than a safetensors header", path);
-        goto done;
-    }
-    for (int i = 0; i < 8; i++)
-        hl |= (uint64_t)buf[i] << (8 * i);
-    if (hl > len - 8 || hl > (100u << 20)) {
-        rc = vlad_err_set(err, VLAD_EPARSE, "%s: header length %llu exceeds the file", path,
-                          (unsigned long long)hl);
-        goto done;
-    }
-    h = cJSON_ParseWithLength((const char *)buf + 8, (size_t)hl);
-    if (!cJSON_IsObject(h)) {
-        rc = vlad_err_set(err, VLAD_EPARSE, "%s: header is not a JSON object", path);
-        goto done;
-    }
-    int n = cJSON_GetArraySize(h);
-    f->t = calloc((size_t)(n > 0 ? n : 1), sizeof *f->t);
-    if (!f->t) {
-        rc = vlad_err_set(err, VLAD_ENOMEM, "out of memory");
-        goto done;
-    }
-    const uint8_t *data = buf + 8 + hl;
-    size_t dlen = len - 8 - (size_t)hl;
-    const cJSON *o;
-    cJSON_ArrayForEach(o, h) {
-        if (!strcmp(o->string, "__metadata__")) {
-            f->meta = cJSON_Duplicate(o, 1);
-            continue;
-        }
-        if (!cJSON_IsObject(o)) {
-            rc = vlad_err_set(err, VLAD_EPARSE, "%s: entry %s is not an object", path, o->string);
-            goto done;
-        }
-        rc = parse_tensor(o, &f->t[f->n], data, dlen, err);
-        if (rc) {
-            vlad_err_prefix(err, "%s: ", path);
-            goto done;
-        }
-        f->n++;
-    }
-done:
-    cJSON_Delete(h);
-    free(buf);
-    if (rc) {
-        vlad_ds_free(f);
-        return rc;
-    }
-    *out = f;
-    return VLAD_OK;
-}
 
 /* ---- episode recorder -------------------------------------------------------------- */
 
@@ -399,16 +174,43 @@ static cJSON *name_list(const vlad_profile *p, bool cams) {
     return a;
 }
 
-int vlad_dataset_end(vlad_dataset *d, int success, vlad_err *err) {
+/* Write one episode file with the common streaming writer. */
+static int write_episode(vlad_dataset *d, const char *const *meta, int n_meta, vlad_err *err) {
     int64_t T = (int64_t)d->T, n = d->n;
-    vlad_ds_tensor t[6] = {
-        {"images", VLAD_DS_U8, 5, {T, d->n_cam, d->h, d->w, 3}, d->images, d->T * d->frame_bytes},
-        {"tick", VLAD_DS_I64, 1, {T}, d->tick, d->T * 8},
-        {"state", VLAD_DS_F32, 2, {T, n}, d->state, d->T * 4 * (size_t)n},
-        {"velocity", VLAD_DS_F32, 2, {T, n}, d->vel, d->T * 4 * (size_t)n},
-        {"action", VLAD_DS_F32, 2, {T, n}, d->act, d->T * 4 * (size_t)n},
-        {"ee", VLAD_DS_F32, 2, {T, 3}, d->ee, d->T * 12},
+    const struct {
+        const char *name;
+        vlad_dtype dt;
+        int ndim;
+        int64_t shape[5];
+        const void *data;
+        size_t bytes;
+    } t[6] = {
+        {"images", VLAD_DT_U8, 5, {T, d->n_cam, d->h, d->w, 3}, d->images, d->T * d->frame_bytes},
+        {"tick", VLAD_DT_I64, 1, {T}, d->tick, d->T * 8},
+        {"state", VLAD_DT_F32, 2, {T, n}, d->state, d->T * 4 * (size_t)n},
+        {"velocity", VLAD_DT_F32, 2, {T, n}, d->vel, d->T * 4 * (size_t)n},
+        {"action", VLAD_DT_F32, 2, {T, n}, d->act, d->T * 4 * (size_t)n},
+        {"ee", VLAD_DT_F32, 2, {T, 3}, d->ee, d->T * 12},
     };
+    vlad_st_writer *w = vlad_st_writer_new();
+    if (!w)
+        return vlad_err_set(err, VLAD_ENOMEM, "dataset: out of memory");
+    int rc = VLAD_OK;
+    for (int i = 0; i < n_meta && !rc; i++)
+        rc = vlad_st_writer_meta(w, meta[2 * i], meta[2 * i + 1], err);
+    for (int i = 0; i < 6 && !rc; i++)
+        rc = vlad_st_writer_add(w, t[i].name, t[i].dt, t[i].ndim, t[i].shape, err);
+    if (!rc)
+        rc = vlad_st_writer_begin(w, d->last, err);
+    for (int i = 0; i < 6 && !rc; i++)
+        rc = vlad_st_writer_data(w, t[i].data, t[i].bytes, err);
+    if (!rc)
+        rc = vlad_st_writer_finish(w, err);
+    vlad_st_writer_free(w);
+    return rc;
+}
+
+int vlad_dataset_end(vlad_dataset *d, int success, vlad_err *err) {
     char seed[32], ep[16], hz[32];
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)d->seed);
     snprintf(ep, sizeof ep, "%d", d->episode);
@@ -428,7 +230,7 @@ int vlad_dataset_end(vlad_dataset *d, int success, vlad_err *err) {
                               "joint_names", s_jn, "camera_names", s_cn, "events", s_ev,
                               "labels", s_lb};
         snprintf(d->last, sizeof d->last, "%s/episode_%06d.safetensors", d->dir, d->episode);
-        rc = vlad_ds_write(d->last, t, 6, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
+        rc = write_episode(d, meta, (int)(sizeof meta / sizeof meta[0] / 2), err);
     }
     free(s_jn);
     free(s_cn);

@@ -1,10 +1,5 @@
-/* dataset.h — safetensors files: a small writer/reader, and the per-episode
- * demonstration recorder of vlad-sim (`--record-dataset DIR`).
- *
- * safetensors: 8-byte little-endian header length N, N bytes of JSON
- * {"name": {"dtype": "U8"|"F32"|"I64", "shape": [...], "data_offsets": [begin, end]}, ...,
- *  "__metadata__": {"key": "string", ...}} padded with spaces to a multiple of 8, then the
- * raw little-endian tensor bytes (offsets relative to the end of the header).
+/* dataset.h — the per-episode demonstration recorder of vlad-sim (`--record-dataset DIR`).
+ * Files are safetensors (common/safetensors.h reads and writes them).
  *
  * Episode file DIR/episode_NNNNNN.safetensors (format "vlad-sim-episode-1"), T frames
  * (one per control tick of the episode, including its last tick):
@@ -26,34 +21,8 @@
 
 #include "err.h"
 #include "profile.h"
+#include "safetensors.h"
 #include "tasks.h"
-
-typedef enum { VLAD_DS_U8 = 0, VLAD_DS_F32, VLAD_DS_I64 } vlad_ds_dtype;
-
-#define VLAD_DS_MAX_DIM 6
-typedef struct vlad_ds_tensor {
-    char name[64];
-    vlad_ds_dtype dtype;
-    int ndim;
-    int64_t shape[VLAD_DS_MAX_DIM];
-    void *data; /* little-endian bytes, nbytes long */
-    size_t nbytes;
-} vlad_ds_tensor;
-
-/* Write tensors and string metadata (meta_kv: n_meta key,value pairs) to path. */
-int vlad_ds_write(const char *path, const vlad_ds_tensor *t, int n, const char *const *meta_kv,
-                  int n_meta, vlad_err *err);
-
-typedef struct vlad_ds_file vlad_ds_file;
-/* Read a whole file; tensors' data is owned by the file. Malformed files are rejected
- * with a message (bad header, offsets out of range, shape/size mismatch, unknown dtype). */
-int vlad_ds_read(const char *path, vlad_ds_file **out, vlad_err *err);
-void vlad_ds_free(vlad_ds_file *f);
-int vlad_ds_count(const vlad_ds_file *f);
-const vlad_ds_tensor *vlad_ds_get(const vlad_ds_file *f, int i);
-const vlad_ds_tensor *vlad_ds_find(const vlad_ds_file *f, const char *name);
-/* Metadata value for key, or NULL. */
-const char *vlad_ds_meta(const vlad_ds_file *f, const char *key);
 
 /* ---- episode recorder ---- */
 typedef struct vlad_dataset vlad_dataset;

@@ -4,16 +4,17 @@
  * Header: {"__metadata__": {str: str}, name: {"dtype", "shape", "data_offsets": [b, e]}}.
  * The reader validates the container (header size and JSON, dtypes, shapes, offsets inside
  * the data section, byte sizes matching shapes, no two tensors overlapping); what the
- * tensors mean is the caller's business (model.c). */
-#ifndef VLAD_POLICY_SAFETENSORS_H
-#define VLAD_POLICY_SAFETENSORS_H
+ * tensors mean is the caller's business (policy/model.c checkpoints, sim/dataset.c
+ * demonstration episodes). Supported dtypes: F32, BF16, U8, I64. */
+#ifndef VLAD_SAFETENSORS_H
+#define VLAD_SAFETENSORS_H
 
 #include <stddef.h>
 #include <stdint.h>
 
 #include "err.h"
 
-typedef enum { VLAD_DT_F32 = 0, VLAD_DT_BF16 = 1 } vlad_dtype;
+typedef enum { VLAD_DT_F32 = 0, VLAD_DT_BF16 = 1, VLAD_DT_U8 = 2, VLAD_DT_I64 = 3 } vlad_dtype;
 
 #define VLAD_ST_MAX_DIMS 8
 
@@ -46,7 +47,7 @@ int vlad_st_owns(const vlad_st_file *f, const void *p);
 /* Size of the whole file in bytes. */
 size_t vlad_st_file_size(const vlad_st_file *f);
 
-/* Element size of a dtype (4 or 2). */
+/* Element size of a dtype (4, 2, 1, 8). */
 size_t vlad_dtype_size(vlad_dtype dt);
 const char *vlad_dtype_name(vlad_dtype dt);
 

@@ -22,8 +22,14 @@ struct vlad_st_file {
     vlad_st_tensor *t;
 };
 
-size_t vlad_dtype_size(vlad_dtype dt) { return dt == VLAD_DT_BF16 ? 2 : 4; }
-const char *vlad_dtype_name(vlad_dtype dt) { return dt == VLAD_DT_BF16 ? "BF16" : "F32"; }
+size_t vlad_dtype_size(vlad_dtype dt) {
+    static const size_t sz[] = {4, 2, 1, 8};
+    return (unsigned)dt < 4 ? sz[dt] : 0;
+}
+const char *vlad_dtype_name(vlad_dtype dt) {
+    static const char *const nm[] = {"F32", "BF16", "U8", "I64"};
+    return (unsigned)dt < 4 ? nm[dt] : "?";
+}
 
 uint16_t vlad_f32_to_bf16(float f) {
     union { float f; uint32_t u; } v = {.f = f};
@@ -45,7 +51,7 @@ void vlad_bf16_to_f32_n(float *dst, const void *src, size_t n) {
 }
 
 static const char *const k_other_dtypes[] = {"F16", "F64", "F8_E4M3", "F8_E5M2", "I8", "I16",
-                                             "I32", "I64", "U8", "U16", "U32", "U64", "BOOL"};
+                                             "I32", "U16", "U32", "U64", "BOOL"};
 
 static int cmp_begin(const void *a, const void *b) {
     const vlad_st_tensor *x = *(const vlad_st_tensor *const *)a;
@@ -78,11 +84,15 @@ static int parse_tensor(cJSON *it, vlad_st_tensor *t, size_t data_size, vlad_err
         t->dtype = VLAD_DT_F32;
     else if (!strcmp(dt->valuestring, "BF16"))
         t->dtype = VLAD_DT_BF16;
+    else if (!strcmp(dt->valuestring, "U8"))
+        t->dtype = VLAD_DT_U8;
+    else if (!strcmp(dt->valuestring, "I64"))
+        t->dtype = VLAD_DT_I64;
     else {
         for (size_t i = 0; i < sizeof k_other_dtypes / sizeof *k_other_dtypes; i++)
             if (!strcmp(dt->valuestring, k_other_dtypes[i]))
                 return vlad_err_set(err, VLAD_EINVAL,
-                                    "tensor '%s': unsupported dtype '%s' (F32 or BF16)", name,
+                                    "tensor '%s': unsupported dtype '%s' (F32, BF16, U8 or I64)", name,
                                     dt->valuestring);
         return vlad_err_set(err, VLAD_EPARSE, "tensor '%s': unknown dtype '%.32s'", name,
                             dt->valuestring);
