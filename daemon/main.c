@@ -1,5 +1,5 @@
 /* vlad — the robot control daemon.
- *   vlad --profile FILE [--log-level error|warn|info|debug]
+ *   vlad --profile FILE [--set KEY=VALUE ...] [--log-level error|warn|info|debug]
  *   vlad --print-config-doc      print the profile key table (configs/README.md)
  *   vlad --check --profile FILE  validate a profile and exit
  * SIGINT/SIGTERM: clean shutdown (the handler only sets a flag). */
@@ -22,16 +22,19 @@ static void on_signal(int sig) {
 }
 
 static void usage(FILE *f) {
-    fprintf(f, "usage: vlad --profile FILE [--log-level error|warn|info|debug] [--check]\n"
+    fprintf(f, "usage: vlad --profile FILE [--set KEY=VALUE ...] [--log-level error|warn|info|debug]\n"
+               "            [--check]\n"
                "       vlad --print-config-doc\n");
 }
 
 int main(int argc, char **argv) {
-    const char *profile_path = NULL, *level = NULL;
-    int check = 0;
+    const char *profile_path = NULL, *level = NULL, *sets[32];
+    int check = 0, n_sets = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--profile") && i + 1 < argc) {
             profile_path = argv[++i];
+        } else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < 32) {
+            sets[n_sets++] = argv[++i];
         } else if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
             level = argv[++i];
         } else if (!strcmp(argv[i], "--check")) {
@@ -57,6 +60,19 @@ int main(int argc, char **argv) {
     if (vlad_profile_load(&prof, profile_path, &err)) {
         fprintf(stderr, "vlad: %s\n", err.msg);
         return 1;
+    }
+    for (int i = 0; i < n_sets; i++) {
+        char key[128];
+        const char *eq = strchr(sets[i], '=');
+        if (!eq || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof key) {
+            fprintf(stderr, "vlad: --set '%s': expected KEY=VALUE\n", sets[i]);
+            return 2;
+        }
+        snprintf(key, sizeof key, "%.*s", (int)(eq - sets[i]), sets[i]);
+        if (vlad_profile_set(&prof, key, eq + 1, &err)) {
+            fprintf(stderr, "vlad: %s\n", err.msg);
+            return 1;
+        }
     }
     if (check) {
         printf("%s: ok (robot %s, %d joints, %d cameras, %.0f Hz)\n", profile_path, prof.robot,

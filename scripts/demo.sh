@@ -1,31 +1,44 @@
 #!/usr/bin/env bash
-# make demo: run the daemon against a robot and print what happened.
-# (Until the simulator and the default model exist: the bundled fake robot.)
+# make demo: the daemon with the default model against the bundled simulator.
+#  1. the scripted expert (the reference), in lockstep
+#  2. vlad + the default model (VLASH scheduling) driving the simulated arm, in lockstep
+#  3. vlad in real time against the simulator, with vladctl status at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/bin
 PROFILE=${PROFILE:-configs/sim-arm.yaml}
+EPISODES=${EPISODES:-5}
+MODEL=models/vlad-default.safetensors
 LOG=$(mktemp /tmp/vlad-demo-XXXXXX.log)
+VLAD=
+cleanup() { [ -n "$VLAD" ] && kill "$VLAD" 2>/dev/null; rm -f "$LOG"; }
+trap cleanup EXIT
 
-echo "== vlad demo: daemon + fake robot, profile $PROFILE"
-$BIN/vlad --profile "$PROFILE" >"$LOG" 2>&1 &
+echo "== 1. scripted expert (reference), $EPISODES episodes per task, lockstep"
+$BIN/vlad-sim --profile "$PROFILE" --expert --task all --episodes "$EPISODES" --seed 1 --clock lockstep --quiet
+
+if [ ! -f "$MODEL" ]; then
+  echo "no $MODEL: train it with training/make_default_model.sh"
+  exit 0
+fi
+
+echo
+echo "== 2. vlad + the default model (async.mode vlash), $EPISODES episodes per task, lockstep"
+$BIN/vlad --profile "$PROFILE" --set clock=lockstep --set policy.model=../$MODEL >"$LOG" 2>&1 &
 VLAD=$!
-trap 'kill $VLAD 2>/dev/null || true' EXIT
-sleep 0.3
-$BIN/vlad-fakebot --profile "$PROFILE" --seconds 4 &
-BOT=$!
-sleep 1
-echo "-- vladctl instruction / estop / release while the robot runs"
-$BIN/vladctl --profile "$PROFILE" instruction "touch the red target" >/dev/null
 sleep 0.5
-$BIN/vladctl --profile "$PROFILE" estop "demo" >/dev/null
-sleep 1
-$BIN/vladctl --profile "$PROFILE" release >/dev/null
-wait $BOT
-echo "-- vladctl status"
+$BIN/vlad-sim --profile "$PROFILE" --task all --episodes "$EPISODES" --seed 1 --clock lockstep \
+    --expect-policy --quiet
+kill -TERM $VLAD; wait $VLAD || true; VLAD=
+
+echo
+echo "== 3. vlad in real time (wall clock), whack, $EPISODES episodes; then vladctl status"
+$BIN/vlad --profile "$PROFILE" --set policy.model=../$MODEL >"$LOG" 2>&1 &
+VLAD=$!
+sleep 0.5
+$BIN/vlad-sim --profile "$PROFILE" --task whack --episodes "$EPISODES" --seed 2 --clock wall \
+    --expect-policy --quiet
 $BIN/vladctl --profile "$PROFILE" status
-kill -TERM $VLAD
-wait $VLAD
-echo "-- vlad exited $? ; its log:"
+kill -TERM $VLAD; wait $VLAD; echo "vlad exited $?"; VLAD=
+echo "-- vlad's log:"
 cat "$LOG"
-rm -f "$LOG"

@@ -119,6 +119,27 @@ static void test_endpoint_local(void **state) {
     assert_false(vlad_endpoint_is_local("tcp://localhost.evil.com:5"));
 }
 
+static void test_set_overrides(void **state) {
+    (void)state;
+    static vlad_profile p;
+    vlad_err err;
+    assert_int_equal(vlad_profile_load(&p, "tests/fixtures/profiles/good-minimal.yaml", &err), 0);
+    assert_int_equal(vlad_profile_set(&p, "clock", "lockstep", &err), 0);
+    assert_int_equal(p.clock, VLAD_CLOCK_LOCKSTEP);
+    assert_int_equal(vlad_profile_set(&p, "async.execution_horizon", "25", &err), 0);
+    assert_int_equal(p.async.execution_horizon, 25);
+    assert_int_equal(vlad_profile_set(&p, "policy.model", "m.safetensors", &err), 0);
+    assert_string_equal(p.policy.model, "tests/fixtures/profiles/m.safetensors");
+    assert_int_equal(vlad_profile_set(&p, "control_hz", "0", &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "control_hz: value 0 out of range [1, 1000]"));
+    assert_int_equal(vlad_profile_set(&p, "async.mode", "fast", &err), VLAD_EINVAL);
+    assert_int_equal(vlad_profile_set(&p, "joints", "x", &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "unknown key"));
+    /* cross-field checks run again */
+    assert_int_equal(vlad_profile_set(&p, "async.trigger_threshold", "30", &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "exceeds async.execution_horizon"));
+}
+
 /* configs/README.md must contain the table generated from the loader's own table */
 static void test_doc_matches(void **state) {
     (void)state;
@@ -144,6 +165,7 @@ int main(void) {
         cmocka_unit_test(test_bad_files),      cmocka_unit_test(test_minimal_defaults),
         cmocka_unit_test(test_sim_arm),        cmocka_unit_test(test_string_and_paths),
         cmocka_unit_test(test_endpoint_local), cmocka_unit_test(test_doc_matches),
+        cmocka_unit_test(test_set_overrides),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
