@@ -3,6 +3,11 @@
 #ifndef VLAD_BENCH_H
 #define VLAD_BENCH_H
 
+#include <cjson/cJSON.h>
+
+/* Write `root` as indented JSON to `path` and free it; a message on stderr if it cannot. */
+void bench_write_json(const char *path, cJSON *root);
+
 /* vlad-bench engine [--json FILE] [--threads N] [--quick] [--no-twin] [--only NAME] */
 int bench_engine_main(int argc, char **argv);
 

@@ -451,16 +451,7 @@ static void write_json(const char *path, result *rs, int nr, int threads) {
         }
         cJSON_AddItemToArray(arr, j);
     }
-    char *s = cJSON_Print(o);
-    FILE *fp = fopen(path, "w");
-    if (fp) {
-        fprintf(fp, "%s\n", s);
-        fclose(fp);
-    } else {
-        fprintf(stderr, "vlad-bench: cannot write %s\n", path);
-    }
-    free(s);
-    cJSON_Delete(o);
+    bench_write_json(path, o);
 }
 
 int bench_engine_main(int argc, char **argv) {

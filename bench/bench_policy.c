@@ -245,16 +245,7 @@ int bench_policy_main(int argc, char **argv) {
                                     ls.comm_total ? (double)ls.comm_correct / ls.comm_total : 0);
             cJSON_AddNumberToObject(l, "ms_per_answer", ls.ms_per_answer);
         }
-        char *txt = cJSON_Print(root);
-        FILE *f = fopen(json, "w");
-        if (f) {
-            fprintf(f, "%s\n", txt);
-            fclose(f);
-        } else {
-            fprintf(stderr, "vlad-bench policy: cannot write %s\n", json);
-        }
-        free(txt);
-        cJSON_Delete(root);
+        bench_write_json(json, root);
     }
     return 0;
 }

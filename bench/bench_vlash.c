@@ -306,16 +306,10 @@ int bench_vlash_main(int argc, char **argv) {
         plot(png, traj, ptask, deltas[dp], p.control_hz);
         printf("\ntrajectory plot: %s (%s, Δ=%d)\n", png, ptask, deltas[dp]);
     }
-    if (json) {
-        char *txt = cJSON_Print(root);
-        FILE *f = fopen(json, "w");
-        if (f) {
-            fprintf(f, "%s\n", txt);
-            fclose(f);
-        }
-        free(txt);
-    }
-    cJSON_Delete(root);
+    if (json)
+        bench_write_json(json, root);
+    else
+        cJSON_Delete(root);
     free(grid);
     return failures ? 1 : 0;
 }

@@ -1,5 +1,6 @@
 /* vlad-bench — benchmarks of vlad. Subcommands live in their own files (bench_<name>.c). */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "bench.h"
@@ -22,6 +23,20 @@ static void usage(FILE *fp) {
     fprintf(fp, "usage: vlad-bench SUBCOMMAND [options]\n");
     for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++)
         fprintf(fp, "  %-8s %s\n", k_cmds[i].name, k_cmds[i].help);
+}
+
+void bench_write_json(const char *path, cJSON *root) {
+    char *s = cJSON_Print(root);
+    FILE *fp = s ? fopen(path, "w") : NULL;
+    if (fp) {
+        fprintf(fp, "%s\n", s);
+        if (fclose(fp))
+            fprintf(stderr, "vlad-bench: write error on %s\n", path);
+    } else {
+        fprintf(stderr, "vlad-bench: cannot write %s\n", path);
+    }
+    free(s);
+    cJSON_Delete(root);
 }
 
 int main(int argc, char **argv) {
