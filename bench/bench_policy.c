@@ -3,7 +3,7 @@
  *
  *   vlad-bench policy [--model M] [--profile P] [--episodes N] [--seed S] [--tasks T]
  *                     [--mode sync|naive|vlash] [--K K] [--heldout DIR] [--work DIR]
- *                     [--json FILE] [--no-expert]
+ *                     [--json FILE] [--no-expert] [--noise-scale X]
  */
 #include <cjson/cJSON.h>
 #include <glob.h>
@@ -132,7 +132,7 @@ static cJSON *stats_json(const bench_task_stats *s) {
 static void usage(void) {
     fprintf(stderr, "usage: vlad-bench policy [--model M] [--profile P] [--episodes N] [--seed S]\n"
                     "         [--tasks T] [--mode sync|naive|vlash] [--K K] [--heldout DIR]\n"
-                    "         [--work DIR] [--json FILE] [--no-expert]\n");
+                    "         [--work DIR] [--json FILE] [--no-expert] [--noise-scale X]\n");
 }
 
 int bench_policy_main(int argc, char **argv) {
@@ -140,6 +140,7 @@ int bench_policy_main(int argc, char **argv) {
     const char *tasks = "all", *mode = "sync", *heldout = "data/heldout", *work = "/tmp/vlad-bench-policy";
     const char *json = NULL;
     int episodes = 50, K = 10, no_expert = 0;
+    double noise = 1.0;
     unsigned seed = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -154,6 +155,7 @@ int bench_policy_main(int argc, char **argv) {
         else if (ARG("--heldout")) heldout = v;
         else if (ARG("--work")) work = v;
         else if (ARG("--json")) json = v;
+        else if (ARG("--noise-scale")) noise = atof(v);
         else if (!strcmp(a, "--no-expert")) no_expert = 1;
         else {
             usage();
@@ -173,7 +175,8 @@ int bench_policy_main(int argc, char **argv) {
         return 2;
     }
     bench_run r = {.base = &p, .model = model, .mode = mode, .K = K, .threshold = 0, .margin = 0,
-                   .threads = 1, .tasks = tasks, .episodes = episodes, .seed = seed};
+                   .threads = 1, .tasks = tasks, .episodes = episodes, .seed = seed,
+                   .noise_scale = noise};
     bench_task_stats ms[BENCH_MAX_TASKS], es[BENCH_MAX_TASKS];
     int nm = 0, ne = 0;
     char dir[1024];
@@ -229,6 +232,7 @@ int bench_policy_main(int argc, char **argv) {
         cJSON_AddNumberToObject(root, "K", K);
         cJSON_AddNumberToObject(root, "episodes", episodes);
         cJSON_AddNumberToObject(root, "seed", seed);
+        cJSON_AddNumberToObject(root, "noise_scale", noise);
         cJSON *am = cJSON_AddArrayToObject(root, "model_results");
         for (int i = 0; i < nm; i++)
             cJSON_AddItemToArray(am, stats_json(&ms[i]));

@@ -11,6 +11,7 @@
  *   vlad-bench vlash [--model M] [--profile P] [--episodes N] [--deltas 0,1,2,4,8] [--K K]
  *                    [--tasks reach,track,whack] [--seed S] [--jobs J] [--work DIR]
  *                    [--json FILE] [--plot FILE.png] [--no-wall] [--wall-episodes N]
+ *                    [--wall-K K] [--noise-scale X]
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -115,7 +116,8 @@ static void usage(void) {
     fprintf(stderr,
             "usage: vlad-bench vlash [--model M] [--profile P] [--episodes N] [--deltas 0,1,2,4,8]\n"
             "         [--K K] [--tasks reach,track,whack] [--seed S] [--jobs J] [--work DIR]\n"
-            "         [--json FILE] [--plot FILE.png] [--no-wall] [--wall-episodes N] [--wall-K K]\n");
+            "         [--json FILE] [--plot FILE.png] [--no-wall] [--wall-episodes N] [--wall-K K]\n"
+            "         [--noise-scale X]\n");
 }
 
 int bench_vlash_main(int argc, char **argv) {
@@ -123,6 +125,7 @@ int bench_vlash_main(int argc, char **argv) {
     const char *tasks = "reach,track,whack", *work = "/tmp/vlad-bench-vlash", *json = NULL;
     const char *png = "vlash-trajectory.png", *deltas_s = "0,1,2,4,8";
     int episodes = 50, K = 10, jobs = 2, wall = 1, wall_eps = 20, wall_K = 25;
+    double noise = 1.0;
     unsigned seed = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -140,6 +143,7 @@ int bench_vlash_main(int argc, char **argv) {
         else if (ARG("--plot")) png = v;
         else if (ARG("--wall-episodes")) wall_eps = atoi(v);
         else if (ARG("--wall-K")) wall_K = atoi(v);
+        else if (ARG("--noise-scale")) noise = atof(v);
         else if (!strcmp(a, "--no-wall")) wall = 0;
         else {
             usage();
@@ -180,7 +184,7 @@ int bench_vlash_main(int argc, char **argv) {
             j->run = (bench_run){.base = &p, .model = model, .mode = k_modes[m], .K = K,
                                  .threshold = 0, .margin = 0, .min_latency_ms = deltas[d] * tick_ms,
                                  .threads = 1, .tasks = tasks, .episodes = episodes, .seed = seed,
-                                 .trajectory = true};
+                                 .trajectory = true, .noise_scale = noise};
             snprintf(j->dir, sizeof j->dir, "%s/lockstep-d%d-%s", work, deltas[d], k_modes[m]);
         }
     fprintf(stderr, "vlad-bench vlash: %d lockstep runs (%s x %d episodes), %d at a time\n", nj, tasks,
@@ -197,7 +201,7 @@ int bench_vlash_main(int argc, char **argv) {
             j->run = (bench_run){.base = &p, .model = model, .mode = vl ? "vlash" : "sync",
                                  .K = wall_K, .threshold = vl ? wall_K : 0, .margin = 1,
                                  .wall = true, .realtime = true, .threads = 1, .tasks = "whack",
-                                 .episodes = wall_eps, .seed = seed};
+                                 .episodes = wall_eps, .seed = seed, .noise_scale = noise};
             snprintf(j->dir, sizeof j->dir, "%s/wall-%s", work, vl ? "vlash" : "sync");
         }
         fprintf(stderr, "vlad-bench vlash: wall-clock reaction runs (whack, K=%d = %.2f s)\n", wall_K,
@@ -218,6 +222,7 @@ int bench_vlash_main(int argc, char **argv) {
     cJSON_AddNumberToObject(root, "episodes", episodes);
     cJSON_AddNumberToObject(root, "seed", seed);
     cJSON_AddNumberToObject(root, "control_hz", p.control_hz);
+    cJSON_AddNumberToObject(root, "noise_scale", noise);
     cJSON *cells = cJSON_AddArrayToObject(root, "lockstep");
     int failures = 0;
     for (int i = 0; i < nj; i++)

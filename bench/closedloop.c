@@ -71,8 +71,9 @@ static int write_profile(const bench_run *r, const char *dir, const char *path, 
     fprintf(f, "endpoints:\n  observations: ipc://%s/obs\n  actions: ipc://%s/act\n"
                "  control: ipc://%s/ctl\n",
             dir, dir, dir);
-    fprintf(f, "policy:\n  model: \"%s\"\n  min_latency_ms: %g\n  threads: %d\n  seed: %u\n", model,
-            r->min_latency_ms, r->threads > 0 ? r->threads : 1, r->seed);
+    fprintf(f, "policy:\n  model: \"%s\"\n  min_latency_ms: %g\n  threads: %d\n  seed: %u\n"
+               "  noise_scale: %g\n",
+            model, r->min_latency_ms, r->threads > 0 ? r->threads : 1, r->seed, r->noise_scale);
     fprintf(f, "async:\n  mode: %s\n  execution_horizon: %d\n  trigger_threshold: %d\n"
                "  delay_margin: %d\n",
             r->mode ? r->mode : "sync", r->K, r->threshold, r->margin);

@@ -21,6 +21,7 @@ typedef struct bench_run {
     bool wall;                /* wall clock for daemon and sim (default lockstep) */
     bool realtime;            /* daemon threads SCHED_FIFO (wall runs) */
     int threads;              /* BLAS threads of the worker */
+    double noise_scale;       /* policy.noise_scale (0 is valid; set 1 for the default) */
     const char *tasks;        /* "reach,track" or "all" */
     int episodes;             /* per task */
     unsigned seed;

@@ -60,6 +60,9 @@ static const field top_fields[] = {
      "BLAS threads of the inference worker (keep a core for the control thread)."},
     {"policy.seed", F_INT, P(policy.seed), 0, 2147483647, "0", NULL,
      "Seed of the flow-matching noise."},
+    {"policy.noise_scale", F_DOUBLE, P(policy.noise_scale), 0, 2, "1", NULL,
+     "Scale of the flow-matching start noise (1 = sample the policy; 0 = its deterministic "
+     "mode, often smoother for small models)."},
     {"policy.synthetic", F_BOOL, P(policy.synthetic), 0, 1, "false", NULL,
      "Use the built-in synthetic policy (tracks a sine from the conditioned state) instead of a "
      "model: exercises the asynchronous pipeline without a checkpoint."},

@@ -61,6 +61,7 @@ typedef struct vlad_profile {
         double min_latency_ms;
         int threads;
         int seed;
+        double noise_scale;        /* flow-matching start noise scale */
         bool synthetic;            /* built-in synthetic policy instead of a model */
         char instruction[256];     /* initial instruction (prompt) */
     } policy;

@@ -6,12 +6,14 @@
 #include "clock.h"
 #include "engine.h"
 #include "model.h"
+#include "rng.h"
 
 struct vlad_engine_policy {
     const vlad_profile *p;
     vlad_model *m;
     vlad_runstate *rs;
     uint8_t *blank;         /* warm-up images */
+    float *noise;           /* scaled start noise (noise_scale != 1) */
     size_t cam_bytes;       /* image_size^2 * 3 */
 };
 
@@ -55,9 +57,10 @@ vlad_engine_policy *vlad_engine_policy_new(const vlad_profile *p, vlad_err *err)
     e->rs = vlad_runstate_new(e->m, &o, err);
     if (!e->rs)
         goto fail;
+    e->noise = calloc((size_t)c->chunk_size * (size_t)c->action_dim, sizeof(float));
     e->cam_bytes = (size_t)c->image_size * (size_t)c->image_size * 3;
     e->blank = calloc((size_t)(c->n_cameras > 0 ? c->n_cameras : 1), e->cam_bytes);
-    if (!e->blank) {
+    if (!e->blank || !e->noise) {
         vlad_err_set(err, VLAD_ENOMEM, "policy: out of memory");
         goto fail;
     }
@@ -73,6 +76,7 @@ void vlad_engine_policy_free(vlad_engine_policy *e) {
     vlad_runstate_free(e->rs);
     vlad_model_free(e->m);
     free(e->blank);
+    free(e->noise);
     free(e);
 }
 
@@ -84,7 +88,15 @@ static int run(vlad_engine_policy *e, const uint8_t *images, const char *prompt,
     int rc = vlad_encode_prefix(e->rs, cams, prompt, strlen(prompt), err);
     if (rc < 0)
         return rc;
-    return vlad_sample_actions(e->rs, state, NULL, seed, actions, err);
+    double scale = e->p->policy.noise_scale;
+    if (scale == 1.0)
+        return vlad_sample_actions(e->rs, state, NULL, seed, actions, err);
+    vlad_rng r;
+    vlad_rng_seed(&r, seed);
+    size_t n = (size_t)e->m->cfg.chunk_size * (size_t)e->m->cfg.action_dim;
+    for (size_t i = 0; i < n; i++)
+        e->noise[i] = (float)(scale * vlad_rng_normal(&r));
+    return vlad_sample_actions(e->rs, state, e->noise, seed, actions, err);
 }
 
 static int infer(void *self, const vlad_infer_job *job, float *actions, vlad_err *err) {

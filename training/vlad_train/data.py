@@ -76,39 +76,42 @@ class Episodes:
 
 
 def make_batch(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, horizon: int,
-               delta_max: int, state_source: str):
-    """Samples for frames idx. Returns dict of numpy arrays:
-    images [B,...] u8, state [B,J], actions [B,H,J], mask [B,H] (1 = real action), delta [B],
-    prompt list[bytes], ep [B], t [B]."""
-    B = len(idx)
-    ep = eps.ep_of[idx]
-    t = eps.t_of[idx]
+               delta_max: int, state_source: str, branches: int = 1):
+    """Samples for frames idx, each with `branches` independent future-state draws that
+    share the frame's image (VLASH's shared-observation training: one prefix, several
+    (state at t+δ, actions from t+δ) branches). Returns dict of numpy arrays:
+    images [B,...] u8, state [B,R,J], actions [B,R,H,J], mask [B,R,H] (1 = real action),
+    delta [B,R], prompt list[bytes], ep [B], t [B]."""
+    B, R = len(idx), branches
+    ep = np.repeat(eps.ep_of[idx], R)
+    t = np.repeat(eps.t_of[idx], R)
     start = eps.starts[ep]
     T = eps.lengths[ep]
-    delta = rng.integers(0, delta_max + 1, size=B)
+    delta = rng.integers(0, delta_max + 1, size=B * R)
     td = np.minimum(t + delta, T - 1)                     # future tick, clamped
     if state_source == "measured":
-        use_target = np.zeros(B, bool)
+        use_target = np.zeros(B * R, bool)
     elif state_source == "target":
-        use_target = np.ones(B, bool)
+        use_target = np.ones(B * R, bool)
     else:  # both
-        use_target = rng.random(B) < 0.5
+        use_target = rng.random(B * R) < 0.5
     # the pending target at td-1 (at td = 0 there is none: the measured state)
     prev = np.maximum(td - 1, 0)
     state = np.where((use_target & (td > 0))[:, None], eps.action[start + prev], eps.state[start + td])
-    steps = td[:, None] + np.arange(horizon)[None, :]        # [B,H]
+    steps = td[:, None] + np.arange(horizon)[None, :]        # [B*R,H]
     mask = (steps < T[:, None]).astype(np.float32)
     steps = np.minimum(steps, (T - 1)[:, None])
-    actions = eps.action[start[:, None] + steps]            # [B,H,J]
+    actions = eps.action[start[:, None] + steps]            # [B*R,H,J]
+    J = eps.state.shape[1]
     return {
         "images": eps.images[idx],
-        "state": state.astype(np.float32),
-        "actions": actions.astype(np.float32),
-        "mask": mask,
-        "delta": delta,
-        "prompt": [eps.prompts[e] for e in ep],
-        "ep": ep,
-        "t": t,
+        "state": state.astype(np.float32).reshape(B, R, J),
+        "actions": actions.astype(np.float32).reshape(B, R, horizon, J),
+        "mask": mask.reshape(B, R, horizon),
+        "delta": delta.reshape(B, R),
+        "prompt": [eps.prompts[e] for e in eps.ep_of[idx]],
+        "ep": eps.ep_of[idx],
+        "t": eps.t_of[idx],
     }
 
 

@@ -45,6 +45,8 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--delta-max", type=int, default=4, help="future-state augmentation Δmax")
+    ap.add_argument("--branches", type=int, default=4,
+                    help="future-state branches (δ, flow time, noise) per shared image prefix")
     ap.add_argument("--state-source", choices=["measured", "target", "both"], default="both")
     ap.add_argument("--lang-weight", type=float, default=0.3)
     ap.add_argument("--p-commentary", type=float, default=0.3)
@@ -207,17 +209,20 @@ def main(argv=None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr
         idx = eps.sample(rng, a.batch)
-        b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source)
+        b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches)
         images = torch.from_numpy(b["images"])
         kv, valid, S = batched.encode_prefix(model, images, b["prompt"])
-        # flow matching: x_t = t noise + (1-t) a_n, target noise - a_n
-        a_n = (torch.from_numpy(b["actions"]) - am_t) / as_t
-        s_n = (torch.from_numpy(b["state"]) - sm_t) / ss_t
+        # flow matching on R branches per prefix: x_t = t noise + (1-t) a_n, target noise - a_n
+        R, BR = a.branches, a.batch * a.branches
+        kv_r = [(k.repeat_interleave(R, 0), v.repeat_interleave(R, 0)) for k, v in kv]
+        a_n = (torch.from_numpy(b["actions"]).reshape(BR, c.chunk_size, -1) - am_t) / as_t
+        s_n = (torch.from_numpy(b["state"]).reshape(BR, -1) - sm_t) / ss_t
         noise = torch.randn_like(a_n)
-        t = 0.001 + 0.999 * beta.sample((a.batch,))
+        t = 0.001 + 0.999 * beta.sample((BR,))
         x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * a_n
-        v = batched.velocity(model, kv, valid, S, s_n, x_t, t)
-        mask = torch.from_numpy(b["mask"])[:, :, None]
+        v = batched.velocity(model, kv_r, valid.repeat_interleave(R, 0), S.repeat_interleave(R, 0),
+                             s_n, x_t, t)
+        mask = torch.from_numpy(b["mask"]).reshape(BR, c.chunk_size)[:, :, None]
         flow = (((v - (noise - a_n)) ** 2) * mask).sum() / (mask.sum() * c.action_dim)
         # language on the same prefix
         pairs = language_pairs(eps, idx, rng, a.p_commentary)
