@@ -24,7 +24,7 @@ fi
 
 echo
 echo "== 2. vlad + the default model (async.mode vlash), $EPISODES episodes per task, lockstep"
-$BIN/vlad --profile "$PROFILE" --set clock=lockstep --set policy.model=../$MODEL >"$LOG" 2>&1 &
+$BIN/vlad --profile "$PROFILE" --set clock=lockstep >"$LOG" 2>&1 &
 VLAD=$!
 sleep 0.5
 $BIN/vlad-sim --profile "$PROFILE" --task all --episodes "$EPISODES" --seed 1 --clock lockstep \
@@ -33,7 +33,7 @@ kill -TERM $VLAD; wait $VLAD || true; VLAD=
 
 echo
 echo "== 3. vlad in real time (wall clock), whack, $EPISODES episodes; then vladctl status"
-$BIN/vlad --profile "$PROFILE" --set policy.model=../$MODEL >"$LOG" 2>&1 &
+$BIN/vlad --profile "$PROFILE" >"$LOG" 2>&1 &
 VLAD=$!
 sleep 0.5
 $BIN/vlad-sim --profile "$PROFILE" --task whack --episodes "$EPISODES" --seed 2 --clock wall \
