@@ -11,7 +11,9 @@
  *   vlad-bench vlash [--model M] [--profile P] [--episodes N] [--deltas 0,1,2,4,8] [--K K]
  *                    [--tasks reach,track,whack] [--seed S] [--jobs J] [--work DIR]
  *                    [--json FILE] [--plot FILE.png] [--no-wall] [--wall-episodes N]
- *                    [--wall-K K] [--noise-scale X]
+ *                    [--wall-K K] [--noise-scale X] [--only-wall]
+ * The wall-clock VLASH run re-plans whenever the worker is idle (threshold K) with no delay
+ * margin: a late chunk is still aligned by tick and the queue never runs dry.
  */
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -117,14 +119,14 @@ static void usage(void) {
             "usage: vlad-bench vlash [--model M] [--profile P] [--episodes N] [--deltas 0,1,2,4,8]\n"
             "         [--K K] [--tasks reach,track,whack] [--seed S] [--jobs J] [--work DIR]\n"
             "         [--json FILE] [--plot FILE.png] [--no-wall] [--wall-episodes N] [--wall-K K]\n"
-            "         [--noise-scale X]\n");
+            "         [--noise-scale X] [--only-wall]\n");
 }
 
 int bench_vlash_main(int argc, char **argv) {
     const char *model = "models/vlad-default.safetensors", *profile = "configs/sim-arm.yaml";
     const char *tasks = "reach,track,whack", *work = "/tmp/vlad-bench-vlash", *json = NULL;
     const char *png = "vlash-trajectory.png", *deltas_s = "0,1,2,4,8";
-    int episodes = 50, K = 10, jobs = 2, wall = 1, wall_eps = 20, wall_K = 25;
+    int episodes = 50, K = 10, jobs = 2, wall = 1, wall_eps = 20, wall_K = 25, lockstep = 1;
     double noise = 1.0;
     unsigned seed = 1;
     for (int i = 0; i < argc; i++) {
@@ -145,6 +147,7 @@ int bench_vlash_main(int argc, char **argv) {
         else if (ARG("--wall-K")) wall_K = atoi(v);
         else if (ARG("--noise-scale")) noise = atof(v);
         else if (!strcmp(a, "--no-wall")) wall = 0;
+        else if (!strcmp(a, "--only-wall")) lockstep = 0;
         else {
             usage();
             return 2;
@@ -174,11 +177,11 @@ int bench_vlash_main(int argc, char **argv) {
     int64_t t0 = vlad_now_ns();
 
     /* ---- lockstep grid ---- */
-    int nj = nd * N_MODES;
+    int nj = lockstep ? nd * N_MODES : 0;
     job *grid = calloc((size_t)nj + 2, sizeof *grid);
     if (!grid)
         return 1;
-    for (int d = 0; d < nd; d++)
+    for (int d = 0; lockstep && d < nd; d++)
         for (int m = 0; m < N_MODES; m++) {
             job *j = &grid[d * N_MODES + m];
             j->run = (bench_run){.base = &p, .model = model, .mode = k_modes[m], .K = K,
@@ -199,7 +202,7 @@ int bench_vlash_main(int argc, char **argv) {
             job *j = &wj[m];
             int vl = m == 1;
             j->run = (bench_run){.base = &p, .model = model, .mode = vl ? "vlash" : "sync",
-                                 .K = wall_K, .threshold = vl ? wall_K : 0, .margin = 1,
+                                 .K = wall_K, .threshold = vl ? wall_K : 0, .margin = 0,
                                  .wall = true, .realtime = true, .threads = 1, .tasks = "whack",
                                  .episodes = wall_eps, .seed = seed, .noise_scale = noise};
             snprintf(j->dir, sizeof j->dir, "%s/wall-%s", work, vl ? "vlash" : "sync");
@@ -233,7 +236,8 @@ int bench_vlash_main(int argc, char **argv) {
     const char *tl = tasks;
     char tbuf[128];
     snprintf(tbuf, sizeof tbuf, "%s", tl);
-    for (char *save = NULL, *task = strtok_r(tbuf, ",", &save); task; task = strtok_r(NULL, ",", &save)) {
+    for (char *save = NULL, *task = lockstep ? strtok_r(tbuf, ",", &save) : NULL; task;
+         task = strtok_r(NULL, ",", &save)) {
         for (int d = 0; d < nd; d++) {
             const bench_task_stats *sy = find(&grid[d * N_MODES], task);
             for (int m = 0; m < N_MODES; m++) {
@@ -312,9 +316,9 @@ int bench_vlash_main(int argc, char **argv) {
     for (int d = 0; d < nd; d++)
         if (deltas[d] <= 4)
             dp = d;
-    job *traj[N_MODES] = {&grid[dp * N_MODES], &grid[dp * N_MODES + 1], &grid[dp * N_MODES + 2]};
     const char *ptask = strstr(tasks, "track") ? "track" : (strstr(tasks, "whack") ? "whack" : "reach");
-    if (png && png[0]) {
+    if (png && png[0] && lockstep) {
+        job *traj[N_MODES] = {&grid[dp * N_MODES], &grid[dp * N_MODES + 1], &grid[dp * N_MODES + 2]};
         plot(png, traj, ptask, deltas[dp], p.control_hz);
         printf("\ntrajectory plot: %s (%s, Δ=%d)\n", png, ptask, deltas[dp]);
     }
