@@ -71,9 +71,10 @@ static int write_profile(const bench_run *r, const char *dir, const char *path, 
     fprintf(f, "endpoints:\n  observations: ipc://%s/obs\n  actions: ipc://%s/act\n"
                "  control: ipc://%s/ctl\n",
             dir, dir, dir);
-    fprintf(f, "policy:\n  model: \"%s\"\n  min_latency_ms: %g\n  threads: %d\n  seed: %u\n"
-               "  noise_scale: %g\n",
-            model, r->min_latency_ms, r->threads > 0 ? r->threads : 1, r->seed, r->noise_scale);
+    fprintf(f, "policy:\n  model: \"%s\"\n  synthetic: %s\n  min_latency_ms: %g\n  threads: %d\n"
+               "  seed: %u\n  noise_scale: %g\n",
+            model, r->synthetic ? "true" : "false", r->min_latency_ms, r->threads > 0 ? r->threads : 1,
+            r->seed, r->noise_scale);
     fprintf(f, "async:\n  mode: %s\n  execution_horizon: %d\n  trigger_threshold: %d\n"
                "  delay_margin: %d\n",
             r->mode ? r->mode : "sync", r->K, r->threshold, r->margin);
@@ -191,7 +192,8 @@ int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out
     if ((rc = write_profile(r, dir, profile, err)))
         return rc;
     pid_t daemon = -1;
-    if (r->model) {
+    bool policy = r->model || r->synthetic;
+    if (policy) {
         char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", profile, NULL};
         daemon = vlad_proc_start(argv, vlog);
         if (daemon < 0)
@@ -210,7 +212,7 @@ int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out
     argv[a++] = "--seed", argv[a++] = seed;
     argv[a++] = "--json", argv[a++] = json;
     argv[a++] = "--quiet";
-    if (r->model) {
+    if (policy) {
         argv[a++] = "--expect-policy";
     } else {
         argv[a++] = "--expert";

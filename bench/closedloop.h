@@ -15,6 +15,7 @@
 typedef struct bench_run {
     const vlad_profile *base; /* robot, joints, cameras, control_hz, sim model */
     const char *model;        /* checkpoint; NULL: the sim's scripted expert, no daemon */
+    bool synthetic;           /* the daemon's built-in synthetic policy instead of a model */
     const char *mode;         /* sync | naive | vlash */
     int K, threshold, margin;
     double min_latency_ms;    /* emulated inference latency (lockstep: Δ ticks) */
