@@ -215,7 +215,7 @@ static void on_commands(vlad_io *io) {
                 break;
             case VLAD__COMMAND__BODY_ASK:
                 rep.ok = false;
-                rep.error = "no language model is loaded (policy.model is empty)";
+                rep.error = "language streams are not served by this daemon yet";
                 break;
             default:
                 break;
