@@ -167,13 +167,10 @@ int bench_policy_main(int argc, char **argv) {
         usage();
         return 2;
     }
-    bench_find_binaries();
     static vlad_profile p;
     vlad_err err;
-    if (vlad_profile_load(&p, profile, &err)) {
-        fprintf(stderr, "vlad-bench policy: %s\n", err.msg);
+    if (bench_setup("vlad-bench policy", profile, &p))
         return 2;
-    }
     bench_run r = {.base = &p, .model = model, .mode = mode, .K = K, .threshold = 0, .margin = 0,
                    .threads = 1, .tasks = tasks, .episodes = episodes, .seed = seed,
                    .noise_scale = noise};

@@ -166,13 +166,9 @@ int bench_vlash_main(int argc, char **argv) {
         usage();
         return 2;
     }
-    bench_find_binaries();
     static vlad_profile p;
-    vlad_err err;
-    if (vlad_profile_load(&p, profile, &err)) {
-        fprintf(stderr, "vlad-bench vlash: %s\n", err.msg);
+    if (bench_setup("vlad-bench vlash", profile, &p))
         return 2;
-    }
     double tick_ms = 1000.0 / p.control_hz;
     int64_t t0 = vlad_now_ns();
 

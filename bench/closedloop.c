@@ -42,6 +42,16 @@ void bench_find_binaries(void) {
     }
 }
 
+int bench_setup(const char *who, const char *profile, vlad_profile *p) {
+    bench_find_binaries();
+    vlad_err err;
+    if (vlad_profile_load(p, profile, &err)) {
+        fprintf(stderr, "%s: %s\n", who, err.msg);
+        return VLAD_EINVAL;
+    }
+    return VLAD_OK;
+}
+
 void bench_trajectory_path(const char *dir, char *buf, size_t cap) {
     snprintf(buf, cap, "%s/trajectory.csv", dir);
 }

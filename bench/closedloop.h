@@ -61,4 +61,8 @@ int bench_mkdirs(const char *dir, vlad_err *err);
 /* Point vlad_proc_bin at the folder of the running executable (build/bin). */
 void bench_find_binaries(void);
 
+/* Start of a closed-loop benchmark: find the binaries and load the base profile; on error
+ * prints "<who>: <message>" and returns non-zero. */
+int bench_setup(const char *who, const char *profile, vlad_profile *p);
+
 #endif
