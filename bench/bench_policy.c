@@ -3,11 +3,12 @@
  *
  *   vlad-bench policy [--model M] [--profile P] [--episodes N] [--seed S] [--tasks T]
  *                     [--mode sync|naive|vlash] [--K K] [--heldout DIR] [--work DIR]
- *                     [--json FILE] [--no-expert] [--noise-scale X]
+ *                     [--json FILE] [--no-expert] [--noise-scale X] [--only-language]
  */
 #include <cjson/cJSON.h>
 #include <glob.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,10 +20,30 @@
 #include "engine.h"
 #include "model.h"
 
+#define LANG_MAX_QUESTIONS 32
 typedef struct lang_stats {
     int qa_total, qa_correct, comm_total, comm_correct, episodes;
     double ms_per_answer;
+    int n_q; /* per distinct question (the first LANG_MAX_QUESTIONS seen) */
+    struct {
+        char q[96];
+        int total, correct;
+    } per_q[LANG_MAX_QUESTIONS];
 } lang_stats;
+
+static void lang_count(lang_stats *ls, const char *q, bool ok) {
+    int i = 0;
+    while (i < ls->n_q && strcmp(ls->per_q[i].q, q))
+        i++;
+    if (i == ls->n_q) {
+        if (ls->n_q == LANG_MAX_QUESTIONS)
+            return;
+        snprintf(ls->per_q[i].q, sizeof ls->per_q[i].q, "%s", q);
+        ls->n_q++;
+    }
+    ls->per_q[i].total++;
+    ls->per_q[i].correct += ok;
+}
 
 /* Every `stride`-th frame of every held-out episode: the frame's questions and its
  * commentary, answered greedily by the C engine after the prefix [image, instruction]. */
@@ -93,8 +114,10 @@ static int language_eval(const char *model_path, const char *dir, int stride, la
                 rc = 0;
                 t_answers += (double)(vlad_now_ns() - t0) / 1e6;
                 n_answers++;
+                bool ok = !strcmp(ans, want->valuestring);
                 ls->qa_total++;
-                ls->qa_correct += !strcmp(ans, want->valuestring);
+                ls->qa_correct += ok;
+                lang_count(ls, q->valuestring, ok);
             }
             if (!rc && cJSON_IsString(comm)) {
                 if ((rc = vlad_lang_generate(rs, "", 0, ans, sizeof ans, NULL, err)) < 0)
@@ -132,14 +155,15 @@ static cJSON *stats_json(const bench_task_stats *s) {
 static void usage(void) {
     fprintf(stderr, "usage: vlad-bench policy [--model M] [--profile P] [--episodes N] [--seed S]\n"
                     "         [--tasks T] [--mode sync|naive|vlash] [--K K] [--heldout DIR]\n"
-                    "         [--work DIR] [--json FILE] [--no-expert] [--noise-scale X]\n");
+                    "         [--work DIR] [--json FILE] [--no-expert] [--noise-scale X]\n"
+                    "         [--only-language]\n");
 }
 
 int bench_policy_main(int argc, char **argv) {
     const char *model = "models/vlad-default.safetensors", *profile = "configs/sim-arm.yaml";
     const char *tasks = "all", *mode = "sync", *heldout = "data/heldout", *work = "/tmp/vlad-bench-policy";
     const char *json = NULL;
-    int episodes = 50, K = 10, no_expert = 0;
+    int episodes = 50, K = 10, no_expert = 0, only_lang = 0;
     double noise = 1.0;
     unsigned seed = 1;
     for (int i = 0; i < argc; i++) {
@@ -157,6 +181,7 @@ int bench_policy_main(int argc, char **argv) {
         else if (ARG("--json")) json = v;
         else if (ARG("--noise-scale")) noise = atof(v);
         else if (!strcmp(a, "--no-expert")) no_expert = 1;
+        else if (!strcmp(a, "--only-language")) only_lang = 1;
         else {
             usage();
             return 2;
@@ -179,12 +204,13 @@ int bench_policy_main(int argc, char **argv) {
     char dir[1024];
     int64_t t0 = vlad_now_ns();
     snprintf(dir, sizeof dir, "%s/model-%s", work, mode);
-    fprintf(stderr, "policy: %s, %s, K=%d, %d episodes per task (lockstep) ...\n", model, mode, K, episodes);
-    if (bench_closed_loop(&r, dir, ms, &nm, &err)) {
+    if (!only_lang)
+        fprintf(stderr, "policy: %s, %s, K=%d, %d episodes per task (lockstep) ...\n", model, mode, K, episodes);
+    if (!only_lang && bench_closed_loop(&r, dir, ms, &nm, &err)) {
         fprintf(stderr, "vlad-bench policy: %s\n", err.msg);
         return 1;
     }
-    if (!no_expert) {
+    if (!no_expert && !only_lang) {
         bench_run e = r;
         e.model = NULL;
         snprintf(dir, sizeof dir, "%s/expert", work);
@@ -205,16 +231,18 @@ int bench_policy_main(int argc, char **argv) {
     }
     printf("\nvlad-bench policy: %s, mode %s, K=%d, %d episodes per task, seed %u, lockstep (%.0f s)\n\n",
            model, mode, K, episodes, seed, (double)(vlad_now_ns() - t0) / 1e9);
-    printf("| task  | success model | success expert | completion s model / expert | sq jerk model / expert | stall ticks/ep |\n");
-    printf("|-------|--------------:|---------------:|----------------------------:|-----------------------:|---------------:|\n");
-    for (int i = 0; i < nm; i++) {
-        const bench_task_stats *x = &ms[i], *y = NULL;
-        for (int k = 0; k < ne; k++)
-            if (!strcmp(es[k].task, x->task))
-                y = &es[k];
-        printf("| %-5s | %12.0f%% | %13.0f%% | %12.2f / %-12.2f | %9.3g / %-9.3g | %14.1f |\n", x->task,
-               100 * x->success, y ? 100 * y->success : NAN, x->completion_s, y ? y->completion_s : NAN,
-               x->jerk, y ? y->jerk : NAN, x->stall_ticks);
+    if (nm > 0) {
+        printf("| task  | success model | success expert | completion s model / expert | sq jerk model / expert | stall ticks/ep |\n");
+        printf("|-------|--------------:|---------------:|----------------------------:|-----------------------:|---------------:|\n");
+        for (int i = 0; i < nm; i++) {
+            const bench_task_stats *x = &ms[i], *y = NULL;
+            for (int k = 0; k < ne; k++)
+                if (!strcmp(es[k].task, x->task))
+                    y = &es[k];
+            printf("| %-5s | %12.0f%% | %13.0f%% | %12.2f / %-12.2f | %9.3g / %-9.3g | %14.1f |\n", x->task,
+                   100 * x->success, y ? 100 * y->success : NAN, x->completion_s, y ? y->completion_s : NAN,
+                   x->jerk, y ? y->jerk : NAN, x->stall_ticks);
+        }
     }
     if (have_lang)
         printf("\nlanguage (held-out, C engine, greedy): scene answers %d/%d = %.1f%% exact match; "
@@ -222,6 +250,12 @@ int bench_policy_main(int argc, char **argv) {
                ls.qa_correct, ls.qa_total, ls.qa_total ? 100.0 * ls.qa_correct / ls.qa_total : 0,
                ls.comm_correct, ls.comm_total, ls.comm_total ? 100.0 * ls.comm_correct / ls.comm_total : 0,
                ls.ms_per_answer);
+    if (have_lang) {
+        printf("\n| scene question | exact match |\n|---|---:|\n");
+        for (int i = 0; i < ls.n_q; i++)
+            printf("| %s | %d/%d = %.1f%% |\n", ls.per_q[i].q, ls.per_q[i].correct, ls.per_q[i].total,
+                   100.0 * ls.per_q[i].correct / ls.per_q[i].total);
+    }
     if (json) {
         cJSON *root = cJSON_CreateObject();
         cJSON_AddStringToObject(root, "model", model);
@@ -245,6 +279,14 @@ int bench_policy_main(int argc, char **argv) {
             cJSON_AddNumberToObject(l, "commentary_exact_match",
                                     ls.comm_total ? (double)ls.comm_correct / ls.comm_total : 0);
             cJSON_AddNumberToObject(l, "ms_per_answer", ls.ms_per_answer);
+            cJSON *pq = cJSON_AddArrayToObject(l, "per_question");
+            for (int i = 0; i < ls.n_q; i++) {
+                cJSON *o = cJSON_CreateObject();
+                cJSON_AddStringToObject(o, "question", ls.per_q[i].q);
+                cJSON_AddNumberToObject(o, "total", ls.per_q[i].total);
+                cJSON_AddNumberToObject(o, "exact_match", (double)ls.per_q[i].correct / ls.per_q[i].total);
+                cJSON_AddItemToArray(pq, o);
+            }
         }
         bench_write_json(json, root);
     }
