@@ -59,13 +59,16 @@ class Episodes:
     def __len__(self):
         return len(self.ep_of)
 
-    def sample(self, rng: np.random.Generator, n: int) -> np.ndarray:
-        """n frame indices, balanced over tasks (each task equally likely, then a frame
-        uniformly within it): short-episode tasks are not drowned by long ones."""
+    def sample(self, rng: np.random.Generator, n: int, weights: dict | None = None) -> np.ndarray:
+        """n frame indices: a task is drawn (equally likely, or by `weights` {task: w},
+        missing tasks weigh 1), then a frame uniformly within it -- short-episode tasks are
+        not drowned by long ones."""
         if not hasattr(self, "_by_task"):
             task_of_frame = np.array([self.tasks[e] for e in self.ep_of])
-            self._by_task = [np.flatnonzero(task_of_frame == t) for t in sorted(set(self.tasks))]
-        k = rng.integers(0, len(self._by_task), size=n)
+            self._names = sorted(set(self.tasks))
+            self._by_task = [np.flatnonzero(task_of_frame == t) for t in self._names]
+        w = np.array([(weights or {}).get(t, 1.0) for t in self._names], float)
+        k = rng.choice(len(self._by_task), size=n, p=w / w.sum())
         return np.array([self._by_task[i][rng.integers(len(self._by_task[i]))] for i in k])
 
     def stats(self):

@@ -50,6 +50,8 @@ def parse_args(argv=None):
     ap.add_argument("--state-source", choices=["measured", "target", "both"], default="both")
     ap.add_argument("--lang-weight", type=float, default=0.3)
     ap.add_argument("--p-commentary", type=float, default=0.3)
+    ap.add_argument("--task-weights", default="",
+                    help="sampling weight per task, e.g. reach=3,track=1 (default: equal)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--time-limit-min", type=float, default=0, help="stop (and export) after this")
@@ -152,6 +154,19 @@ def main(argv=None) -> int:
           f"{c.n_cameras} camera(s) {c.image_size}px; tasks: "
           f"{ {t: eps.tasks.count(t) for t in sorted(set(eps.tasks))} }", file=sys.stderr)
 
+    weights = {}
+    for item in filter(None, a.task_weights.split(",")):
+        name, _, w = item.partition("=")
+        try:
+            w = float(w)
+        except ValueError:
+            w = -1.0
+        if name not in eps.tasks or not w >= 0:
+            raise SystemExit(f"--task-weights: '{item}' is not TASK=WEIGHT with a task of the data "
+                             f"({', '.join(sorted(set(eps.tasks)))}) and a weight >= 0")
+        weights[name] = w
+    if weights and sum(weights.get(t, 1.0) for t in set(eps.tasks)) <= 0:
+        raise SystemExit("--task-weights: all weights are 0")
     model = init_weights(VladModel(c).float(), a.seed)
     (sm, ss), (am, asd) = eps.stats()
     with torch.no_grad():
@@ -208,7 +223,7 @@ def main(argv=None) -> int:
         lr = cosine_lr(step, progress, a.lr, a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = eps.sample(rng, a.batch)
+        idx = eps.sample(rng, a.batch, weights)
         b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches)
         images = torch.from_numpy(b["images"])
         kv, valid, S = batched.encode_prefix(model, images, b["prompt"])
