@@ -1,5 +1,6 @@
 /* dataset.c — the episode recorder (safetensors via common/safetensors); see dataset.h. */
 #include "dataset.h"
+#include "path.h"
 
 #include <cjson/cJSON.h>
 #include <errno.h>
@@ -46,10 +47,8 @@ vlad_dataset *vlad_dataset_new(const char *dir, const vlad_profile *p, vlad_err 
         vlad_err_set(err, VLAD_EINVAL, "dataset: path too long");
         return NULL;
     }
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST) {
-        vlad_err_set(err, VLAD_EIO, "dataset: cannot create %s: %s", dir, strerror(errno));
+    if (vlad_mkdir_p(dir, err))
         return NULL;
-    }
     struct stat st;
     if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
         vlad_err_set(err, VLAD_EIO, "dataset: %s is not a directory", dir);

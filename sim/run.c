@@ -13,6 +13,7 @@
 #include "dataset.h"
 #include "expert.h"
 #include "media.h"
+#include "path.h"
 #include "world.h"
 
 #define MAX_CHANGES 256
@@ -768,8 +769,8 @@ int vlad_sim_snapshots(const vlad_profile *p, const char *dir, uint64_t seed, in
                        vlad_err *err) {
     if (p->n_cameras < 1)
         return vlad_err_set(err, VLAD_EINVAL, "snapshots need a camera in the profile");
-    if (mkdir(dir, 0777) != 0 && errno != EEXIST)
-        return vlad_err_set(err, VLAD_EIO, "cannot create %s: %s", dir, strerror(errno));
+    if (vlad_mkdir_p(dir, err))
+        return err ? err->code : VLAD_EIO;
     vlad_world *w = vlad_world_new(p, true, err);
     if (!w)
         return err ? err->code : VLAD_EINVAL;

@@ -1,4 +1,4 @@
-/* Unit tests of common/: errors, latest-value slot, SPSC ring, histogram, logger. */
+/* Unit tests of common/: errors, latest-value slot, SPSC ring, histogram, logger, mkdir -p. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include <stdatomic.h>
 #include <cmocka.h>
@@ -15,6 +16,7 @@
 #include "err.h"
 #include "latest.h"
 #include "log.h"
+#include "path.h"
 #include "spsc.h"
 #include "stats.h"
 
@@ -189,12 +191,37 @@ static void test_clock(void **state) {
     vlad_sleep_until_ns(t0 - VLAD_NS_PER_S);                /* past deadline: returns */
 }
 
+static void test_mkdir_p(void **state) {
+    (void)state;
+    char base[] = "/tmp/vlad-mkdir-XXXXXX", p[256];
+    assert_non_null(mkdtemp(base));
+    vlad_err e = {0};
+    snprintf(p, sizeof p, "%s/a/b//c/", base);
+    assert_int_equal(vlad_mkdir_p(p, &e), 0);
+    struct stat st;
+    snprintf(p, sizeof p, "%s/a/b/c", base);
+    assert_int_equal(stat(p, &st), 0);
+    assert_true(S_ISDIR(st.st_mode));
+    assert_int_equal(vlad_mkdir_p(p, &e), 0); /* exists: fine */
+    snprintf(p, sizeof p, "%s/file", base);
+    FILE *f = fopen(p, "w");
+    assert_non_null(f);
+    fclose(f);
+    snprintf(p, sizeof p, "%s/file/sub", base);
+    assert_int_equal(vlad_mkdir_p(p, &e), VLAD_EIO);
+    assert_non_null(strstr(e.msg, "not a directory"));
+    assert_int_equal(vlad_mkdir_p("", &e), VLAD_EINVAL);
+    assert_int_equal(vlad_mkdir_p(NULL, &e), VLAD_EINVAL);
+    snprintf(p, sizeof p, "rm -r %s", base);
+    assert_int_equal(system(p), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err),       cmocka_unit_test(test_latest_basic),
         cmocka_unit_test(test_latest_threads), cmocka_unit_test(test_spsc),
         cmocka_unit_test(test_hist),      cmocka_unit_test(test_log),
-        cmocka_unit_test(test_clock),
+        cmocka_unit_test(test_clock),     cmocka_unit_test(test_mkdir_p),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
