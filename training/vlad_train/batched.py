@@ -73,9 +73,10 @@ def prompt_tokens(c, prompts):
     return out, torch.tensor([len(t) for t in toks])
 
 
-def encode_prefix(model, images, prompts):
+def encode_prefix(model, images, prompts, hidden_after=None):
     """images uint8 [B,n_cam,H,W,3]; prompts list of bytes.
-    Returns (kv list of (K,V) [B,S_max,kv_dim], key_valid [B,S_max] bool, S [B])."""
+    Returns (kv list of (K,V) [B,S_max,kv_dim], key_valid [B,S_max] bool, S [B]); with
+    hidden_after=L also the hidden states [B,S_max,width] after backbone layer L (0-based)."""
     c = model.c
     img = model.vision(images)
     B, n_img = img.shape[:2]
@@ -86,10 +87,14 @@ def encode_prefix(model, images, prompts):
     key_valid = torch.arange(S_max)[None, :] < S[:, None]
     pos = torch.arange(S_max)[None, :].expand(B, -1)
     mask = key_valid[:, None, :].expand(B, S_max, S_max)
-    kv = []
-    for layer in model.vlm.layers:
+    kv, hidden = [], None
+    for i, layer in enumerate(model.vlm.layers):
         x, k, v = _layer(model, layer, x, pos, None, None, mask)
         kv.append((k, v))
+        if i == hidden_after:
+            hidden = x
+    if hidden_after is not None:
+        return kv, key_valid, S, hidden
     return kv, key_valid, S
 
 

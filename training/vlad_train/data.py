@@ -84,7 +84,8 @@ def make_batch(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, horizon
     share the frame's image (VLASH's shared-observation training: one prefix, several
     (state at t+δ, actions from t+δ) branches). Returns dict of numpy arrays:
     images [B,...] u8, state [B,R,J], actions [B,R,H,J], mask [B,R,H] (1 = real action),
-    delta [B,R], prompt list[bytes], ep [B], t [B]."""
+    delta [B,R], prompt list[bytes], ep [B], t [B], goal [B,J] (the episode's last action:
+    for reach, the pose touching the named ball) and goal_mask [B] (1 = a reach frame)."""
     B, R = len(idx), branches
     ep = np.repeat(eps.ep_of[idx], R)
     t = np.repeat(eps.t_of[idx], R)
@@ -106,7 +107,13 @@ def make_batch(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, horizon
     steps = np.minimum(steps, (T - 1)[:, None])
     actions = eps.action[start[:, None] + steps]            # [B*R,H,J]
     J = eps.state.shape[1]
+    ep0 = eps.ep_of[idx]
+    # reach: the episode's last commanded target (the touch pose) = where the named ball is
+    goal = eps.action[eps.starts[ep0] + eps.lengths[ep0] - 1]
+    goal_mask = np.array([eps.tasks[e] == "reach" and eps.success[e] for e in ep0], np.float32)
     return {
+        "goal": goal.astype(np.float32),
+        "goal_mask": goal_mask,
         "images": eps.images[idx],
         "state": state.astype(np.float32).reshape(B, R, J),
         "actions": actions.astype(np.float32).reshape(B, R, horizon, J),

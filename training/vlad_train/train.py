@@ -52,6 +52,8 @@ def parse_args(argv=None):
     ap.add_argument("--p-commentary", type=float, default=0.3)
     ap.add_argument("--task-weights", default="",
                     help="sampling weight per task, e.g. reach=3,track=1 (default: equal)")
+    ap.add_argument("--goal-weight", type=float, default=0.0,
+                    help="weight of the auxiliary reach-goal regression (0 = off)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--time-limit-min", type=float, default=0, help="stop (and export) after this")
@@ -79,6 +81,26 @@ def init_weights(model: VladModel, seed: int) -> VladModel:
     return model
 
 
+class GoalHead(torch.nn.Module):
+    """Training-only auxiliary head (not exported): attention-pools the prefix hidden states
+    entering the last backbone layer and regresses the reach goal pose (normalised). A
+    deterministic target for (image, instruction): it pushes the backbone to bind the named
+    colour to a place in the image, which the flow loss alone -- free to model the balls as
+    equally likely modes -- barely does."""
+
+    def __init__(self, width: int, out: int):
+        super().__init__()
+        self.query = torch.nn.Parameter(torch.randn(width) * 0.02)
+        self.fc1 = torch.nn.Linear(width, width)
+        self.fc2 = torch.nn.Linear(width, out)
+
+    def forward(self, h, valid):
+        score = (h @ self.query) / math.sqrt(h.shape[-1])
+        score = score.masked_fill(~valid, float("-inf"))
+        pooled = (torch.softmax(score, dim=1)[:, :, None] * h).sum(1)
+        return self.fc2(F.gelu(self.fc1(pooled)))
+
+
 def cosine_lr(step, progress, base, warmup):
     """Linear warm-up, then cosine decay to 5% over `progress` in [0, 1] (the larger of
     the step fraction and the time-budget fraction, so a time limit ends the schedule)."""
@@ -88,7 +110,7 @@ def cosine_lr(step, progress, base, warmup):
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def plot(work: str):
+def plot(work: str, goal: bool = False):
     csv = os.path.join(work, "loss.csv")
     png = os.path.join(work, "loss.png")
     if not shutil.which("gnuplot") or not os.path.exists(csv):
@@ -103,8 +125,8 @@ set xlabel 'step'
 set ylabel 'loss (EMA)'
 set grid
 plot '{csv}' using 1:3 with lines lw 2 title 'flow matching', \\
-     '' using 1:4 with lines lw 2 title 'language'
-"""
+     '' using 1:4 with lines lw 2 title 'language'""" + (""", \\
+     '' using 1:5 with lines lw 2 title 'reach goal (auxiliary)'""" if goal else "") + "\n"
     try:
         subprocess.run(["gnuplot"], input=script.encode(), check=True, capture_output=True)
     except (subprocess.CalledProcessError, OSError) as e:  # a plot is not worth a crash
@@ -112,8 +134,14 @@ plot '{csv}' using 1:3 with lines lw 2 title 'flow matching', \\
 
 
 class Progress:
-    def __init__(self, total, start):
+    """A progress line: steps, losses, learning rate, speed and ETA -- the sooner of the
+    step budget and the time budget (`limit_s` seconds of training in all, `spent_s` of them
+    spent by earlier runs; limit_s None = no time limit)."""
+
+    def __init__(self, total, start, limit_s=None, spent_s=0.0):
         self.total, self.start_step, self.t0 = total, start, time.time()
+        self.limit_s, self.spent_s = limit_s, spent_s
+        self.deadline = None if limit_s is None else self.t0 + limit_s - spent_s
         self.tty = sys.stderr.isatty()
         self.last = 0.0
 
@@ -125,8 +153,12 @@ class Progress:
         done = step - self.start_step
         rate = done / max(1e-9, now - self.t0)
         eta = (self.total - step) / max(rate, 1e-9)
+        frac = step / self.total
+        if self.deadline is not None and self.deadline - now < eta:
+            eta = max(0.0, self.deadline - now)
+            frac = (self.spent_s + now - self.t0) / self.limit_s
         w = 30
-        fill = int(w * step / self.total)
+        fill = int(w * min(1.0, frac))
         bar = "#" * fill + "." * (w - fill)
         line = (f"[{bar}] {step}/{self.total}  flow {flow:.4f}  lang {lang:.4f}  lr {lr:.2e}  "
                 f"{rate:.2f} it/s  ETA {int(eta // 60)}m{int(eta % 60):02d}s")
@@ -174,34 +206,39 @@ def main(argv=None) -> int:
         model.norm.state.std.copy_(torch.from_numpy(ss))
         model.norm.action.mean.copy_(torch.from_numpy(am))
         model.norm.action.std.copy_(torch.from_numpy(asd))
-    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    goal_head = GoalHead(c.width, c.action_dim)
+    params = list(model.named_parameters()) + [("aux." + n, p) for n, p in goal_head.named_parameters()]
+    decay = [p for n, p in params if p.dim() >= 2]
+    no_decay = [p for n, p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
                              {"params": no_decay, "weight_decay": 0.0}], lr=a.lr, betas=(0.9, 0.95))
     rng = np.random.default_rng(a.seed)
     torch.manual_seed(a.seed)
     step = 0
     elapsed0 = 0.0  # training seconds of earlier runs (resume)
-    ema = {"flow": None, "lang": None}
+    ema = {"flow": None, "lang": None, "goal": None}
     state_path = os.path.join(work, "state.pt")
     if os.path.exists(state_path):
         st = torch.load(state_path)
         model.load_state_dict(st["model"])
+        if "goal_head" in st:
+            goal_head.load_state_dict(st["goal_head"])
         opt.load_state_dict(st["opt"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
         step, ema = st["step"], st["ema"]
+        ema.setdefault("goal", None)
         elapsed0 = st.get("elapsed", 0.0)
         print(f"resumed from {state_path} at step {step}", file=sys.stderr)
     csv_path = os.path.join(work, "loss.csv")
     if step == 0 or not os.path.exists(csv_path):
         with open(csv_path, "w") as f:
-            f.write("step,seconds,flow,lang\n")
+            f.write("step,seconds,flow,lang,goal\n")
     with open(os.path.join(work, "args.json"), "w") as f:
         json.dump(vars(a), f, indent=1)
 
     def save_state():
-        torch.save({"model": model.state_dict(), "opt": opt.state_dict(),
+        torch.save({"model": model.state_dict(), "goal_head": goal_head.state_dict(), "opt": opt.state_dict(),
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "step": step, "ema": ema, "elapsed": elapsed0 + time.time() - t_start},
                    state_path + ".tmp")
@@ -210,7 +247,7 @@ def main(argv=None) -> int:
     am_t, as_t = model.norm.action.mean, model.norm.action.std
     sm_t, ss_t = model.norm.state.mean, model.norm.state.std
     beta = torch.distributions.Beta(torch.tensor(1.5), torch.tensor(1.0))
-    prog = Progress(a.steps, step)
+    prog = Progress(a.steps, step, a.time_limit_min * 60 if a.time_limit_min else None, elapsed0)
     t_start = time.time()
     model.train()
     while step < a.steps:
@@ -226,7 +263,7 @@ def main(argv=None) -> int:
         idx = eps.sample(rng, a.batch, weights)
         b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches)
         images = torch.from_numpy(b["images"])
-        kv, valid, S = batched.encode_prefix(model, images, b["prompt"])
+        kv, valid, S, hid = batched.encode_prefix(model, images, b["prompt"], hidden_after=c.depth - 2)
         # flow matching on R branches per prefix: x_t = t noise + (1-t) a_n, target noise - a_n
         R, BR = a.branches, a.batch * a.branches
         kv_r = [(k.repeat_interleave(R, 0), v.repeat_interleave(R, 0)) for k, v in kv]
@@ -245,28 +282,35 @@ def main(argv=None) -> int:
         logits = batched.lang_logits(model, kv, valid, S, tok)
         lang = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
         loss = flow + a.lang_weight * lang
+        gm = torch.from_numpy(b["goal_mask"])
+        goal = torch.zeros(())
+        if a.goal_weight > 0 and gm.sum() > 0:
+            g_n = (torch.from_numpy(b["goal"]) - am_t) / as_t
+            goal = ((goal_head(hid, valid) - g_n) ** 2).mean(-1).mul(gm).sum() / gm.sum()
+            loss = loss + a.goal_weight * goal
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        for k, val in (("flow", float(flow)), ("lang", float(lang))):
+        for k, val in (("flow", float(flow)), ("lang", float(lang)), ("goal", float(goal))):
             ema[k] = val if ema[k] is None else 0.98 * ema[k] + 0.02 * val
         if step % 20 == 0:
             with open(csv_path, "a") as f:
-                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{ema['flow']:.6f},{ema['lang']:.6f}\n")
+                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{ema['flow']:.6f},{ema['lang']:.6f},{ema['goal']:.6f}\n")
         prog.show(step, ema["flow"], ema["lang"], lr)
         if step % a.save_every == 0:
             save_state()
     prog.show(step, ema["flow"], ema["lang"], lr, force=True)
     print(file=sys.stderr)
     save_state()
-    plot(work)
+    plot(work, goal=a.goal_weight > 0)
     model.eval()
     save_checkpoint(model, a.out, dtype=a.dtype)
     took = time.time() - t_start
     summary = {"steps": step, "batch": a.batch, "seconds_this_run": round(took, 1),
                "final_flow_loss_ema": ema["flow"], "final_lang_loss_ema": ema["lang"],
+               "final_goal_loss_ema": ema["goal"],
                "episodes": int(len(eps.lengths)), "frames": int(len(eps)),
                "config": json.loads(c.to_json()), "args": vars(a)}
     with open(os.path.join(work, "summary.json"), "w") as f:
