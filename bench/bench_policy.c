@@ -244,13 +244,12 @@ int bench_policy_main(int argc, char **argv) {
                    x->jerk, y ? y->jerk : NAN, x->stall_ticks);
         }
     }
-    if (have_lang)
+    if (have_lang) {
         printf("\nlanguage (held-out, C engine, greedy): scene answers %d/%d = %.1f%% exact match; "
                "commentary %d/%d = %.1f%%; %.2f ms per answer\n",
                ls.qa_correct, ls.qa_total, ls.qa_total ? 100.0 * ls.qa_correct / ls.qa_total : 0,
                ls.comm_correct, ls.comm_total, ls.comm_total ? 100.0 * ls.comm_correct / ls.comm_total : 0,
                ls.ms_per_answer);
-    if (have_lang) {
         printf("\n| scene question | exact match |\n|---|---:|\n");
         for (int i = 0; i < ls.n_q; i++)
             printf("| %s | %d/%d = %.1f%% |\n", ls.per_q[i].q, ls.per_q[i].correct, ls.per_q[i].total,
