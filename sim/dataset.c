@@ -47,13 +47,8 @@ vlad_dataset *vlad_dataset_new(const char *dir, const vlad_profile *p, vlad_err 
         vlad_err_set(err, VLAD_EINVAL, "dataset: path too long");
         return NULL;
     }
-    if (vlad_mkdir_p(dir, err))
+    if (vlad_mkdir_p(dir, err)) /* also fails when dir exists and is not a directory */
         return NULL;
-    struct stat st;
-    if (stat(dir, &st) != 0 || !S_ISDIR(st.st_mode)) {
-        vlad_err_set(err, VLAD_EIO, "dataset: %s is not a directory", dir);
-        return NULL;
-    }
     vlad_dataset *d = calloc(1, sizeof *d);
     if (!d) {
         vlad_err_set(err, VLAD_ENOMEM, "out of memory");

@@ -769,13 +769,15 @@ int vlad_sim_snapshots(const vlad_profile *p, const char *dir, uint64_t seed, in
                        vlad_err *err) {
     if (p->n_cameras < 1)
         return vlad_err_set(err, VLAD_EINVAL, "snapshots need a camera in the profile");
-    if (vlad_mkdir_p(dir, err))
-        return err ? err->code : VLAD_EIO;
+    int rc = vlad_mkdir_p(dir, err);
+    if (rc)
+        return rc;
     vlad_world *w = vlad_world_new(p, true, err);
     if (!w)
         return err ? err->code : VLAD_EINVAL;
     vlad_expert *ex = vlad_expert_new(p, w, err);
-    int W = p->cameras[0].width, H = p->cameras[0].height, rc = ex ? VLAD_OK : VLAD_ENOMEM;
+    int W = p->cameras[0].width, H = p->cameras[0].height;
+    rc = ex ? VLAD_OK : VLAD_ENOMEM;
     uint8_t *img = malloc((size_t)W * (size_t)H * 3);
     if (!img)
         rc = vlad_err_set(err, VLAD_ENOMEM, "out of memory");
