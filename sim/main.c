@@ -24,6 +24,9 @@ static void usage(FILE *f) {
             "  --clock wall|lockstep       default: the profile's clock\n"
             "  --expert                    act with the scripted expert (no daemon needed)\n"
             "  --expert-delay T            expert plans on the world as it was T ticks ago\n"
+            "  --expert-noise STD[,TAU]    perturb the executed expert command by a random walk\n"
+            "                              (std STD rad, correlation TAU s, default 0.2); the\n"
+            "                              dataset keeps the clean command (DART-style data)\n"
             "  --expect-policy             count non-POLICY actions (HOLD, HOME, ...) as stalls\n"
             "  --lockstep-timeout MS       wait per tick for the daemon's action (default: profile)\n"
             "  --command-timeout MS        wait for reset/set_instruction replies (default 500)\n"
@@ -48,6 +51,22 @@ static int parse_u64(const char *s, unsigned long long *out) {
     return 0;
 }
 
+/* "STD" or "STD,TAU" with 0 <= STD <= 1 and 0 < TAU <= 10. */
+static int parse_noise(const char *s, double *std, double *tau) {
+    char *end;
+    errno = 0;
+    *std = strtod(s, &end);
+    if (errno || end == s || !(*std >= 0 && *std <= 1))
+        return -1;
+    if (*end == ',') {
+        const char *t = end + 1;
+        *tau = strtod(t, &end);
+        if (errno || end == t || !(*tau > 0 && *tau <= 10))
+            return -1;
+    }
+    return *end ? -1 : 0;
+}
+
 static int parse_int(const char *s, int lo, int hi, int *out) {
     unsigned long long v;
     if (parse_u64(s, &v) || v < (unsigned long long)lo || v > (unsigned long long)hi)
@@ -60,6 +79,7 @@ int main(int argc, char **argv) {
     const char *profile = NULL, *tasks = "all", *json = NULL, *clock = NULL, *snapshot = NULL;
     const char *record = NULL, *dataset = NULL, *trajectory = NULL;
     int episodes = 1, delay = 0, scale = 3, lockstep_to = 0, cmd_to = 0;
+    double noise = 0, noise_tau = 0.2;
     unsigned long long seed = 1;
     bool expert = false, expect = false, bench = false, quiet = false;
     static vlad_task_params prm[VLAD_TASK_COUNT];
@@ -104,6 +124,13 @@ int main(int argc, char **argv) {
             NEEDV;
             if (parse_int(v, 0, 1000, &delay)) {
                 fprintf(stderr, "vlad-sim: --expert-delay: expected 0..1000 ticks, got '%s'\n", v);
+                return 2;
+            }
+        } else if (!strcmp(a, "--expert-noise")) {
+            NEEDV;
+            if (parse_noise(v, &noise, &noise_tau)) {
+                fprintf(stderr, "vlad-sim: --expert-noise: expected STD (0..1 rad) or STD,TAU "
+                                "(TAU 0..10 s), got '%s'\n", v);
                 return 2;
             }
         } else if (!strcmp(a, "--expect-policy")) {
@@ -277,6 +304,10 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vlad-sim: --expert-delay needs --expert\n");
         return 2;
     }
+    if (noise > 0 && !expert) {
+        fprintf(stderr, "vlad-sim: --expert-noise needs --expert\n");
+        return 2;
+    }
     for (int k = 0; k < VLAD_TASK_COUNT; k++)
         if (prm_set[k])
             o.params[k] = &prm[k];
@@ -284,6 +315,8 @@ int main(int argc, char **argv) {
     o.seed = seed;
     o.expert = expert;
     o.expert_delay = delay;
+    o.expert_noise = noise;
+    o.expert_noise_tau_s = noise_tau;
     o.expect_policy = expect;
     o.lockstep_timeout_ms = lockstep_to;
     o.command_timeout_ms = cmd_to;

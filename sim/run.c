@@ -45,6 +45,9 @@ typedef struct runner {
     uint64_t last_chunk;   /* chunk of the last applied action (discontinuity) */
     double last_cmd[VLAD_MAX_JOINTS];
     double applied[VLAD_MAX_JOINTS];
+    double executed[VLAD_MAX_JOINTS]; /* applied + the expert-noise offset */
+    double noise[VLAD_MAX_JOINTS];    /* expert noise: the OU offset per joint */
+    vlad_rng noise_rng;
     int64_t wall_next;     /* wall: deadline of the current tick */
     bool warned_cmd, warned_silent;
     int silent_ticks;
@@ -68,6 +71,12 @@ void vlad_sim_opts_defaults(vlad_sim_opts *o, const vlad_profile *p) {
     o->seed = 1;
     o->clock = p->clock;
     o->record_scale = 3;
+}
+
+/* Standard normal (Box-Muller on the simulator's own generator). */
+static double rng_normal(vlad_rng *r) {
+    double u = vlad_rng_unif(r), v = vlad_rng_unif(r);
+    return sqrt(-2.0 * log(1.0 - u)) * cos(2.0 * M_PI * v);
 }
 
 uint64_t vlad_sim_episode_seed(uint64_t seed, vlad_task_kind k, int ep) {
@@ -292,6 +301,8 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
     vlad_world_reset(r->w, home);
     vlad_task_sync_world(&t, r->w, true);
     memcpy(r->applied, home, sizeof(double) * (size_t)n);
+    memset(r->noise, 0, sizeof r->noise);
+    vlad_rng_seed(&r->noise_rng, seed ^ 0xD6E8FEB86659FD93ULL);
     send_commands(r, t.instruction);
     if (r->ds && (rc = vlad_dataset_begin(r->ds, global_ep, vlad_task_name(kind), t.instruction, seed, err)))
         return rc;
@@ -450,7 +461,19 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
                 fprintf(r->traj, ",%.6f", q[j]);
             fputc('\n', r->traj);
         }
-        vlad_world_step(r->w, r->applied);
+        const double *exec = r->applied;
+        if (r->ex && o->expert_noise > 0) {
+            /* OU step: x <- a x + sigma sqrt(1 - a^2) xi keeps the stationary std sigma */
+            double a = exp(-1.0 / (r->hz * o->expert_noise_tau_s));
+            double b = o->expert_noise * sqrt(1.0 - a * a);
+            for (int j = 0; j < n; j++) {
+                const vlad_joint *jt = &r->p->joints[j];
+                r->noise[j] = a * r->noise[j] + b * rng_normal(&r->noise_rng);
+                r->executed[j] = clampd(r->applied[j] + r->noise[j], jt->min, jt->max);
+            }
+            exec = r->executed;
+        }
+        vlad_world_step(r->w, exec);
         r->tick++;
     }
     res->success = t.success;
@@ -500,6 +523,9 @@ int vlad_sim_run(const vlad_sim_opts *o, vlad_sim_results *res, vlad_err *err) {
     if (o->episodes < 0 || o->n_tasks < 1 || o->n_tasks > VLAD_TASK_COUNT || o->expert_delay < 0 ||
         o->expert_delay > 1000)
         return vlad_err_set(err, VLAD_EINVAL, "bad run options (episodes, tasks or expert delay)");
+    if (!(o->expert_noise >= 0 && o->expert_noise <= 1) ||
+        (o->expert_noise > 0 && !(o->expert_noise_tau_s > 0 && o->expert_noise_tau_s <= 10)))
+        return vlad_err_set(err, VLAD_EINVAL, "bad expert noise (std 0..1 rad, correlation time 0..10 s)");
     runner r = {0};
     r.o = o;
     r.p = p;

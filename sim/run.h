@@ -37,6 +37,12 @@ typedef struct vlad_sim_opts {
     vlad_clock_mode clock;
     bool expert;              /* act in process; no daemon */
     int expert_delay;         /* expert sees the world this many ticks late */
+    /* DART-style perturbation of the expert's demonstrations: the world executes the
+     * expert's command plus a seeded Ornstein-Uhlenbeck offset per joint (stationary std
+     * expert_noise rad, correlation time expert_noise_tau_s), while the dataset records
+     * the clean command -- states off the expert's path, labelled with the way back */
+    double expert_noise;      /* 0: off */
+    double expert_noise_tau_s;
     bool expect_policy;       /* non-POLICY actions count as stalls */
     double lockstep_timeout_ms; /* <= 0: the profile's */
     int command_timeout_ms;   /* reset/set_instruction reply wait; <= 0: 500 */

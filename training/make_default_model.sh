@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Regenerate the demonstrations and retrain the default model from scratch.
 #   training/make_default_model.sh [DATA_DIR] [OUT_MODEL] [MINUTES]
-# Defaults: data/ (git-ignored), models/vlad-default.safetensors, 55 minutes of training.
+# Defaults: data/ (git-ignored), models/vlad-default.safetensors, 58 minutes of training.
 # Needs the build (make build) and Debian's python3-torch (installed here if root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-data}
 OUT=${2:-models/vlad-default.safetensors}
-MINUTES=${3:-55}
+MINUTES=${3:-58}
 SIM="build/bin/vlad-sim --profile configs/sim-arm.yaml --expert --clock lockstep --quiet"
 scripts/deps.sh python3-torch python3-numpy
 
@@ -21,15 +21,23 @@ gen() { # name task episodes seed [--param ...]
 }
 mkdir -p "$DATA"
 echo "== demonstrations into $DATA (scripted expert, lockstep)"
-# training set: two generators at a time (2 cores)
+# training set, two generators at a time (2 cores). Clean demonstrations, and DART-style ones
+# (--expert-noise: the executed command is perturbed, the recorded label is the clean one)
+# that show the policy the states it reaches once it is off the expert's path.
+NOISE="--expert-noise 0.05"
 gen train/reach reach 300 101 & gen train/push push 300 401 & wait
+gen train/reach2 reach 2700 102 & gen train/push2 push 700 402 & wait
+gen train/reachn1 reach 800 111 $NOISE & gen train/reachn2 reach 800 112 $NOISE & wait
 gen train/track-slow track 150 201 --param track.speed=0.15 --param track.turn_min_s=0.6 --param track.turn_max_s=1.2 &
 gen train/track track 150 202 & wait
 gen train/whack whack 200 301 & gen train/whack-long whack 100 302 --param whack.window_s=0.7 & wait
+gen train/whack2 whack 300 303 & wait
 # held-out episodes (other seeds) for the language evaluation
 gen heldout/all all 20 9001
 echo "== training ($MINUTES min at most)"
 mkdir -p "$(dirname "$OUT")"
 cd training
 /usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "../$OUT" --work "../$DATA/work" \
-    --time-limit-min "$MINUTES" --steps 6000 --batch 32
+    --time-limit-min "$MINUTES" --steps 100000 --batch 32 --warmup 200 --threads 1 \
+    --config '{"patch_size":16}' --task-weights reach=4,push=3,whack=2,track=1 \
+    --p-early 0.5 --goal-weight 1 --subgoal-weight 0.5

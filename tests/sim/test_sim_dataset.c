@@ -239,6 +239,84 @@ static void test_episode_files(void **st) {
     vlad_sim_results_free(&r);
 }
 
+/* Record one reach episode into dir/<name> with the given expert noise; returns its state
+ * and action arrays (malloc'd, T x 4) and T. */
+static int64_t record_reach(const char *name, double noise, float **state, float **action) {
+    static vlad_profile p;
+    vlad_err err;
+    assert_int_equal(vlad_profile_load(&p, "configs/sim-arm.yaml", &err), VLAD_OK);
+    char ds[300], path[400];
+    snprintf(ds, sizeof ds, "%s/%s", dir, name);
+    vlad_sim_opts o;
+    vlad_sim_opts_defaults(&o, &p);
+    o.clock = VLAD_CLOCK_LOCKSTEP;
+    o.expert = true;
+    o.expert_noise = noise;
+    o.expert_noise_tau_s = 0.2;
+    o.episodes = 1;
+    o.tasks[0] = VLAD_TASK_REACH;
+    o.n_tasks = 1;
+    o.seed = 77;
+    o.dataset_dir = ds;
+    vlad_sim_results r;
+    assert_int_equal(vlad_sim_run(&o, &r, &err), VLAD_OK);
+    assert_true(r.ep[0].success);
+    vlad_sim_results_free(&r);
+    snprintf(path, sizeof path, "%s/episode_%06d.safetensors", ds, 0);
+    vlad_st_file *f;
+    assert_int_equal(vlad_st_open(path, &f, &err), VLAD_OK);
+    const vlad_st_tensor *sv = vlad_st_find(f, "state"), *ac = vlad_st_find(f, "action");
+    int64_t T = sv->shape[0];
+    *state = malloc(sv->nbytes);
+    *action = malloc(ac->nbytes);
+    memcpy(*state, sv->data, sv->nbytes);
+    memcpy(*action, ac->data, ac->nbytes);
+    vlad_st_close(f);
+    return T;
+}
+
+/* --expert-noise (DART-style data): the world executes a perturbed command, so the
+ * recorded states leave the clean path, but the recorded actions are the clean expert's
+ * (reach's plan is open loop, so they equal the unperturbed run's tick by tick); the
+ * perturbation is seeded (the same run twice is identical); bad settings are refused. */
+static void test_expert_noise(void **st) {
+    (void)st;
+    float *s0, *a0, *s1, *a1, *s2, *a2;
+    int64_t T0 = record_reach("clean", 0, &s0, &a0);
+    int64_t T1 = record_reach("noisy", 0.05, &s1, &a1);
+    int64_t T2 = record_reach("noisy2", 0.05, &s2, &a2);
+    /* the last frame of an episode (the tick it ends) repeats the previous command */
+    int64_t T = (T0 < T1 ? T0 : T1) - 1;
+    assert_true(T > 5);
+    double dstate = 0, daction = 0;
+    for (int64_t i = 0; i < T * 4; i++) {
+        dstate = fmax(dstate, fabs(s0[i] - s1[i]));
+        daction = fmax(daction, fabs(a0[i] - a1[i]));
+    }
+    printf("  reach, noise 0.05 rad: max state change %.4f rad, max action change %.2g rad\n",
+           dstate, daction);
+    assert_true(dstate > 0.01);
+    assert_true(daction < 1e-6);
+    assert_int_equal(T1, T2);
+    assert_memory_equal(s1, s2, (size_t)T1 * 4 * sizeof(float));
+    free(s0), free(a0), free(s1), free(a1), free(s2), free(a2);
+
+    static vlad_profile p;
+    vlad_err err;
+    assert_int_equal(vlad_profile_load(&p, "configs/sim-arm.yaml", &err), VLAD_OK);
+    vlad_sim_opts o;
+    vlad_sim_opts_defaults(&o, &p);
+    o.clock = VLAD_CLOCK_LOCKSTEP;
+    o.expert = true;
+    o.expert_noise = 2;
+    vlad_sim_results r;
+    assert_int_equal(vlad_sim_run(&o, &r, &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "expert noise"));
+    o.expert_noise = 0.05;
+    o.expert_noise_tau_s = 0;
+    assert_int_equal(vlad_sim_run(&o, &r, &err), VLAD_EINVAL);
+}
+
 static int setup(void **st) {
     (void)st;
     snprintf(dir, sizeof dir, "/tmp/vlad-sim-test-XXXXXX");
@@ -257,6 +335,7 @@ int main(void) {
         cmocka_unit_test(test_roundtrip),
         cmocka_unit_test(test_malformed),
         cmocka_unit_test(test_episode_files),
+        cmocka_unit_test(test_expert_noise),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -108,8 +108,10 @@ def time_embedding(t, e, H):
     return te[:, None, :].expand(-1, H, -1)
 
 
-def velocity(model, kv, key_valid, S, state_n, x_t, t):
-    """state_n [B,state_dim] normalised; x_t [B,H,A]; t [B] -> v [B,H,A]."""
+def velocity(model, kv, key_valid, S, state_n, x_t, t, state_after=None):
+    """state_n [B,state_dim] normalised; x_t [B,H,A]; t [B] -> v [B,H,A]; with
+    state_after=L also the state token's hidden state [B,expert_width] after expert layer L
+    (0-based; it depends on the prefix and the state only, not on x_t or t)."""
     c = model.c
     ex = model.expert
     B, H, _ = x_t.shape
@@ -122,9 +124,13 @@ def velocity(model, kv, key_valid, S, state_n, x_t, t):
     suffix_vis[0, 1:] = False  # the state token sees the prefix and itself
     mask = torch.cat([key_valid[:, None, :].expand(B, H + 1, S_max),
                       suffix_vis[None].expand(B, -1, -1)], dim=2)
+    state_h = None
     for L, layer in enumerate(ex.layers):
         x, _, _ = _layer(model, layer, x, pos, kv[L][0], kv[L][1], mask)
-    return ex.action_out(ex.norm(x[:, 1:]))
+        if L == state_after:
+            state_h = x[:, 0]
+    v = ex.action_out(ex.norm(x[:, 1:]))
+    return v if state_after is None else (v, state_h)
 
 
 def stream_tokens(c, pairs):

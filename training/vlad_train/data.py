@@ -55,21 +55,53 @@ class Episodes:
         self.t_of = np.concatenate(t_of)
         self.starts = np.array(self.starts)
         self.lengths = np.array(self.lengths)
+        # subtask end: the global index of the last frame of each frame's commentary
+        # segment (a run of equal commentary labels: "moving to the red ball", "pushing
+        # the yellow block", ...); the commanded pose there is where the subtask goes
+        self.seg_end = np.zeros(len(self.ep_of), np.int64)
+        for e, (s0, T) in enumerate(zip(self.starts, self.lengths)):
+            com = [(lab or {}).get("commentary", "") for lab in self.labels[e]][:T]
+            com += [None] * (T - len(com))
+            end = T - 1
+            for i in range(T - 1, -1, -1):
+                if i < T - 1 and com[i] != com[i + 1]:
+                    end = i
+                self.seg_end[s0 + i] = s0 + end
+        # "early" frames: the first EARLY_TICKS frames of each subtask. There the arm has
+        # not yet moved toward the subtask's goal, so the image's objects and the
+        # instruction are the only clue to it; later frames can be solved by continuing
+        # the arm's motion (a shortcut a policy learns first: see sample(p_early=...))
+        self.early = np.zeros(len(self.ep_of), bool)
+        for e, (s0, T) in enumerate(zip(self.starts, self.lengths)):
+            com = [(lab or {}).get("commentary", "") for lab in self.labels[e]][:T]
+            for i in range(T):
+                if i == 0 or (i < len(com) and com[i] != com[i - 1]):
+                    self.early[s0 + i: s0 + min(T, i + self.EARLY_TICKS)] = True
+
+    EARLY_TICKS = 3
 
     def __len__(self):
         return len(self.ep_of)
 
-    def sample(self, rng: np.random.Generator, n: int, weights: dict | None = None) -> np.ndarray:
+    def sample(self, rng: np.random.Generator, n: int, weights: dict | None = None,
+               p_early: float = 0.0) -> np.ndarray:
         """n frame indices: a task is drawn (equally likely, or by `weights` {task: w},
         missing tasks weigh 1), then a frame uniformly within it -- short-episode tasks are
-        not drowned by long ones."""
+        not drowned by long ones -- or, with probability p_early, uniformly among the
+        task's early frames (the first ticks of a subtask, self.early)."""
         if not hasattr(self, "_by_task"):
             task_of_frame = np.array([self.tasks[e] for e in self.ep_of])
             self._names = sorted(set(self.tasks))
             self._by_task = [np.flatnonzero(task_of_frame == t) for t in self._names]
+            self._early_by_task = [f[self.early[f]] for f in self._by_task]
         w = np.array([(weights or {}).get(t, 1.0) for t in self._names], float)
         k = rng.choice(len(self._by_task), size=n, p=w / w.sum())
-        return np.array([self._by_task[i][rng.integers(len(self._by_task[i]))] for i in k])
+        early = rng.random(n) < p_early
+        out = []
+        for i, e in zip(k, early):
+            pool = self._early_by_task[i] if e and len(self._early_by_task[i]) else self._by_task[i]
+            out.append(pool[rng.integers(len(pool))])
+        return np.array(out)
 
     def stats(self):
         """Normalisation statistics (mean, std) of state and action; std floored."""
@@ -84,8 +116,9 @@ def make_batch(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, horizon
     share the frame's image (VLASH's shared-observation training: one prefix, several
     (state at t+δ, actions from t+δ) branches). Returns dict of numpy arrays:
     images [B,...] u8, state [B,R,J], actions [B,R,H,J], mask [B,R,H] (1 = real action),
-    delta [B,R], prompt list[bytes], ep [B], t [B], goal [B,J] (the episode's last action:
-    for reach, the pose touching the named ball) and goal_mask [B] (1 = a reach frame)."""
+    delta [B,R], prompt list[bytes], ep [B], t [B], subgoal [B,J] (the commanded pose at the end of the frame's subtask, Episodes.seg_end)
+    and subgoal_mask [B] (1 = a successful episode of a task other than track, whose
+    "following" subtask has no end pose)."""
     B, R = len(idx), branches
     ep = np.repeat(eps.ep_of[idx], R)
     t = np.repeat(eps.t_of[idx], R)
@@ -108,12 +141,10 @@ def make_batch(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, horizon
     actions = eps.action[start[:, None] + steps]            # [B*R,H,J]
     J = eps.state.shape[1]
     ep0 = eps.ep_of[idx]
-    # reach: the episode's last commanded target (the touch pose) = where the named ball is
-    goal = eps.action[eps.starts[ep0] + eps.lengths[ep0] - 1]
-    goal_mask = np.array([eps.tasks[e] == "reach" and eps.success[e] for e in ep0], np.float32)
+    subgoal_mask = np.array([eps.tasks[e] != "track" and eps.success[e] for e in ep0], np.float32)
     return {
-        "goal": goal.astype(np.float32),
-        "goal_mask": goal_mask,
+        "subgoal": eps.action[eps.seg_end[idx]].astype(np.float32),
+        "subgoal_mask": subgoal_mask,
         "images": eps.images[idx],
         "state": state.astype(np.float32).reshape(B, R, J),
         "actions": actions.astype(np.float32).reshape(B, R, horizon, J),

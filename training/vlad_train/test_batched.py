@@ -48,6 +48,11 @@ def main() -> int:
             seq = [SEP] + list(q) + [SEP] + list(a)
             lg1 = m.lang_logits(kv1, S1, seq)
             worst = max(worst, float((lg1 - lg[b, len(seq) - 1]).abs().max()))
+        # the state token's hidden state (auxiliary heads) sees the prefix and the state only
+        v2, h2 = batched.velocity(m, kv, valid, S, s_n, x_t, t, state_after=0)
+        _, h3 = batched.velocity(m, kv, valid, S, s_n, torch.randn_like(x_t), t * 0.5, state_after=0)
+        worst = max(worst, float((v2 - v).abs().max()), float((h2 - h3).abs().max()))
+        assert h2.shape == (B, c.expert_width)
     te = batched.time_embedding(torch.tensor([0.25]), 24, 2)[0]
     worst = max(worst, float((te - twin_temb(0.25, 24, 2, torch.float32)).abs().max()))
     print(f"batched vs twin: max abs difference {worst:.2e}")

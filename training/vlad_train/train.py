@@ -53,7 +53,15 @@ def parse_args(argv=None):
     ap.add_argument("--task-weights", default="",
                     help="sampling weight per task, e.g. reach=3,track=1 (default: equal)")
     ap.add_argument("--goal-weight", type=float, default=0.0,
-                    help="weight of the auxiliary reach-goal regression (0 = off)")
+                    help="weight of the auxiliary subtask-end regression from the prefix (0 = off)")
+    ap.add_argument("--p-early", type=float, default=0.0,
+                    help="probability that a sample is one of the first frames of a subtask")
+    ap.add_argument("--subgoal-weight", type=float, default=0.0,
+                    help="weight of the auxiliary subtask-end regression from the expert's state "
+                         "token (0 = off)")
+    ap.add_argument("--pos-init", choices=["sincos", "random"], default="sincos",
+                    help="vision position embedding at step 0: 2D sine-cosine code or N(0, 0.02)")
+    ap.add_argument("--pos-scale", type=float, default=0.2, help="scale of the sincos code")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--time-limit-min", type=float, default=0, help="stop (and export) after this")
@@ -62,9 +70,32 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def init_weights(model: VladModel, seed: int) -> VladModel:
+def sincos_2d(grid: int, dim: int) -> torch.Tensor:
+    """[grid*grid, dim] fixed 2D sine-cosine position code (MAE-style), row-major patches:
+    the first half of the channels encode the row, the second half the column, each as
+    sin/cos over dim/4 geometric frequencies. Unit-free; the caller scales it."""
+    q = dim // 4
+    omega = 1.0 / (10000 ** (torch.arange(q, dtype=torch.float64) / max(1, q)))
+    rows, cols = torch.meshgrid(torch.arange(grid, dtype=torch.float64),
+                                torch.arange(grid, dtype=torch.float64), indexing="ij")
+    parts = []
+    for coord in (rows.reshape(-1), cols.reshape(-1)):
+        ang = coord[:, None] * omega[None, :]
+        parts += [torch.sin(ang), torch.cos(ang)]
+    out = torch.cat(parts, dim=1)
+    if out.shape[1] < dim:  # dim not divisible by 4: zero-pad
+        out = torch.cat([out, torch.zeros(out.shape[0], dim - out.shape[1], dtype=out.dtype)], 1)
+    return out.float()
+
+
+def init_weights(model: VladModel, seed: int, pos_init: str = "sincos",
+                 pos_scale: float = 0.2) -> VladModel:
     """GPT-style initialisation for training: N(0, 0.02) matrices and embeddings, residual
-    output projections scaled by 1/sqrt(2 depth), zero biases, unit norms."""
+    output projections scaled by 1/sqrt(2 depth), zero biases, unit norms. The vision
+    position embedding starts as a 2D sine-cosine code times `pos_scale` (pos_init
+    "sincos"; trainable from there) or N(0, 0.02) ("random"): everything the policy does
+    depends on *where* things are in the image, and a from-scratch ViT with random
+    position embeddings must first learn the image's geometry."""
     g = torch.Generator().manual_seed(seed)
     depth = max(model.c.depth, model.c.vit_depth)
     with torch.no_grad():
@@ -78,12 +109,16 @@ def init_weights(model: VladModel, seed: int) -> VladModel:
                 if name.endswith("attn.o.weight") or name.endswith("mlp.fc2.weight"):
                     std /= math.sqrt(2 * depth)
                 p.copy_(torch.randn(p.shape, generator=g) * std)
+        if pos_init == "sincos":
+            grid = model.c.image_size // model.c.patch_size
+            model.vision.pos_embed.copy_(sincos_2d(grid, model.c.vit_width) * pos_scale)
     return model
 
 
 class GoalHead(torch.nn.Module):
     """Training-only auxiliary head (not exported): attention-pools the prefix hidden states
-    entering the last backbone layer and regresses the reach goal pose (normalised). A
+    entering the last backbone layer and regresses the commanded pose at the end of the
+    frame's subtask (normalised; for reach, the pose touching the named ball). A
     deterministic target for (image, instruction): it pushes the backbone to bind the named
     colour to a place in the image, which the flow loss alone -- free to model the balls as
     equally likely modes -- barely does."""
@@ -99,6 +134,22 @@ class GoalHead(torch.nn.Module):
         score = score.masked_fill(~valid, float("-inf"))
         pooled = (torch.softmax(score, dim=1)[:, :, None] * h).sum(1)
         return self.fc2(F.gelu(self.fc1(pooled)))
+
+
+class SubgoalHead(torch.nn.Module):
+    """Training-only auxiliary head (not exported): regresses the commanded pose at the end
+    of the frame's subtask (normalised) from the action expert's *state token* half-way up
+    the expert. The state token sees the prefix and the state, and every later action token
+    reads it: teaching it where the subtask goes trains the expert's own attention to find
+    the named object, which the flow loss alone teaches slowly."""
+
+    def __init__(self, width: int, out: int):
+        super().__init__()
+        self.fc1 = torch.nn.Linear(width, width)
+        self.fc2 = torch.nn.Linear(width, out)
+
+    def forward(self, h):
+        return self.fc2(F.gelu(self.fc1(h)))
 
 
 def cosine_lr(step, progress, base, warmup):
@@ -199,7 +250,7 @@ def main(argv=None) -> int:
         weights[name] = w
     if weights and sum(weights.get(t, 1.0) for t in set(eps.tasks)) <= 0:
         raise SystemExit("--task-weights: all weights are 0")
-    model = init_weights(VladModel(c).float(), a.seed)
+    model = init_weights(VladModel(c).float(), a.seed, a.pos_init, a.pos_scale)
     (sm, ss), (am, asd) = eps.stats()
     with torch.no_grad():
         model.norm.state.mean.copy_(torch.from_numpy(sm))
@@ -207,7 +258,11 @@ def main(argv=None) -> int:
         model.norm.action.mean.copy_(torch.from_numpy(am))
         model.norm.action.std.copy_(torch.from_numpy(asd))
     goal_head = GoalHead(c.width, c.action_dim)
-    params = list(model.named_parameters()) + [("aux." + n, p) for n, p in goal_head.named_parameters()]
+    subgoal_head = SubgoalHead(c.expert_width, c.action_dim)
+    state_after = max(0, c.depth // 2 - 1)  # later expert layers read the state token's K/V
+    params = (list(model.named_parameters())
+              + [("aux." + n, p) for n, p in goal_head.named_parameters()]
+              + [("aux2." + n, p) for n, p in subgoal_head.named_parameters()])
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
@@ -216,29 +271,33 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     step = 0
     elapsed0 = 0.0  # training seconds of earlier runs (resume)
-    ema = {"flow": None, "lang": None, "goal": None}
+    ema = {"flow": None, "lang": None, "goal": None, "subgoal": None}
     state_path = os.path.join(work, "state.pt")
     if os.path.exists(state_path):
         st = torch.load(state_path)
         model.load_state_dict(st["model"])
         if "goal_head" in st:
             goal_head.load_state_dict(st["goal_head"])
+        if "subgoal_head" in st:
+            subgoal_head.load_state_dict(st["subgoal_head"])
         opt.load_state_dict(st["opt"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
         step, ema = st["step"], st["ema"]
         ema.setdefault("goal", None)
+        ema.setdefault("subgoal", None)
         elapsed0 = st.get("elapsed", 0.0)
         print(f"resumed from {state_path} at step {step}", file=sys.stderr)
     csv_path = os.path.join(work, "loss.csv")
     if step == 0 or not os.path.exists(csv_path):
         with open(csv_path, "w") as f:
-            f.write("step,seconds,flow,lang,goal\n")
+            f.write("step,seconds,flow,lang,goal,subgoal\n")
     with open(os.path.join(work, "args.json"), "w") as f:
         json.dump(vars(a), f, indent=1)
 
     def save_state():
-        torch.save({"model": model.state_dict(), "goal_head": goal_head.state_dict(), "opt": opt.state_dict(),
+        torch.save({"model": model.state_dict(), "goal_head": goal_head.state_dict(),
+                    "subgoal_head": subgoal_head.state_dict(), "opt": opt.state_dict(),
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "step": step, "ema": ema, "elapsed": elapsed0 + time.time() - t_start},
                    state_path + ".tmp")
@@ -260,7 +319,7 @@ def main(argv=None) -> int:
         lr = cosine_lr(step, progress, a.lr, a.warmup)
         for g in opt.param_groups:
             g["lr"] = lr
-        idx = eps.sample(rng, a.batch, weights)
+        idx = eps.sample(rng, a.batch, weights, a.p_early)
         b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches)
         images = torch.from_numpy(b["images"])
         kv, valid, S, hid = batched.encode_prefix(model, images, b["prompt"], hidden_after=c.depth - 2)
@@ -272,8 +331,8 @@ def main(argv=None) -> int:
         noise = torch.randn_like(a_n)
         t = 0.001 + 0.999 * beta.sample((BR,))
         x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * a_n
-        v = batched.velocity(model, kv_r, valid.repeat_interleave(R, 0), S.repeat_interleave(R, 0),
-                             s_n, x_t, t)
+        v, state_h = batched.velocity(model, kv_r, valid.repeat_interleave(R, 0),
+                                      S.repeat_interleave(R, 0), s_n, x_t, t, state_after)
         mask = torch.from_numpy(b["mask"]).reshape(BR, c.chunk_size)[:, :, None]
         flow = (((v - (noise - a_n)) ** 2) * mask).sum() / (mask.sum() * c.action_dim)
         # language on the same prefix
@@ -282,22 +341,29 @@ def main(argv=None) -> int:
         logits = batched.lang_logits(model, kv, valid, S, tok)
         lang = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
         loss = flow + a.lang_weight * lang
-        gm = torch.from_numpy(b["goal_mask"])
+        gm = torch.from_numpy(b["subgoal_mask"])
+        g_n = (torch.from_numpy(b["subgoal"]) - am_t) / as_t
         goal = torch.zeros(())
         if a.goal_weight > 0 and gm.sum() > 0:
-            g_n = (torch.from_numpy(b["goal"]) - am_t) / as_t
             goal = ((goal_head(hid, valid) - g_n) ** 2).mean(-1).mul(gm).sum() / gm.sum()
             loss = loss + a.goal_weight * goal
+        sgm = gm.repeat_interleave(R, 0)
+        subgoal = torch.zeros(())
+        if a.subgoal_weight > 0 and sgm.sum() > 0:
+            sg_n = g_n.repeat_interleave(R, 0)
+            subgoal = ((subgoal_head(state_h) - sg_n) ** 2).mean(-1).mul(sgm).sum() / sgm.sum()
+            loss = loss + a.subgoal_weight * subgoal
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
-        for k, val in (("flow", float(flow)), ("lang", float(lang)), ("goal", float(goal))):
+        for k, val in (("flow", float(flow)), ("lang", float(lang)), ("goal", float(goal)),
+                         ("subgoal", float(subgoal))):
             ema[k] = val if ema[k] is None else 0.98 * ema[k] + 0.02 * val
         if step % 20 == 0:
             with open(csv_path, "a") as f:
-                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{ema['flow']:.6f},{ema['lang']:.6f},{ema['goal']:.6f}\n")
+                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{ema['flow']:.6f},{ema['lang']:.6f},{ema['goal']:.6f},{ema['subgoal']:.6f}\n")
         prog.show(step, ema["flow"], ema["lang"], lr)
         if step % a.save_every == 0:
             save_state()
