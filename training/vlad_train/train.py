@@ -30,6 +30,7 @@ from vlad_twin.config import VladConfig, default_config
 from vlad_twin.model import VladModel, save_checkpoint
 
 from . import batched
+from .colours import colour_masks, first_colour, patch_fraction
 from .data import Episodes, language_pairs, make_batch
 
 
@@ -59,6 +60,9 @@ def parse_args(argv=None):
     ap.add_argument("--subgoal-weight", type=float, default=0.0,
                     help="weight of the auxiliary subtask-end regression from the expert's state "
                          "token (0 = off)")
+    ap.add_argument("--bind-weight", type=float, default=0.0,
+                    help="weight of the auxiliary per-patch 'is the instruction's colour here?' "
+                         "loss on the prefix (0 = off)")
     ap.add_argument("--pos-init", choices=["sincos", "random"], default="sincos",
                     help="vision position embedding at step 0: 2D sine-cosine code or N(0, 0.02)")
     ap.add_argument("--pos-scale", type=float, default=0.2, help="scale of the sincos code")
@@ -258,11 +262,13 @@ def main(argv=None) -> int:
         model.norm.action.mean.copy_(torch.from_numpy(am))
         model.norm.action.std.copy_(torch.from_numpy(asd))
     goal_head = GoalHead(c.width, c.action_dim)
+    bind_head = torch.nn.Linear(c.width, 1)
     subgoal_head = SubgoalHead(c.expert_width, c.action_dim)
     state_after = max(0, c.depth // 2 - 1)  # later expert layers read the state token's K/V
     params = (list(model.named_parameters())
               + [("aux." + n, p) for n, p in goal_head.named_parameters()]
-              + [("aux2." + n, p) for n, p in subgoal_head.named_parameters()])
+              + [("aux2." + n, p) for n, p in subgoal_head.named_parameters()]
+              + [("aux3." + n, p) for n, p in bind_head.named_parameters()])
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
@@ -271,7 +277,7 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     step = 0
     elapsed0 = 0.0  # training seconds of earlier runs (resume)
-    ema = {"flow": None, "lang": None, "goal": None, "subgoal": None}
+    ema = {"flow": None, "lang": None, "goal": None, "subgoal": None, "bind": None}
     state_path = os.path.join(work, "state.pt")
     if os.path.exists(state_path):
         st = torch.load(state_path)
@@ -280,24 +286,28 @@ def main(argv=None) -> int:
             goal_head.load_state_dict(st["goal_head"])
         if "subgoal_head" in st:
             subgoal_head.load_state_dict(st["subgoal_head"])
+        if "bind_head" in st:
+            bind_head.load_state_dict(st["bind_head"])
         opt.load_state_dict(st["opt"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
         step, ema = st["step"], st["ema"]
         ema.setdefault("goal", None)
         ema.setdefault("subgoal", None)
+        ema.setdefault("bind", None)
         elapsed0 = st.get("elapsed", 0.0)
         print(f"resumed from {state_path} at step {step}", file=sys.stderr)
     csv_path = os.path.join(work, "loss.csv")
     if step == 0 or not os.path.exists(csv_path):
         with open(csv_path, "w") as f:
-            f.write("step,seconds,flow,lang,goal,subgoal\n")
+            f.write("step,seconds,flow,lang,goal,subgoal,bind\n")
     with open(os.path.join(work, "args.json"), "w") as f:
         json.dump(vars(a), f, indent=1)
 
     def save_state():
         torch.save({"model": model.state_dict(), "goal_head": goal_head.state_dict(),
-                    "subgoal_head": subgoal_head.state_dict(), "opt": opt.state_dict(),
+                    "subgoal_head": subgoal_head.state_dict(), "bind_head": bind_head.state_dict(),
+                    "opt": opt.state_dict(),
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "step": step, "ema": ema, "elapsed": elapsed0 + time.time() - t_start},
                    state_path + ".tmp")
@@ -353,17 +363,31 @@ def main(argv=None) -> int:
             sg_n = g_n.repeat_interleave(R, 0)
             subgoal = ((subgoal_head(state_h) - sg_n) ** 2).mean(-1).mul(sgm).sum() / sgm.sum()
             loss = loss + a.subgoal_weight * subgoal
+        bind = torch.zeros(())
+        if a.bind_weight > 0:
+            # per image patch of camera 0: does it hold pixels of the instruction's colour?
+            col = np.array([first_colour(p) for p in b["prompt"]])
+            ok = col >= 0
+            if ok.any():
+                masks = colour_masks(b["images"][:, 0])                   # [B,4,H,W]
+                frac = patch_fraction(masks[np.arange(len(col)), np.maximum(col, 0)], c.patch_size)
+                target = torch.from_numpy((frac > 0.02).astype(np.float32))  # [B,n_patches]
+                logit = bind_head(hid[:, : c.n_patches]).squeeze(-1)
+                per = F.binary_cross_entropy_with_logits(logit, target, reduction="none").mean(-1)
+                okt = torch.from_numpy(ok.astype(np.float32))
+                bind = (per * okt).sum() / okt.sum()
+                loss = loss + a.bind_weight * bind
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
         step += 1
         for k, val in (("flow", float(flow)), ("lang", float(lang)), ("goal", float(goal)),
-                         ("subgoal", float(subgoal))):
+                         ("subgoal", float(subgoal)), ("bind", float(bind))):
             ema[k] = val if ema[k] is None else 0.98 * ema[k] + 0.02 * val
         if step % 20 == 0:
             with open(csv_path, "a") as f:
-                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{ema['flow']:.6f},{ema['lang']:.6f},{ema['goal']:.6f},{ema['subgoal']:.6f}\n")
+                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{ema['flow']:.6f},{ema['lang']:.6f},{ema['goal']:.6f},{ema['subgoal']:.6f},{ema['bind']:.6f}\n")
         prog.show(step, ema["flow"], ema["lang"], lr)
         if step % a.save_every == 0:
             save_state()
