@@ -63,6 +63,9 @@ def parse_args(argv=None):
     ap.add_argument("--bind-weight", type=float, default=0.0,
                     help="weight of the auxiliary per-patch 'is the instruction's colour here?' "
                          "loss on the prefix (0 = off)")
+    ap.add_argument("--prefix-only", action="store_true",
+                    help="probe: train only the prefix through --goal-weight / --bind-weight "
+                         "(no flow matching, no language; the exported model cannot act)")
     ap.add_argument("--pos-init", choices=["sincos", "random"], default="sincos",
                     help="vision position embedding at step 0: 2D sine-cosine code or N(0, 0.02)")
     ap.add_argument("--pos-scale", type=float, default=0.2, help="scale of the sincos code")
@@ -333,24 +336,28 @@ def main(argv=None) -> int:
         b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches)
         images = torch.from_numpy(b["images"])
         kv, valid, S, hid = batched.encode_prefix(model, images, b["prompt"], hidden_after=c.depth - 2)
-        # flow matching on R branches per prefix: x_t = t noise + (1-t) a_n, target noise - a_n
         R, BR = a.branches, a.batch * a.branches
-        kv_r = [(k.repeat_interleave(R, 0), v.repeat_interleave(R, 0)) for k, v in kv]
-        a_n = (torch.from_numpy(b["actions"]).reshape(BR, c.chunk_size, -1) - am_t) / as_t
-        s_n = (torch.from_numpy(b["state"]).reshape(BR, -1) - sm_t) / ss_t
-        noise = torch.randn_like(a_n)
-        t = 0.001 + 0.999 * beta.sample((BR,))
-        x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * a_n
-        v, state_h = batched.velocity(model, kv_r, valid.repeat_interleave(R, 0),
-                                      S.repeat_interleave(R, 0), s_n, x_t, t, state_after)
-        mask = torch.from_numpy(b["mask"]).reshape(BR, c.chunk_size)[:, :, None]
-        flow = (((v - (noise - a_n)) ** 2) * mask).sum() / (mask.sum() * c.action_dim)
-        # language on the same prefix
-        pairs = language_pairs(eps, idx, rng, a.p_commentary)
-        tok, tgt = batched.stream_tokens(c, pairs)
-        logits = batched.lang_logits(model, kv, valid, S, tok)
-        lang = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
-        loss = flow + a.lang_weight * lang
+        if a.prefix_only:  # grounding probe: the prefix and its auxiliary heads alone
+            flow = lang = loss = torch.zeros(())
+            state_h = None
+        else:
+            # flow matching on R branches per prefix: x_t = t noise + (1-t) a_n, target noise - a_n
+            kv_r = [(k.repeat_interleave(R, 0), v.repeat_interleave(R, 0)) for k, v in kv]
+            a_n = (torch.from_numpy(b["actions"]).reshape(BR, c.chunk_size, -1) - am_t) / as_t
+            s_n = (torch.from_numpy(b["state"]).reshape(BR, -1) - sm_t) / ss_t
+            noise = torch.randn_like(a_n)
+            t = 0.001 + 0.999 * beta.sample((BR,))
+            x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * a_n
+            v, state_h = batched.velocity(model, kv_r, valid.repeat_interleave(R, 0),
+                                          S.repeat_interleave(R, 0), s_n, x_t, t, state_after)
+            mask = torch.from_numpy(b["mask"]).reshape(BR, c.chunk_size)[:, :, None]
+            flow = (((v - (noise - a_n)) ** 2) * mask).sum() / (mask.sum() * c.action_dim)
+            # language on the same prefix
+            pairs = language_pairs(eps, idx, rng, a.p_commentary)
+            tok, tgt = batched.stream_tokens(c, pairs)
+            logits = batched.lang_logits(model, kv, valid, S, tok)
+            lang = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100)
+            loss = flow + a.lang_weight * lang
         gm = torch.from_numpy(b["subgoal_mask"])
         g_n = (torch.from_numpy(b["subgoal"]) - am_t) / as_t
         goal = torch.zeros(())
@@ -359,7 +366,7 @@ def main(argv=None) -> int:
             loss = loss + a.goal_weight * goal
         sgm = gm.repeat_interleave(R, 0)
         subgoal = torch.zeros(())
-        if a.subgoal_weight > 0 and sgm.sum() > 0:
+        if a.subgoal_weight > 0 and sgm.sum() > 0 and state_h is not None:
             sg_n = g_n.repeat_interleave(R, 0)
             subgoal = ((subgoal_head(state_h) - sg_n) ** 2).mean(-1).mul(sgm).sum() / sgm.sum()
             loss = loss + a.subgoal_weight * subgoal
