@@ -45,7 +45,6 @@ typedef struct runner {
     uint64_t last_chunk;   /* chunk of the last applied action (discontinuity) */
     double last_cmd[VLAD_MAX_JOINTS];
     double applied[VLAD_MAX_JOINTS];
-    double executed[VLAD_MAX_JOINTS]; /* applied + the expert-noise offset */
     double noise[VLAD_MAX_JOINTS];    /* expert noise: the OU offset per joint */
     vlad_rng noise_rng;
     int64_t wall_next;     /* wall: deadline of the current tick */
@@ -461,6 +460,7 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
                 fprintf(r->traj, ",%.6f", q[j]);
             fputc('\n', r->traj);
         }
+        double executed[VLAD_MAX_JOINTS]; /* applied + the expert-noise offset */
         const double *exec = r->applied;
         if (r->ex && o->expert_noise > 0) {
             /* OU step: x <- a x + sigma sqrt(1 - a^2) xi keeps the stationary std sigma */
@@ -469,9 +469,9 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
             for (int j = 0; j < n; j++) {
                 const vlad_joint *jt = &r->p->joints[j];
                 r->noise[j] = a * r->noise[j] + b * rng_normal(&r->noise_rng);
-                r->executed[j] = clampd(r->applied[j] + r->noise[j], jt->min, jt->max);
+                executed[j] = clampd(r->applied[j] + r->noise[j], jt->min, jt->max);
             }
-            exec = r->executed;
+            exec = executed;
         }
         vlad_world_step(r->w, exec);
         r->tick++;

@@ -55,10 +55,16 @@ class Episodes:
         self.t_of = np.concatenate(t_of)
         self.starts = np.array(self.starts)
         self.lengths = np.array(self.lengths)
-        # subtask end: the global index of the last frame of each frame's commentary
-        # segment (a run of equal commentary labels: "moving to the red ball", "pushing
-        # the yellow block", ...); the commanded pose there is where the subtask goes
+        # per frame, from the commentary labels (a run of equal labels is a subtask: "moving
+        # to the red ball", "pushing the yellow block", ...):
+        # * seg_end: the global index of the last frame of the frame's subtask (the commanded
+        #   pose there is where the subtask goes);
+        # * early: the frame is one of the first EARLY_TICKS of its subtask. There the arm has
+        #   not yet moved toward the subtask's goal, so the image's objects and the
+        #   instruction are the only clue to it; later frames can be solved by continuing the
+        #   arm's motion (a shortcut a policy learns first: see sample(p_early=...))
         self.seg_end = np.zeros(len(self.ep_of), np.int64)
+        self.early = np.zeros(len(self.ep_of), bool)
         for e, (s0, T) in enumerate(zip(self.starts, self.lengths)):
             com = [(lab or {}).get("commentary", "") for lab in self.labels[e]][:T]
             com += [None] * (T - len(com))
@@ -67,15 +73,7 @@ class Episodes:
                 if i < T - 1 and com[i] != com[i + 1]:
                     end = i
                 self.seg_end[s0 + i] = s0 + end
-        # "early" frames: the first EARLY_TICKS frames of each subtask. There the arm has
-        # not yet moved toward the subtask's goal, so the image's objects and the
-        # instruction are the only clue to it; later frames can be solved by continuing
-        # the arm's motion (a shortcut a policy learns first: see sample(p_early=...))
-        self.early = np.zeros(len(self.ep_of), bool)
-        for e, (s0, T) in enumerate(zip(self.starts, self.lengths)):
-            com = [(lab or {}).get("commentary", "") for lab in self.labels[e]][:T]
-            for i in range(T):
-                if i == 0 or (i < len(com) and com[i] != com[i - 1]):
+                if i == 0 or com[i] != com[i - 1]:
                     self.early[s0 + i: s0 + min(T, i + self.EARLY_TICKS)] = True
 
     EARLY_TICKS = 3
