@@ -24,25 +24,20 @@ import torch
 
 from vlad_twin.model import load_checkpoint
 
-from . import batched
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sim"))
 from read_episode import read_episode  # noqa: E402
 
 
 def sample_chunks(m, image, prompt: bytes, state, draws: int, gen: torch.Generator):
-    """[draws, H, A] actions (denormalised) for one observation."""
+    """[draws, H, A] actions (denormalised) for one observation: the twin's own MODEL.md
+    forward (prefix once per draw, Euler flow from `draws` noise tensors)."""
     c = m.c
     with torch.no_grad():
-        kv, valid, S = batched.encode_prefix(m, torch.from_numpy(image[None].copy()), [prompt])
-        s_n = ((torch.from_numpy(state[None].copy()) - m.norm.state.mean) / m.norm.state.std)
-        kv_r = [(k.repeat(draws, 1, 1), v.repeat(draws, 1, 1)) for k, v in kv]
-        x = torch.randn(draws, c.chunk_size, c.action_dim, generator=gen)
-        for k in range(c.flow_steps):
-            t = torch.full((draws,), 1 - k / c.flow_steps)
-            x = x - batched.velocity(m, kv_r, valid.repeat(draws, 1), S.repeat(draws),
-                                     s_n.repeat(draws, 1), x, t) / c.flow_steps
-        return x * m.norm.action.std + m.norm.action.mean
+        images = torch.from_numpy(image[None].copy()).expand(draws, *image.shape)
+        kv, S = m.encode_prefix(images, prompt)
+        noise = torch.randn(draws, c.chunk_size, c.action_dim, generator=gen)
+        return m.sample_actions(kv, S, torch.from_numpy(state[None].copy()).expand(draws, -1), noise)
 
 
 def main(argv=None) -> int:

@@ -159,6 +159,11 @@ class SubgoalHead(torch.nn.Module):
         return self.fc2(F.gelu(self.fc1(h)))
 
 
+def masked_mse(pred, target, mask):
+    """Mean over rows with mask 1 of the per-row mean squared error; pred/target [N,D], mask [N]."""
+    return ((pred - target) ** 2).mean(-1).mul(mask).sum() / mask.sum()
+
+
 def cosine_lr(step, progress, base, warmup):
     """Linear warm-up, then cosine decay to 5% over `progress` in [0, 1] (the larger of
     the step fraction and the time-budget fraction, so a time limit ends the schedule)."""
@@ -233,6 +238,9 @@ def main(argv=None) -> int:
     if a.config:
         for k, v in json.loads(a.config).items():
             setattr(c, k, v)
+    if a.prefix_only and not (a.goal_weight > 0 or a.bind_weight > 0):
+        raise SystemExit("--prefix-only trains the prefix through --goal-weight and --bind-weight: "
+                         "give at least one of them a weight > 0")
     print(f"loading {a.data} ...", file=sys.stderr)
     eps = Episodes(a.data)
     J = eps.state.shape[1]
@@ -362,13 +370,12 @@ def main(argv=None) -> int:
         g_n = (torch.from_numpy(b["subgoal"]) - am_t) / as_t
         goal = torch.zeros(())
         if a.goal_weight > 0 and gm.sum() > 0:
-            goal = ((goal_head(hid, valid) - g_n) ** 2).mean(-1).mul(gm).sum() / gm.sum()
+            goal = masked_mse(goal_head(hid, valid), g_n, gm)
             loss = loss + a.goal_weight * goal
         sgm = gm.repeat_interleave(R, 0)
         subgoal = torch.zeros(())
         if a.subgoal_weight > 0 and sgm.sum() > 0 and state_h is not None:
-            sg_n = g_n.repeat_interleave(R, 0)
-            subgoal = ((subgoal_head(state_h) - sg_n) ** 2).mean(-1).mul(sgm).sum() / sgm.sum()
+            subgoal = masked_mse(subgoal_head(state_h), g_n.repeat_interleave(R, 0), sgm)
             loss = loss + a.subgoal_weight * subgoal
         bind = torch.zeros(())
         if a.bind_weight > 0:
