@@ -377,6 +377,14 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
         publish(r, r->tick, global_ep, q, qd, &ev, due);
         if (t.done) {
             res->ticks = k + 1;
+            if (!r->ex && o->clock == VLAD_CLOCK_LOCKSTEP) {
+                /* lockstep: every observation is answered before the robot moves on. The
+                 * daemon must have finished this tick before the next episode's reset
+                 * reaches it, or a reset racing the last tick decides on which tick the
+                 * new episode's first inference starts (and from which world). */
+                got last = {0};
+                recv_lockstep(r, &last);
+            }
             r->tick++;
             break;
         }
