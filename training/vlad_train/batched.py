@@ -35,8 +35,10 @@ def _apply_rope(x, cos, sin, n_heads):
     return torch.cat([x1 * c - x2 * s, x2 * c + x1 * s], dim=-1).view(B, T, D)
 
 
-def _attention(q, k, v, n_heads, mask):
-    """q [B,Tq,D], k/v [B,Tk,D], mask [B,Tq,Tk] bool (True = visible)."""
+def _attention(q, k, v, n_heads, mask, probe=None):
+    """q [B,Tq,D], k/v [B,Tk,D], mask [B,Tq,Tk] bool (True = visible). With probe =
+    {"head": h}, stores the log attention weights of head h, [B,Tq,Tk] (-inf where masked),
+    as probe["logp"] (training-only attention supervision)."""
     B, Tq, D = q.shape
     hd = D // n_heads
     q = q.view(B, Tq, n_heads, hd).transpose(1, 2)
@@ -44,10 +46,20 @@ def _attention(q, k, v, n_heads, mask):
     v = v.view(B, -1, n_heads, hd).transpose(1, 2)
     s = (q @ k.transpose(-1, -2)) / math.sqrt(hd)
     s = s.masked_fill(~mask[:, None], float("-inf"))
+    if probe is not None:
+        probe["logp"] = torch.log_softmax(s[:, probe["head"]], dim=-1)
     return (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, Tq, D)
 
 
-def _layer(model, layer, x, pos, K_pre, V_pre, mask):
+def _probe_at(probe, layer):
+    """The probe dict (of `probe`: None, one dict or a list of dicts) asking for `layer`."""
+    for pr in [probe] if isinstance(probe, dict) else (probe or []):
+        if pr["layer"] == layer:
+            return pr
+    return None
+
+
+def _layer(model, layer, x, pos, K_pre, V_pre, mask, probe=None):
     """One backbone/expert layer for rows x at positions pos, attending to the given prefix
     K/V (or none) plus its own rows. Returns (x, k, v) with k, v of its own rows."""
     c = model.c
@@ -58,7 +70,7 @@ def _layer(model, layer, x, pos, K_pre, V_pre, mask):
     v = layer.attn.v(h)
     K = k if K_pre is None else torch.cat([K_pre, k], dim=1)
     V = v if V_pre is None else torch.cat([V_pre, v], dim=1)
-    x = x + layer.attn.o(_attention(q, K, V, c.n_heads, mask))
+    x = x + layer.attn.o(_attention(q, K, V, c.n_heads, mask, probe))
     x = x + layer.mlp(layer.mlp_norm(x))
     return x, k, v
 
@@ -73,10 +85,13 @@ def prompt_tokens(c, prompts):
     return out, torch.tensor([len(t) for t in toks])
 
 
-def encode_prefix(model, images, prompts, hidden_after=None):
+def encode_prefix(model, images, prompts, hidden_after=None, probe=None):
     """images uint8 [B,n_cam,H,W,3]; prompts list of bytes.
     Returns (kv list of (K,V) [B,S_max,kv_dim], key_valid [B,S_max] bool, S [B]); with
-    hidden_after=L also the hidden states [B,S_max,width] after backbone layer L (0-based)."""
+    hidden_after=L also the hidden states [B,S_max,width] after backbone layer L (0-based).
+    probe = {"layer": L, "head": h} receives probe["logp"]: that head's log attention
+    weights [B,S_max,S_max] (query row, key column), and probe["hidden"]: the hidden states
+    [B,S_max,width] after that layer."""
     c = model.c
     img = model.vision(images)
     B, n_img = img.shape[:2]
@@ -89,7 +104,10 @@ def encode_prefix(model, images, prompts, hidden_after=None):
     mask = key_valid[:, None, :].expand(B, S_max, S_max)
     kv, hidden = [], None
     for i, layer in enumerate(model.vlm.layers):
-        x, k, v = _layer(model, layer, x, pos, None, None, mask)
+        pr = _probe_at(probe, i)
+        x, k, v = _layer(model, layer, x, pos, None, None, mask, pr)
+        if pr is not None:
+            pr["hidden"] = x
         kv.append((k, v))
         if i == hidden_after:
             hidden = x
@@ -108,10 +126,13 @@ def time_embedding(t, e, H):
     return te[:, None, :].expand(-1, H, -1)
 
 
-def velocity(model, kv, key_valid, S, state_n, x_t, t, state_after=None):
+def velocity(model, kv, key_valid, S, state_n, x_t, t, state_after=None, probe=None):
     """state_n [B,state_dim] normalised; x_t [B,H,A]; t [B] -> v [B,H,A]; with
     state_after=L also the state token's hidden state [B,expert_width] after expert layer L
-    (0-based; it depends on the prefix and the state only, not on x_t or t)."""
+    (0-based; it depends on the prefix and the state only, not on x_t or t).
+    probe = {"layer": L, "head": h} (or a list of such, for other layers) receives
+    probe["logp"]: that expert head's log attention weights [B,H+1,S_max+H+1] (suffix row;
+    prefix keys, then the suffix's own)."""
     c = model.c
     ex = model.expert
     B, H, _ = x_t.shape
@@ -126,7 +147,8 @@ def velocity(model, kv, key_valid, S, state_n, x_t, t, state_after=None):
                       suffix_vis[None].expand(B, -1, -1)], dim=2)
     state_h = None
     for L, layer in enumerate(ex.layers):
-        x, _, _ = _layer(model, layer, x, pos, kv[L][0], kv[L][1], mask)
+        pr = _probe_at(probe, L)
+        x, _, _ = _layer(model, layer, x, pos, kv[L][0], kv[L][1], mask, pr)
         if L == state_after:
             state_h = x[:, 0]
     v = ex.action_out(ex.norm(x[:, 1:]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import sys
 
+import numpy as np
 import torch
 
 from vlad_twin.config import SEP, VladConfig
@@ -53,6 +54,32 @@ def main() -> int:
         _, h3 = batched.velocity(m, kv, valid, S, s_n, torch.randn_like(x_t), t * 0.5, state_after=0)
         worst = max(worst, float((v2 - v).abs().max()), float((h2 - h3).abs().max()))
         assert h2.shape == (B, c.expert_width)
+        # attention probes (training-only supervision) leave the forward unchanged and give
+        # normalised log weights, -inf exactly on the keys a row may not see
+        pb, pe = {"layer": 1, "head": 1}, {"layer": 0, "head": 0}
+        kvp, _, _ = batched.encode_prefix(m, images, prompts, probe=pb)
+        vp = batched.velocity(m, kvp, valid, S, s_n, x_t, t, probe=pe)
+        worst = max(worst, float((vp - v).abs().max()),
+                    max(float((kvp[L][j] - kv[L][j]).abs().max()) for L in range(c.depth) for j in range(2)))
+        S_max, H = valid.shape[1], c.chunk_size
+        assert pb["logp"].shape == (B, S_max, S_max) and pe["logp"].shape == (B, H + 1, S_max + H + 1)
+        for b in range(B):
+            n = int(S[b])
+            lb, le = pb["logp"][b, :n], pe["logp"][b]
+            worst = max(worst, float(torch.logsumexp(lb, -1).abs().max()),
+                        float(torch.logsumexp(le, -1).abs().max()))
+            assert torch.isinf(lb[:, n:]).all() and torch.isfinite(lb[:, :n]).all()
+            assert torch.isinf(le[:, n:S_max]).all() and torch.isfinite(le[:, :n]).all()
+            assert torch.isinf(le[0, S_max + 1:]).all() and torch.isfinite(le[1:, S_max:]).all()
+    # the supervised colour word: its first byte's prefix position, and the patches of its colour
+    from .train import named_colour
+    img = np.zeros((2, 2, 16, 16, 3), np.uint8) + 128
+    img[0, 0, 8:16, 0:8] = (220, 30, 30)  # a red block in patch 2 of camera 0
+    pos, frac, ok, xy = named_colour(c, [b"touch the red ball", b"wave"], img)
+    assert ok.tolist() == [True, False] and int(pos[0]) == 2 * 4 + 1 + 10, (ok, pos)
+    assert frac[0].tolist() == [0.0, 0.0, 1.0, 0.0], frac
+    assert np.allclose(xy[0], [3.5 / 15 * 2 - 1, 11.5 / 15 * 2 - 1]) and (xy[1] == 0).all(), xy
+    assert pb["hidden"].shape == (B, S_max, c.width)
     te = batched.time_embedding(torch.tensor([0.25]), 24, 2)[0]
     worst = max(worst, float((te - twin_temb(0.25, 24, 2, torch.float32)).abs().max()))
     print(f"batched vs twin: max abs difference {worst:.2e}")

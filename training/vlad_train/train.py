@@ -30,7 +30,7 @@ from vlad_twin.config import VladConfig, default_config
 from vlad_twin.model import VladModel, save_checkpoint
 
 from . import batched
-from .colours import colour_masks, first_colour, patch_fraction
+from .colours import COLOURS, colour_masks, first_colour, patch_fraction
 from .data import Episodes, language_pairs, make_batch
 
 
@@ -63,8 +63,25 @@ def parse_args(argv=None):
     ap.add_argument("--bind-weight", type=float, default=0.0,
                     help="weight of the auxiliary per-patch 'is the instruction's colour here?' "
                          "loss on the prefix (0 = off)")
+    ap.add_argument("--attn-weight", type=float, default=0.0,
+                    help="weight of the auxiliary attention supervision (0 = off): backbone head 0 "
+                         "of --attn-layer, from the instruction's colour word to the patches of "
+                         "that colour, and expert head 0 of the next layer, from every suffix "
+                         "token to the colour word")
+    ap.add_argument("--attn-layer", type=int, default=0,
+                    help="backbone layer (0-based) of the supervised colour-word head")
+    ap.add_argument("--locate-weight", type=float, default=1.0,
+                    help="with --attn-weight: weight of the regression of the colour's pixel "
+                         "centroid from the colour word's hidden state after --attn-layer")
+    ap.add_argument("--attn-expert-patches", action="store_true",
+                    help="with --attn-weight: also supervise expert head 0 of layer --attn-layer+2, "
+                         "from every suffix token to the patches of the instruction's colour")
+    ap.add_argument("--pretrain-prefix-min", type=float, default=0.0,
+                    help="spend the first minutes of the budget on the prefix alone, through the "
+                         "auxiliary prefix losses (--attn-weight, --goal-weight, --bind-weight): "
+                         "its steps are about 5x cheaper than full ones")
     ap.add_argument("--prefix-only", action="store_true",
-                    help="probe: train only the prefix through --goal-weight / --bind-weight "
+                    help="probe: train only the prefix through --goal-weight / --bind-weight / --attn-weight "
                          "(no flow matching, no language; the exported model cannot act)")
     ap.add_argument("--pos-init", choices=["sincos", "random"], default="sincos",
                     help="vision position embedding at step 0: 2D sine-cosine code or N(0, 0.02)")
@@ -159,6 +176,62 @@ class SubgoalHead(torch.nn.Module):
         return self.fc2(F.gelu(self.fc1(h)))
 
 
+def named_colour(c, prompts, images):
+    """Per sample: the instruction's (first-named) colour word and where its pixels are.
+    Returns (word_pos [B] long: prefix position of the word's first byte, frac [B,n_patches]
+    float32: fraction of each camera-0 patch in that colour, ok [B] bool: the prompt names a
+    colour within max_prompt_tokens, xy [B,2]: centroid of that colour's pixels, -1..1)."""
+    col = np.array([first_colour(p) for p in prompts])
+    start = np.array([p.decode(errors="replace").lower().find(COLOURS[k]) if k >= 0 else -1
+                      for p, k in zip(prompts, col)])
+    ok = (col >= 0) & (start >= 0) & (start < c.max_prompt_tokens)
+    masks = colour_masks(images[:, 0])                                  # [B,4,H,W]
+    named = masks[np.arange(len(col)), np.maximum(col, 0)]              # [B,H,W]
+    frac = patch_fraction(named, c.patch_size)
+    word_pos = c.n_cameras * c.n_patches + 1 + np.maximum(start, 0)    # after BOS
+    return torch.from_numpy(word_pos).long(), frac, ok, centroid(named)
+
+
+def centroid(mask):
+    """bool [B,H,W] -> float32 [B,2]: the set pixels' mean (column, row), scaled to -1..1
+    (0 where none is set)."""
+    B, H, W = mask.shape
+    n = np.maximum(mask.sum((1, 2)), 1)
+    cols = (mask * np.arange(W)[None, None, :]).sum((1, 2)) / n
+    rows = (mask * np.arange(H)[None, :, None]).sum((1, 2)) / n
+    out = np.stack([cols / (W - 1) * 2 - 1, rows / (H - 1) * 2 - 1], -1)
+    return (out * (mask.any((1, 2)))[:, None]).astype(np.float32)
+
+
+def attention_loss(c, b, probe_b, probe_e, R, locate_head, locate_weight):
+    """Where the instruction's colour is, taught three ways: cross-entropy of backbone head
+    rows at the colour word's first byte -> patches of that colour (weighted by pixel count);
+    the MSE of locate_head on that row's hidden state after the layer -> the colour's pixel
+    centroid (so the attended values carry the place, not only the colour); cross-entropy of
+    expert rows (state and action tokens) -> the colour word's first byte. Samples whose
+    colour is not in sight (whack between balls) are skipped."""
+    word_pos, frac, ok, xy = named_colour(c, b["prompt"], b["images"])
+    seen = ok & (frac.sum(-1) > 0)
+    if not seen.any():
+        return torch.zeros(())
+    w = torch.from_numpy(seen.astype(np.float32))
+    tgt = torch.from_numpy(frac / np.maximum(frac.sum(-1, keepdims=True), 1e-9))
+    B = len(b["prompt"])
+    row = probe_b["logp"][torch.arange(B), word_pos, : c.n_patches]   # [B,n_patches]
+    ce_b = -(tgt * row).sum(-1)
+    loc = ((locate_head(probe_b["hidden"][torch.arange(B), word_pos]) - torch.from_numpy(xy)) ** 2).sum(-1)
+    total = ((ce_b + locate_weight * loc) * w).sum() / w.sum()
+    wr = w.repeat_interleave(R)
+    for pe in probe_e or []:
+        lp = pe["logp"]                                                 # [BR,H+1,keys]
+        if pe["to"] == "word":
+            ce_e = -lp[torch.arange(B * R), :, word_pos.repeat_interleave(R)].mean(-1)
+        else:  # the patches of the colour, as for the backbone head
+            ce_e = -(tgt.repeat_interleave(R, 0)[:, None, :] * lp[:, :, : c.n_patches]).sum(-1).mean(-1)
+        total = total + (ce_e * wr).sum() / wr.sum()
+    return total
+
+
 def masked_mse(pred, target, mask):
     """Mean over rows with mask 1 of the per-row mean squared error; pred/target [N,D], mask [N]."""
     return ((pred - target) ** 2).mean(-1).mul(mask).sum() / mask.sum()
@@ -173,7 +246,8 @@ def cosine_lr(step, progress, base, warmup):
     return base * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * p)))
 
 
-def plot(work: str, goal: bool = False):
+def plot(work: str, aux=()):
+    """loss.png from loss.csv: flow matching, language, and the named auxiliary losses."""
     csv = os.path.join(work, "loss.csv")
     png = os.path.join(work, "loss.png")
     if not shutil.which("gnuplot") or not os.path.exists(csv):
@@ -188,8 +262,10 @@ set xlabel 'step'
 set ylabel 'loss (EMA)'
 set grid
 plot '{csv}' using 1:3 with lines lw 2 title 'flow matching', \\
-     '' using 1:4 with lines lw 2 title 'language'""" + (""", \\
-     '' using 1:5 with lines lw 2 title 'reach goal (auxiliary)'""" if goal else "") + "\n"
+     '' using 1:4 with lines lw 2 title 'language'""" + "".join(
+        f""", \\
+     '' using 1:{col} with lines lw 2 title '{name} (auxiliary)'"""
+        for name, col in (("goal", 5), ("subgoal", 6), ("bind", 7), ("attention", 8)) if name in aux) + "\n"
     try:
         subprocess.run(["gnuplot"], input=script.encode(), check=True, capture_output=True)
     except (subprocess.CalledProcessError, OSError) as e:  # a plot is not worth a crash
@@ -208,7 +284,7 @@ class Progress:
         self.tty = sys.stderr.isatty()
         self.last = 0.0
 
-    def show(self, step, flow, lang, lr, force=False):
+    def show(self, step, flow, lang, lr, force=False, aux=None):
         now = time.time()
         if not force and now - self.last < (0.5 if self.tty else 30):
             return
@@ -223,8 +299,9 @@ class Progress:
         w = 30
         fill = int(w * min(1.0, frac))
         bar = "#" * fill + "." * (w - fill)
-        line = (f"[{bar}] {step}/{self.total}  flow {flow:.4f}  lang {lang:.4f}  lr {lr:.2e}  "
-                f"{rate:.2f} it/s  ETA {int(eta // 60)}m{int(eta % 60):02d}s")
+        line = (f"[{bar}] {step}/{self.total}  flow {flow or 0:.4f}  lang {lang or 0:.4f}  lr {lr:.2e}  "
+                + "".join(f"{k} {v:.4f}  " for k, v in (aux or {}).items() if v)
+                + f"{rate:.2f} it/s  ETA {int(eta // 60)}m{int(eta % 60):02d}s")
         print(("\r" + line) if self.tty else line, end="" if self.tty else "\n", file=sys.stderr,
               flush=True)
 
@@ -238,9 +315,14 @@ def main(argv=None) -> int:
     if a.config:
         for k, v in json.loads(a.config).items():
             setattr(c, k, v)
-    if a.prefix_only and not (a.goal_weight > 0 or a.bind_weight > 0):
-        raise SystemExit("--prefix-only trains the prefix through --goal-weight and --bind-weight: "
-                         "give at least one of them a weight > 0")
+    if a.attn_weight > 0 and a.attn_layer + (2 if a.attn_expert_patches else 1) >= c.depth:
+        raise SystemExit(f"--attn-layer {a.attn_layer}: the supervised expert layers must exist "
+                         f"(depth {c.depth})")
+    if (a.prefix_only or a.pretrain_prefix_min > 0) and not (
+            a.goal_weight > 0 or a.bind_weight > 0 or a.attn_weight > 0):
+        raise SystemExit("--prefix-only and --pretrain-prefix-min train the prefix through "
+                         "--goal-weight, --bind-weight or --attn-weight: give at least one of them "
+                         "a weight > 0")
     print(f"loading {a.data} ...", file=sys.stderr)
     eps = Episodes(a.data)
     J = eps.state.shape[1]
@@ -274,12 +356,14 @@ def main(argv=None) -> int:
         model.norm.action.std.copy_(torch.from_numpy(asd))
     goal_head = GoalHead(c.width, c.action_dim)
     bind_head = torch.nn.Linear(c.width, 1)
+    locate_head = torch.nn.Linear(c.width, 2)
     subgoal_head = SubgoalHead(c.expert_width, c.action_dim)
     state_after = max(0, c.depth // 2 - 1)  # later expert layers read the state token's K/V
     params = (list(model.named_parameters())
               + [("aux." + n, p) for n, p in goal_head.named_parameters()]
               + [("aux2." + n, p) for n, p in subgoal_head.named_parameters()]
-              + [("aux3." + n, p) for n, p in bind_head.named_parameters()])
+              + [("aux3." + n, p) for n, p in bind_head.named_parameters()]
+              + [("aux4." + n, p) for n, p in locate_head.named_parameters()])
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
@@ -288,7 +372,7 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     step = 0
     elapsed0 = 0.0  # training seconds of earlier runs (resume)
-    ema = {"flow": None, "lang": None, "goal": None, "subgoal": None, "bind": None}
+    ema = {"flow": None, "lang": None, "goal": None, "subgoal": None, "bind": None, "attn": None}
     state_path = os.path.join(work, "state.pt")
     if os.path.exists(state_path):
         st = torch.load(state_path)
@@ -299,6 +383,8 @@ def main(argv=None) -> int:
             subgoal_head.load_state_dict(st["subgoal_head"])
         if "bind_head" in st:
             bind_head.load_state_dict(st["bind_head"])
+        if "locate_head" in st:
+            locate_head.load_state_dict(st["locate_head"])
         opt.load_state_dict(st["opt"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
@@ -306,18 +392,20 @@ def main(argv=None) -> int:
         ema.setdefault("goal", None)
         ema.setdefault("subgoal", None)
         ema.setdefault("bind", None)
+        ema.setdefault("attn", None)
         elapsed0 = st.get("elapsed", 0.0)
         print(f"resumed from {state_path} at step {step}", file=sys.stderr)
     csv_path = os.path.join(work, "loss.csv")
     if step == 0 or not os.path.exists(csv_path):
         with open(csv_path, "w") as f:
-            f.write("step,seconds,flow,lang,goal,subgoal,bind\n")
+            f.write("step,seconds,flow,lang,goal,subgoal,bind,attn\n")
     with open(os.path.join(work, "args.json"), "w") as f:
         json.dump(vars(a), f, indent=1)
 
     def save_state():
         torch.save({"model": model.state_dict(), "goal_head": goal_head.state_dict(),
                     "subgoal_head": subgoal_head.state_dict(), "bind_head": bind_head.state_dict(),
+                    "locate_head": locate_head.state_dict(),
                     "opt": opt.state_dict(),
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "step": step, "ema": ema, "elapsed": elapsed0 + time.time() - t_start},
@@ -343,9 +431,18 @@ def main(argv=None) -> int:
         idx = eps.sample(rng, a.batch, weights, a.p_early)
         b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches)
         images = torch.from_numpy(b["images"])
-        kv, valid, S, hid = batched.encode_prefix(model, images, b["prompt"], hidden_after=c.depth - 2)
+        probe_b = {"layer": a.attn_layer, "head": 0} if a.attn_weight > 0 else None
+        prefix_step = a.prefix_only or (
+            a.pretrain_prefix_min > 0 and elapsed0 + time.time() - t_start < a.pretrain_prefix_min * 60)
+        probe_e = None
+        if a.attn_weight > 0 and not prefix_step:
+            probe_e = [{"layer": a.attn_layer + 1, "head": 0, "to": "word"}]
+            if a.attn_expert_patches:
+                probe_e.append({"layer": a.attn_layer + 2, "head": 0, "to": "patches"})
+        kv, valid, S, hid = batched.encode_prefix(model, images, b["prompt"], hidden_after=c.depth - 2,
+                                                  probe=probe_b)
         R, BR = a.branches, a.batch * a.branches
-        if a.prefix_only:  # grounding probe: the prefix and its auxiliary heads alone
+        if prefix_step:  # the prefix and its auxiliary heads alone (probe, or pre-training)
             flow = lang = loss = torch.zeros(())
             state_h = None
         else:
@@ -357,7 +454,8 @@ def main(argv=None) -> int:
             t = 0.001 + 0.999 * beta.sample((BR,))
             x_t = t[:, None, None] * noise + (1 - t[:, None, None]) * a_n
             v, state_h = batched.velocity(model, kv_r, valid.repeat_interleave(R, 0),
-                                          S.repeat_interleave(R, 0), s_n, x_t, t, state_after)
+                                          S.repeat_interleave(R, 0), s_n, x_t, t, state_after,
+                                          probe=probe_e)
             mask = torch.from_numpy(b["mask"]).reshape(BR, c.chunk_size)[:, :, None]
             flow = (((v - (noise - a_n)) ** 2) * mask).sum() / (mask.sum() * c.action_dim)
             # language on the same prefix
@@ -377,14 +475,15 @@ def main(argv=None) -> int:
         if a.subgoal_weight > 0 and sgm.sum() > 0 and state_h is not None:
             subgoal = masked_mse(subgoal_head(state_h), g_n.repeat_interleave(R, 0), sgm)
             loss = loss + a.subgoal_weight * subgoal
+        attn = torch.zeros(())
+        if a.attn_weight > 0:
+            attn = attention_loss(c, b, probe_b, probe_e, R, locate_head, a.locate_weight)
+            loss = loss + a.attn_weight * attn
         bind = torch.zeros(())
         if a.bind_weight > 0:
             # per image patch of camera 0: does it hold pixels of the instruction's colour?
-            col = np.array([first_colour(p) for p in b["prompt"]])
-            ok = col >= 0
+            _, frac, ok, _ = named_colour(c, b["prompt"], b["images"])
             if ok.any():
-                masks = colour_masks(b["images"][:, 0])                   # [B,4,H,W]
-                frac = patch_fraction(masks[np.arange(len(col)), np.maximum(col, 0)], c.patch_size)
                 target = torch.from_numpy((frac > 0.02).astype(np.float32))  # [B,n_patches]
                 logit = bind_head(hid[:, : c.n_patches]).squeeze(-1)
                 per = F.binary_cross_entropy_with_logits(logit, target, reduction="none").mean(-1)
@@ -397,18 +496,24 @@ def main(argv=None) -> int:
         opt.step()
         step += 1
         for k, val in (("flow", float(flow)), ("lang", float(lang)), ("goal", float(goal)),
-                         ("subgoal", float(subgoal)), ("bind", float(bind))):
+                         ("subgoal", float(subgoal)), ("bind", float(bind)), ("attn", float(attn))):
+            if prefix_step and k in ("flow", "lang", "subgoal"):
+                continue  # not computed on prefix steps
             ema[k] = val if ema[k] is None else 0.98 * ema[k] + 0.02 * val
         if step % 20 == 0:
             with open(csv_path, "a") as f:
-                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{ema['flow']:.6f},{ema['lang']:.6f},{ema['goal']:.6f},{ema['subgoal']:.6f},{ema['bind']:.6f}\n")
-        prog.show(step, ema["flow"], ema["lang"], lr)
+                cols = ",".join("" if ema[k] is None else f"{ema[k]:.6f}"
+                                for k in ("flow", "lang", "goal", "subgoal", "bind", "attn"))
+                f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{cols}\n")
+        aux = {k: ema[k] for k in ("goal", "subgoal", "bind", "attn")}
+        prog.show(step, ema["flow"], ema["lang"], lr, aux=aux)
         if step % a.save_every == 0:
             save_state()
     prog.show(step, ema["flow"], ema["lang"], lr, force=True)
     print(file=sys.stderr)
     save_state()
-    plot(work, goal=a.goal_weight > 0)
+    plot(work, aux=[n for n, w in (("goal", a.goal_weight), ("subgoal", a.subgoal_weight),
+                                   ("bind", a.bind_weight), ("attention", a.attn_weight)) if w > 0])
     model.eval()
     save_checkpoint(model, a.out, dtype=a.dtype)
     took = time.time() - t_start
