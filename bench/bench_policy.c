@@ -239,9 +239,14 @@ int bench_policy_main(int argc, char **argv) {
             for (int k = 0; k < ne; k++)
                 if (!strcmp(es[k].task, x->task))
                     y = &es[k];
-            printf("| %-5s | %12.0f%% | %13.0f%% | %12.2f / %-12.2f | %9.3g / %-9.3g | %14.1f |\n", x->task,
-                   100 * x->success, y ? 100 * y->success : NAN, x->completion_s, y ? y->completion_s : NAN,
-                   x->jerk, y ? y->jerk : NAN, x->stall_ticks);
+            char ys[16] = "-", yc[16] = "-", yj[16] = "-"; /* no expert run (--no-expert) */
+            if (y) {
+                snprintf(ys, sizeof ys, "%.0f%%", 100 * y->success);
+                snprintf(yc, sizeof yc, "%.2f", y->completion_s);
+                snprintf(yj, sizeof yj, "%.3g", y->jerk);
+            }
+            printf("| %-5s | %12.0f%% | %14s | %12.2f / %-12s | %9.3g / %-9s | %14.1f |\n", x->task,
+                   100 * x->success, ys, x->completion_s, yc, x->jerk, yj, x->stall_ticks);
         }
     }
     if (have_lang) {
