@@ -8,7 +8,7 @@
 
 vlad_config vlad_config_default(void) {
     vlad_config c = {
-        .image_size = 64, .patch_size = 8, .n_cameras = 1,
+        .image_size = 64, .patch_size = 16, .n_cameras = 1,
         .vit_width = 128, .vit_depth = 2, .vit_heads = 4, .vit_mlp = 256,
         .width = 128, .depth = 4, .n_heads = 4, .head_dim = 32, .mlp = 384,
         .expert_width = 96, .expert_mlp = 256,

@@ -5,8 +5,10 @@
  * target's colour when asked.
  *
  * The bounds are regression bounds for the model as trained (configs/MODEL_CARD.md): it
- * names every colour, but in 7 of these 10 layouts it reaches for a distractor. A random
- * checkpoint scores 0/10 on both, so a broken engine, loader or checkpoint fails here. */
+ * goes to the named ball (2-4 cm short of it) and names its colour in all 10 layouts; one
+ * miss of each is allowed for BLAS rounding on other machines. The model before it (session
+ * 1) reached for a distractor in 7 of the 10; a random checkpoint scores 0/10 on both, so a
+ * broken engine, loader or checkpoint, or a model that does not ground the colour, fails. */
 #include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -85,7 +87,7 @@ static void test_reach_toward_named_target(void **state) {
     }
     printf("# %d/%d layouts reached toward the named target, %d/%d colours named\n", toward, N_LAYOUTS,
            named, N_LAYOUTS);
-    assert_true(toward >= 3);
+    assert_true(toward >= N_LAYOUTS - 1);
     assert_true(named >= N_LAYOUTS - 1);
     vlad_world_free(w);
     vlad_runstate_free(rs);

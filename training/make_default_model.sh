@@ -40,4 +40,4 @@ cd training
 /usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "../$OUT" --work "../$DATA/work" \
     --time-limit-min "$MINUTES" --steps 100000 --batch 32 --warmup 200 --threads 1 \
     --config '{"patch_size":16}' --task-weights reach=4,push=3,whack=2,track=1 \
-    --p-early 0.5 --goal-weight 1 --subgoal-weight 0.5
+    --p-early 0.5 --attn-weight 1 --locate-weight 10 --pos-scale 1.0 --pretrain-prefix-min 8

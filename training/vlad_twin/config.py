@@ -22,7 +22,7 @@ INT_FIELDS = {  # name: (min, max) -- the same ranges as policy/config.c
 @dataclasses.dataclass
 class VladConfig:
     image_size: int = 64
-    patch_size: int = 8
+    patch_size: int = 16
     n_cameras: int = 1
     vit_width: int = 128
     vit_depth: int = 2
