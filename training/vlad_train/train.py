@@ -203,20 +203,21 @@ def centroid(mask):
     return (out * (mask.any((1, 2)))[:, None]).astype(np.float32)
 
 
-def attention_loss(c, b, probe_b, probe_e, R, locate_head, locate_weight):
+def attention_loss(c, named, probe_b, probe_e, R, locate_head, locate_weight):
     """Where the instruction's colour is, taught three ways: cross-entropy of backbone head
     rows at the colour word's first byte -> patches of that colour (weighted by pixel count);
     the MSE of locate_head on that row's hidden state after the layer -> the colour's pixel
     centroid (so the attended values carry the place, not only the colour); cross-entropy of
     expert rows (state and action tokens) -> the colour word's first byte. Samples whose
-    colour is not in sight (whack between balls) are skipped."""
-    word_pos, frac, ok, xy = named_colour(c, b["prompt"], b["images"])
+    colour is not in sight (whack between balls) are skipped. `named` is the batch's
+    named_colour()."""
+    word_pos, frac, ok, xy = named
     seen = ok & (frac.sum(-1) > 0)
     if not seen.any():
         return torch.zeros(())
     w = torch.from_numpy(seen.astype(np.float32))
     tgt = torch.from_numpy(frac / np.maximum(frac.sum(-1, keepdims=True), 1e-9))
-    B = len(b["prompt"])
+    B = len(ok)
     row = probe_b["logp"][torch.arange(B), word_pos, : c.n_patches]   # [B,n_patches]
     ce_b = -(tgt * row).sum(-1)
     loc = ((locate_head(probe_b["hidden"][torch.arange(B), word_pos]) - torch.from_numpy(xy)) ** 2).sum(-1)
@@ -475,14 +476,16 @@ def main(argv=None) -> int:
         if a.subgoal_weight > 0 and sgm.sum() > 0 and state_h is not None:
             subgoal = masked_mse(subgoal_head(state_h), g_n.repeat_interleave(R, 0), sgm)
             loss = loss + a.subgoal_weight * subgoal
+        # the instruction's colour and its pixels, for the attention and binding losses
+        named = named_colour(c, b["prompt"], b["images"]) if a.attn_weight > 0 or a.bind_weight > 0 else None
         attn = torch.zeros(())
         if a.attn_weight > 0:
-            attn = attention_loss(c, b, probe_b, probe_e, R, locate_head, a.locate_weight)
+            attn = attention_loss(c, named, probe_b, probe_e, R, locate_head, a.locate_weight)
             loss = loss + a.attn_weight * attn
         bind = torch.zeros(())
         if a.bind_weight > 0:
             # per image patch of camera 0: does it hold pixels of the instruction's colour?
-            _, frac, ok, _ = named_colour(c, b["prompt"], b["images"])
+            _, frac, ok, _ = named
             if ok.any():
                 target = torch.from_numpy((frac > 0.02).astype(np.float32))  # [B,n_patches]
                 logit = bind_head(hid[:, : c.n_patches]).squeeze(-1)
