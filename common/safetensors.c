@@ -226,15 +226,22 @@ int vlad_st_open(const char *path, vlad_st_file **out, vlad_err *err) {
         for (int i = 0; i < f->n; i++)
             order[i] = &f->t[i];
         qsort(order, (size_t)f->n, sizeof *order, cmp_begin);
-        for (int i = 1; i < f->n; i++) {
-            if (order[i]->nbytes && order[i - 1]->nbytes && order[i]->begin < order[i - 1]->end) {
+        /* Zero-length tensors occupy no bytes and may sit anywhere, so each non-empty tensor
+         * is checked against the non-empty one that ends last before it in begin order, not
+         * merely against its sorted neighbour (which may be empty). */
+        const vlad_st_tensor *prev = NULL;
+        for (int i = 0; i < f->n; i++) {
+            const vlad_st_tensor *t = order[i];
+            if (!t->nbytes)
+                continue;
+            if (prev && t->begin < prev->end) {
                 rc = vlad_err_set(err, VLAD_EPARSE,
                                   "tensor '%s': data_offsets [%zu, %zu] overlap tensor '%s' "
                                   "[%zu, %zu]",
-                                  order[i]->name, order[i]->begin, order[i]->end,
-                                  order[i - 1]->name, order[i - 1]->begin, order[i - 1]->end);
+                                  t->name, t->begin, t->end, prev->name, prev->begin, prev->end);
                 break;
             }
+            prev = t;
         }
         free(order);
         if (rc)

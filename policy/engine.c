@@ -59,8 +59,8 @@ struct vlad_runstate {
     int ignore_end;
     vlad_timing t;
     size_t bytes;
-    void *allocs[64];
-    int n_allocs;
+    void **allocs; /* every rs_alloc block, freed with the runstate; grows as needed */
+    int n_allocs, cap_allocs;
 };
 
 static double now_ms(void) {
@@ -69,9 +69,18 @@ static double now_ms(void) {
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
 
+/* A zeroed, 64-byte aligned block owned by rs (freed by vlad_runstate_free); NULL when out of
+ * memory. The bookkeeping grows with the number of blocks (one per language stream among
+ * them), so it never limits max_streams. */
 static void *rs_alloc(vlad_runstate *rs, size_t bytes) {
-    if (rs->n_allocs == (int)(sizeof rs->allocs / sizeof rs->allocs[0]))
-        return NULL;
+    if (rs->n_allocs == rs->cap_allocs) {
+        int cap = rs->cap_allocs ? 2 * rs->cap_allocs : 64;
+        void **a = realloc(rs->allocs, (size_t)cap * sizeof *a);
+        if (!a)
+            return NULL;
+        rs->allocs = a;
+        rs->cap_allocs = cap;
+    }
     void *p = NULL;
     if (posix_memalign(&p, 64, bytes ? bytes : 64) != 0)
         return NULL;
@@ -216,6 +225,7 @@ void vlad_runstate_free(vlad_runstate *rs) {
     vlad_kvcache_free(rs->kv);
     for (int i = 0; i < rs->n_allocs; i++)
         free(rs->allocs[i]);
+    free(rs->allocs);
     free(rs);
 }
 

@@ -26,7 +26,8 @@ size_t vlad_frame_size(const char *topic, const ProtobufCMessage *msg);
 
 /* Split a received frame. If `expect` is non-NULL the topic must equal it exactly.
  * On success *payload and *plen point into buf (and *topic, *tlen, if non-NULL, at the topic).
- * Errors (VLAD_EPARSE) say what was wrong: no space, empty topic, unexpected topic. */
+ * Errors (VLAD_EPARSE) say what was wrong: no space, empty topic, unexpected topic; on error
+ * the out parameters are left as they were. */
 int vlad_frame_split(const uint8_t *buf, size_t len, const char *expect, const uint8_t **topic,
                      size_t *tlen, const uint8_t **payload, size_t *plen, vlad_err *err);
 

@@ -1,7 +1,8 @@
 /* Integration: the real `vlad` daemon (built-in synthetic policy) against the real
  * `vlad-sim` in lockstep, for each scheduler, Δ = 3 ticks of emulated latency, K = 10:
  * episodes complete with policy actions; sync holds Δ ticks before each chunk, naive and
- * VLASH only before the first chunk of an episode; a repeated run is bit-identical (the
+ * VLASH only before the first chunk of an episode; at chunk switches the commanded target
+ * jumps by at most one tick's rate limit; a repeated run is bit-identical (the
  * simulator sends reset only after the daemon has answered the episode's last tick). */
 #include <math.h>
 #include <setjmp.h>
@@ -53,10 +54,26 @@ static void test_modes(void **state) {
     assert_true(fabs(vl->stall_ticks - DELTA) < 0.01);
     /* sync waits Δ ticks before every chunk of 10 */
     assert_true(sy->stall_ticks >= DELTA * (sy->ticks / (10 + DELTA)) - DELTA - 0.01);
-    /* every mode executes chunk after chunk (the smoothness comparison needs a trained
+    /* every mode executes chunk after chunk (the discontinuity is NaN in an episode without
+     * a chunk switch), and at a switch the commanded target never jumps by more than the
+     * daemon's rate limit of one tick, min(safety.max_delta_per_tick, max_velocity /
+     * control_hz) per joint (the smoothness comparison between the modes needs a trained
      * model: vlad-bench vlash; the synthetic policy converges to a time-indexed reference,
      * which hides naive's stale state) */
-    assert_true(sy->disc_mean >= 0 && na->disc_mean >= 0 && vl->disc_mean >= 0);
+    double step = 0;
+    for (int j = 0; j < prof.n_joints; j++)
+        step = fmax(step, fmin(prof.safety.max_delta_per_tick,
+                               prof.joints[j].max_velocity / prof.control_hz));
+    assert_true(step > 0);
+    for (int m = 0; m < 3; m++) {
+        const bench_task_stats *s = &st[m][0];
+        if (!(isfinite(s->disc_mean) && isfinite(s->disc_max)))
+            fail_msg("%s: no chunk switch measured", modes[m]);
+        if (!(s->disc_mean >= 0 && s->disc_mean <= s->disc_max && s->disc_max <= step + 1e-9))
+            fail_msg("%s: discontinuity mean %g max %g, expected 0 <= mean <= max <= %g (one "
+                     "tick's rate limit)",
+                     modes[m], s->disc_mean, s->disc_max, step);
+    }
     /* lockstep is deterministic */
     run_mode(2, "vlash", 1);
     assert_true(st[2][1].disc_mean == vl->disc_mean);

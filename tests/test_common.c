@@ -1,4 +1,5 @@
-/* Unit tests of common/: errors, latest-value slot, SPSC ring, histogram, logger, mkdir -p. */
+/* Unit tests of common/: errors, latest-value slot, SPSC ring, histogram, logger, mkdir -p,
+ * the safetensors reader's overlap check. */
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,7 @@
 #include "latest.h"
 #include "log.h"
 #include "path.h"
+#include "safetensors.h"
 #include "spsc.h"
 #include "stats.h"
 
@@ -216,12 +218,90 @@ static void test_mkdir_p(void **state) {
     assert_int_equal(system(p), 0);
 }
 
+/* Write a safetensors file: header `hdr` (padded with spaces to 8 bytes), then `data_len`
+ * zero bytes of data. Returns vlad_st_open's code; *msg gets its error message. */
+static int st_open_header(const char *path, const char *hdr, size_t data_len, char *msg,
+                          size_t msg_n) {
+    size_t hl = strlen(hdr), padded = (hl + 7) & ~(size_t)7;
+    FILE *fp = fopen(path, "wb");
+    assert_non_null(fp);
+    for (int i = 0; i < 8; i++)
+        assert_int_not_equal(fputc((int)(((uint64_t)padded >> (8 * i)) & 0xff), fp), EOF);
+    assert_int_equal(fwrite(hdr, 1, hl, fp), hl);
+    for (size_t i = hl; i < padded; i++)
+        assert_int_not_equal(fputc(' ', fp), EOF);
+    for (size_t i = 0; i < data_len; i++)
+        assert_int_not_equal(fputc(0, fp), EOF);
+    assert_int_equal(fclose(fp), 0);
+    vlad_st_file *f = NULL;
+    vlad_err e = {0};
+    int rc = vlad_st_open(path, &f, &e);
+    const char *m = rc ? e.msg : "";
+    size_t ml = strnlen(m, msg_n - 1);
+    memcpy(msg, m, ml);
+    msg[ml] = 0;
+    if (rc)
+        assert_null(f);
+    else
+        assert_non_null(f);
+    vlad_st_close(f);
+    return rc;
+}
+
+#define ST_T(name, n, b, e)                                                                    \
+    "\"" name "\":{\"dtype\":\"U8\",\"shape\":[" #n "],\"data_offsets\":[" #b "," #e "]}"
+
+static void test_safetensors_overlap(void **state) {
+    (void)state;
+    char dir[] = "/tmp/vlad-st-XXXXXX", p[256], msg[256];
+    assert_non_null(mkdtemp(dir));
+    snprintf(p, sizeof p, "%s/t.safetensors", dir);
+    /* disjoint, with zero-length tensors before, between, inside and after: fine */
+    const char *ok = "{" ST_T("z0", 0, 0, 0) "," ST_T("a", 8, 0, 8) "," ST_T("zi", 0, 4, 4) ","
+        ST_T("z8", 0, 8, 8) "," ST_T("b", 8, 8, 16) "," ST_T("z16", 0, 16, 16) "}";
+    assert_int_equal(st_open_header(p, ok, 16, msg, sizeof msg), 0);
+    static const struct {
+        const char *hdr;
+        size_t data;
+        const char *later, *earlier; /* the tensors the error must name */
+    } bad[] = {
+        /* plain overlap of sorted neighbours */
+        {"{" ST_T("a", 8, 0, 8) "," ST_T("b", 8, 4, 12) "}", 16, "b", "a"},
+        /* a zero-length tensor sorted between two overlapping ones must not hide it */
+        {"{" ST_T("a", 16, 0, 16) "," ST_T("z", 0, 8, 8) "," ST_T("b", 8, 12, 20) "}", 24, "b",
+         "a"},
+        /* same begin: [0,8], [4,4], [4,12] sorts as a, z, b */
+        {"{" ST_T("b", 8, 4, 12) "," ST_T("z", 0, 4, 4) "," ST_T("a", 8, 0, 8) "}", 16, "b", "a"},
+        /* several zero-length tensors between a long tensor and one it covers */
+        {"{" ST_T("a", 32, 0, 32) "," ST_T("z1", 0, 2, 2) "," ST_T("z2", 0, 3, 3) ","
+             ST_T("z3", 0, 20, 20) "," ST_T("c", 4, 24, 28) "}",
+         32, "c", "a"},
+        /* an exact duplicate range behind a zero-length tensor at the same offset */
+        {"{" ST_T("a", 8, 0, 8) "," ST_T("z", 0, 0, 0) "," ST_T("b", 8, 0, 8) "}", 8, NULL, NULL},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        assert_int_equal(st_open_header(p, bad[i].hdr, bad[i].data, msg, sizeof msg), VLAD_EPARSE);
+        if (!strstr(msg, "overlap"))
+            fail_msg("case %zu: got '%s', wanted an overlap error", i, msg);
+        if (bad[i].later) {
+            char want[64];
+            snprintf(want, sizeof want, "tensor '%s': data_offsets", bad[i].later);
+            assert_non_null(strstr(msg, want));
+            snprintf(want, sizeof want, "overlap tensor '%s'", bad[i].earlier);
+            assert_non_null(strstr(msg, want));
+        }
+    }
+    assert_int_equal(unlink(p), 0);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err),       cmocka_unit_test(test_latest_basic),
         cmocka_unit_test(test_latest_threads), cmocka_unit_test(test_spsc),
         cmocka_unit_test(test_hist),      cmocka_unit_test(test_log),
         cmocka_unit_test(test_clock),     cmocka_unit_test(test_mkdir_p),
+        cmocka_unit_test(test_safetensors_overlap),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -47,12 +47,26 @@ static void test_reach_toward_named_target(void **state) {
     assert_non_null(rs);
     vlad_world *w = vlad_world_new(&p, true, &err);
     assert_non_null(w);
-    int H = m->cfg.chunk_size, J = p.n_joints;
+    /* buffers sized from the checkpoint and the profile (VLAD_MODEL may name any checkpoint):
+     * the test maps actions and state onto the profile's joints and feeds it camera 0 */
+    const vlad_config *c = &m->cfg;
+    int H = c->chunk_size, J = p.n_joints;
+    if (c->action_dim != J || c->state_dim != J)
+        fail_msg("%s: action_dim %d, state_dim %d; the profile has %d joints", path, c->action_dim,
+                 c->state_dim, J);
+    if (c->n_cameras != 1 || p.n_cameras < 1 || p.cameras[0].width != c->image_size ||
+        p.cameras[0].height != c->image_size)
+        fail_msg("%s: %d camera(s) of %dx%d; the profile's first camera does not match", path,
+                 c->n_cameras, c->image_size, c->image_size);
     double home[VLAD_MAX_JOINTS], ee0[3];
     for (int j = 0; j < J; j++)
         home[j] = p.joints[j].home;
-    static uint8_t img[64 * 64 * 3];
-    float actions[64 * VLAD_MAX_JOINTS], st[VLAD_MAX_JOINTS];
+    uint8_t *img = malloc((size_t)c->image_size * c->image_size * 3);
+    float *actions = malloc((size_t)H * c->action_dim * sizeof *actions);
+    float *st = malloc((size_t)c->state_dim * sizeof *st);
+    assert_non_null(img);
+    assert_non_null(actions);
+    assert_non_null(st);
     int toward = 0, named = 0;
     for (int i = 0; i < N_LAYOUTS; i++) {
         vlad_task t;
@@ -87,11 +101,14 @@ static void test_reach_toward_named_target(void **state) {
     }
     printf("# %d/%d layouts reached toward the named target, %d/%d colours named\n", toward, N_LAYOUTS,
            named, N_LAYOUTS);
-    assert_true(toward >= N_LAYOUTS - 1);
-    assert_true(named >= N_LAYOUTS - 1);
+    free(st);
+    free(actions);
+    free(img);
     vlad_world_free(w);
     vlad_runstate_free(rs);
     vlad_model_free(m);
+    assert_true(toward >= N_LAYOUTS - 1);
+    assert_true(named >= N_LAYOUTS - 1);
 }
 
 int main(void) {

@@ -74,8 +74,22 @@ static void test_floor_and_margin(void **state) {
     for (int i = 0; i < 8; i++)
         vlad_delay_add(&d, 130 * MS);              /* a slower one is not */
     assert_int_equal(vlad_delay_ticks(&d), 7 + 1);
-    vlad_delay_add(&d, -5);                        /* nonsense is clamped, not trusted */
-    assert_true(vlad_delay_estimate_ns(&d) >= 80 * MS);
+    assert_int_equal(vlad_delay_estimate_ns(&d), 130 * MS);
+    /* nonsense is clamped, not trusted: a negative latency neither lowers the quantile below
+     * the real ones nor wraps around to a huge one */
+    vlad_delay_add(&d, -5);
+    assert_int_equal(vlad_delay_estimate_ns(&d), 130 * MS);
+    assert_int_equal(vlad_delay_ticks(&d), 7 + 1);
+    for (int i = 0; i < 8; i++)
+        vlad_delay_add(&d, INT64_MIN);             /* a window of nonsense: the floor, exactly */
+    assert_int_equal(vlad_delay_estimate_ns(&d), 80 * MS);
+    assert_int_equal(vlad_delay_ticks(&d), 4 + 1);
+    /* a floor that is not a whole number of ticks rounds up: 81 ms at 20 ms ticks is 5 */
+    vlad_delay_init(&d, 20 * MS, 81 * MS, 0, 0, 0, 8, 0.9, NULL);
+    for (int i = 0; i < 8; i++)
+        vlad_delay_add(&d, 10 * MS);
+    assert_int_equal(vlad_delay_estimate_ns(&d), 81 * MS);
+    assert_int_equal(vlad_delay_ticks(&d), 5);
 }
 
 int main(void) {

@@ -1,7 +1,9 @@
 /* Unit tests of policy/: config, tokenizer, safetensors, loader error paths (each from a bad
  * file derived from a good fixture), kernels, the unified KV cache (prefix blocks outliving
- * newer frames, batched streams == streams alone), allocation-free inference after warm-up
- * (malloc & co. wrapped with -Wl,--wrap), input checks. */
+ * newer frames, batched streams == streams alone, up to 64 streams), allocation-free inference
+ * after warm-up and out-of-memory reporting (malloc & co. wrapped with -Wl,--wrap), input
+ * checks. */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -26,8 +28,10 @@
 #include "tokenizer.h"
 
 /* ---- allocation counter (the link wraps malloc, calloc, realloc, posix_memalign,
- * aligned_alloc of every object linked into this test, the policy library included) ---- */
+ * aligned_alloc of every object linked into this test, the policy library included); when
+ * g_fail_at > 0, the allocation that brings g_allocs to g_fail_at fails ---- */
 static volatile long g_allocs;
+static volatile long g_fail_at;
 void *__real_malloc(size_t n);
 void *__real_calloc(size_t n, size_t m);
 void *__real_realloc(void *p, size_t n);
@@ -38,25 +42,15 @@ void *__wrap_calloc(size_t n, size_t m);
 void *__wrap_realloc(void *p, size_t n);
 int __wrap_posix_memalign(void **p, size_t a, size_t n);
 void *__wrap_aligned_alloc(size_t a, size_t n);
-void *__wrap_malloc(size_t n) {
-    g_allocs++;
-    return __real_malloc(n);
-}
-void *__wrap_calloc(size_t n, size_t m) {
-    g_allocs++;
-    return __real_calloc(n, m);
-}
-void *__wrap_realloc(void *p, size_t n) {
-    g_allocs++;
-    return __real_realloc(p, n);
-}
+static int alloc_fails(void) { return ++g_allocs == g_fail_at; }
+void *__wrap_malloc(size_t n) { return alloc_fails() ? NULL : __real_malloc(n); }
+void *__wrap_calloc(size_t n, size_t m) { return alloc_fails() ? NULL : __real_calloc(n, m); }
+void *__wrap_realloc(void *p, size_t n) { return alloc_fails() ? NULL : __real_realloc(p, n); }
 int __wrap_posix_memalign(void **p, size_t a, size_t n) {
-    g_allocs++;
-    return __real_posix_memalign(p, a, n);
+    return alloc_fails() ? ENOMEM : __real_posix_memalign(p, a, n);
 }
 void *__wrap_aligned_alloc(size_t a, size_t n) {
-    g_allocs++;
-    return __real_aligned_alloc(a, n);
+    return alloc_fails() ? NULL : __real_aligned_alloc(a, n);
 }
 
 static char g_fx[2048];
@@ -587,6 +581,64 @@ static void test_kv_streams(void **state) {
     unload_fixture(&L);
 }
 
+/* max_streams is limited by the engine's documented range [0, 64] only: a runstate with many
+ * streams is built and every slot decodes like a stream alone; an allocation failing at any
+ * point of vlad_runstate_new is reported as out of memory (and leaks nothing: LSan). */
+static void test_many_streams(void **state) {
+    (void)state;
+    loaded L = {0};
+    load_fixture(&L, "tiny_f32_1cam");
+    vlad_err err = {0};
+    const char *prompt = L.obs.prompt, *q = "what now?";
+    char alone[64];
+    answer_alone(L.m, L.imgs, prompt, q, alone, sizeof alone);
+    const int counts[] = {19, 40, 64};
+    for (size_t k = 0; k < sizeof counts / sizeof counts[0]; k++) {
+        vlad_runstate_opts o = {.n_threads = 1, .max_streams = counts[k]};
+        vlad_runstate *rs = vlad_runstate_new(L.m, &o, &err);
+        if (!rs)
+            fail_msg("max_streams %d: %s", counts[k], err.msg);
+        assert_int_equal(vlad_runstate_kv(rs)->n_streams, counts[k]);
+        assert_true(vlad_encode_prefix(rs, L.imgs, prompt, strlen(prompt), &err) >= 0);
+        for (int s = 0; s < counts[k]; s++)
+            assert_int_equal(vlad_lang_begin(rs, s, q, strlen(q), &err), 0);
+        while (vlad_lang_step(rs, 4, &err) > 0) {
+        }
+        for (int s = 0; s < counts[k]; s++) {
+            vlad_lang_info li;
+            assert_int_equal(vlad_lang_get(rs, s, &li), 0);
+            assert_true(li.done);
+            assert_int_equal((size_t)li.len, strlen(alone));
+            assert_memory_equal(li.text, alone, strlen(alone));
+            vlad_lang_end(rs, s);
+        }
+        vlad_runstate_free(rs);
+    }
+    /* fail the n-th allocation of vlad_runstate_new, n = 1, 2, ... until it no longer fails */
+    vlad_runstate_opts o = {.n_threads = 1, .max_streams = 40};
+    int failures = 0;
+    for (long n = 1;; n++) {
+        vlad_err e = {0};
+        g_fail_at = g_allocs + n;
+        vlad_runstate *rs = vlad_runstate_new(L.m, &o, &e);
+        int injected = g_allocs >= g_fail_at;
+        g_fail_at = 0;
+        if (!injected) {
+            assert_non_null(rs);
+            vlad_runstate_free(rs);
+            break;
+        }
+        assert_null(rs);
+        assert_int_equal(e.code, VLAD_ENOMEM);
+        assert_non_null(strstr(e.msg, "out of memory"));
+        failures++;
+    }
+    printf("max_streams 40: each of %d allocations failing is reported as out of memory\n",
+           failures);
+    assert_true(failures > 40 + 40); /* one text buffer and one KV block per stream at least */
+    unload_fixture(&L);
+}
+
 /* ---- no heap allocation per inference after warm-up --------------------------------------------- */
 
 static void run_frame(vlad_runstate *rs, loaded *L, const uint8_t *const *imgs, float *act) {
@@ -736,6 +788,7 @@ int main(void) {
         cmocka_unit_test(test_random_checkpoint),
         cmocka_unit_test(test_matmul_bf16),
         cmocka_unit_test(test_kv_streams),
+        cmocka_unit_test(test_many_streams),
         cmocka_unit_test(test_no_alloc_after_warmup),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_images_and_obs),
