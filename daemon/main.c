@@ -1,7 +1,11 @@
 /* vlad — the robot control daemon.
  *   vlad --profile FILE [--set KEY=VALUE ...] [--log-level error|warn|info|debug]
  *   vlad --print-config-doc      print the profile key table (configs/README.md)
- *   vlad --check --profile FILE  validate a profile and exit
+ *   vlad --check --profile FILE  validate a profile against its model and exit: every problem
+ *                                the daemon would refuse at start is printed (exit 1), else
+ *                                one "ok" line naming the robot and the model (exit 0)
+ * --set may be given any number of times; they apply in order after the profile is loaded.
+ * Before starting, the daemon runs the same check (check.h) and refuses with the full list.
  * SIGINT/SIGTERM: clean shutdown (the handler only sets a flag). */
 #include <signal.h>
 #include <stdio.h>
@@ -9,6 +13,9 @@
 #include <string.h>
 #include <time.h>
 
+#ifdef VLAD_HAVE_ENGINE
+#include "check.h"
+#endif
 #include "clock.h"
 #include "daemon.h"
 #include "log.h"
@@ -27,14 +34,55 @@ static void usage(FILE *f) {
                "       vlad --print-config-doc\n");
 }
 
+/* Apply one "KEY=VALUE" override. Returns 0, or the exit code after printing why. */
+static int apply_set(vlad_profile *prof, const char *kv) {
+    char key[128];
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof key) {
+        fprintf(stderr, "vlad: --set '%s': expected KEY=VALUE\n", kv);
+        return 2;
+    }
+    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
+    vlad_err err;
+    if (vlad_profile_set(prof, key, eq + 1, &err)) {
+        fprintf(stderr, "vlad: %s\n", err.msg);
+        return 1;
+    }
+    return 0;
+}
+
+#ifdef VLAD_HAVE_ENGINE
+/* What the daemon would run, for the ok line and the log: "model PATH: dims...",
+ * "synthetic policy: ..." or "no policy: ...". */
+static void describe_policy(const vlad_check_report *r, const vlad_profile *p, char *buf,
+                            size_t cap) {
+    switch (r->policy) {
+    case VLAD_CHECK_POLICY_MODEL:
+        snprintf(buf, cap,
+                 "model %s: state_dim %d, action_dim %d, chunk_size %d, %d flow steps, %d camera%s "
+                 "%dx%d, %.2f M parameters",
+                 p->policy.model, r->model.state_dim, r->model.action_dim, r->model.chunk_size,
+                 r->model.flow_steps, r->model.n_cameras, r->model.n_cameras == 1 ? "" : "s",
+                 r->model.image_size, r->model.image_size, (double)r->model.params / 1e6);
+        break;
+    case VLAD_CHECK_POLICY_SYNTHETIC:
+        snprintf(buf, cap, "synthetic policy: horizon %d, %d joints", r->horizon, r->dim);
+        break;
+    default:
+        snprintf(buf, cap, "no policy: the daemon holds position");
+        break;
+    }
+}
+#endif
+
 int main(int argc, char **argv) {
-    const char *profile_path = NULL, *level = NULL, *sets[32];
-    int check = 0, n_sets = 0;
+    const char *profile_path = NULL, *level = NULL;
+    int check = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--profile") && i + 1 < argc) {
             profile_path = argv[++i];
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < 32) {
-            sets[n_sets++] = argv[++i];
+        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
+            i++; /* applied below, in order, once the profile is loaded */
         } else if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
             level = argv[++i];
         } else if (!strcmp(argv[i], "--check")) {
@@ -61,22 +109,55 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vlad: %s\n", err.msg);
         return 1;
     }
-    for (int i = 0; i < n_sets; i++) {
-        char key[128];
-        const char *eq = strchr(sets[i], '=');
-        if (!eq || eq == sets[i] || (size_t)(eq - sets[i]) >= sizeof key) {
-            fprintf(stderr, "vlad: --set '%s': expected KEY=VALUE\n", sets[i]);
-            return 2;
-        }
-        snprintf(key, sizeof key, "%.*s", (int)(eq - sets[i]), sets[i]);
-        if (vlad_profile_set(&prof, key, eq + 1, &err)) {
-            fprintf(stderr, "vlad: %s\n", err.msg);
-            return 1;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--set")) {
+            int rc = apply_set(&prof, argv[++i]);
+            if (rc)
+                return rc;
+        } else if (!strcmp(argv[i], "--profile") || !strcmp(argv[i], "--log-level")) {
+            i++; /* skip the value (it may itself read "--set") */
         }
     }
+    char policy_desc[VLAD_PATH_MAX + 200];
+#ifdef VLAD_HAVE_ENGINE
+    static vlad_check_report rep;
+    if (vlad_check_profile(&prof, &rep, &err)) {
+        fprintf(stderr, "vlad: %s\n", err.msg);
+        return 1;
+    }
+    char prefix[VLAD_PATH_MAX + 16];
+    snprintf(prefix, sizeof prefix, "vlad: %s: ", profile_path);
+    if (rep.n_errors) {
+        vlad_check_print(&rep, stderr, prefix);
+        fprintf(stderr, "vlad: %s: %d problem%s: %s\n", profile_path, rep.n_errors,
+                rep.n_errors == 1 ? "" : "s",
+                check ? "the daemon would refuse this profile" : "refusing to start");
+        return 1;
+    }
+    describe_policy(&rep, &prof, policy_desc, sizeof policy_desc);
+    if (check)
+        vlad_check_print(&rep, stderr, prefix); /* warnings only */
+#else
+    /* No engine in this build: daemon.c refuses a model; nothing else can be checked. */
+    if (prof.policy.synthetic && prof.policy.model[0]) {
+        fprintf(stderr,
+                "vlad: %s: error: policy.synthetic: true, but policy.model is also set (%s): the "
+                "daemon would run the synthetic policy and ignore the model; set only one\n",
+                profile_path, prof.policy.model);
+        return 1;
+    }
+    if (!prof.policy.synthetic && prof.policy.model[0]) {
+        fprintf(stderr, "vlad: %s: error: policy.model %s: this build has no inference engine\n",
+                profile_path, prof.policy.model);
+        return 1;
+    }
+    snprintf(policy_desc, sizeof policy_desc, "%s",
+             prof.policy.synthetic ? "synthetic policy (no inference engine in this build)"
+                                   : "no policy: the daemon holds position");
+#endif
     if (check) {
-        printf("%s: ok (robot %s, %d joints, %d cameras, %.0f Hz)\n", profile_path, prof.robot,
-               prof.n_joints, prof.n_cameras, prof.control_hz);
+        printf("%s: ok (robot %s, %d joints, %d cameras, %.0f Hz; %s)\n", profile_path, prof.robot,
+               prof.n_joints, prof.n_cameras, prof.control_hz, policy_desc);
         return 0;
     }
     vlad_log_level lvl = prof.logging.level;
@@ -89,6 +170,11 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vlad: %s\n", err.msg);
         return 1;
     }
+#ifdef VLAD_HAVE_ENGINE
+    for (int i = 0; i < rep.n_items; i++)
+        VLAD_LOGW("profile: %s", rep.items[i].msg);
+#endif
+    VLAD_LOGI("vlad: %s", policy_desc);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_signal;

@@ -1,0 +1,207 @@
+#include "check.h"
+
+#include <stdarg.h>
+#include <string.h>
+
+#include "action_queue.h"
+#include "config.h"
+#include "model.h"
+#include "synthetic.h"
+
+static void add(vlad_check_report *r, vlad_check_severity sev, const char *key, const char *fmt,
+                ...) __attribute__((format(printf, 4, 5)));
+static void add(vlad_check_report *r, vlad_check_severity sev, const char *key, const char *fmt,
+                ...) {
+    if (sev == VLAD_CHECK_ERROR)
+        r->n_errors++;
+    else
+        r->n_warnings++;
+    if (r->n_items == VLAD_CHECK_MAX_ITEMS) {
+        r->n_dropped++;
+        return;
+    }
+    vlad_check_item *it = &r->items[r->n_items++];
+    it->severity = sev;
+    snprintf(it->key, sizeof it->key, "%s", key);
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(it->msg, sizeof it->msg, fmt, ap);
+    va_end(ap);
+}
+
+#define ERR(r, key, ...) add(r, VLAD_CHECK_ERROR, key, __VA_ARGS__)
+#define WARN(r, key, ...) add(r, VLAD_CHECK_WARNING, key, __VA_ARGS__)
+
+/* The checkpoint against the robot: what engine_policy.c vlad_engine_policy_new and the
+ * scheduler refuse, plus the horizon the scheduler would otherwise clamp silently. */
+static void check_model(const vlad_profile *p, vlad_check_report *r) {
+    const char *path = p->policy.model;
+    vlad_model *m = NULL;
+    vlad_err e = {0};
+    if (vlad_model_load(path, &m, &e)) {
+        ERR(r, "policy.model", "policy.model: cannot load the checkpoint: %s", e.msg);
+        return;
+    }
+    vlad_config c = m->cfg;
+    r->model.loaded = true;
+    r->model.state_dim = c.state_dim;
+    r->model.action_dim = c.action_dim;
+    r->model.chunk_size = c.chunk_size;
+    r->model.flow_steps = c.flow_steps;
+    r->model.n_cameras = c.n_cameras;
+    r->model.image_size = c.image_size;
+    r->model.params = vlad_model_param_count(m);
+    vlad_model_free(m);
+
+    if (c.action_dim != p->n_joints)
+        ERR(r, "joints",
+            "joints: the profile has %d joints, but policy.model %s has action_dim %d (one "
+            "action per joint)",
+            p->n_joints, path, c.action_dim);
+    if (c.state_dim != p->n_joints)
+        ERR(r, "joints",
+            "joints: the profile has %d joints, but policy.model %s has state_dim %d (one state "
+            "value per joint)",
+            p->n_joints, path, c.state_dim);
+    if (c.action_dim > VLAD_AQ_MAX_DIM)
+        ERR(r, "policy.model", "policy.model %s: action_dim %d exceeds the daemon's maximum %d",
+            path, c.action_dim, VLAD_AQ_MAX_DIM);
+    if (c.n_cameras != p->n_cameras)
+        ERR(r, "cameras",
+            "cameras: the profile has %d camera%s, but policy.model %s takes %d camera image%s",
+            p->n_cameras, p->n_cameras == 1 ? "" : "s", path, c.n_cameras,
+            c.n_cameras == 1 ? "" : "s");
+    for (int i = 0; i < p->n_cameras; i++) {
+        const vlad_camera *cam = &p->cameras[i];
+        if (cam->width != c.image_size || cam->height != c.image_size) {
+            char key[32];
+            snprintf(key, sizeof key, "cameras[%d]", i);
+            ERR(r, key,
+                "cameras[%d] (%s): width x height is %dx%d, but policy.model %s takes %dx%d "
+                "images (image_size %d)",
+                i, cam->name, cam->width, cam->height, path, c.image_size, c.image_size,
+                c.image_size);
+        }
+    }
+    if (c.chunk_size > VLAD_AQ_MAX_H)
+        ERR(r, "policy.model",
+            "policy.model %s: chunk_size %d exceeds the daemon's action queue horizon %d", path,
+            c.chunk_size, VLAD_AQ_MAX_H);
+    if (p->async.execution_horizon > c.chunk_size)
+        ERR(r, "async.execution_horizon",
+            "async.execution_horizon: %d actions per chunk, but policy.model %s predicts chunks "
+            "of only %d (chunk_size)",
+            p->async.execution_horizon, path, c.chunk_size);
+    if (p->policy.flow_steps < 0) {
+        ERR(r, "policy.flow_steps",
+            "policy.flow_steps: %d is negative (0 = the checkpoint's own %d)",
+            p->policy.flow_steps, c.flow_steps);
+    } else if (p->policy.flow_steps > 0) {
+        vlad_config o = c;
+        o.flow_steps = p->policy.flow_steps;
+        vlad_err ve = {0};
+        if (vlad_config_validate(&o, &ve))
+            ERR(r, "policy.flow_steps",
+                "policy.flow_steps: %d is outside the engine's range (%s; 0 = the checkpoint's "
+                "own %d)",
+                p->policy.flow_steps, ve.msg, c.flow_steps);
+        else
+            r->model.flow_steps = p->policy.flow_steps;
+    }
+}
+
+int vlad_check_profile(const vlad_profile *p, vlad_check_report *out, vlad_err *err) {
+    if (!p || !out)
+        return vlad_err_set(err, VLAD_EINVAL, "check: NULL profile or report");
+    memset(out, 0, sizeof *out);
+    vlad_check_report *r = out;
+    bool has_model = p->policy.model[0] != 0;
+
+    if (p->n_joints > VLAD_AQ_MAX_DIM)
+        ERR(r, "joints", "joints: %d joints, but the daemon's actions hold at most %d",
+            p->n_joints, VLAD_AQ_MAX_DIM);
+
+    /* daemon.c attach_policy: synthetic wins over a model, which is then never loaded */
+    if (p->policy.synthetic && has_model)
+        ERR(r, "policy.synthetic",
+            "policy.synthetic: true, but policy.model is also set (%s): the daemon would run "
+            "the synthetic policy and ignore the model; set only one",
+            p->policy.model);
+    if (has_model)
+        check_model(p, r);
+
+    if (p->policy.synthetic) {
+        vlad_synthetic s;
+        vlad_synthetic_init(&s, p);
+        r->policy = VLAD_CHECK_POLICY_SYNTHETIC;
+        r->horizon = s.horizon;
+        r->dim = s.dim;
+        if (p->async.execution_horizon > s.horizon)
+            ERR(r, "async.execution_horizon",
+                "async.execution_horizon: %d actions per chunk, but the synthetic policy "
+                "predicts chunks of only %d",
+                p->async.execution_horizon, s.horizon);
+    } else if (has_model) {
+        r->policy = VLAD_CHECK_POLICY_MODEL;
+        r->horizon = r->model.chunk_size;
+        r->dim = r->model.action_dim;
+    } else {
+        r->policy = VLAD_CHECK_POLICY_NONE;
+    }
+
+    /* settings the chosen policy never reads */
+    if (r->policy != VLAD_CHECK_POLICY_MODEL) {
+        const char *why = p->policy.synthetic ? "the synthetic policy ignores it"
+                                              : "there is no policy.model";
+        if (p->policy.flow_steps != 0)
+            WARN(r, "policy.flow_steps", "policy.flow_steps: %d has no effect: %s",
+                 p->policy.flow_steps, why);
+        if (p->policy.noise_scale != 1.0)
+            WARN(r, "policy.noise_scale", "policy.noise_scale: %g has no effect: %s",
+                 p->policy.noise_scale, why);
+    }
+    if (r->policy != VLAD_CHECK_POLICY_NONE && p->async.tracking_lag_ms > 0 &&
+        p->async.mode != VLAD_ASYNC_VLASH)
+        WARN(r, "async.tracking_lag_ms",
+             "async.tracking_lag_ms: %g has no effect in async.mode %s (only vlash rolls the "
+             "state forward)",
+             p->async.tracking_lag_ms, vlad_async_mode_name(p->async.mode));
+    return VLAD_OK;
+}
+
+int vlad_check_to_err(const vlad_check_report *r, vlad_err *err) {
+    if (!r || r->n_errors == 0)
+        return VLAD_OK;
+    char buf[VLAD_ERR_MSG_MAX];
+    size_t o = 0;
+    int n = 0;
+    for (int i = 0; i < r->n_items && o < sizeof buf - 1; i++) {
+        if (r->items[i].severity != VLAD_CHECK_ERROR)
+            continue;
+        int w = snprintf(buf + o, sizeof buf - o, "%s%s", n++ ? "; " : "", r->items[i].msg);
+        if (w < 0)
+            break;
+        o += (size_t)w < sizeof buf - o ? (size_t)w : sizeof buf - o - 1;
+    }
+    buf[o] = 0;
+    if (r->n_errors == 1)
+        return vlad_err_set(err, VLAD_EINVAL, "%s", buf);
+    return vlad_err_set(err, VLAD_EINVAL, "%d problems: %s", r->n_errors, buf);
+}
+
+int vlad_check_print(const vlad_check_report *r, FILE *f, const char *prefix) {
+    if (!r || !f)
+        return 0;
+    if (!prefix)
+        prefix = "";
+    int lines = 0;
+    for (int i = 0; i < r->n_items; i++, lines++)
+        fprintf(f, "%s%s: %s\n", prefix,
+                r->items[i].severity == VLAD_CHECK_ERROR ? "error" : "warning", r->items[i].msg);
+    if (r->n_dropped) {
+        fprintf(f, "%s... and %d more problem%s\n", prefix, r->n_dropped,
+                r->n_dropped == 1 ? "" : "s");
+        lines++;
+    }
+    return lines;
+}
