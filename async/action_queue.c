@@ -39,6 +39,15 @@ int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err) {
     if (c->start_tick < 0)
         return vlad_err_set(err, VLAD_EINVAL, "action queue: chunk start tick %lld is negative",
                             (long long)c->start_tick);
+    if (c->start_tick > INT64_MAX / 4)
+        return vlad_err_set(err, VLAD_EINVAL, "action queue: chunk start tick %lld is absurd",
+                            (long long)c->start_tick);
+    if (c->start_tick + c->len > q->now + VLAD_AQ_CAP)
+        return vlad_err_set(err, VLAD_ERANGE,
+                            "action queue: chunk %llu ends at tick %lld, beyond the %d ticks the "
+                            "queue spans from tick %lld",
+                            (unsigned long long)c->id, (long long)(c->start_tick + c->len),
+                            VLAD_AQ_CAP, (long long)q->now);
     if (c->start_tick < q->newest_start)
         return vlad_err_set(err, VLAD_ESTATE,
                             "action queue: chunk %llu starts at tick %lld, before the installed "
@@ -62,6 +71,7 @@ int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err) {
         q->tick_of[s] = t;
         q->chunk_of[s] = c->id;
         q->obs_of[s] = c->obs_tick;
+        q->obs_robot_of[s] = c->obs_robot_tick;
     }
     q->end = end;
     return VLAD_OK;
@@ -96,6 +106,10 @@ const float *vlad_aq_get(vlad_action_queue *q, int64_t tick, uint64_t *chunk_id,
     if (obs_tick)
         *obs_tick = q->obs_of[s];
     return a;
+}
+
+int64_t vlad_aq_obs_robot_tick(const vlad_action_queue *q, int64_t tick) {
+    return valid(q, tick) ? q->obs_robot_of[SLOT(q, tick)] : -1;
 }
 
 int vlad_aq_remaining(const vlad_action_queue *q, int64_t tick) {

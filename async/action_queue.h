@@ -22,6 +22,7 @@ typedef struct vlad_chunk {
     uint64_t id;         /* never 0 */
     int64_t start_tick;  /* tick of values[0] */
     int64_t obs_tick;    /* tick of the observation it was conditioned on */
+    int64_t obs_robot_tick; /* the robot's own tick of that observation (reports only) */
     int len;             /* actions to execute (<= VLAD_AQ_MAX_H) */
     int dim;             /* values per action */
     float values[VLAD_AQ_MAX_H * VLAD_AQ_MAX_DIM]; /* row-major [len][dim] */
@@ -35,6 +36,7 @@ typedef struct vlad_action_queue {
     int64_t tick_of[VLAD_AQ_CAP];   /* slot -> the tick it holds, -1 empty */
     uint64_t chunk_of[VLAD_AQ_CAP];
     int64_t obs_of[VLAD_AQ_CAP];
+    int64_t obs_robot_of[VLAD_AQ_CAP];
     float values[VLAD_AQ_CAP * VLAD_AQ_MAX_DIM];
     /* statistics */
     uint64_t switches;          /* times the executed action came from a different chunk */
@@ -52,13 +54,18 @@ int vlad_aq_init(vlad_action_queue *q, int dim, vlad_err *err);
 void vlad_aq_clear(vlad_action_queue *q);
 
 /* Install chunk c (copied): from c->start_tick on it replaces whatever was queued; its
- * actions for past ticks are dropped. A chunk starting before the newest one pushed is
- * refused (VLAD_ESTATE). */
+ * actions for past ticks are dropped. Refused, with the queue unchanged: a chunk starting
+ * before the newest one pushed (VLAD_ESTATE), one that ends beyond the timeline the queue
+ * spans (start_tick + len > now + VLAD_AQ_CAP: it would alias queued ticks; VLAD_ERANGE),
+ * a negative or overflowing start tick (VLAD_EINVAL). */
 int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err);
 
 /* The action for `tick`, or NULL if none is queued. Ticks before `tick` become past.
  * *chunk_id and *obs_tick (if non-NULL) describe its origin. */
 const float *vlad_aq_get(vlad_action_queue *q, int64_t tick, uint64_t *chunk_id, int64_t *obs_tick);
+
+/* The robot tick of the observation behind the action of `tick` (-1 if none queued). */
+int64_t vlad_aq_obs_robot_tick(const vlad_action_queue *q, int64_t tick);
 
 /* Number of actions available for ticks tick, tick+1, ... without a gap. */
 int vlad_aq_remaining(const vlad_action_queue *q, int64_t tick);

@@ -30,7 +30,9 @@ void vlad_rollforward(const vlad_action_queue *q, int64_t now, int64_t start_tic
         target[j] = cmd[j];
         x[j] = state ? state[j] : cmd[j];
     }
-    for (int64_t t = now; t < start_tick; t++) {
+    int64_t end = start_tick - now > VLAD_AQ_CAP ? now + VLAD_AQ_CAP : start_tick;
+    int64_t extra = start_tick - end; /* ticks past the queue's span: the target holds */
+    for (int64_t t = now; t < end; t++) {
         const float *a = vlad_aq_peek(q, t);
         if (a)
             for (int j = 0; j < dim; j++)
@@ -38,6 +40,9 @@ void vlad_rollforward(const vlad_action_queue *q, int64_t now, int64_t start_tic
         for (int j = 0; j < dim; j++)
             x[j] += lag_alpha * (target[j] - x[j]);
     }
+    for (int64_t t = 0; t < extra && t < VLAD_AQ_CAP && lag_alpha < 1.0; t++)
+        for (int j = 0; j < dim; j++)
+            x[j] += lag_alpha * (target[j] - x[j]);
     for (int j = 0; j < dim; j++)
         out[j] = lag_alpha >= 1.0 ? target[j] : x[j];
 }
@@ -82,6 +87,7 @@ void vlad_sched_place(const vlad_sched *s, const vlad_infer_req *req, const floa
                       int64_t now, vlad_chunk *out) {
     out->id = req->id;
     out->obs_tick = req->obs_tick;
+    out->obs_robot_tick = req->obs_robot_tick;
     out->start_tick = req->start_tick < 0 ? now : req->start_tick;
     out->len = req->len;
     out->dim = s->dim;

@@ -44,7 +44,8 @@ typedef struct vlad_sched {
 /* One inference to run. */
 typedef struct vlad_infer_req {
     uint64_t id;          /* chunk id, from 1 */
-    int64_t obs_tick;     /* tick of the observation (image) it is conditioned on */
+    int64_t obs_tick;     /* daemon tick of the observation it is conditioned on */
+    int64_t obs_robot_tick; /* the robot's own tick of it (reports; set by the caller) */
     int64_t issue_tick;   /* tick at which it was requested */
     int64_t start_tick;   /* tick of the chunk's first action; -1: when installed (sync) */
     int len;              /* actions to keep (<= horizon) */
@@ -60,7 +61,8 @@ int vlad_sched_init(vlad_sched *s, const vlad_profile *p, int horizon, int dim, 
  * the queue at tick `now`: the target pending at start_tick-1, where ticks without a
  * queued action hold the previous target (starting from `cmd`, the last commanded).
  * With lag_alpha < 1 the measured `state` is run through x += alpha (target - x) over
- * the ticks [now, start_tick). */
+ * the ticks [now, start_tick). At most VLAD_AQ_CAP ticks are rolled (the queue spans no
+ * more: beyond it every tick holds the last target). */
 void vlad_rollforward(const vlad_action_queue *q, int64_t now, int64_t start_tick, const double *cmd,
                       const double *state, double lag_alpha, int dim, double *out);
 

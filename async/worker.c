@@ -107,7 +107,7 @@ vlad_worker *vlad_worker_new(const vlad_policy_ops *ops, size_t image_bytes, int
         vlad_worker_free(w);
         return NULL;
     }
-    w->job.images = w->images;
+    w->job.images = w->images; /* zeros until the control thread hands a frame */
     w->job.image_bytes = image_bytes;
     w->job.image_tick = -1;
     if (pthread_create(&w->thread, NULL, worker_main, w) != 0) {
@@ -137,7 +137,7 @@ void vlad_worker_free(vlad_worker *w) {
 
 bool vlad_worker_idle(const vlad_worker *w) { return atomic_load(&w->state) == IDLE; }
 vlad_infer_job *vlad_worker_job(vlad_worker *w) { return &w->job; }
-uint8_t *vlad_worker_images(vlad_worker *w) { return w->images; }
+const uint8_t *vlad_worker_zero_images(const vlad_worker *w) { return w->images; }
 uint64_t vlad_worker_completed(const vlad_worker *w) { return atomic_load(&w->completed); }
 
 int vlad_worker_submit(vlad_worker *w) {
@@ -152,7 +152,7 @@ const vlad_infer_result *vlad_worker_poll(vlad_worker *w) {
     return atomic_load_explicit(&w->state, memory_order_acquire) == DONE ? &w->res : NULL;
 }
 
-const vlad_infer_result *vlad_worker_wait(vlad_worker *w, int timeout_ms) {
+const vlad_infer_result *vlad_worker_wait(vlad_worker *w, int timeout_ms, int abort_fd) {
     int64_t deadline = vlad_now_ns() + (int64_t)timeout_ms * VLAD_NS_PER_MS;
     for (;;) {
         const vlad_infer_result *r = vlad_worker_poll(w);
@@ -161,9 +161,14 @@ const vlad_infer_result *vlad_worker_wait(vlad_worker *w, int timeout_ms) {
         int64_t left = deadline - vlad_now_ns();
         if (left <= 0 || atomic_load(&w->state) == IDLE)
             return NULL;
-        struct pollfd pfd = {.fd = w->done_fd, .events = POLLIN};
-        if (poll(&pfd, 1, (int)(left / VLAD_NS_PER_MS) + 1) > 0)
-            drain_fd(w->done_fd);
+        struct pollfd pfd[2] = {{.fd = w->done_fd, .events = POLLIN},
+                                {.fd = abort_fd, .events = POLLIN}};
+        if (poll(pfd, abort_fd >= 0 ? 2 : 1, (int)(left / VLAD_NS_PER_MS) + 1) > 0) {
+            if (pfd[0].revents & POLLIN)
+                drain_fd(w->done_fd);
+            if (abort_fd >= 0 && (pfd[1].revents & POLLIN))
+                return vlad_worker_poll(w);
+        }
     }
 }
 

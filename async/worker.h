@@ -24,9 +24,11 @@
 
 typedef struct vlad_infer_job {
     vlad_infer_req req;
-    const uint8_t *images; /* all cameras, profile order, each H*W*3 RGB8 (worker-owned buffer) */
+    const uint8_t *images; /* all cameras, profile order, each H*W*3 RGB8, or NULL (no frame
+                            * yet: zeros); set by the control thread per job (a frame it pinned,
+                            * or the worker's zero buffer), read in place by the worker */
     size_t image_bytes;
-    int64_t image_tick;    /* tick the images were captured (-1: none yet) */
+    int64_t image_tick;    /* robot tick the newest image was captured (-1: none yet) */
     char prompt[VLAD_PROMPT_MAX];
     uint64_t seed;
 } vlad_infer_job;
@@ -44,6 +46,7 @@ typedef struct vlad_infer_result {
 typedef struct vlad_policy_ops {
     void *self;
     int horizon, dim;
+    int max_delay_ticks;   /* largest delay the policy was trained for (0: not recorded) */
     int (*infer)(void *self, const vlad_infer_job *job, float *actions, vlad_err *err);
 } vlad_policy_ops;
 
@@ -60,11 +63,12 @@ void vlad_worker_free(vlad_worker *w);
 /* Control thread. */
 bool vlad_worker_idle(const vlad_worker *w);           /* a job can be submitted */
 vlad_infer_job *vlad_worker_job(vlad_worker *w);        /* fill while idle */
-uint8_t *vlad_worker_images(vlad_worker *w);            /* the job's image buffer */
+const uint8_t *vlad_worker_zero_images(const vlad_worker *w); /* image_bytes of zeros */
 int vlad_worker_submit(vlad_worker *w);                 /* VLAD_EAGAIN if not idle */
 const vlad_infer_result *vlad_worker_poll(vlad_worker *w); /* result if done, else NULL */
-/* Block until the result is done (lockstep only) or timeout_ms passes (NULL then). */
-const vlad_infer_result *vlad_worker_wait(vlad_worker *w, int timeout_ms);
+/* Block until the result is done (lockstep only), timeout_ms passes, or abort_fd (if >= 0)
+ * becomes readable (it is not read): NULL in the last two cases. */
+const vlad_infer_result *vlad_worker_wait(vlad_worker *w, int timeout_ms, int abort_fd);
 void vlad_worker_release(vlad_worker *w);              /* consume the result */
 
 /* Jobs completed so far (any thread). */

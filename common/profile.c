@@ -1,5 +1,6 @@
 #include "profile.h"
 
+#include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
 #include <libgen.h>
@@ -66,6 +67,9 @@ static const field top_fields[] = {
     {"policy.synthetic", F_BOOL, P(policy.synthetic), 0, 1, "false", NULL,
      "Use the built-in synthetic policy (tracks a sine from the conditioned state) instead of a "
      "model: exercises the asynchronous pipeline without a checkpoint."},
+    {"policy.synthetic_faults", F_DOUBLE, P(policy.synthetic_faults), 0, 1, "0", NULL,
+     "Synthetic policy only (testing): the share of chunks it corrupts on purpose (NaN, out of "
+     "limits, jumps, late, failed), seeded by `policy.seed`."},
     {"policy.instruction", F_STR, P(policy.instruction), 0, 0, "", NULL,
      "Instruction (prompt) until a client sets one."},
     {"async.mode", F_ENUM, P(async.mode), 0, 0, "vlash", "sync|naive|vlash",
@@ -77,6 +81,11 @@ static const field top_fields[] = {
      "naive/vlash: start the next inference when this many actions remain queued."},
     {"async.delay_margin", F_INT, P(async.delay_margin), 0, 100, "1", NULL,
      "Ticks added to the estimated inference delay."},
+    {"async.max_delay_ticks", F_INT, P(async.max_delay_ticks), 0, 256, "0", NULL,
+     "Largest delay Δ (ticks) the scheduler plans with; beyond it the policy is out of its "
+     "training distribution: planning uses the limit, the ticks are counted and DELAY_LIMIT is "
+     "emitted. 0 = the checkpoint's recorded training Δmax, else horizon - execution_horizon. "
+     "horizon + limit must fit the action queue (checked at start)."},
     {"async.tracking_lag_ms", F_DOUBLE, P(async.tracking_lag_ms), 0, 10000, "0", NULL,
      "vlash: first-order tracking-lag time constant for the roll-forward; 0 = the robot reaches "
      "each target."},
@@ -84,6 +93,13 @@ static const field top_fields[] = {
      "Observations older than this: hold the last commanded target and emit WATCHDOG_TRIP."},
     {"safety.max_delta_per_tick", F_DOUBLE, P(safety.max_delta_per_tick), 1e-6, 10, "0.1", NULL,
      "Largest change of any joint target between two ticks (also bounded by max_velocity)."},
+    {"safety.obs_limit_margin", F_DOUBLE, P(safety.obs_limit_margin), 0, 1e6, "0.05", NULL,
+     "An observed position outside a joint's [min, max] by more than this is dropped and "
+     "counted (never used or held); within the margin it is clamped to the limits."},
+    {"safety.estop_file", F_PATH, P(safety.estop_file), 0, 0, "", NULL,
+     "Where the e-stop latch persists across daemon restarts (relative to the profile's "
+     "folder). Empty: `$XDG_STATE_HOME/vlad/<robot>.estop` (else `~/.local/state/...`); "
+     "`none`: not persisted."},
     {"security.curve_server_public_key", F_KEY, P(security.server_public_key), 0, 0, "", NULL,
      "Z85 CURVE key (40 chars). All four keys are required for non-loopback endpoints."},
     {"security.curve_server_secret_key", F_KEY, P(security.server_secret_key), 0, 0, "", NULL,
@@ -178,7 +194,7 @@ static int set_field(ctx *c, const field *f, const char *full, void *base, const
             return fail(c, n, full, "string of %zu bytes is too long (at most %zu)", len,
                         f->size - 1);
         }
-        if (f->type == F_PATH && len && s[0] != '/' && c->dir[0]) {
+        if (f->type == F_PATH && len && s[0] != '/' && c->dir[0] && strcmp(s, "none") != 0) {
             int w = snprintf(dst, f->size, "%s/%s", c->dir, s);
             if (w < 0 || (size_t)w >= f->size)
                 return fail(c, n, full, "path too long once resolved against %s", c->dir);
@@ -523,13 +539,40 @@ int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_e
 /* ---- cross-field checks ------------------------------------------------------------ */
 
 bool vlad_endpoint_is_local(const char *ep) {
+    /* ZeroMQ's "tcp://source;destination": the source may name any interface */
+    if (!ep || strchr(ep, ';'))
+        return false;
     if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
         return true;
     if (strncmp(ep, "tcp://", 6))
         return false;
-    const char *h = ep + 6;
-    return !strncmp(h, "127.", 4) || !strncmp(h, "localhost:", 10) || !strncmp(h, "[::1]:", 6) ||
-           !strncmp(h, "lo:", 3);
+    const char *h = ep + 6, *colon = strrchr(h, ':');
+    if (!colon || colon == h)
+        return false;
+    const char *port = colon + 1; /* 1..65535, decimal digits only ("*" is not a port) */
+    size_t nd = strspn(port, "0123456789");
+    if (nd == 0 || nd > 5 || port[nd])
+        return false;
+    long pn = strtol(port, NULL, 10);
+    if (pn < 1 || pn > 65535)
+        return false;
+    char host[INET6_ADDRSTRLEN + 2];
+    size_t hl = (size_t)(colon - h);
+    if (hl >= sizeof host)
+        return false;
+    memcpy(host, h, hl);
+    host[hl] = '\0';
+    if (!strcmp(host, "localhost"))
+        return true;
+    if (host[0] == '[') { /* IPv6 literal: exactly the loopback address */
+        struct in6_addr a6;
+        if (hl < 3 || host[hl - 1] != ']')
+            return false;
+        host[hl - 1] = '\0';
+        return inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
+    }
+    struct in_addr a4; /* a full dotted quad in 127.0.0.0/8, not a name starting "127." */
+    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
 }
 
 static bool valid_z85(const char *k) {

@@ -63,6 +63,7 @@ typedef struct vlad_profile {
         int seed;
         double noise_scale;        /* flow-matching start noise scale */
         bool synthetic;            /* built-in synthetic policy instead of a model */
+        double synthetic_faults;   /* synthetic: share of chunks corrupted on purpose (tests) */
         char instruction[256];     /* initial instruction (prompt) */
     } policy;
     struct {
@@ -71,10 +72,13 @@ typedef struct vlad_profile {
         int trigger_threshold;
         int delay_margin;
         double tracking_lag_ms;
+        int max_delay_ticks;       /* 0 = from the checkpoint, else horizon - K */
     } async;
     struct {
         double watchdog_ms;
         double max_delta_per_tick;
+        double obs_limit_margin;
+        char estop_file[VLAD_PATH_MAX]; /* "" = default location, "none" = not persisted */
     } safety;
     struct {
         char server_public_key[VLAD_KEY_LEN + 1];
@@ -113,7 +117,10 @@ int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_e
  * distinct, CURVE keys present for non-loopback endpoints, ...). Run by the loaders. */
 int vlad_profile_validate(const vlad_profile *p, vlad_err *err);
 
-/* True if the endpoint only reaches this host (ipc://, inproc://, tcp://127.x, localhost, [::1]). */
+/* True if the endpoint only reaches this host: ipc://, inproc://, or tcp://HOST:PORT with HOST a
+ * dotted-quad IPv4 address in 127.0.0.0/8, `localhost` or the IPv6 loopback `[::1]` and PORT
+ * 1..65535. A name merely starting with "127.", a wildcard, an interface name, a missing or bad
+ * port, or a ZeroMQ source address ("src;dst", any ';') is not local. */
 bool vlad_endpoint_is_local(const char *endpoint);
 
 /* Index of the joint / camera named `name`, or -1. */

@@ -18,17 +18,20 @@ int vlad_control_init(vlad_control *c, vlad_shared *sh, vlad_err *err) {
     vlad_watchdog_init(&c->wd, sh->p->clock == VLAD_CLOCK_LOCKSTEP
                                    ? sh->p->lockstep_timeout_ms
                                    : sh->p->safety.watchdog_ms);
-    for (int j = 0; j < c->p->n_joints; j++)
-        c->cmd[j] = c->hold[j] = c->p->joints[j].home;
-    c->seen_estop = atomic_load(&sh->estop_req);
-    c->seen_release = atomic_load(&sh->release_req);
+    vlad_gate_init(&c->gate, c->p);
+    c->lockstep = c->p->clock == VLAD_CLOCK_LOCKSTEP;
+    c->last_robot_tick = -1;
+    c->obs_tick = -1;
+    /* e-stops latched before the control thread starts (a persisted latch) count */
+    c->seen_estop = c->seen_release = 0;
     c->seen_reset = atomic_load(&sh->reset_req);
+    c->need_anchor = true;
     atomic_store(&sh->mode, VLAD__MODE__MODE_WAITING);
     return vlad_aq_init(&c->queue, c->p->n_joints, err);
 }
 
 int vlad_control_attach_policy(vlad_control *c, vlad_worker *worker, int horizon, int dim,
-                               vlad_err *err) {
+                               int trained_max_delay, vlad_err *err) {
     const vlad_profile *p = c->p;
     int rc = vlad_sched_init(&c->sched, p, horizon, dim, err);
     if (rc)
@@ -39,9 +42,20 @@ int vlad_control_attach_policy(vlad_control *c, vlad_worker *worker, int horizon
                          /*warmup*/ 2, /*window*/ 32, /*quantile*/ 0.9, err);
     if (rc)
         return rc;
+    int md = p->async.max_delay_ticks;
+    if (md == 0)
+        md = trained_max_delay > 0 ? trained_max_delay : horizon - c->sched.K;
+    if (md < 0)
+        md = 0;
+    if (horizon + md > VLAD_AQ_CAP)
+        return vlad_err_set(err, VLAD_ERANGE,
+                            "async.max_delay_ticks %d + the model's horizon %d exceed the action "
+                            "queue's %d ticks",
+                            md, horizon, VLAD_AQ_CAP);
+    c->max_delay = md;
+    atomic_store(&c->sh->max_delay_ticks, md);
     c->worker = worker;
     c->policy_active = true;
-    c->lockstep = p->clock == VLAD_CLOCK_LOCKSTEP;
     c->emul_delay = vlad_ns_to_ticks(floor_ns, tick_ns);
     c->seed = (uint64_t)p->policy.seed;
     return VLAD_OK;
@@ -53,235 +67,459 @@ static void wake_io(vlad_control *c) {
     (void)w; /* eventfd write only fails if the counter would overflow */
 }
 
-static void emit(vlad_control *c, int64_t tick, int kind, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-static void emit(vlad_control *c, int64_t tick, int kind, const char *fmt, ...) {
+static void push_out(vlad_control *c, const vlad_out_rec *r) {
+    if (!vlad_spsc_push(c->sh->out, r))
+        atomic_fetch_add(&c->sh->out_dropped, 1);
+}
+
+static void emit(vlad_control *c, int64_t tick, int kind, uint64_t count, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+static void emit(vlad_control *c, int64_t tick, int kind, uint64_t count, const char *fmt, ...) {
     vlad_out_rec r;
+    memset(&r, 0, sizeof r);
     r.kind = VLAD_OUT_EVENT;
     r.tick = tick;
     r.event_kind = kind;
+    r.count = count;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(r.message, sizeof r.message, fmt, ap);
     va_end(ap);
-    if (!vlad_spsc_push(c->sh->out, &r))
-        atomic_fetch_add(&c->sh->out_dropped, 1);
+    push_out(c, &r);
 }
 
-/* Stop where the robot is: hold AND command `pos` from now on. Commanding the measured
- * position needs no rate limit (it asks for no motion). */
-static void latch_hold(vlad_control *c, const double *pos) {
-    memcpy(c->hold, pos, sizeof(double) * (size_t)c->p->n_joints);
-    vlad_safety_clamp_limits(c->p, c->hold);
-    memcpy(c->cmd, c->hold, sizeof(double) * (size_t)c->p->n_joints);
-}
-
-/* Copy the newest observation, if a new one arrived. */
-static void take_obs(vlad_control *c) {
-    bool fresh;
-    const vlad_obs_state *o = vlad_latest_read(c->sh->obs, &fresh);
-    c->obs_images = (const uint8_t *)(o + 1);
-    if (fresh && o->count > 0) {
-        c->last_obs = *o;
-        if (!c->have_obs) {
-            c->have_obs = true;
-            latch_hold(c, o->pos); /* first report: hold where the robot is */
-        }
+/* THE way an Action leaves the daemon: `want` passes the gate into rec->target. */
+static void publish_action(vlad_control *c, vlad_out_rec *rec, const double *want) {
+    rec->kind = VLAD_OUT_ACTION;
+    bool changed = vlad_gate_pass(&c->gate, want, rec->target);
+    if (rec->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY) {
+        rec->clamped = changed;
+        if (changed)
+            atomic_fetch_add(&c->sh->clamped_actions, 1);
     }
+    c->last_rec = *rec;
+    push_out(c, rec);
+}
+
+/* Everything queued or in flight is void (e-stop, reset, robot restart). */
+static void discard(vlad_control *c) {
+    vlad_aq_clear(&c->queue);
+    c->epoch++;
+}
+
+/* Act on e-stop / release / reset requests, in the order io received them (shared.h). */
+void vlad_control_requests(vlad_control *c, int64_t tick) {
+    vlad_shared *sh = c->sh;
+    uint64_t e = atomic_load(&sh->estop_req);
+    if (e != c->seen_estop) {
+        c->seen_estop = e;
+        if (!c->estop)
+            emit(c, tick, VLAD__EVENT__KIND__ESTOP, e,
+                 c->gate.anchored ? "e-stop latched: holding the last commanded target"
+                                  : "e-stop latched: no target until the robot reports, then "
+                                    "holding its position");
+        c->estop = true;
+        discard(c);
+    }
+    c->seen_release = atomic_load(&sh->release_upto);
+    if (c->estop && c->seen_release >= c->seen_estop) {
+        c->estop = false;
+        emit(c, tick, VLAD__EVENT__KIND__ESTOP_RELEASED, 0, "e-stop released");
+    }
+    uint64_t r = atomic_load(&sh->reset_req);
+    if (r != c->seen_reset) {
+        c->seen_reset = r;
+        discard(c);
+        c->awaiting = true;
+        c->want_reset = r;
+        c->need_anchor = true;
+        c->have_obs = false;
+        atomic_fetch_add(&sh->episode, 1);
+        atomic_store(&sh->episode_start_tick, tick);
+        atomic_store(&sh->episode_stall_ticks, 0);
+        atomic_store(&sh->episode_chunks, 0);
+        emit(c, tick, VLAD__EVENT__KIND__RESET, r,
+             c->estop ? "reset: queue cleared; the e-stop hold stays"
+                      : "reset: holding until an observation taken after it");
+    }
+    if (c->estop)
+        atomic_store_explicit(&sh->mode, VLAD__MODE__MODE_ESTOP, memory_order_relaxed);
+}
+
+/* Take observation o (fresh) at tick `tick`. Returns true if it anchors the gate. */
+static bool take_obs(vlad_control *c, const vlad_obs_state *o, int64_t tick) {
+    if (c->last_robot_tick >= 0 && o->robot_tick < c->last_robot_tick) {
+        /* the robot restarted: a new timeline on its side, nothing queued is valid */
+        atomic_fetch_add(&c->sh->robot_restarts, 1);
+        discard(c);
+        c->need_anchor = true;
+        emit(c, tick, VLAD__EVENT__KIND__ROBOT_RESTART, atomic_load(&c->sh->robot_restarts),
+             "robot tick went back from %lld to %lld: robot restarted; queue discarded%s",
+             (long long)c->last_robot_tick, (long long)o->robot_tick,
+             c->estop ? ", the e-stop hold stays" : ", holding its new position");
+    }
+    c->last_robot_tick = o->robot_tick;
+    c->last_obs = *o;
+    c->obs_tick = tick;
+    if (c->awaiting) {
+        if (o->reset_seq < c->want_reset)
+            return false; /* taken before the reset: not a state to act on */
+        c->awaiting = false;
+    }
+    c->have_obs = true;
+    bool anchor = !c->gate.anchored || (c->need_anchor && !c->estop);
+    c->need_anchor = false;
+    if (anchor)
+        vlad_gate_anchor(&c->gate, o->pos);
+    return anchor;
 }
 
 /* Trip or clear the observation watchdog, emitting the event. */
 static void check_watchdog(vlad_control *c, int64_t tick, int64_t now_ns) {
-    int wd = vlad_watchdog_check(&c->wd, c->have_obs ? c->last_obs.recv_ns : 0, now_ns);
+    int64_t last = c->last_obs.count ? c->last_obs.recv_ns : 0;
+    int wd = vlad_watchdog_check(&c->wd, last, now_ns);
     if (wd > 0) {
         atomic_fetch_add(&c->sh->watchdog_trips, 1);
-        memcpy(c->hold, c->cmd, sizeof(double) * (size_t)c->p->n_joints);
-        atomic_store_explicit(&c->sh->mode, VLAD__MODE__MODE_STALE, memory_order_relaxed);
-        emit(c, tick, VLAD__EVENT__KIND__WATCHDOG_TRIP,
+        emit(c, tick, VLAD__EVENT__KIND__WATCHDOG_TRIP, 0,
              "no observation for %.0f ms: holding the last commanded target",
-             (double)(now_ns - c->last_obs.recv_ns) / 1e6);
+             (double)(now_ns - last) / 1e6);
     } else if (wd < 0) {
-        emit(c, tick, VLAD__EVENT__KIND__WATCHDOG_CLEAR, "observations fresh again");
+        emit(c, tick, VLAD__EVENT__KIND__WATCHDOG_CLEAR, 0, "observations fresh again");
     }
 }
 
-/* Install a finished inference (if its time has come) into the queue. */
-static void take_result(vlad_control *c, int64_t tick, bool running) {
-    if (!c->busy)
+static void refuse(vlad_control *c, int64_t tick, const char *why, uint64_t id) {
+    uint64_t n = atomic_fetch_add(&c->sh->chunks_refused, 1) + 1;
+    emit(c, tick, VLAD__EVENT__KIND__CHUNK_REFUSED, n, "chunk %llu refused: %.120s",
+         (unsigned long long)id, why);
+}
+
+/* Install a finished chunk at tick `tick`: trim what is past, pass it through the gate
+ * along itself from the target pending at its first tick - 1, queue it, publish it. */
+static void install(vlad_control *c, int64_t tick, const vlad_infer_result *r) {
+    vlad_shared *sh = c->sh;
+    vlad_chunk_rec *cr = &c->staging;
+    vlad_chunk *ch = &cr->chunk;
+    vlad_sched_place(&c->sched, &r->req, r->actions, tick, ch);
+    if (ch->start_tick + ch->len <= tick) {
+        char why[96];
+        snprintf(why, sizeof why, "its ticks [%lld, %lld) had all passed when it was ready",
+                 (long long)ch->start_tick, (long long)(ch->start_tick + ch->len));
+        refuse(c, tick, why, ch->id);
         return;
+    }
+    int64_t first = ch->start_tick < tick ? ch->start_tick + (tick - ch->start_tick) : ch->start_tick;
+    int off = (int)(first - ch->start_tick);
+    double ref[VLAD_AQ_MAX_DIM];
+    vlad_rollforward(&c->queue, tick, first, c->gate.prev, NULL, 1.0, c->sched.dim, ref);
+    bool clamped = vlad_gate_chunk(&c->gate, ref, ch->values + (size_t)off * (size_t)ch->dim,
+                                   ch->len - off);
+    vlad_err err;
+    if (vlad_aq_push(&c->queue, ch, &err) != VLAD_OK) {
+        refuse(c, tick, err.msg, ch->id);
+        return;
+    }
+    atomic_fetch_add(&sh->chunks_installed, 1);
+    atomic_fetch_add(&sh->episode_chunks, 1);
+    if (clamped)
+        atomic_fetch_add(&sh->chunks_clamped, 1);
+    /* what is published is what was queued: from `first` on */
+    ch->start_tick = first;
+    ch->len -= off;
+    if (off)
+        memmove(ch->values, ch->values + (size_t)off * (size_t)ch->dim,
+                sizeof(float) * (size_t)ch->len * (size_t)ch->dim);
+    memcpy(cr->state, r->req.state, sizeof(float) * (size_t)c->sched.dim);
+    cr->obs_robot_tick = r->req.obs_robot_tick;
+    cr->latency_us = (uint32_t)(r->latency_ns / 1000);
+    cr->clamped = clamped;
+    if (!vlad_spsc_push(sh->chunks, cr)) {
+        atomic_fetch_add(&sh->out_dropped, 1);
+        return;
+    }
+    vlad_out_rec m;
+    memset(&m, 0, sizeof m);
+    m.kind = VLAD_OUT_CHUNK;
+    m.tick = tick;
+    m.chunk_id = ch->id;
+    push_out(c, &m);
+}
+
+static void finish_job(vlad_control *c) {
+    vlad_worker_release(c->worker);
+    if (c->pinned)
+        vlad_frames_unpin(c->sh->frames);
+    c->pinned = false;
+    c->busy = false;
+}
+
+/* Install a finished inference (if its time has come). Returns false if a lockstep wait
+ * was cut short by a request. */
+static bool take_result(vlad_control *c, int64_t tick, bool running) {
+    if (!c->busy)
+        return true;
     const vlad_infer_result *r;
     if (c->lockstep) {
         if (tick < c->ready_tick)
-            return; /* emulated delay: not usable yet */
-        /* lockstep: waiting is how delay is simulated */
-        r = vlad_worker_wait(c->worker, (int)c->p->lockstep_timeout_ms);
+            return true; /* emulated delay: not usable yet */
+        /* lockstep: waiting is how delay is simulated; a request cuts it short */
+        r = vlad_worker_wait(c->worker, (int)c->p->lockstep_timeout_ms, c->sh->req_fd);
+        if (!r)
+            return false;
     } else {
         r = vlad_worker_poll(c->worker);
     }
     if (!r)
-        return;
+        return true;
     vlad_shared *sh = c->sh;
     int64_t lat = c->lockstep ? (int64_t)c->emul_delay * c->delay.tick_ns : r->latency_ns;
     vlad_delay_add(&c->delay, lat);
     vlad_hist_add(&sh->inference, r->latency_ns);
     if (r->status) {
         atomic_fetch_add(&sh->inference_errors, 1);
-        emit(c, tick, VLAD__EVENT__KIND__STALL, "inference failed: %.90s", r->error);
+        emit(c, tick, VLAD__EVENT__KIND__STALL, 0, "inference failed: %.120s", r->error);
     } else if (running && c->job_epoch == c->epoch) {
-        vlad_chunk_rec *cr = &c->staging;
-        vlad_sched_place(&c->sched, &r->req, r->actions, tick, &cr->chunk);
-        memcpy(cr->state, r->req.state, sizeof(float) * (size_t)c->sched.dim);
-        cr->latency_us = (uint32_t)(r->latency_ns / 1000);
-        vlad_err err;
-        if (vlad_aq_push(&c->queue, &cr->chunk, &err) == VLAD_OK) {
-            atomic_fetch_add(&sh->chunks_installed, 1);
-            if (!vlad_spsc_push(sh->chunks, cr))
-                atomic_fetch_add(&sh->out_dropped, 1);
-        }
+        install(c, tick, r);
     }
-    vlad_worker_release(c->worker);
-    c->busy = false;
+    finish_job(c);
+    return true;
+}
+
+/* The delay Δ the scheduler may plan with now: the estimate, capped at the limit. */
+static int planning_delay(vlad_control *c, int64_t tick) {
+    int d = vlad_delay_ticks(&c->delay);
+    atomic_store_explicit(&c->sh->delay_ticks, d, memory_order_relaxed);
+    bool over = d > c->max_delay;
+    if (over != c->delay_limited) {
+        if (over)
+            emit(c, tick, VLAD__EVENT__KIND__DELAY_LIMIT, (uint64_t)d,
+                 "inference delay %d ticks exceeds async.max_delay_ticks %d: planning with %d "
+                 "(outside the policy's training range)",
+                 d, c->max_delay, c->max_delay);
+        else
+            emit(c, tick, VLAD__EVENT__KIND__DELAY_OK, (uint64_t)d,
+                 "inference delay %d ticks is within async.max_delay_ticks %d again", d,
+                 c->max_delay);
+        c->delay_limited = over;
+    }
+    if (over)
+        atomic_fetch_add(&c->sh->delay_limited_ticks, 1);
+    return over ? c->max_delay : d;
 }
 
 /* Start an inference if the scheduler wants one now. */
-static void maybe_request(vlad_control *c, int64_t tick) {
+static void maybe_request(vlad_control *c, int64_t tick, int delay) {
     if (c->busy || !vlad_worker_idle(c->worker))
         return;
     vlad_infer_job *job = vlad_worker_job(c->worker);
-    double obs_state[VLAD_MAX_JOINTS];
-    memcpy(obs_state, c->last_obs.pos, sizeof obs_state);
-    if (!vlad_sched_want(&c->sched, &c->queue, tick, obs_state, c->last_obs.tick, c->cmd,
-                         vlad_delay_ticks(&c->delay), false, &job->req))
+    if (!vlad_sched_want(&c->sched, &c->queue, tick, c->last_obs.pos, c->obs_tick, c->gate.prev,
+                         delay, false, &job->req))
         return;
-    memcpy(vlad_worker_images(c->worker), c->obs_images, c->sh->image_bytes);
-    job->image_tick = c->last_obs.image_tick;
+    job->req.obs_robot_tick = c->last_obs.robot_tick;
+    /* the frame the observation came with, read in place by the worker (no copy here) */
+    const uint8_t *img = NULL;
+    if (c->sh->frames && c->last_obs.frame_id) {
+        img = vlad_frames_pin(c->sh->frames, c->last_obs.frame_id);
+        if (!img) /* overwritten already (wall clock, a burst of frames): take the newest */
+            img = vlad_frames_pin(c->sh->frames, vlad_frames_newest(c->sh->frames));
+        if (!img)
+            return; /* raced the writer: try again next tick */
+        c->pinned = true;
+    }
+    job->images = img ? img : vlad_worker_zero_images(c->worker);
+    job->image_tick = c->last_obs.image_robot_tick;
     job->seed = c->seed * 1000003u + job->req.id;
-    if (vlad_worker_submit(c->worker) != VLAD_OK)
+    if (vlad_worker_submit(c->worker) != VLAD_OK) {
+        if (c->pinned)
+            vlad_frames_unpin(c->sh->frames);
+        c->pinned = false;
         return;
+    }
     c->busy = true;
     c->job_epoch = c->epoch;
     c->ready_tick = tick + c->emul_delay;
 }
 
-void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now_ns) {
+static void drain_req_fd(vlad_control *c) {
+    uint64_t v;
+    ssize_t rd = read(c->sh->req_fd, &v, sizeof v);
+    (void)rd;
+}
+
+/* The tick's observation: lockstep passes the one it read; wall reads the newest. */
+static const vlad_obs_state *newest_obs(vlad_control *c, const vlad_obs_state *given) {
+    if (given)
+        return given;
+    bool fresh;
+    const vlad_obs_state *o = vlad_latest_read(c->sh->obs, &fresh);
+    return fresh && o->count > 0 ? o : NULL;
+}
+
+static void step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now_ns,
+                 const vlad_obs_state *given) {
     vlad_shared *sh = c->sh;
     const vlad_profile *p = c->p;
     int n = p->n_joints;
     c->tick = tick;
     atomic_store_explicit(&sh->tick, tick, memory_order_relaxed);
 
-    /* 1. newest observation */
-    take_obs(c);
+    /* 1. requests first: a reset must see this tick's observation as taken after it */
+    if (sh->req_fd >= 0)
+        drain_req_fd(c);
+    vlad_control_requests(c, tick);
 
-    /* 2. watchdog */
+    /* 2. newest observation (may anchor the gate) */
+    const vlad_obs_state *o = newest_obs(c, given);
+    bool anchored = o && take_obs(c, o, tick);
+
+    /* 3. watchdog */
     check_watchdog(c, tick, now_ns);
 
-    /* 3. requests from the io thread */
-    uint32_t r;
-    if ((r = atomic_load(&sh->estop_req)) != c->seen_estop) {
-        c->seen_estop = r;
-        if (!c->estop) {
-            c->estop = true;
-            /* stop where the robot is (if we know it), else where we commanded it */
-            latch_hold(c, c->have_obs && !c->wd.tripped ? c->last_obs.pos : c->cmd);
-            vlad_aq_clear(&c->queue);
-            c->epoch++;
-            emit(c, tick, VLAD__EVENT__KIND__ESTOP, "e-stop latched: holding");
-        }
-    }
-    if ((r = atomic_load(&sh->release_req)) != c->seen_release) {
-        c->seen_release = r;
-        if (c->estop) {
-            c->estop = false;
-            emit(c, tick, VLAD__EVENT__KIND__ESTOP_RELEASED, "e-stop released");
-        }
-    }
-    if ((r = atomic_load(&sh->reset_req)) != c->seen_reset) {
-        c->seen_reset = r;
-        vlad_aq_clear(&c->queue);
-        c->epoch++;
-        if (c->have_obs)
-            latch_hold(c, c->last_obs.pos);
-        emit(c, tick, VLAD__EVENT__KIND__RESET, "reset: holding the current position");
-    }
-
     /* 4. the policy: install what finished, start what is due */
-    bool running = !c->estop && c->have_obs && !c->wd.tripped;
     if (c->worker) {
-        take_result(c, tick, running);
+        bool running = !c->estop && c->have_obs && !c->wd.tripped;
+        if (!take_result(c, tick, running))
+            vlad_control_requests(c, tick); /* the wait was cut short by a request */
+        running = !c->estop && c->have_obs && !c->wd.tripped;
+        int delay = planning_delay(c, tick);
         if (running) {
-            maybe_request(c, tick);
-            if (c->lockstep && c->emul_delay == 0)
-                take_result(c, tick, running); /* zero delay: usable for this very tick */
+            maybe_request(c, tick, delay);
+            if (c->lockstep && c->emul_delay == 0 && !take_result(c, tick, running))
+                vlad_control_requests(c, tick);
         }
     }
 
-    /* 5. choose the target */
+    /* 5. choose the target and pass it through the gate */
+    if (!c->gate.anchored) {
+        /* the robot has not reported: no target at all (safety.h S4) */
+        atomic_store_explicit(&sh->mode, c->estop ? VLAD__MODE__MODE_ESTOP : VLAD__MODE__MODE_WAITING,
+                              memory_order_relaxed);
+        wake_io(c); /* events may be queued */
+        return;
+    }
     vlad_out_rec rec;
-    rec.kind = VLAD_OUT_ACTION;
+    memset(&rec, 0, sizeof rec);
     rec.tick = tick;
     rec.deadline_ns = deadline_ns;
-    rec.chunk_id = 0;
     rec.obs_tick = -1;
-    rec.clamped = false;
+    rec.obs_robot_tick = -1;
+    rec.robot_tick = c->last_obs.count ? c->last_obs.robot_tick : -1;
+    rec.anchored = anchored;
     int mode;
     const float *a = NULL;
+    double want[VLAD_MAX_JOINTS];
+    memcpy(want, c->gate.prev, sizeof(double) * (size_t)n);
     if (c->estop) {
         mode = VLAD__MODE__MODE_ESTOP;
         rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP;
-        memcpy(rec.target, c->hold, sizeof(double) * (size_t)n);
     } else if (!c->have_obs) {
-        mode = VLAD__MODE__MODE_WAITING;
-        rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_HOME;
-        memcpy(rec.target, c->hold, sizeof(double) * (size_t)n);
+        mode = VLAD__MODE__MODE_WAITING; /* after a reset: hold until the robot reports */
+        rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_HOLD;
     } else if (c->wd.tripped) {
         mode = VLAD__MODE__MODE_STALE;
         rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_WATCHDOG;
-        memcpy(rec.target, c->hold, sizeof(double) * (size_t)n);
     } else {
         mode = VLAD__MODE__MODE_RUNNING;
-        a = vlad_aq_get(&c->queue, tick, &rec.chunk_id, &rec.obs_tick);
+        int64_t obs_tick, obs_robot_tick = vlad_aq_obs_robot_tick(&c->queue, tick);
+        a = vlad_aq_get(&c->queue, tick, &rec.chunk_id, &obs_tick);
         if (a) {
-            double want[VLAD_MAX_JOINTS];
+            rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY;
+            rec.obs_tick = obs_tick;
+            rec.obs_robot_tick = obs_robot_tick;
             for (int j = 0; j < n; j++)
                 want[j] = a[j];
-            rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY;
-            rec.clamped = vlad_safety_clamp(p, c->cmd, want, rec.target);
-            memcpy(c->hold, rec.target, sizeof(double) * (size_t)n);
         } else {
             rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_HOLD;
-            vlad_safety_clamp(p, c->cmd, c->hold, rec.target);
         }
     }
     /* stalls: a policy is driving but had nothing for this tick */
     bool stall = c->policy_active && mode == VLAD__MODE__MODE_RUNNING && !a;
     if (stall) {
         atomic_fetch_add(&sh->stall_ticks, 1);
+        atomic_fetch_add(&sh->episode_stall_ticks, 1);
         if (!c->stalled)
-            emit(c, tick, VLAD__EVENT__KIND__STALL, "no action for tick %lld: holding",
+            emit(c, tick, VLAD__EVENT__KIND__STALL, 0, "no action for tick %lld: holding",
                  (long long)tick);
     }
     c->stalled = stall;
-    if (rec.clamped)
-        atomic_fetch_add(&sh->clamped_actions, 1);
-    memcpy(c->cmd, rec.target, sizeof(double) * (size_t)n);
-    c->last_rec = rec;
     atomic_store_explicit(&sh->mode, mode, memory_order_relaxed);
-    if (!vlad_spsc_push(sh->out, &rec))
-        atomic_fetch_add(&sh->out_dropped, 1);
+    publish_action(c, &rec, want);
     wake_io(c);
 }
 
-static bool wait_obs(vlad_control *c, int timeout_ms) {
-    struct pollfd pfd = {.fd = c->sh->obs_fd, .events = POLLIN};
-    int n = poll(&pfd, 1, timeout_ms);
-    if (n > 0) {
+void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now_ns) {
+    step(c, tick, deadline_ns, now_ns, NULL);
+}
+
+void vlad_control_resend(vlad_control *c, int64_t now_ns) {
+    if (c->last_rec.kind != VLAD_OUT_ACTION)
+        return; /* nothing was published yet */
+    vlad_out_rec rec = c->last_rec;
+    rec.deadline_ns = now_ns; /* not a late tick: a repeated answer */
+    rec.anchored = false;     /* the same target again: a zero step from the previous one */
+    if (c->estop && rec.source != VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP) {
+        /* an e-stop arrived since the answer: the resend says so */
+        rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP;
+        rec.chunk_id = 0;
+        rec.obs_tick = rec.obs_robot_tick = -1;
+        rec.clamped = false;
+    }
+    double want[VLAD_MAX_JOINTS];
+    memcpy(want, c->gate.prev, sizeof want);
+    publish_action(c, &rec, want);
+    wake_io(c);
+}
+
+/* lockstep: wait for an observation or a request; returns POLLIN bits (1 obs, 2 request) */
+static int wait_lockstep(vlad_control *c, int timeout_ms) {
+    struct pollfd pfd[2] = {{.fd = c->sh->obs_fd, .events = POLLIN},
+                            {.fd = c->sh->req_fd, .events = POLLIN}};
+    int n = poll(pfd, 2, timeout_ms);
+    if (n <= 0)
+        return 0;
+    int got = 0;
+    if (pfd[0].revents & POLLIN) {
         uint64_t v;
         ssize_t rd = read(c->sh->obs_fd, &v, sizeof v);
         (void)rd;
-        return true;
+        got |= 1;
     }
-    return false;
+    if (pfd[1].revents & POLLIN)
+        got |= 2;
+    return got;
+}
+
+static void lockstep_main(vlad_control *c) {
+    vlad_shared *sh = c->sh;
+    /* one tick per new observation; the tick number is the daemon's own */
+    int64_t tick = -1;
+    while (!atomic_load(&sh->stop)) {
+        int got = wait_lockstep(c, 50);
+        int64_t now = vlad_now_ns();
+        if (got & 2) {
+            drain_req_fd(c);
+            vlad_control_requests(c, tick < 0 ? 0 : tick);
+            wake_io(c);
+        }
+        bool fresh = false;
+        const vlad_obs_state *o = (got & 1) ? vlad_latest_read(sh->obs, &fresh) : NULL;
+        if (!fresh || o->count == 0) {
+            /* the simulator is silent: no tick happens, but the watchdog may trip */
+            if (!got) {
+                check_watchdog(c, tick < 0 ? 0 : tick, now);
+                wake_io(c);
+            }
+            continue;
+        }
+        if (c->last_obs.count && o->robot_tick == c->last_robot_tick) {
+            /* the same observation again (a resend): the same answer, no new tick */
+            c->last_obs.recv_ns = o->recv_ns;
+            vlad_control_resend(c, now);
+            continue;
+        }
+        tick++;
+        step(c, tick, now, now, o);
+    }
 }
 
 void *vlad_control_main(void *arg) {
@@ -291,36 +529,7 @@ void *vlad_control_main(void *arg) {
     if (p->realtime && vlad_rt_setup(80, 1) != VLAD_OK)
         VLAD_LOGW("control: SCHED_FIFO/mlockall refused (run with CAP_SYS_NICE); continuing");
     if (p->clock == VLAD_CLOCK_LOCKSTEP) {
-        /* one tick per observation; the tick number is the robot's */
-        int64_t last_tick = -1;
-        while (!atomic_load(&sh->stop)) {
-            bool got = wait_obs(c, 50);
-            int64_t now = vlad_now_ns();
-            if (!got) {
-                /* the simulator is silent: no tick happens, but the watchdog may trip */
-                check_watchdog(c, last_tick < 0 ? 0 : last_tick, now);
-                wake_io(c);
-                continue;
-            }
-            take_obs(c);
-            int64_t t = c->last_obs.tick;
-            if (t == last_tick) {
-                /* the same observation again (a resend): the same answer, no new tick */
-                c->last_rec.deadline_ns = now; /* not a late tick: a repeated answer */
-                if (vlad_spsc_push(sh->out, &c->last_rec))
-                    wake_io(c);
-                continue;
-            }
-            if (t < last_tick) {
-                /* the robot's clock restarted: a new timeline, nothing queued is valid */
-                vlad_aq_clear(&c->queue);
-                c->epoch++;
-                emit(c, t, VLAD__EVENT__KIND__RESET, "tick went back from %lld to %lld: new timeline",
-                     (long long)last_tick, (long long)t);
-            }
-            last_tick = t;
-            vlad_control_step(c, t, now, now);
-        }
+        lockstep_main(c);
         return NULL;
     }
     const int64_t period = (int64_t)(1e9 / p->control_hz);
@@ -338,7 +547,7 @@ void *vlad_control_main(void *arg) {
             tick = behind;
             deadline = t0 + tick * period;
         }
-        vlad_control_step(c, tick, deadline, now);
+        step(c, tick, deadline, now, NULL);
         tick++;
     }
     return NULL;

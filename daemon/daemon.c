@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "control.h"
 #include "io.h"
+#include "latch.h"
 #include "log.h"
 #include "synthetic.h"
 #ifdef VLAD_HAVE_ENGINE
@@ -58,7 +59,8 @@ static int attach_policy(vlad_daemon *d, vlad_err *err) {
                                 &d->sh.text_mu, d->sh.instruction, err);
     if (!d->worker)
         return err ? err->code : VLAD_EINVAL;
-    return vlad_control_attach_policy(&d->ctl, d->worker, ops.horizon, ops.dim, err);
+    return vlad_control_attach_policy(&d->ctl, d->worker, ops.horizon, ops.dim, ops.max_delay_ticks,
+                                      err);
 }
 
 vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
@@ -69,7 +71,7 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     }
     vlad_shared *sh = &d->sh;
     sh->p = p;
-    sh->wake_fd = sh->obs_fd = -1;
+    sh->wake_fd = sh->obs_fd = sh->req_fd = -1;
     sh->start_ns = vlad_now_ns();
     pthread_mutex_init(&sh->text_mu, NULL);
     snprintf(sh->instruction, sizeof sh->instruction, "%s", p->policy.instruction);
@@ -77,8 +79,11 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     vlad_hist_init(&sh->inference);
     for (int c = 0; c < p->n_cameras; c++)
         sh->image_bytes += (size_t)p->cameras[c].width * (size_t)p->cameras[c].height * 3;
-    sh->obs = vlad_latest_new(sizeof(vlad_obs_state) + sh->image_bytes, err);
+    sh->obs = vlad_latest_new(sizeof(vlad_obs_state), err);
     if (!sh->obs)
+        goto fail;
+    sh->frames = vlad_frames_new(sh->image_bytes, err);
+    if (!sh->frames)
         goto fail;
     sh->out = vlad_spsc_new(sizeof(vlad_out_rec), 1024, err);
     if (!sh->out)
@@ -86,15 +91,11 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     sh->chunks = vlad_spsc_new(sizeof(vlad_chunk_rec), 8, err);
     if (!sh->chunks)
         goto fail;
-    d->io.images = calloc(1, sh->image_bytes ? sh->image_bytes : 1);
     d->io.image_tick = -1;
-    if (!d->io.images) {
-        vlad_err_set(err, VLAD_ENOMEM, "daemon: out of memory for images");
-        goto fail;
-    }
     sh->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     sh->obs_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (sh->wake_fd < 0 || sh->obs_fd < 0) {
+    sh->req_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    if (sh->wake_fd < 0 || sh->obs_fd < 0 || sh->req_fd < 0) {
         vlad_err_set(err, VLAD_EIO, "daemon: eventfd failed");
         goto fail;
     }
@@ -102,6 +103,18 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     d->io.srv = vlad_server_new(p, err);
     if (!d->io.srv)
         goto fail;
+    /* a daemon stopped while e-stopped starts e-stopped (the latch persists) */
+    vlad_latch_path(p, sh->estop_file, sizeof sh->estop_file);
+    bool latched;
+    char reason[256];
+    vlad_err lerr;
+    if (vlad_latch_read(sh->estop_file, &latched, reason, sizeof reason, &lerr))
+        VLAD_LOGW("%s", lerr.msg);
+    if (latched) {
+        atomic_store(&sh->estop_req, 1);
+        VLAD_LOGW("e-stop latched by an earlier run (%s: %s): holding until `vladctl release`",
+                  sh->estop_file, reason);
+    }
     if (vlad_control_init(&d->ctl, sh, err))
         goto fail;
     if (attach_policy(d, err))
@@ -155,7 +168,7 @@ void vlad_daemon_free(vlad_daemon *d) {
     vlad_engine_policy_free(d->engine);
 #endif
     vlad_server_free(d->io.srv);
-    free(d->io.images);
+    vlad_frames_free(d->sh.frames);
     vlad_spsc_free(d->sh.chunks);
     vlad_latest_free(d->sh.obs);
     vlad_spsc_free(d->sh.out);
@@ -163,6 +176,8 @@ void vlad_daemon_free(vlad_daemon *d) {
         close(d->sh.wake_fd);
     if (d->sh.obs_fd >= 0)
         close(d->sh.obs_fd);
+    if (d->sh.req_fd >= 0)
+        close(d->sh.req_fd);
     pthread_mutex_destroy(&d->sh.text_mu);
     free(d);
 }

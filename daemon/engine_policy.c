@@ -7,6 +7,7 @@
 #include "engine.h"
 #include "model.h"
 #include "rng.h"
+#include "safetensors.h"
 
 struct vlad_engine_policy {
     const vlad_profile *p;
@@ -51,8 +52,13 @@ vlad_engine_policy *vlad_engine_policy_new(const vlad_profile *p, vlad_err *err)
                      c->chunk_size, VLAD_AQ_MAX_H);
         goto fail;
     }
-    if (p->policy.flow_steps > 0)
+    if (p->policy.flow_steps > 0) {
         c->flow_steps = p->policy.flow_steps;
+        if (vlad_config_validate(c, err)) {
+            vlad_err_prefix(err, "policy.flow_steps %d: ", p->policy.flow_steps);
+            goto fail;
+        }
+    }
     vlad_runstate_opts o = {.n_threads = p->policy.threads, .max_streams = 4};
     e->rs = vlad_runstate_new(e->m, &o, err);
     if (!e->rs)
@@ -108,6 +114,10 @@ void vlad_engine_policy_ops(vlad_engine_policy *e, vlad_policy_ops *ops) {
     ops->self = e;
     ops->horizon = e->m->cfg.chunk_size;
     ops->dim = e->m->cfg.action_dim;
+    /* the training recipe records its largest future-state delay Δmax (vlad_train) */
+    const char *dm = e->m->file ? vlad_st_meta(e->m->file, "vlad.train.delta_max") : NULL;
+    int v = dm ? atoi(dm) : 0;
+    ops->max_delay_ticks = v > 0 && v <= VLAD_AQ_MAX_H ? v : 0;
     ops->infer = infer;
 }
 

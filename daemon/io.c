@@ -4,7 +4,10 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "latch.h"
 #include "log.h"
+#include "safety.h"
+#include "validate.h"
 
 static void publish_event(vlad_io *io, int64_t tick, int kind, const char *msg, uint64_t count) {
     Vlad__Event ev = VLAD__EVENT__INIT;
@@ -19,10 +22,10 @@ static void publish_event(vlad_io *io, int64_t tick, int kind, const char *msg, 
         VLAD_LOGW("event: %s", err.msg);
 }
 
-/* at most one BAD_MESSAGE event and log line per second per socket */
-static void report_bad(vlad_io *io, int which, const char *what, const vlad_err *err) {
+/* at most one event and log line per second per kind of bad input */
+static void report_dropped(vlad_io *io, int which, int kind, const char *what, uint64_t total,
+                           const vlad_err *err) {
     int64_t now = vlad_now_ns();
-    uint64_t total = which == 0 ? atomic_load(&io->sh->bad_obs) : atomic_load(&io->sh->bad_cmd);
     if (now - io->last_bad_report_ns[which] < VLAD_NS_PER_S)
         return;
     uint64_t since = total - io->bad_reported[which];
@@ -32,9 +35,45 @@ static void report_bad(vlad_io *io, int which, const char *what, const vlad_err 
     snprintf(msg, sizeof msg, "bad %s dropped (%llu since last report): %s", what,
              (unsigned long long)since, err->msg);
     VLAD_LOGW("%s", msg);
-    publish_event(io, atomic_load(&io->sh->tick), VLAD__EVENT__KIND__BAD_MESSAGE, msg, since);
+    publish_event(io, atomic_load(&io->sh->tick), kind, msg, since);
 }
 
+static void report_bad(vlad_io *io, int which, const char *what, const vlad_err *err) {
+    uint64_t total = which == 0 ? atomic_load(&io->sh->bad_obs) : atomic_load(&io->sh->bad_cmd);
+    report_dropped(io, which, VLAD__EVENT__KIND__BAD_MESSAGE, what, total, err);
+}
+
+static void publish_chunk(vlad_io *io, uint64_t id) {
+    vlad_shared *sh = io->sh;
+    vlad_chunk_rec *r = &io->chunk; /* too large for the stack */
+    for (;;) {
+        if (!vlad_spsc_pop(sh->chunks, r))
+            return; /* its record was dropped (ring full): counted by control */
+        if (r->chunk.id == id)
+            break;
+        /* an older record whose marker was dropped: its moment has passed */
+    }
+    Vlad__ActionChunk m = VLAD__ACTION_CHUNK__INIT;
+    m.robot = (char *)sh->p->robot;
+    m.chunk_id = r->chunk.id;
+    m.start_tick = r->chunk.start_tick;
+    m.horizon = (uint32_t)r->chunk.len;
+    m.dim = (uint32_t)r->chunk.dim;
+    m.n_values = (size_t)r->chunk.len * (size_t)r->chunk.dim;
+    m.values = r->chunk.values;
+    m.obs_tick = r->chunk.obs_tick;
+    m.obs_robot_tick = r->obs_robot_tick;
+    m.n_conditioned_state = (size_t)r->chunk.dim;
+    m.conditioned_state = r->state;
+    m.inference_latency_us = r->latency_us;
+    m.clamped = r->clamped;
+    m.stamp_ns = vlad_now_ns();
+    vlad_err err;
+    if (vlad_server_publish(io->srv, "chunk", &m.base, &err))
+        VLAD_LOGW("chunk: %s", err.msg);
+}
+
+/* Publish what control queued, in its order: actions, events, chunks. */
 static void drain_out(vlad_io *io) {
     vlad_shared *sh = io->sh;
     const vlad_profile *p = sh->p;
@@ -42,7 +81,11 @@ static void drain_out(vlad_io *io) {
     while (vlad_spsc_pop(sh->out, &r)) {
         if (r.kind == VLAD_OUT_EVENT) {
             VLAD_LOGI("event: %s", r.message);
-            publish_event(io, r.tick, r.event_kind, r.message, 0);
+            publish_event(io, r.tick, r.event_kind, r.message, r.count);
+            continue;
+        }
+        if (r.kind == VLAD_OUT_CHUNK) {
+            publish_chunk(io, r.chunk_id);
             continue;
         }
         Vlad__Action a = VLAD__ACTION__INIT;
@@ -52,6 +95,9 @@ static void drain_out(vlad_io *io) {
         a.joint_targets = r.target;
         a.chunk_id = r.chunk_id;
         a.obs_tick = r.obs_tick;
+        a.robot_tick = r.robot_tick;
+        a.obs_robot_tick = r.obs_robot_tick;
+        a.anchored = r.anchored;
         a.source = (Vlad__ActionSource)r.source;
         a.clamped = r.clamped;
         a.stamp_ns = vlad_now_ns();
@@ -65,33 +111,23 @@ static void drain_out(vlad_io *io) {
     }
 }
 
-static void publish_chunks(vlad_io *io) {
-    vlad_shared *sh = io->sh;
-    static vlad_chunk_rec r; /* io thread only; too large for the stack */
-    while (vlad_spsc_pop(sh->chunks, &r)) {
-        Vlad__ActionChunk m = VLAD__ACTION_CHUNK__INIT;
-        m.robot = (char *)sh->p->robot;
-        m.chunk_id = r.chunk.id;
-        m.start_tick = r.chunk.start_tick;
-        m.horizon = (uint32_t)r.chunk.len;
-        m.dim = (uint32_t)r.chunk.dim;
-        m.n_values = (size_t)r.chunk.len * (size_t)r.chunk.dim;
-        m.values = r.chunk.values;
-        m.obs_tick = r.chunk.obs_tick;
-        m.n_conditioned_state = (size_t)r.chunk.dim;
-        m.conditioned_state = r.state;
-        m.inference_latency_us = r.latency_us;
-        m.stamp_ns = vlad_now_ns();
-        vlad_err err;
-        if (vlad_server_publish(io->srv, "chunk", &m.base, &err))
-            VLAD_LOGW("chunk: %s", err.msg);
-    }
+/* At most this many messages per socket per poll: a flood cannot starve publishing. */
+#define IO_BATCH 16
+
+static void signal_fd(int fd) {
+    uint64_t one = 1;
+    ssize_t w = write(fd, &one, sizeof one);
+    (void)w;
 }
+
+/* Robot ticks at or above this are absurd (2^53: 285,000 years of 1 kHz ticks; the
+ * daemon's arithmetic on robot ticks stays far from overflow). */
+#define ROBOT_TICK_MAX (INT64_C(1) << 53)
 
 static void on_observations(vlad_io *io) {
     vlad_shared *sh = io->sh;
     const vlad_profile *p = sh->p;
-    for (;;) {
+    for (int k = 0; k < IO_BATCH; k++) {
         Vlad__Observation *o;
         vlad_err err;
         int rc = vlad_server_recv_observation(io->srv, &o, &err);
@@ -102,36 +138,54 @@ static void on_observations(vlad_io *io) {
             report_bad(io, 0, "observation", &err);
             continue;
         }
-        /* carry every camera's newest frame forward */
-        for (size_t i = 0; i < o->n_images; i++) {
-            size_t off = 0;
-            for (int c = 0; c < p->n_cameras; c++) {
-                size_t bytes = (size_t)p->cameras[c].width * (size_t)p->cameras[c].height * 3;
-                if (!strcmp(p->cameras[c].name, o->images[i]->name)) {
-                    memcpy(io->images + off, o->images[i]->data.data, bytes);
-                    io->image_tick = o->tick;
-                    break;
+        double pos[VLAD_MAX_JOINTS];
+        if (o->tick >= ROBOT_TICK_MAX || o->stamp_ns < 0) {
+            vlad_err_set(&err, VLAD_EINVAL, "tick %lld / stamp_ns %lld: absurd (tick must be below "
+                         "2^53, stamp_ns not negative)", (long long)o->tick, (long long)o->stamp_ns);
+            uint64_t n = atomic_fetch_add(&sh->obs_absurd, 1) + 1;
+            report_dropped(io, 2, VLAD__EVENT__KIND__OBS_REJECTED, "observation", n, &err);
+            vlad__observation__free_unpacked(o, NULL);
+            continue;
+        }
+        if (vlad_safety_measured(p, o->joint_pos, pos, &err)) {
+            uint64_t n = atomic_fetch_add(&sh->obs_out_of_limits, 1) + 1;
+            report_dropped(io, 2, VLAD__EVENT__KIND__OBS_REJECTED, "observation", n, &err);
+            vlad__observation__free_unpacked(o, NULL);
+            continue;
+        }
+        /* camera frames: a new frame set carries every camera's newest image forward */
+        if (o->n_images && sh->frames) {
+            uint8_t *buf = vlad_frames_write_buf(sh->frames);
+            for (size_t i = 0; i < o->n_images; i++) {
+                size_t off = 0;
+                for (int c = 0; c < p->n_cameras; c++) {
+                    size_t bytes = (size_t)p->cameras[c].width * (size_t)p->cameras[c].height * 3;
+                    if (!strcmp(p->cameras[c].name, o->images[i]->name)) {
+                        memcpy(buf + off, o->images[i]->data.data, bytes);
+                        break;
+                    }
+                    off += bytes;
                 }
-                off += bytes;
             }
+            io->frame_id = vlad_frames_publish(sh->frames);
+            io->image_tick = o->tick;
         }
         vlad_obs_state *st = vlad_latest_write_buf(sh->obs);
-        memcpy(st + 1, io->images, sh->image_bytes);
-        st->image_tick = io->image_tick;
         st->count = ++io->obs_count;
-        st->tick = o->tick;
+        st->reset_seq = atomic_load(&sh->reset_req);
+        st->frame_id = io->frame_id;
+        st->image_robot_tick = io->image_tick;
+        st->robot_tick = o->tick;
         st->stamp_ns = o->stamp_ns;
         st->recv_ns = vlad_now_ns();
         for (int j = 0; j < p->n_joints; j++) {
-            st->pos[j] = o->joint_pos[j];
+            st->pos[j] = pos[j];
             st->vel[j] = o->n_joint_vel ? o->joint_vel[j] : 0.0;
         }
         vlad_latest_publish(sh->obs);
         atomic_store(&sh->observations, io->obs_count);
         vlad__observation__free_unpacked(o, NULL);
-        uint64_t one = 1;
-        ssize_t w = write(sh->obs_fd, &one, sizeof one);
-        (void)w;
+        signal_fd(sh->obs_fd);
     }
 }
 
@@ -160,6 +214,21 @@ void vlad_io_fill_status(vlad_shared *sh, Vlad__Status *st, Vlad__LatencyStats *
     st->watchdog_trips = atomic_load(&sh->watchdog_trips);
     st->clamped_actions = atomic_load(&sh->clamped_actions);
     st->overruns = atomic_load(&sh->overruns);
+    st->episode = atomic_load(&sh->episode);
+    st->episode_ticks = st->tick - atomic_load(&sh->episode_start_tick);
+    st->episode_stall_ticks = atomic_load(&sh->episode_stall_ticks);
+    st->episode_chunks = atomic_load(&sh->episode_chunks);
+    st->chunks_installed = atomic_load(&sh->chunks_installed);
+    st->chunks_refused = atomic_load(&sh->chunks_refused);
+    st->chunks_clamped = atomic_load(&sh->chunks_clamped);
+    st->inference_errors = atomic_load(&sh->inference_errors);
+    st->obs_out_of_limits = atomic_load(&sh->obs_out_of_limits);
+    st->obs_absurd = atomic_load(&sh->obs_absurd);
+    st->robot_restarts = atomic_load(&sh->robot_restarts);
+    st->delay_limited_ticks = atomic_load(&sh->delay_limited_ticks);
+    st->delay_ticks = atomic_load(&sh->delay_ticks);
+    st->max_delay_ticks = atomic_load(&sh->max_delay_ticks);
+    st->estop_file = sh->estop_file;
     fill_lat(jit, &sh->jitter);
     fill_lat(inf, &sh->inference);
     st->jitter = jit;
@@ -170,9 +239,22 @@ void vlad_io_fill_status(vlad_shared *sh, Vlad__Status *st, Vlad__LatencyStats *
     st->control_hz = p->control_hz;
 }
 
+/* The latch on disk follows the in-memory state (released iff release_upto >= estop_req). */
+static void persist_latch(vlad_io *io, const char *reason) {
+    vlad_shared *sh = io->sh;
+    vlad_err err;
+    bool latched = atomic_load(&sh->release_upto) < atomic_load(&sh->estop_req);
+    int rc = latched ? vlad_latch_write(sh->estop_file, reason, &err)
+                     : vlad_latch_clear(sh->estop_file, &err);
+    if (rc) {
+        VLAD_LOGW("%s", err.msg);
+        publish_event(io, atomic_load(&sh->tick), VLAD__EVENT__KIND__BAD_MESSAGE, err.msg, 0);
+    }
+}
+
 static void on_commands(vlad_io *io) {
     vlad_shared *sh = io->sh;
-    for (;;) {
+    for (int k = 0; k < IO_BATCH; k++) {
         Vlad__Command *c = NULL;
         vlad_peer peer;
         vlad_err err;
@@ -196,15 +278,26 @@ static void on_commands(vlad_io *io) {
         } else {
             rep.request_id = c->request_id;
             switch (c->body_case) {
-            case VLAD__COMMAND__BODY_ESTOP:
+            case VLAD__COMMAND__BODY_ESTOP: {
+                /* first the stop (control acts on its next tick), then the log and the file */
                 atomic_fetch_add(&sh->estop_req, 1);
-                VLAD_LOGW("e-stop requested: %s", c->estop->reason);
+                signal_fd(sh->req_fd);
+                char reason[VLAD_TEXT_MAX + 1];
+                vlad_text_sanitize(c->estop->reason, reason, sizeof reason);
+                VLAD_LOGW("e-stop requested: %s", reason);
+                persist_latch(io, reason);
                 break;
+            }
             case VLAD__COMMAND__BODY_RELEASE_ESTOP:
-                atomic_fetch_add(&sh->release_req, 1);
+                /* clears the e-stops received before it, not later ones */
+                atomic_store(&sh->release_upto, atomic_load(&sh->estop_req));
+                signal_fd(sh->req_fd);
+                VLAD_LOGI("e-stop release requested");
+                persist_latch(io, "");
                 break;
             case VLAD__COMMAND__BODY_RESET:
                 atomic_fetch_add(&sh->reset_req, 1);
+                signal_fd(sh->req_fd);
                 break;
             case VLAD__COMMAND__BODY_SET_INSTRUCTION:
                 pthread_mutex_lock(&sh->text_mu);
@@ -245,14 +338,13 @@ void *vlad_io_main(void *arg) {
             (void)rd;
         }
         drain_out(io);
-        publish_chunks(io);
         if (mask & VLAD_SRV_OBS)
             on_observations(io);
+        drain_out(io);
         if (mask & VLAD_SRV_CMD)
             on_commands(io);
     }
     drain_out(io);
-    publish_chunks(io);
     publish_event(io, atomic_load(&sh->tick), VLAD__EVENT__KIND__STOPPING, "vlad stopping", 0);
     return NULL;
 }

@@ -1,6 +1,13 @@
 /* io.h — the daemon's I/O thread: owns the robot_io server (every socket).
- * Receives observations (→ obs slot), commands (→ requests / replies), publishes what the
- * control thread queued in `out`, and reports bad messages as rate-limited events. */
+ * Receives observations (→ frames and the obs slot), commands (→ requests / replies),
+ * publishes what the control thread queued in `out` in its order, persists the e-stop latch,
+ * and reports bad and rejected messages as rate-limited events. At most IO_BATCH messages
+ * per socket per poll, publishing in between, so a flood cannot starve the action stream.
+ * Observations are checked here: invalid → BAD_MESSAGE; a robot tick >= 2^53 or a negative
+ * stamp → dropped as absurd; a position beyond its limits by more than
+ * safety.obs_limit_margin → dropped (vlad_safety_measured); within the margin → clamped
+ * into the limits. A dropped observation is never used, held or anchored on, and does not
+ * feed the watchdog. */
 #ifndef VLAD_IO_H
 #define VLAD_IO_H
 
@@ -13,10 +20,11 @@ typedef struct vlad_io {
     vlad_shared *sh;
     vlad_server *srv;
     uint64_t obs_count;
-    uint8_t *images;          /* newest frame of every camera (profile order) */
-    int64_t image_tick;
-    int64_t last_bad_report_ns[2]; /* obs, cmd */
-    uint64_t bad_reported[2];
+    uint64_t frame_id;        /* newest frame published in sh->frames (0: none) */
+    int64_t image_tick;       /* robot tick of its newest image (-1: none) */
+    int64_t last_bad_report_ns[3]; /* bad obs, bad cmd, rejected obs */
+    uint64_t bad_reported[3];
+    vlad_chunk_rec chunk;     /* the chunk being published */
 } vlad_io;
 
 /* Thread body: loops until sh->stop, then publishes STOPPING. arg is a vlad_io*. */

@@ -4,21 +4,35 @@
  *   main     parses arguments, installs signal handlers (they only set a flag), starts
  *            and joins the others.
  *   io       owns every ZeroMQ socket (robot_io server): receives observations and
- *            commands, publishes actions/events, answers status.
- *   control  owns the tick: builds one Action per tick, applies safety, never blocks on
- *            I/O, never allocates, never logs synchronously.
+ *            commands, publishes what control queued, answers status, persists the e-stop
+ *            latch. Does a bounded amount of receiving per poll so publishing keeps its rate.
+ *   control  owns the tick, the action queue, the safety gate and the scheduler: builds one
+ *            Action per tick, never blocks on I/O (lockstep only: it waits, interruptibly, for
+ *            the inference in flight — that is how delay is emulated), never allocates, never
+ *            logs synchronously, never copies images.
  *   worker   runs the policy (async/worker.h): one job at a time, handed over and back
- *            through single-slot mailboxes owned by the control thread's state machine.
+ *            through single-slot mailboxes owned by the control thread's state machine; reads
+ *            the job's camera frame in place (pinned in `frames` by control).
  *
  * Channels (each has exactly one writer):
- *   obs       vlad_latest<vlad_obs_state>   io → control   newest robot state + images
- *   out       vlad_spsc<vlad_out_rec>       control → io   actions and events to publish
- *   chunks    vlad_spsc<vlad_chunk_rec>     control → io   installed chunks to publish
+ *   obs        vlad_latest<vlad_obs_state>  io → control     newest robot state (no images)
+ *   frames     vlad_frames                  io → worker      camera frames; control pins one per job
+ *   out        vlad_spsc<vlad_out_rec>      control → io     actions, events and chunk markers, in
+ *                                                            the order control made them
+ *   chunks     vlad_spsc<vlad_chunk_rec>    control → io     the chunk a CHUNK marker names
  *   job/result vlad_worker mailboxes        control ↔ worker
- *   wake_fd   eventfd                        control → io   "out has records"
- *   obs_fd    eventfd                        io → control   "new observation" (lockstep)
- *   requests  atomic sequence numbers       io → control   e-stop, release, reset
- *   stats     atomics below                  writer named per field
+ *   wake_fd    eventfd                      control → io     "out has records"
+ *   obs_fd     eventfd                      io → control     "new observation" (lockstep)
+ *   req_fd     eventfd                      io → control     "a request arrived" (interrupts the
+ *                                                            lockstep wait for an inference)
+ *   requests   atomic counters              io → control     e-stop, release, reset (lossless:
+ *                                                            counters, never a queue that can fill)
+ *   stats      atomics below                writer named per field
+ *
+ * E-stop ordering: io counts e-stops in estop_req and, on a release, stores into release_upto
+ * the number of e-stops received before it. The robot is e-stopped while
+ * release_upto < estop_req: a release clears only the e-stops that came before it, and an
+ * e-stop is never lost however requests interleave within a tick.
  */
 #ifndef VLAD_DAEMON_SHARED_H
 #define VLAD_DAEMON_SHARED_H
@@ -29,24 +43,27 @@
 #include <stdint.h>
 
 #include "action_queue.h"
+#include "frames.h"
 #include "latest.h"
 #include "profile.h"
 #include "spsc.h"
 #include "stats.h"
 
-/* newest robot state, written by io; followed in the slot by the newest image of every
- * camera (profile order, H*W*3 bytes each), carried forward between camera frames */
+/* newest robot state, written by io (positions already checked and clamped into the limits
+ * by vlad_safety_measured; observations that fail are dropped before they get here) */
 typedef struct vlad_obs_state {
-    uint64_t count;     /* observations accepted so far */
-    int64_t image_tick; /* tick of the newest image (-1: none yet) */
-    int64_t tick;       /* the robot's tick of this state */
-    int64_t stamp_ns;   /* sender's stamp */
-    int64_t recv_ns;    /* daemon CLOCK_MONOTONIC at receipt (used by the watchdog) */
+    uint64_t count;       /* observations accepted so far */
+    uint64_t reset_seq;   /* resets io had received when this observation arrived */
+    uint64_t frame_id;    /* newest camera frame in `frames` when it arrived (0: none) */
+    int64_t image_robot_tick; /* robot tick of that frame's newest image (-1: none) */
+    int64_t robot_tick;   /* the robot's own tick of this state */
+    int64_t stamp_ns;     /* sender's stamp */
+    int64_t recv_ns;      /* daemon CLOCK_MONOTONIC at receipt (used by the watchdog) */
     double pos[VLAD_MAX_JOINTS];
     double vel[VLAD_MAX_JOINTS];
 } vlad_obs_state;
 
-typedef enum { VLAD_OUT_ACTION = 1, VLAD_OUT_EVENT = 2 } vlad_out_kind;
+typedef enum { VLAD_OUT_ACTION = 1, VLAD_OUT_EVENT = 2, VLAD_OUT_CHUNK = 3 } vlad_out_kind;
 
 /* one record control → io */
 typedef struct vlad_out_rec {
@@ -57,43 +74,54 @@ typedef struct vlad_out_rec {
     double target[VLAD_MAX_JOINTS];
     uint64_t chunk_id;
     int64_t obs_tick;
+    int64_t robot_tick, obs_robot_tick;
     int source;          /* Vlad__ActionSource */
-    bool clamped;
+    bool clamped, anchored;
     /* EVENT */
     int event_kind;      /* Vlad__Event__Kind */
-    char message[120];
-} vlad_out_rec;
+    uint64_t count;
+    char message[160];
+} vlad_out_rec;        /* CHUNK: chunk_id names the record to pop from `chunks` */
 
 /* one installed chunk control → io (published as ActionChunk) */
 typedef struct vlad_chunk_rec {
     vlad_chunk chunk;
     float state[VLAD_AQ_MAX_DIM]; /* conditioning state */
+    int64_t obs_robot_tick;
     uint32_t latency_us;
+    bool clamped;
 } vlad_chunk_rec;
 
 typedef struct vlad_shared {
     const vlad_profile *p;
     vlad_latest *obs;
+    vlad_frames *frames;
     vlad_spsc *out;
     vlad_spsc *chunks;
     size_t image_bytes; /* sum over cameras of W*H*3 */
     int wake_fd;
     int obs_fd;
+    int req_fd;
     int64_t start_ns;
+    char estop_file[VLAD_PATH_MAX]; /* resolved latch file ("" = not persisted) */
 
     _Atomic bool stop;
-    /* requests io → control: control acts when the number differs from what it saw */
-    _Atomic uint32_t estop_req, release_req, reset_req;
+    /* requests io → control (see "E-stop ordering" above) */
+    _Atomic uint64_t estop_req, release_upto, reset_req;
 
     /* written by control */
     _Atomic int mode;          /* Vlad__Mode */
     _Atomic int64_t tick;
     _Atomic uint64_t stall_ticks, watchdog_trips, clamped_actions, overruns, out_dropped;
+    _Atomic uint64_t chunks_installed, chunks_refused, chunks_clamped, inference_errors;
+    _Atomic uint64_t robot_restarts, delay_limited_ticks;
+    _Atomic int delay_ticks, max_delay_ticks;
+    _Atomic uint64_t episode, episode_stall_ticks, episode_chunks;
+    _Atomic int64_t episode_start_tick;
     /* written by io */
-    _Atomic uint64_t actions_published, observations, bad_obs, bad_cmd;
+    _Atomic uint64_t actions_published, observations, bad_obs, bad_cmd, obs_out_of_limits, obs_absurd;
     vlad_hist jitter;          /* io: publish time - tick deadline */
     vlad_hist inference;       /* control: latency of each inference it consumed */
-    _Atomic uint64_t chunks_installed, inference_errors;
 
     /* instruction: io writes, worker reads; short critical section, never the control thread */
     pthread_mutex_t text_mu;

@@ -1,6 +1,7 @@
 #include "validate.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 bool vlad_utf8_valid(const char *str, size_t len) {
@@ -111,6 +112,26 @@ int vlad_validate_observation(const vlad_profile *p, const Vlad__Observation *o,
     return VLAD_OK;
 }
 
+void vlad_text_sanitize(const char *in, char *out, size_t cap) {
+    if (!cap)
+        return;
+    size_t len = in ? strlen(in) : 0;
+    if (!vlad_utf8_valid(in ? in : "", len)) {
+        snprintf(out, cap, "(reason of %zu bytes, not valid UTF-8)", len);
+        return;
+    }
+    if (len < cap) {
+        memcpy(out, in, len + 1);
+        return;
+    }
+    /* truncate at a character boundary, leaving room for "..." */
+    size_t keep = cap > 4 ? cap - 4 : 0;
+    while (keep > 0 && ((unsigned char)in[keep] & 0xC0) == 0x80)
+        keep--;
+    memcpy(out, in, keep);
+    snprintf(out + keep, cap - keep, "...");
+}
+
 int vlad_validate_command(const Vlad__Command *c, vlad_err *err) {
     switch (c->body_case) {
     case VLAD__COMMAND__BODY_SET_INSTRUCTION:
@@ -118,7 +139,7 @@ int vlad_validate_command(const Vlad__Command *c, vlad_err *err) {
     case VLAD__COMMAND__BODY_ASK:
         return check_text("ask.question", c->ask->question, VLAD_TEXT_MAX, err);
     case VLAD__COMMAND__BODY_ESTOP:
-        return check_text("estop.reason", c->estop->reason, VLAD_TEXT_MAX, err);
+        return VLAD_OK; /* never refused for its reason: vlad_text_sanitize it */
     case VLAD__COMMAND__BODY_RELEASE_ESTOP:
     case VLAD__COMMAND__BODY_RESET:
     case VLAD__COMMAND__BODY_STATUS:

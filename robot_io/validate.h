@@ -19,7 +19,12 @@
 bool vlad_utf8_valid(const char *s, size_t len);
 
 int vlad_validate_observation(const vlad_profile *p, const Vlad__Observation *o, vlad_err *err);
+/* An e-stop is always valid whatever its reason: the reason is for the log only. */
 int vlad_validate_command(const Vlad__Command *c, vlad_err *err);
+
+/* Copy text for a log line: valid UTF-8 of at most cap-1 bytes; longer text is cut at a
+ * character boundary and ends in "...", invalid UTF-8 is replaced by a note of its length. */
+void vlad_text_sanitize(const char *in, char *out, size_t cap);
 int vlad_validate_action(const vlad_profile *p, const Vlad__Action *a, vlad_err *err);
 int vlad_validate_chunk(const vlad_profile *p, const Vlad__ActionChunk *c, vlad_err *err);
 

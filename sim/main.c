@@ -27,7 +27,8 @@ static void usage(FILE *f) {
             "  --expert-noise STD[,TAU]    perturb the executed expert command by a random walk\n"
             "                              (std STD rad, correlation TAU s, default 0.2); the\n"
             "                              dataset keeps the clean command (DART-style data)\n"
-            "  --expect-policy             count non-POLICY actions (HOLD, HOME, ...) as stalls\n"
+            "  --expect-policy             count non-POLICY actions (HOLD, ESTOP, ...) as stalls\n"
+            "  --start-tick N              first tick number this robot reports (default 0)\n"
             "  --lockstep-timeout MS       wait per tick for the daemon's action (default: profile)\n"
             "  --command-timeout MS        wait for reset/set_instruction replies (default 500)\n"
             "  --json FILE                 write per-episode results as JSON\n"
@@ -82,6 +83,7 @@ int main(int argc, char **argv) {
     double noise = 0, noise_tau = 0.2;
     unsigned long long seed = 1;
     bool expert = false, expect = false, bench = false, quiet = false;
+    long long start_tick = 0;
     static vlad_task_params prm[VLAD_TASK_COUNT];
     bool prm_set[VLAD_TASK_COUNT] = {false};
     for (int k = 0; k < VLAD_TASK_COUNT; k++)
@@ -135,6 +137,16 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--expect-policy")) {
             expect = true;
+        } else if (!strcmp(a, "--start-tick")) {
+            NEEDV;
+            char *end;
+            errno = 0;
+            long long st = strtoll(v, &end, 10);
+            if (errno || *end || st < 0 || st > (1LL << 52)) {
+                fprintf(stderr, "vlad-sim: --start-tick: expected 0..2^52, got '%s'\n", v);
+                return 2;
+            }
+            start_tick = st;
         } else if (!strcmp(a, "--lockstep-timeout")) {
             NEEDV;
             if (parse_int(v, 1, 600000, &lockstep_to)) {
@@ -318,6 +330,7 @@ int main(int argc, char **argv) {
     o.expert_noise = noise;
     o.expert_noise_tau_s = noise_tau;
     o.expect_policy = expect;
+    o.start_tick = start_tick;
     o.lockstep_timeout_ms = lockstep_to;
     o.command_timeout_ms = cmd_to;
     o.dataset_dir = dataset;

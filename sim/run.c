@@ -141,7 +141,7 @@ static void take(runner *r, const Vlad__Action *a, got *g) {
     for (int j = 0; j < r->n; j++)
         g->q[j] = a->joint_targets[j];
     g->chunk_id = a->chunk_id;
-    g->obs_tick = a->obs_tick;
+    g->obs_tick = a->obs_robot_tick; /* on this simulator's timeline */
     g->source = a->source;
 }
 
@@ -152,8 +152,9 @@ static int publish(runner *r, int64_t tick, int episode, const double *q, const 
 
 static void recv_lockstep(runner *r, got *g) {
     int64_t t = r->tick;
-    if (r->pending && r->pending->tick <= t) {
-        if (r->pending->tick == t)
+    /* an Action answers the observation whose robot tick it carries (robot_tick) */
+    if (r->pending && r->pending->robot_tick <= t) {
+        if (r->pending->robot_tick == t)
             take(r, r->pending, g);
         vlad__action__free_unpacked(r->pending, NULL);
         r->pending = NULL;
@@ -176,9 +177,9 @@ static void recv_lockstep(runner *r, got *g) {
         }
         if (rc != VLAD_OK || !a)
             break;
-        if (a->tick < t) {
+        if (a->robot_tick < t) {
             vlad__action__free_unpacked(a, NULL);
-        } else if (a->tick > t) {
+        } else if (a->robot_tick > t) {
             if (r->pending)
                 vlad__action__free_unpacked(r->pending, NULL);
             r->pending = a;
@@ -539,6 +540,7 @@ int vlad_sim_run(const vlad_sim_opts *o, vlad_sim_results *res, vlad_err *err) {
     r.p = p;
     r.n = p->n_joints;
     r.hz = p->control_hz;
+    r.tick = o->start_tick;
     r.render = p->n_cameras > 0 && (o->render || !o->expert || o->dataset_dir || o->record_path);
     int rc = VLAD_OK;
     if (o->trajectory_path) {

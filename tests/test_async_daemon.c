@@ -84,7 +84,7 @@ static void run(const char *mode, run_result *out) {
                         out->vlash_gaps++;
                     prev_chunk_end = m.u.chunk->start_tick + m.u.chunk->horizon;
                     assert_int_equal(m.u.chunk->n_conditioned_state, 2);
-                } else if (m.kind == VLAD_MSG_ACTION && m.u.action->tick == t) {
+                } else if (m.kind == VLAD_MSG_ACTION && m.u.action->robot_tick == t) {
                     a = m.u.action;
                     m.u.action = NULL;
                     m.kind = VLAD_MSG_NONE;
@@ -99,7 +99,8 @@ static void run(const char *mode, run_result *out) {
             seen_policy = true;
             out->policy_actions++;
             assert_true(a->chunk_id > 0);
-            assert_true(a->obs_tick >= 0 && a->obs_tick <= t);
+            assert_true(a->obs_tick >= 0 && a->obs_tick <= a->tick);
+            assert_true(a->obs_robot_tick >= 0 && a->obs_robot_tick <= t);
         } else if (seen_policy) {
             out->stalls_after_first++;
         }

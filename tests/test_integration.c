@@ -51,8 +51,8 @@ static int setup(void **state) {
             "cameras:\n  - {name: front, width: 8, height: 8}\n"
             "endpoints:\n  observations: tcp://127.0.0.1:%d\n  actions: tcp://127.0.0.1:%d\n"
             "  control: tcp://127.0.0.1:%d\n"
-            "safety: {watchdog_ms: 150}\nlogging: {level: debug}\n",
-            HZ, ports[0], ports[1], ports[2]);
+            "safety: {watchdog_ms: 150, estop_file: %s/estop}\nlogging: {level: debug}\n",
+            HZ, ports[0], ports[1], ports[2], dir);
     fclose(f);
     vlad_err err;
     if (vlad_profile_load(&prof, profile_path, &err))
@@ -135,15 +135,31 @@ static void simple_command(Vlad__Command *c) {
 
 static void test_rate_and_ticks(void **state) {
     (void)state;
-    Vlad__Action *a = next_action(0); /* the daemon is up: first action (home) */
+    /* before the robot reports, the daemon publishes no target at all (not even home) */
+    {
+        Vlad__Action *none = NULL;
+        vlad_err err;
+        assert_int_equal(vlad_client_recv_action(cli, 600, &none, &err), VLAD_ETIMEOUT);
+    }
+    Vlad__Action *a = NULL;
+    for (int i = 0; i < 100 && !a; i++) { /* the first observations may meet a slow joiner */
+        publish_obs(3);
+        vlad_err err;
+        if (vlad_client_recv_action(cli, 100, &a, &err))
+            a = NULL;
+    }
+    assert_non_null(a);
     assert_string_equal(a->robot, "itbot");
     assert_int_equal(a->n_joint_targets, 3);
+    assert_true(a->anchored); /* the first target is where the robot is */
+    for (int j = 0; j < 3; j++)
+        assert_true(a->joint_targets[j] == obs_pos[j]);
     vlad__action__free_unpacked(a, NULL);
     /* 2 s of actions: the count matches the rate and ticks only go up */
     int64_t t0 = vlad_now_ns(), last_tick = -1, first_tick = -1;
     int n = 0;
     while (vlad_now_ns() - t0 < 2 * VLAD_NS_PER_S) {
-        a = next_action(0);
+        a = next_action(1);
         assert_true(a->tick > last_tick);
         if (first_tick < 0)
             first_tick = a->tick;
@@ -341,8 +357,13 @@ static void test_garbage_everywhere(void **state) {
 
 static void test_estop_holds(void **state) {
     (void)state;
+    /* a reason that is too long AND not valid UTF-8: the stop still happens */
+    char reason[400];
+    memset(reason, 'x', sizeof reason - 1);
+    reason[sizeof reason - 1] = 0;
+    reason[10] = (char)0xff;
     Vlad__EStop es = VLAD__ESTOP__INIT;
-    es.reason = "integration test";
+    es.reason = reason;
     Vlad__Command c = VLAD__COMMAND__INIT;
     c.body_case = VLAD__COMMAND__BODY_ESTOP, c.estop = &es;
     simple_command(&c);
@@ -370,6 +391,11 @@ static void test_estop_holds(void **state) {
     Vlad__Reply *rep;
     Vlad__Status *st = status(&rep);
     assert_int_equal(st->mode, VLAD__MODE__MODE_ESTOP);
+    /* the latch is on disk where status says */
+    char latch[160];
+    snprintf(latch, sizeof latch, "%s/estop", dir);
+    assert_string_equal(st->estop_file, latch);
+    assert_int_equal(access(latch, F_OK), 0);
     vlad__reply__free_unpacked(rep, NULL);
     /* vladctl sees it too */
     char cmd[512];
@@ -378,6 +404,7 @@ static void test_estop_holds(void **state) {
     assert_int_equal(system(cmd), 0);
     snprintf(cmd, sizeof cmd, "%s --profile %s release >/dev/null", vlad_proc_bin("vladctl"), profile_path);
     assert_int_equal(system(cmd), 0);
+    assert_int_not_equal(access(latch, F_OK), 0); /* released: the latch is gone */
     drain();
     for (int i = 0; i < 100; i++) {
         a = next_action(1);

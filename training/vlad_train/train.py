@@ -518,7 +518,7 @@ def main(argv=None) -> int:
     plot(work, aux=[n for n, w in (("goal", a.goal_weight), ("subgoal", a.subgoal_weight),
                                    ("bind", a.bind_weight), ("attention", a.attn_weight)) if w > 0])
     model.eval()
-    save_checkpoint(model, a.out, dtype=a.dtype)
+    save_checkpoint(model, a.out, dtype=a.dtype, extra_meta={"vlad.train.delta_max": a.delta_max})
     took = time.time() - t_start
     summary = {"steps": step, "batch": a.batch, "seconds_this_run": round(took, 1),
                "final_flow_loss_ema": ema["flow"], "final_lang_loss_ema": ema["lang"],

@@ -345,12 +345,16 @@ def init_random(model: VladModel, seed: int) -> VladModel:
     return model
 
 
-def save_checkpoint(model: VladModel, path: str, dtype: str = "F32") -> None:
-    """Write the MODEL.md checkpoint. dtype applies to every tensor but the norm stats (F32)."""
+def save_checkpoint(model: VladModel, path: str, dtype: str = "F32", extra_meta=None) -> None:
+    """Write the MODEL.md checkpoint. dtype applies to every tensor but the norm stats (F32).
+    extra_meta: more string metadata (the trainer records "vlad.train.delta_max", the largest
+    future-state delay it trained with, which the daemon uses as its default delay limit)."""
     sd = model.state_dict()
     tensors = {n: sd[n] for n in model.tensor_names()}
     dtypes = {n: ("F32" if n.startswith("norm.") else dtype) for n in tensors}
-    safetensors_io.save(path, tensors, {"vlad.format": "1", "vlad.config": model.c.to_json()}, dtypes)
+    meta = {"vlad.format": "1", "vlad.config": model.c.to_json()}
+    meta.update({k: str(v) for k, v in (extra_meta or {}).items()})
+    safetensors_io.save(path, tensors, meta, dtypes)
 
 
 def load_checkpoint(path: str, dtype=torch.float32) -> VladModel:
