@@ -361,7 +361,7 @@ static void step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now
     const vlad_profile *p = c->p;
     int n = p->n_joints;
     c->tick = tick;
-    atomic_store_explicit(&sh->tick, tick, memory_order_relaxed);
+    atomic_store(&sh->tick, tick); /* seq_cst: ordered before reading the requests (io reads them the other way round) */
 
     /* 1. requests first: a reset must see this tick's observation as taken after it */
     if (sh->req_fd >= 0)

@@ -32,15 +32,16 @@ static void report_dropped(vlad_io *io, int which, int kind, const char *what, u
     io->bad_reported[which] = total;
     io->last_bad_report_ns[which] = now;
     char msg[VLAD_ERR_MSG_MAX + 64];
-    snprintf(msg, sizeof msg, "bad %s dropped (%llu since last report): %s", what,
+    snprintf(msg, sizeof msg, "%s dropped (%llu since last report): %s", what,
              (unsigned long long)since, err->msg);
     VLAD_LOGW("%s", msg);
     publish_event(io, atomic_load(&io->sh->tick), kind, msg, since);
 }
 
-static void report_bad(vlad_io *io, int which, const char *what, const vlad_err *err) {
+static void report_bad(vlad_io *io, int which, const vlad_err *err) {
     uint64_t total = which == 0 ? atomic_load(&io->sh->bad_obs) : atomic_load(&io->sh->bad_cmd);
-    report_dropped(io, which, VLAD__EVENT__KIND__BAD_MESSAGE, what, total, err);
+    report_dropped(io, which, VLAD__EVENT__KIND__BAD_MESSAGE, which == 0 ? "bad observation" : "bad command",
+                   total, err);
 }
 
 static void publish_chunk(vlad_io *io, uint64_t id) {
@@ -135,21 +136,23 @@ static void on_observations(vlad_io *io) {
             return;
         if (rc) {
             atomic_store(&sh->bad_obs, vlad_server_bad_observations(io->srv));
-            report_bad(io, 0, "observation", &err);
+            report_bad(io, 0, &err);
             continue;
         }
         double pos[VLAD_MAX_JOINTS];
         if (o->tick >= ROBOT_TICK_MAX || o->stamp_ns < 0) {
             vlad_err_set(&err, VLAD_EINVAL, "tick %lld / stamp_ns %lld: absurd (tick must be below "
                          "2^53, stamp_ns not negative)", (long long)o->tick, (long long)o->stamp_ns);
-            uint64_t n = atomic_fetch_add(&sh->obs_absurd, 1) + 1;
-            report_dropped(io, 2, VLAD__EVENT__KIND__OBS_REJECTED, "observation", n, &err);
+            atomic_fetch_add(&sh->obs_absurd, 1);
+            report_dropped(io, 2, VLAD__EVENT__KIND__OBS_REJECTED, "absurd observation",
+                           atomic_load(&sh->obs_absurd) + atomic_load(&sh->obs_out_of_limits), &err);
             vlad__observation__free_unpacked(o, NULL);
             continue;
         }
         if (vlad_safety_measured(p, o->joint_pos, pos, &err)) {
-            uint64_t n = atomic_fetch_add(&sh->obs_out_of_limits, 1) + 1;
-            report_dropped(io, 2, VLAD__EVENT__KIND__OBS_REJECTED, "observation", n, &err);
+            atomic_fetch_add(&sh->obs_out_of_limits, 1);
+            report_dropped(io, 2, VLAD__EVENT__KIND__OBS_REJECTED, "out-of-limits observation",
+                           atomic_load(&sh->obs_absurd) + atomic_load(&sh->obs_out_of_limits), &err);
             vlad__observation__free_unpacked(o, NULL);
             continue;
         }
@@ -269,7 +272,7 @@ static void on_commands(vlad_io *io) {
         rep.error = "";
         if (rc) {
             atomic_store(&sh->bad_cmd, vlad_server_bad_commands(io->srv));
-            report_bad(io, 1, "command", &err);
+            report_bad(io, 1, &err);
             if (!peer.id_len)
                 continue;
             rep.ok = false;

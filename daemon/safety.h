@@ -8,15 +8,17 @@
  *   S3  an Action's target differs from the previous Action's target by at most step_j —
  *       whatever its source (POLICY, HOLD, ESTOP, WATCHDOG, after a reset, a lockstep resend)
  *       — unless the Action is an anchor (S4);
- *   S4  an anchor (Action.anchored) is the robot's own measured position, from an observation
- *       that passed the limit check (vlad_safety_measured), so it asks the robot for no motion.
- *       There are three, and only three, anchors: the first observation the daemon accepts
- *       (before it the daemon publishes NO Action: it does not know where the robot is, and
- *       any target — the profile's home included — would ask a robot that is elsewhere to
- *       jump; polymetis holds the measured state the same way); the first observation
- *       received after a reset; the first observation after a robot restart (its tick went
- *       back). None happens while the e-stop is latched — except the very first Action of a
- *       daemon that restarted while e-stopped, which has no previous target to hold;
+ *   S4  an anchor (Action.anchored) counts its rate limit from the robot's own measured
+ *       position instead of the previous target: |target - m| <= step_j, where m is the position
+ *       of an observation that passed the limit check (vlad_safety_measured) — a step from where
+ *       the robot is, never toward where it was. There are three, and only three, anchors: the
+ *       first observation the daemon accepts (before it the daemon publishes NO Action: it does
+ *       not know where the robot is, and any target — the profile's home included — would ask a
+ *       robot that is elsewhere to jump; polymetis holds the measured state the same way); the
+ *       first observation received after a reset; the first observation after a robot restart
+ *       (its tick went back). None happens while the e-stop is latched — except the very first
+ *       Action of a daemon that restarted while e-stopped, which has no previous target and so
+ *       holds the measured position exactly;
  *   S5  the values of an ActionChunk obey S1, S2 and S3 along the chunk: values[0] against the
  *       target the daemon has pending at start_tick - 1 (the queued action for that tick, else
  *       the last target), each later value against the one before; ActionChunk.clamped says
@@ -71,7 +73,8 @@ typedef struct vlad_gate {
 void vlad_gate_init(vlad_gate *g, const vlad_profile *p);
 
 /* Start a new segment at a measured position that passed vlad_safety_measured (S4): the
- * next vlad_gate_pass(g, g->prev, ...) publishes it unchanged. */
+ * next vlad_gate_pass counts its rate limit from there (vlad_gate_pass(g, g->prev, ...)
+ * publishes the position itself). */
 void vlad_gate_anchor(vlad_gate *g, const double *measured);
 
 /* out = the rule applied to want against the previous target; out becomes the previous

@@ -37,6 +37,7 @@ typedef struct runner {
      * can meet a subscription that is not connected yet; the daemon answers a resend
      * with the same action) */
     int64_t pub_tick;
+    int64_t episode_first_tick; /* tick of the current episode's first observation */
     int pub_ep;
     const double *pub_q, *pub_qd;
     const vlad_task_events *pub_ev;
@@ -199,11 +200,12 @@ static void recv_wall(runner *r, got *g) {
         Vlad__Action *a = NULL;
         int rc = vlad_client_recv_action(r->cl, ms, &a, &err);
         if (rc == VLAD_OK && a) {
-            take(r, a, g); /* newest wins */
+            /* newest wins; an Action computed from an observation before this episode's
+             * reset (robot_tick older than its first tick) is not for this episode */
+            if (a->robot_tick >= r->episode_first_tick)
+                take(r, a, g);
             vlad__action__free_unpacked(a, NULL);
-            if (vlad_now_ns() < r->wall_next)
-                continue;
-            continue; /* drain what is queued (ms = 0) */
+            continue; /* drain what is queued (ms = 0 once the tick is over) */
         }
         if (vlad_now_ns() >= r->wall_next)
             break;
@@ -292,6 +294,7 @@ static int run_episode(runner *r, vlad_task_kind kind, int ep, int global_ep, vl
     res->seed = seed;
     snprintf(res->instruction, sizeof res->instruction, "%s", t.instruction);
     res->first_tick = r->tick;
+    r->episode_first_tick = r->tick;
     res->completion_ticks = -1;
     res->latency_mean_ticks = res->latency_max_ticks = NAN;
 
