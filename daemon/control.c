@@ -132,6 +132,7 @@ void vlad_control_requests(vlad_control *c, int64_t tick) {
         discard(c);
         c->awaiting = true;
         c->want_reset = r;
+        c->want_from = atomic_load(&sh->reset_from_tick);
         c->need_anchor = true;
         c->have_obs = false;
         atomic_fetch_add(&sh->episode, 1);
@@ -153,6 +154,7 @@ static bool take_obs(vlad_control *c, const vlad_obs_state *o, int64_t tick) {
         atomic_fetch_add(&c->sh->robot_restarts, 1);
         discard(c);
         c->need_anchor = true;
+        c->want_from = 0; /* its new ticks may never reach a reset's from_robot_tick */
         emit(c, tick, VLAD__EVENT__KIND__ROBOT_RESTART, atomic_load(&c->sh->robot_restarts),
              "robot tick went back from %lld to %lld: robot restarted; queue discarded%s",
              (long long)c->last_robot_tick, (long long)o->robot_tick,
@@ -162,7 +164,7 @@ static bool take_obs(vlad_control *c, const vlad_obs_state *o, int64_t tick) {
     c->last_obs = *o;
     c->obs_tick = tick;
     if (c->awaiting) {
-        if (o->reset_seq < c->want_reset)
+        if (o->reset_seq < c->want_reset || o->robot_tick < c->want_from)
             return false; /* taken before the reset: not a state to act on */
         c->awaiting = false;
     }

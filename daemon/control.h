@@ -70,6 +70,7 @@ typedef struct vlad_control {
     bool awaiting;                /* reset: waiting for an observation received after it */
     bool need_anchor;             /* the next usable observation anchors (if not e-stopped) */
     uint64_t want_reset;          /* awaiting: reset_seq the observation must carry */
+    int64_t want_from;            /* awaiting: robot tick it must reach (the reset's from_robot_tick) */
     int64_t tick;
 } vlad_control;
 

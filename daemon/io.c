@@ -299,6 +299,7 @@ static void on_commands(vlad_io *io) {
                 persist_latch(io, "");
                 break;
             case VLAD__COMMAND__BODY_RESET:
+                atomic_store(&sh->reset_from_tick, c->reset->from_robot_tick);
                 atomic_fetch_add(&sh->reset_req, 1);
                 signal_fd(sh->req_fd);
                 break;

@@ -108,6 +108,7 @@ typedef struct vlad_shared {
     _Atomic bool stop;
     /* requests io → control (see "E-stop ordering" above) */
     _Atomic uint64_t estop_req, release_upto, reset_req;
+    _Atomic int64_t reset_from_tick; /* the newest reset's from_robot_tick (stored before reset_req) */
 
     /* written by control */
     _Atomic int mode;          /* Vlad__Mode */

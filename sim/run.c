@@ -104,6 +104,7 @@ static void send_commands(runner *r, const char *instruction) {
     vlad_err err;
     Vlad__Command c = VLAD__COMMAND__INIT;
     Vlad__Reset rs = VLAD__RESET__INIT;
+    rs.from_robot_tick = r->tick; /* this episode's first tick: what we sent before is stale */
     c.body_case = VLAD__COMMAND__BODY_RESET;
     c.reset = &rs;
     Vlad__Reply *rep = NULL;

@@ -288,6 +288,25 @@ static void test_reset_while_stale(void **state) {
     assert_true(r.anchored && r.target[0] == 0.45);
 }
 
+/* an observation sent just before a reset may arrive after it (another socket): with the
+ * reset's from_robot_tick it is not taken as the post-reset state */
+static void test_reset_from_tick(void **state) {
+    (void)state;
+    int ev;
+    int64_t now = 1000 * MS;
+    feed_obs(10, 0.5, 0.5, now);
+    vlad_out_rec r = step(0, now, &ev);
+    atomic_store(&sh.reset_from_tick, 12);
+    atomic_fetch_add(&sh.reset_req, 1);
+    feed_obs(11, 0.5, 0.5, now + 10 * MS); /* the old episode's last state, received late */
+    r = step(1, now + 10 * MS, &ev);
+    assert_false(r.anchored);
+    assert_int_equal(atomic_load(&sh.mode), VLAD__MODE__MODE_WAITING);
+    feed_obs(12, 0.0, -0.5, now + 20 * MS); /* the reset world */
+    r = step(2, now + 20 * MS, &ev);
+    assert_true(r.anchored && r.target[0] == 0.0 && r.target[1] == -0.5);
+}
+
 /* a latch persisted by an earlier run: e-stopped from the first Action, anchored there */
 static void test_starts_estopped(void **state) {
     (void)state;
@@ -412,6 +431,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_control_sequence, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_while_stale, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_from_tick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_starts_estopped, setup, teardown),
         cmocka_unit_test(test_tick_allocates_nothing),
     };
