@@ -42,7 +42,10 @@ int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err) {
     if (c->start_tick > INT64_MAX / 4)
         return vlad_err_set(err, VLAD_EINVAL, "action queue: chunk start tick %lld is absurd",
                             (long long)c->start_tick);
-    if (c->start_tick + c->len > q->now + VLAD_AQ_CAP)
+    /* the span must not reach the slots of ticks still queued; an empty queue (cleared, or
+     * everything past) has none, whatever its `now` */
+    bool empty = q->end == INT64_MIN || q->end <= q->now;
+    if (!empty && c->start_tick + c->len > q->now + VLAD_AQ_CAP)
         return vlad_err_set(err, VLAD_ERANGE,
                             "action queue: chunk %llu ends at tick %lld, beyond the %d ticks the "
                             "queue spans from tick %lld",
@@ -82,6 +85,8 @@ const float *vlad_aq_peek(const vlad_action_queue *q, int64_t tick) {
 }
 
 const float *vlad_aq_get(vlad_action_queue *q, int64_t tick, uint64_t *chunk_id, int64_t *obs_tick) {
+    if (tick < 0 || tick > INT64_MAX / 4)
+        return NULL; /* no chunk is ever queued there (push refuses it) */
     if (tick > q->now)
         q->now = tick; /* everything before `tick` is past */
     bool ok = valid(q, tick);

@@ -56,7 +56,8 @@ void vlad_aq_clear(vlad_action_queue *q);
 /* Install chunk c (copied): from c->start_tick on it replaces whatever was queued; its
  * actions for past ticks are dropped. Refused, with the queue unchanged: a chunk starting
  * before the newest one pushed (VLAD_ESTATE), one that ends beyond the timeline the queue
- * spans (start_tick + len > now + VLAD_AQ_CAP: it would alias queued ticks; VLAD_ERANGE),
+ * spans while actions are still queued (start_tick + len > now + VLAD_AQ_CAP: it would alias
+ * them; VLAD_ERANGE),
  * a negative or overflowing start tick (VLAD_EINVAL). */
 int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err);
 

@@ -666,6 +666,19 @@ int vlad_profile_validate(const vlad_profile *p, vlad_err *err) {
         return vlad_err_set(err, VLAD_EINVAL,
                             "safety.watchdog_ms: %g ms is shorter than two control ticks (%g ms)",
                             p->safety.watchdog_ms, 2 * tick_ms);
+    /* chunks travel as floats: a joint's per-tick step must be expressible in them */
+    for (int j = 0; j < p->n_joints; j++) {
+        const vlad_joint *jt = &p->joints[j];
+        double step = fmin(p->safety.max_delta_per_tick, jt->max_velocity / p->control_hz);
+        double mag = fmax(fabs(jt->min), fabs(jt->max));
+        double ulp = (double)nextafterf((float)mag, INFINITY) - (double)(float)mag;
+        if (step < 4 * ulp)
+            return vlad_err_set(err, VLAD_EINVAL,
+                                "joints[%d] (%s): its per-tick step %g (min of "
+                                "safety.max_delta_per_tick and max_velocity / control_hz) is finer "
+                                "than 4 float steps (%g) at its limits [%g, %g]",
+                                j, jt->name, step, 4 * ulp, jt->min, jt->max);
+    }
     return VLAD_OK;
 }
 

@@ -97,12 +97,17 @@ bool vlad_gate_chunk(const vlad_gate *g, const double *ref, float *values, int l
         for (int j = 0; j < g->n; j++) {
             double v = rule(&g->p->joints[j], g->step[j], r[j], (double)row[j], &changed);
             float f = (float)v;
-            /* float rounding must not step outside the limits or the rate bound */
+            /* float rounding must not step outside the limits or the rate bound (the profile
+             * guarantees the window holds floats: steps are >= 4 float ulps of the range) */
             const vlad_joint *jt = &g->p->joints[j];
-            if ((double)f > jt->max || (double)f > r[j] + g->step[j])
-                f = nextafterf(f, -INFINITY);
-            if ((double)f < jt->min || (double)f < r[j] - g->step[j])
-                f = nextafterf(f, INFINITY);
+            for (int k = 0; k < 8; k++) {
+                if ((double)f > jt->max || (double)f > r[j] + g->step[j])
+                    f = nextafterf(f, -INFINITY);
+                else if ((double)f < jt->min || (double)f < r[j] - g->step[j])
+                    f = nextafterf(f, INFINITY);
+                else
+                    break;
+            }
             if ((double)f != (double)row[j])
                 changed = true;
             row[j] = f;

@@ -115,8 +115,10 @@ int vlad_validate_observation(const vlad_profile *p, const Vlad__Observation *o,
 void vlad_text_sanitize(const char *in, char *out, size_t cap) {
     if (!cap)
         return;
-    size_t len = in ? strlen(in) : 0;
-    if (!vlad_utf8_valid(in ? in : "", len)) {
+    if (!in)
+        in = "";
+    size_t len = strlen(in);
+    if (!vlad_utf8_valid(in, len)) {
         snprintf(out, cap, "(reason of %zu bytes, not valid UTF-8)", len);
         return;
     }

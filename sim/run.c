@@ -202,8 +202,9 @@ static void recv_wall(runner *r, got *g) {
         int rc = vlad_client_recv_action(r->cl, ms, &a, &err);
         if (rc == VLAD_OK && a) {
             /* newest wins; an Action computed from an observation before this episode's
-             * reset (robot_tick older than its first tick) is not for this episode */
-            if (a->robot_tick >= r->episode_first_tick)
+             * reset (robot_tick older than its first tick), or from another run of this robot
+             * (robot_tick ahead of ours) is not for this episode */
+            if (a->robot_tick >= r->episode_first_tick && a->robot_tick <= r->tick)
                 take(r, a, g);
             vlad__action__free_unpacked(a, NULL);
             continue; /* drain what is queued (ms = 0 once the tick is over) */

@@ -1,8 +1,10 @@
-/* The tick-keyed action queue: switching at start ticks, past ticks dropped by number. */
+/* The tick-keyed action queue: switching at start ticks, past ticks dropped by number,
+ * chunks that would alias the timeline refused, and a randomized run against a model. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <string.h>
 #include <cmocka.h>
 
@@ -133,11 +135,275 @@ static void test_replace_waiting_and_refuse_older(void **state) {
     assert_null(vlad_aq_get(&q, 21, NULL, NULL));
 }
 
+/* A chunk that would end beyond the span of the timeline (start_tick + len > now + CAP) would
+ * wrap onto the slots of queued ticks: refused with VLAD_ERANGE, the queue untouched. */
+static void test_push_refuses_alias(void **state) {
+    (void)state;
+    vlad_action_queue q;
+    vlad_err err;
+    vlad_aq_init(&q, 2, NULL);
+    vlad_chunk a = chunk(1, 0, 10, 0);
+    assert_int_equal(vlad_aq_push(&q, &a, NULL), 0);
+    assert_int_equal(vlad_aq_remaining(&q, 0), 10);
+    vlad_chunk far = chunk(2, 300, VLAD_AQ_MAX_H, 50); /* ticks 300..555: 512..555 alias 0..43 */
+    err.msg[0] = 0;
+    assert_int_equal(vlad_aq_push(&q, &far, &err), VLAD_ERANGE);
+    assert_non_null(strstr(err.msg, "beyond"));
+    assert_int_equal(vlad_aq_remaining(&q, 0), 10);
+    for (int t = 0; t < 10; t++) {
+        const float *x = vlad_aq_peek(&q, t);
+        assert_non_null(x);
+        assert_true(x[0] == (float)t && x[1] == -(float)t);
+    }
+    assert_null(vlad_aq_peek(&q, 300));
+    assert_int_equal(q.overwritten, 0);
+    int64_t at;
+    assert_true(vlad_aq_last(&q, &at)[0] == 9);
+    assert_int_equal(at, 9);
+    /* the refused chunk did not become the newest: an earlier start is still accepted */
+    vlad_chunk b = chunk(3, 5, 3, 80);
+    assert_int_equal(vlad_aq_push(&q, &b, &err), 0);
+    assert_int_equal(vlad_aq_remaining(&q, 0), 8); /* 0..4 of a, 5..7 of b */
+    /* exactly the span is fine; one tick more is not */
+    vlad_chunk edge = chunk(4, VLAD_AQ_CAP - VLAD_AQ_MAX_H, VLAD_AQ_MAX_H, 200); /* ends at CAP */
+    assert_int_equal(vlad_aq_push(&q, &edge, &err), 0);
+    vlad_chunk over = chunk(5, VLAD_AQ_CAP - VLAD_AQ_MAX_H + 1, VLAD_AQ_MAX_H, 300);
+    assert_int_equal(vlad_aq_push(&q, &over, &err), VLAD_ERANGE);
+    for (int t = 0; t < 5; t++)
+        assert_true(vlad_aq_peek(&q, t)[0] == (float)t); /* still intact */
+    assert_true(vlad_aq_peek(&q, VLAD_AQ_CAP - 1)[0] == 200 + VLAD_AQ_MAX_H - 1);
+    /* once tick 0 is past, the timeline spans one tick further */
+    assert_true(vlad_aq_get(&q, 0, NULL, NULL)[0] == 0);
+    assert_int_equal(vlad_aq_push(&q, &over, &err), 0);
+    assert_true(vlad_aq_get(&q, 1, NULL, NULL)[0] == 1);
+    assert_true(vlad_aq_peek(&q, VLAD_AQ_CAP)[0] == 300 + VLAD_AQ_MAX_H - 1);
+}
+
+/* A start tick near INT64_MAX is refused as invalid, without overflowing start + len (the
+ * sanitizer build aborts on signed overflow). */
+static void test_push_refuses_absurd_start(void **state) {
+    (void)state;
+    vlad_action_queue q;
+    vlad_err err;
+    vlad_aq_init(&q, 2, NULL);
+    vlad_chunk a = chunk(1, 0, 10, 0);
+    vlad_aq_push(&q, &a, NULL);
+    const int64_t starts[] = {INT64_MAX, INT64_MAX - 1, INT64_MAX - VLAD_AQ_MAX_H,
+                              INT64_MAX / 2, INT64_MAX / 4 + 1};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+        vlad_chunk c = chunk(2, 0, VLAD_AQ_MAX_H, 50);
+        c.start_tick = starts[i];
+        err.msg[0] = 0;
+        assert_int_equal(vlad_aq_push(&q, &c, &err), VLAD_EINVAL);
+        assert_true(err.msg[0] != 0);
+    }
+    vlad_chunk c = chunk(2, 0, VLAD_AQ_MAX_H, 50);
+    c.start_tick = INT64_MAX / 4; /* large but arithmetic-safe: merely beyond the span */
+    assert_int_equal(vlad_aq_push(&q, &c, &err), VLAD_ERANGE);
+    c.start_tick = INT64_MIN;
+    assert_int_equal(vlad_aq_push(&q, &c, &err), VLAD_EINVAL);
+    assert_int_equal(vlad_aq_remaining(&q, 0), 10);
+    assert_int_equal(q.newest_start, 0);
+}
+
+/* The robot tick of the observation behind each action travels with it. */
+static void test_obs_robot_tick(void **state) {
+    (void)state;
+    vlad_action_queue q;
+    vlad_aq_init(&q, 2, NULL);
+    vlad_chunk a = chunk(1, 10, 5, 0), b = chunk(2, 12, 5, 50);
+    a.obs_robot_tick = 9001, b.obs_robot_tick = 9002;
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 10), -1); /* empty */
+    vlad_aq_push(&q, &a, NULL);
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 9), -1);
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 10), 9001);
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 14), 9001);
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 15), -1);
+    vlad_aq_push(&q, &b, NULL);
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 11), 9001);
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 12), 9002); /* b supersedes a from 12 on */
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 16), 9002);
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 17), -1);
+    int64_t ot;
+    uint64_t id;
+    assert_non_null(vlad_aq_get(&q, 10, &id, &ot));
+    assert_int_equal(id, 1);
+    assert_int_equal(ot, 8); /* obs_tick = start - 2 (chunk()) */
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 10), -1); /* used */
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 11), 9001);
+    vlad_aq_clear(&q);
+    assert_int_equal(vlad_aq_obs_robot_tick(&q, 12), -1);
+}
+
+/* ---- randomized run against a model -------------------------------------------------- */
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* The model: the accepted chunks in push order (their starts never decrease). The action for
+ * tick t, when t is not past, belongs to the last accepted chunk starting at or before t (it
+ * superseded everything from its start on), if t is inside it. */
+#define MAXC 200000
+typedef struct mchunk {
+    uint64_t id;
+    int64_t start, obs, obs_robot;
+    int len;
+} mchunk;
+static mchunk acc[MAXC];
+static int n_acc;
+
+static const mchunk *owner(int64_t t, int64_t mnow) {
+    if (t < mnow)
+        return NULL; /* past, or used */
+    int lo = 0, hi = n_acc; /* first index with start > t */
+    while (lo < hi) {
+        int mid = (lo + hi) / 2;
+        if (acc[mid].start <= t)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (lo == 0)
+        return NULL;
+    const mchunk *c = &acc[lo - 1];
+    return t < c->start + c->len ? c : NULL;
+}
+
+/* Random pushes (in order, late, early, beyond the span, before the newest, negative) and gets
+ * (in order, skipping ticks, in the past): every action comes back for the tick it was pushed
+ * for, from the chunk the model says owns that tick, with that chunk's observation ticks, and
+ * remaining/peek/refusals agree with the model. Each action's values encode its tick, its
+ * chunk and its index in the chunk. */
+static void test_random_against_model(void **state) {
+    (void)state;
+    static vlad_action_queue q;
+    static vlad_chunk c;
+    vlad_err err;
+    assert_int_equal(vlad_aq_init(&q, 3, &err), 0);
+    uint64_t rng = 0xA0A0F00Dull, next_id = 1;
+    int64_t tau = 0, mnow = 0, newest = INT64_MIN;
+    n_acc = 0;
+    long got = 0, empty = 0, pushed = 0, refused = 0, clears = 0;
+    for (long it = 0; it < 200000; it++) {
+        uint64_t r = splitmix64(&rng) % 100;
+        if (r < 35) { /* push */
+            memset(&c, 0, sizeof c);
+            c.id = next_id++;
+            c.dim = 3;
+            c.len = 1 + (int)(splitmix64(&rng) % VLAD_AQ_MAX_H);
+            uint64_t kind = splitmix64(&rng) % 100;
+            int64_t near = tau - 40 + (int64_t)(splitmix64(&rng) % 80); /* late or early */
+            if (kind < 75) /* in order: at or after the newest start */
+                c.start_tick = near > newest ? near : newest + (int64_t)(splitmix64(&rng) % 3);
+            else if (kind < 87) /* far ahead: beyond the span for most lengths */
+                c.start_tick = tau + 257 + (int64_t)(splitmix64(&rng) % 400);
+            else if (kind < 99) /* before the newest chunk (or anywhere near now) */
+                c.start_tick = tau + (int64_t)(splitmix64(&rng) % 300) - 150;
+            else
+                c.start_tick = -1 - (int64_t)(splitmix64(&rng) % 5);
+            if (c.start_tick < 0 && kind < 99)
+                c.start_tick = 0;
+            c.obs_tick = c.start_tick - 2;
+            c.obs_robot_tick = (int64_t)c.id * 7 + 1;
+            for (int i = 0; i < c.len; i++) {
+                c.values[i * 3] = (float)(c.start_tick + i);
+                c.values[i * 3 + 1] = (float)c.id;
+                c.values[i * 3 + 2] = (float)i;
+            }
+            bool einval = c.start_tick < 0;
+            /* nothing still queued (cleared, or all past): nothing to alias */
+            bool q_empty = q.end == INT64_MIN || q.end <= q.now;
+            bool erange = !einval && !q_empty && c.start_tick + c.len > mnow + VLAD_AQ_CAP;
+            bool estate = !einval && c.start_tick < newest;
+            int rc = vlad_aq_push(&q, &c, &err);
+            if (einval || erange || estate) {
+                if (!((einval && rc == VLAD_EINVAL) || (erange && rc == VLAD_ERANGE) ||
+                      (estate && rc == VLAD_ESTATE)))
+                    fail_msg("it %ld: push [%lld, +%d) at now %lld, newest %lld: rc %d", it,
+                             (long long)c.start_tick, c.len, (long long)mnow, (long long)newest,
+                             rc);
+                refused++;
+            } else {
+                if (rc != 0)
+                    fail_msg("it %ld: push [%lld, +%d) refused: %s", it, (long long)c.start_tick,
+                             c.len, err.msg);
+                assert_true(n_acc < MAXC);
+                acc[n_acc++] = (mchunk){c.id, c.start_tick, c.obs_tick, c.obs_robot_tick, c.len};
+                newest = c.start_tick;
+                pushed++;
+            }
+        } else if (r < 90) { /* get */
+            int64_t t = tau + (int64_t)(splitmix64(&rng) % 4);
+            if (splitmix64(&rng) % 50 == 0)
+                t = tau - 1 - (int64_t)(splitmix64(&rng) % 20); /* a past tick */
+            if (t < 0)
+                t = 0;
+            const mchunk *m = owner(t, mnow);
+            int64_t rt = vlad_aq_obs_robot_tick(&q, t);
+            assert_int_equal(rt, m ? m->obs_robot : -1);
+            uint64_t id = 0;
+            int64_t ot = 0;
+            const float *a = vlad_aq_get(&q, t, &id, &ot);
+            if (t + 1 > mnow)
+                mnow = t + 1;
+            if (t > tau)
+                tau = t;
+            if (!m) {
+                if (a)
+                    fail_msg("it %ld: tick %lld returned an action (tick %g, chunk %g) where none "
+                             "is queued",
+                             it, (long long)t, a[0], a[1]);
+                empty++;
+                continue;
+            }
+            if (!a)
+                fail_msg("it %ld: tick %lld: no action, expected chunk %llu", it, (long long)t,
+                         (unsigned long long)m->id);
+            if (a[0] != (float)t || a[1] != (float)m->id || a[2] != (float)(t - m->start) ||
+                id != m->id || ot != m->obs)
+                fail_msg("it %ld: tick %lld got the action of tick %g (chunk %g/%llu, index %g), "
+                         "expected chunk %llu",
+                         it, (long long)t, a[0], a[1], (unsigned long long)id, a[2],
+                         (unsigned long long)m->id);
+            got++;
+        } else if (r < 99) { /* look without taking */
+            int64_t t = tau + (int64_t)(splitmix64(&rng) % 600) - 50;
+            if (t < 0)
+                t = 0;
+            const mchunk *m = owner(t, mnow);
+            const float *a = vlad_aq_peek(&q, t);
+            assert_true((a != NULL) == (m != NULL));
+            if (a)
+                assert_true(a[0] == (float)t && a[1] == (float)m->id);
+            int n = 0;
+            while (n < VLAD_AQ_CAP && owner(t + n, mnow))
+                n++;
+            assert_int_equal(vlad_aq_remaining(&q, t), n);
+        } else if (splitmix64(&rng) % 50 == 0) { /* a reset: a new timeline */
+            vlad_aq_clear(&q);
+            n_acc = 0;
+            mnow = 0;
+            newest = INT64_MIN;
+            clears++;
+        }
+    }
+    printf("# random queue: %ld pushed, %ld refused, %ld actions got, %ld empty ticks, %ld "
+           "clears\n",
+           pushed, refused, got, empty, clears);
+    assert_true(pushed > 10000 && refused > 1000 && got > 10000 && empty > 1000);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_and_errors), cmocka_unit_test(test_single_chunk),
         cmocka_unit_test(test_switch_at_start_tick), cmocka_unit_test(test_late_chunk_aligned_by_tick),
         cmocka_unit_test(test_replace_waiting_and_refuse_older),
+        cmocka_unit_test(test_push_refuses_alias), cmocka_unit_test(test_push_refuses_absurd_start),
+        cmocka_unit_test(test_obs_robot_tick), cmocka_unit_test(test_random_against_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

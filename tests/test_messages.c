@@ -400,12 +400,188 @@ static void test_garbage_decode(void **state) {
     assert_null(vlad__observation__unpack(NULL, sizeof cut, cut));
 }
 
+/* An e-stop is valid whatever its reason (the reason is for the log, after
+ * vlad_text_sanitize): longer than the text cap, not UTF-8, empty, absent. */
+static void test_validate_estop(void **state) {
+    (void)state;
+    vlad_err err;
+    Vlad__Command c = VLAD__COMMAND__INIT;
+    Vlad__EStop es = VLAD__ESTOP__INIT;
+    c.body_case = VLAD__COMMAND__BODY_ESTOP, c.estop = &es;
+    char longr[401];
+    memset(longr, 'x', 400);
+    longr[400] = 0;
+    const char *reasons[] = {longr, "bad \xC3\x28 utf8", "\xFF\xFE\xFD", "\xED\xA0\x80", "", NULL};
+    for (size_t i = 0; i < sizeof reasons / sizeof reasons[0]; i++) {
+        es.reason = (char *)reasons[i];
+        assert_int_equal(vlad_validate_command(&c, &err), 0);
+    }
+    /* the same texts as an instruction are refused: the e-stop is the exception */
+    Vlad__SetInstruction si = VLAD__SET_INSTRUCTION__INIT;
+    Vlad__Command ci = VLAD__COMMAND__INIT;
+    ci.body_case = VLAD__COMMAND__BODY_SET_INSTRUCTION, ci.set_instruction = &si;
+    si.text = longr;
+    assert_int_equal(vlad_validate_command(&ci, &err), VLAD_EINVAL);
+    si.text = "\xFF\xFE\xFD";
+    assert_int_equal(vlad_validate_command(&ci, &err), VLAD_EINVAL);
+    /* and through the wire: a packed e-stop with a 400-byte invalid reason decodes and passes */
+    char bad[401];
+    for (int i = 0; i < 400; i++)
+        bad[i] = (char)(0x80 | (i & 0x3f)); /* continuation bytes only */
+    bad[400] = 0;
+    es.reason = bad;
+    uint8_t buf[1024];
+    size_t n = vlad__command__pack(&c, buf);
+    Vlad__Command *d = vlad__command__unpack(NULL, n, buf);
+    assert_non_null(d);
+    assert_int_equal(d->body_case, VLAD__COMMAND__BODY_ESTOP);
+    assert_int_equal(vlad_validate_command(d, &err), 0);
+    vlad__command__free_unpacked(d, NULL);
+}
+
+static uint64_t splitmix64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+
+/* append one random code point as UTF-8 (1 to 4 bytes, no surrogates, no NUL) */
+static size_t put_char(uint64_t *rng, char *o) {
+    unsigned cp;
+    switch (splitmix64(rng) % 4) {
+    case 0: cp = 1 + (unsigned)(splitmix64(rng) % 0x7F); break;
+    case 1: cp = 0x80 + (unsigned)(splitmix64(rng) % (0x800 - 0x80)); break;
+    case 2:
+        do
+            cp = 0x800 + (unsigned)(splitmix64(rng) % (0x10000 - 0x800));
+        while (cp >= 0xD800 && cp <= 0xDFFF);
+        break;
+    default: cp = 0x10000 + (unsigned)(splitmix64(rng) % (0x110000 - 0x10000)); break;
+    }
+    unsigned char *u = (unsigned char *)o;
+    if (cp < 0x80) {
+        u[0] = (unsigned char)cp;
+        return 1;
+    }
+    if (cp < 0x800) {
+        u[0] = (unsigned char)(0xC0 | (cp >> 6)), u[1] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 2;
+    }
+    if (cp < 0x10000) {
+        u[0] = (unsigned char)(0xE0 | (cp >> 12));
+        u[1] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)), u[2] = (unsigned char)(0x80 | (cp & 0x3F));
+        return 3;
+    }
+    u[0] = (unsigned char)(0xF0 | (cp >> 18)), u[1] = (unsigned char)(0x80 | ((cp >> 12) & 0x3F));
+    u[2] = (unsigned char)(0x80 | ((cp >> 6) & 0x3F)), u[3] = (unsigned char)(0x80 | (cp & 0x3F));
+    return 4;
+}
+
+/* out (from valid in) is in itself, or a prefix of in cut at a character boundary followed
+ * by "...", of fewer than cap bytes and valid UTF-8 */
+static void check_sanitized(const char *in, const char *out, size_t cap) {
+    size_t len = strlen(in), olen = strlen(out);
+    if (olen >= cap)
+        fail_msg("cap %zu: %zu bytes out", cap, olen);
+    if (!vlad_utf8_valid(out, olen))
+        fail_msg("cap %zu: output not valid UTF-8", cap);
+    if (len < cap) {
+        assert_string_equal(out, in);
+        return;
+    }
+    if (cap <= 4) { /* no room for text: as much of "..." as fits */
+        assert_int_equal(olen, cap - 1);
+        assert_true(strspn(out, ".") == olen);
+        return;
+    }
+    assert_true(olen >= 3 && strcmp(out + olen - 3, "...") == 0);
+    size_t keep = olen - 3;
+    assert_memory_equal(out, in, keep);
+    /* cut at a boundary: the next input byte starts a character */
+    assert_true(((unsigned char)in[keep] & 0xC0) != 0x80);
+    assert_true(vlad_utf8_valid(in, keep));
+    assert_true(keep + 3 + 3 >= cap - 1); /* at most a 4-byte character's tail dropped */
+}
+
+static void test_text_sanitize(void **state) {
+    (void)state;
+    char out[1024];
+    /* short valid text: copied */
+    vlad_text_sanitize("gr\xC3\xBCn", out, sizeof out);
+    assert_string_equal(out, "gr\xC3\xBCn");
+    /* cap 0: nothing written */
+    out[0] = 'Z';
+    vlad_text_sanitize("abc", out, 0);
+    assert_int_equal(out[0], 'Z');
+    /* 3-byte characters (the euro sign) longer than the cap, at every cap: never cut inside */
+    char euros[3 * 200 + 1];
+    for (int i = 0; i < 200; i++)
+        memcpy(euros + 3 * i, "\xE2\x82\xAC", 3);
+    euros[600] = 0;
+    for (size_t cap = 1; cap <= 700; cap++) {
+        memset(out, 0x55, sizeof out);
+        vlad_text_sanitize(euros, out, cap);
+        check_sanitized(euros, out, cap);
+        if (cap > 4 && cap <= 600) /* whole euros, then ... */
+            assert_int_equal((strlen(out) - 3) % 3, 0);
+    }
+    vlad_text_sanitize(euros, out, 256);
+    assert_int_equal(strlen(out), 252 / 3 * 3 + 3); /* 84 euros and "..." */
+    /* exactly cap-1 bytes fit without a cut */
+    vlad_text_sanitize(euros, out, 601);
+    assert_string_equal(out, euros);
+    /* invalid input: replaced by a note of its length, valid and short at any cap */
+    const char *bad = "abc\xC3\x28 def";
+    vlad_text_sanitize(bad, out, sizeof out);
+    assert_non_null(strstr(out, "not valid UTF-8"));
+    char nlen[32];
+    snprintf(nlen, sizeof nlen, "%zu bytes", strlen(bad));
+    assert_non_null(strstr(out, nlen));
+    assert_null(strstr(out, "abc")); /* none of the input */
+    for (size_t cap = 1; cap < 64; cap++) {
+        memset(out, 0x55, sizeof out);
+        vlad_text_sanitize(bad, out, cap);
+        assert_true(strlen(out) < cap);
+        assert_true(vlad_utf8_valid(out, strlen(out)));
+    }
+    /* random texts of 1-4 byte characters, some made invalid, at random caps */
+    uint64_t rng = 0x7E47ull;
+    char in[700];
+    for (int it = 0; it < 20000; it++) {
+        size_t n = 0, target = (size_t)(splitmix64(&rng) % 600);
+        while (n < target)
+            n += put_char(&rng, in + n);
+        in[n] = 0;
+        bool broken = n > 0 && splitmix64(&rng) % 4 == 0;
+        if (broken) { /* a stray continuation byte, or a truncated character at the end */
+            if (splitmix64(&rng) & 1)
+                in[splitmix64(&rng) % n] = (char)0x80;
+            else
+                in[n - 1] = (char)0xE2;
+            broken = !vlad_utf8_valid(in, n);
+        }
+        size_t cap = 1 + (size_t)(splitmix64(&rng) % sizeof out);
+        memset(out, 0x55, sizeof out);
+        vlad_text_sanitize(in, out, cap);
+        if (broken) {
+            assert_true(strlen(out) < cap);
+            assert_true(vlad_utf8_valid(out, strlen(out)));
+            if (cap > 48)
+                assert_non_null(strstr(out, "not valid UTF-8"));
+        } else {
+            check_sanitized(in, out, cap);
+        }
+    }
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_observation_roundtrip), cmocka_unit_test(test_action_chunk_roundtrip),
         cmocka_unit_test(test_command_reply_roundtrip), cmocka_unit_test(test_framing_errors),
         cmocka_unit_test(test_validate_observation), cmocka_unit_test(test_validate_command_action),
-        cmocka_unit_test(test_garbage_decode),
+        cmocka_unit_test(test_garbage_decode), cmocka_unit_test(test_validate_estop),
+        cmocka_unit_test(test_text_sanitize),
     };
     return cmocka_run_group_tests(tests, setup, NULL);
 }

@@ -273,11 +273,44 @@ static void test_loop_vlash_late_chunk(void **state) {
     assert_true(a[0] == acts[3 * 2]); /* index 13 - 10 = 3 */
 }
 
+/* A start tick far beyond now (a bad delay estimate, a stalled clock) rolls at most the
+ * queue's span: it returns at once, with the last queued target (lag 1), or the state run
+ * toward it (lag < 1); an empty queue holds cmd. */
+static void test_rollforward_far_start(void **state) {
+    (void)state;
+    vlad_action_queue q;
+    vlad_aq_init(&q, 2, NULL);
+    vlad_chunk c = mk(1, 10, 5, 100); /* ticks 10..14, last 104 / -104 */
+    vlad_aq_push(&q, &c, NULL);
+    double cmd[2] = {7, -7}, meas[2] = {6, -6}, out[2];
+    const int64_t starts[] = {10 + 1000000, INT64_MAX / 4, INT64_MAX / 2, INT64_MAX};
+    for (size_t i = 0; i < sizeof starts / sizeof starts[0]; i++) {
+        out[0] = out[1] = NAN;
+        vlad_rollforward(&q, 10, starts[i], cmd, meas, 1.0, 2, out);
+        assert_true(out[0] == 104 && out[1] == -104);
+        vlad_rollforward(&q, 10, starts[i], cmd, NULL, 1.0, 2, out);
+        assert_true(out[0] == 104 && out[1] == -104);
+        /* with a tracking lag the state converges to the held target */
+        vlad_rollforward(&q, 10, starts[i], cmd, meas, 0.5, 2, out);
+        assert_true(fabs(out[0] - 104) < 1e-9 && fabs(out[1] + 104) < 1e-9);
+    }
+    /* now far along as well (a long-running daemon), nothing queued that far: cmd holds */
+    vlad_rollforward(&q, 1000000000000, 1000000000000 + 1000000, cmd, meas, 1.0, 2, out);
+    assert_true(out[0] == 7 && out[1] == -7);
+    vlad_action_queue e;
+    vlad_aq_init(&e, 2, NULL);
+    vlad_rollforward(&e, 0, INT64_MAX / 4, cmd, meas, 1.0, 2, out);
+    assert_true(out[0] == 7 && out[1] == -7);
+    vlad_rollforward(&e, 0, INT64_MAX / 4, cmd, meas, 0.25, 2, out);
+    assert_true(fabs(out[0] - 7) < 1e-9 && fabs(out[1] + 7) < 1e-9);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rollforward),      cmocka_unit_test(test_want_conditions),
         cmocka_unit_test(test_place),            cmocka_unit_test(test_loop_sync_stalls),
         cmocka_unit_test(test_loop_async_no_stalls), cmocka_unit_test(test_loop_vlash_late_chunk),
+        cmocka_unit_test(test_rollforward_far_start),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
