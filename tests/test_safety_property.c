@@ -276,8 +276,11 @@ static void check_event(const Vlad__Event *e) {
     }
 }
 
+#define NEWEST (-2) /* pump: keep the newest Action of the whole wait */
+
 /* receive and check everything that arrives within timeout_ms; returns the Action answering
- * robot tick `want` (lockstep) if one came, else NULL (caller frees) */
+ * robot tick `want` (lockstep) as soon as it comes, or with want NEWEST the newest Action of
+ * the wait, else NULL (caller frees) */
 static Vlad__Action *pump(int timeout_ms, int64_t want) {
     int64_t until = vlad_now_ns() + (int64_t)timeout_ms * VLAD_NS_PER_MS;
     Vlad__Action *answer = NULL;
@@ -288,7 +291,9 @@ static Vlad__Action *pump(int timeout_ms, int64_t want) {
             return answer;
         if (m.kind == VLAD_MSG_ACTION) {
             check_action(m.u.action);
-            if (want >= 0 && m.u.action->robot_tick == want && !answer) {
+            if (want == NEWEST || (want >= 0 && m.u.action->robot_tick == want && !answer)) {
+                if (answer)
+                    vlad__action__free_unpacked(answer, NULL);
                 answer = m.u.action;
                 m.u.action = NULL;
                 m.kind = VLAD_MSG_NONE;
@@ -299,7 +304,7 @@ static Vlad__Action *pump(int timeout_ms, int64_t want) {
             check_event(m.u.event);
         }
         vlad_msg_clear(&m);
-        if (answer || vlad_now_ns() >= until)
+        if ((answer && want >= 0) || vlad_now_ns() >= until)
             return answer;
     }
 }
@@ -503,26 +508,7 @@ static void run(void) {
             stall = 5 + (int)(rnd() % 30);
         bool ok = publish(kind);
         if (!lockstep) {
-            Vlad__Action *a = NULL;
-            int64_t until = vlad_now_ns() + 1000000000 / HZ_WALL;
-            while (vlad_now_ns() < until) {
-                vlad_msg m;
-                if (vlad_client_recv(cli, 1, &m, NULL) == VLAD_OK) {
-                    if (m.kind == VLAD_MSG_ACTION) {
-                        check_action(m.u.action);
-                        if (a)
-                            vlad__action__free_unpacked(a, NULL);
-                        a = m.u.action;
-                        m.u.action = NULL;
-                        m.kind = VLAD_MSG_NONE;
-                    } else if (m.kind == VLAD_MSG_CHUNK) {
-                        check_chunk(m.u.chunk);
-                    } else if (m.kind == VLAD_MSG_EVENT) {
-                        check_event(m.u.event);
-                    }
-                    vlad_msg_clear(&m);
-                }
-            }
+            Vlad__Action *a = pump(1000 / HZ_WALL, NEWEST); /* one robot tick */
             if (a) {
                 track(a);
                 vlad__action__free_unpacked(a, NULL);
