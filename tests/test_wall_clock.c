@@ -279,7 +279,13 @@ static void start_daemon(const char *mode) {
         fail_msg("%s", err.msg);
     tl.n = 0;
     collect_for(sub, WAIT_S * 1000);
-    assert_int_equal(vlad_proc_wait(daemon_pid, 0), -1); /* still running */
+    int rc = vlad_proc_wait(daemon_pid, 0);
+    if (rc >= 0) {
+        daemon_pid = -1;
+        print_file(daemon_log);
+        fail_msg("%s: vlad exited with %d during the wait (127: %s missing?)", mode, rc,
+                 vlad_proc_bin("vlad"));
+    }
     /* before the first observation the daemon publishes no Action (safety.h S4) */
     if (count_kind(0, VLAD_MSG_ACTION) || count_kind(0, VLAD_MSG_CHUNK))
         fail_msg("%s: %d Actions and %d chunks before any observation", mode,
