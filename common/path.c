@@ -1,8 +1,10 @@
 #include "path.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 static int mkdir_one(const char *p, const char *whole, vlad_err *err) {
     if (mkdir(p, 0777) == 0)
@@ -35,4 +37,59 @@ int vlad_mkdir_p(const char *path, vlad_err *err) {
             return rc;
     }
     return mkdir_one(buf, path, err);
+}
+
+const char *vlad_file_kind(mode_t mode) {
+    switch (mode & S_IFMT) {
+    case S_IFREG: return "a regular file";
+    case S_IFDIR: return "a directory";
+    case S_IFIFO: return "a FIFO";
+    case S_IFCHR: return "a character device";
+    case S_IFBLK: return "a block device";
+    case S_IFSOCK: return "a socket";
+    case S_IFLNK: return "a symbolic link";
+    default: return "a file of unknown type";
+    }
+}
+
+static int not_regular(const char *path, mode_t mode, vlad_err *err) {
+    return vlad_err_set(err, VLAD_EINVAL, "%s: is %s, not a regular file", path,
+                        vlad_file_kind(mode));
+}
+
+int vlad_open_regular(const char *path, int flags, mode_t mode, vlad_err *err) {
+    if (!path || !path[0])
+        return vlad_err_set(err, VLAD_EINVAL, "cannot open a file with an empty path");
+    struct stat st;
+    if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+        return not_regular(path, st.st_mode, err);
+    int fd;
+    do
+        fd = open(path, flags | O_NONBLOCK | O_CLOEXEC | O_NOCTTY, mode);
+    while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        int e = errno;
+        /* swapped for a FIFO with no reader (ENXIO), a directory (EISDIR), ...: say what */
+        if (stat(path, &st) == 0 && !S_ISREG(st.st_mode))
+            return not_regular(path, st.st_mode, err);
+        return vlad_err_set(err, VLAD_EIO, "%s: cannot open: %s", path, strerror(e));
+    }
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
+        close(fd);
+        return vlad_err_set(err, VLAD_EIO, "%s: cannot stat: %s", path, strerror(e));
+    }
+    if (!S_ISREG(st.st_mode)) {
+        close(fd);
+        return not_regular(path, st.st_mode, err);
+    }
+    if (!(flags & O_NONBLOCK)) {
+        int fl = fcntl(fd, F_GETFL);
+        if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) != 0) {
+            int e = errno;
+            close(fd);
+            return vlad_err_set(err, VLAD_EIO, "%s: fcntl: %s", path, strerror(e));
+        }
+    }
+    return fd;
 }

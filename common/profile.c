@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <libgen.h>
 #include <math.h>
 #include <stdarg.h>
@@ -10,7 +11,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <yaml.h>
+
+#include "endpoint.h"
+#include "path.h"
 
 /* ---- the one table of keys --------------------------------------------------------- */
 
@@ -101,13 +106,26 @@ static const field top_fields[] = {
      "folder). Empty: `$XDG_STATE_HOME/vlad/<robot>.estop` (else `~/.local/state/...`); "
      "`none`: not persisted."},
     {"security.curve_server_public_key", F_KEY, P(security.server_public_key), 0, 0, "", NULL,
-     "Z85 CURVE key (40 chars). All four keys are required for non-loopback endpoints."},
+     "Z85 public key of the daemon (40 chars; `vladctl keygen`). Set: every socket uses CURVE and "
+     "only the clients in `security.client_keys_dir` are let in. Required for non-loopback "
+     "endpoints."},
+    {"security.server_key_file", F_PATH, P(security.server_key_file), 0, 0, "", NULL,
+     "The daemon's secret certificate (ZeroMQ cert format, mode 0600 or stricter), relative to "
+     "the profile's folder. Read by the daemon only."},
+    {"security.client_keys_dir", F_PATH, P(security.client_keys_dir), 0, 0, "", NULL,
+     "Folder of the allowed clients' public certificates (`*.key`), each with its rights in its "
+     "metadata: `rights = \"observe,publish,command\"` (observe: subscribe and status; publish: "
+     "observations; command: instruction, reset, release, ask; any client may e-stop)."},
+    {"security.client_key_file", F_PATH, P(security.client_key_file), 0, 0, "", NULL,
+     "This client's secret certificate (vladctl, vlad-sim, the client library); "
+     "`$VLAD_CLIENT_KEY` overrides it. Each client should have its own."},
     {"security.curve_server_secret_key", F_KEY, P(security.server_secret_key), 0, 0, "", NULL,
-     "Z85 CURVE secret key of the daemon."},
+     "Refused: a secret key in a profile is readable by every client. Use "
+     "`security.server_key_file`."},
     {"security.curve_client_public_key", F_KEY, P(security.client_public_key), 0, 0, "", NULL,
-     "Z85 CURVE public key of clients (sim, vladctl)."},
+     "Refused: clients are listed in `security.client_keys_dir`, each with its own key."},
     {"security.curve_client_secret_key", F_KEY, P(security.client_secret_key), 0, 0, "", NULL,
-     "Z85 CURVE secret key of clients."},
+     "Refused: use `security.client_key_file` or `$VLAD_CLIENT_KEY`."},
     {"logging.level", F_ENUM, P(logging.level), 0, 0, "info", "error|warn|info|debug",
      "Log level (`vlad --log-level` overrides)."},
     {"logging.file", F_PATH, P(logging.file), 0, 0, "", NULL,
@@ -432,6 +450,82 @@ void vlad_profile_defaults(vlad_profile *p) {
             set_field(&c, &top_fields[i], top_fields[i].key, p, top_fields[i].def, NULL);
 }
 
+/* Mappings and lists inside each other: a profile needs 3 (top, joints, a joint). libyaml's
+ * scanner re-checks every open level per token, so its time grows with the square of the depth
+ * (80k levels: ~50 s) and its loader recurses per level: the depth is checked on the event
+ * stream first, which stops at the first level too deep, before any document is built. */
+#define PROFILE_MAX_DEPTH 32
+/* libyaml's loader compares each new anchor with every earlier one and each alias with every
+ * anchor (90k anchors in 1 MiB: ~37 s); a profile needs a handful. */
+#define PROFILE_MAX_ANCHORS 256
+#define PROFILE_MAX_ALIASES 1024
+
+/* One pass over the parser's events: refuse nesting deeper than PROFILE_MAX_DEPTH
+ * ("FILE:LINE:COL: nesting deeper than 32"), more anchors or aliases than
+ * PROFILE_MAX_ANCHORS / PROFILE_MAX_ALIASES, and a second document in the stream (the loader
+ * would read the first and silently ignore the rest); report a syntax error as the loader
+ * would. 0 if the stream may be loaded. */
+static int prescan(const ctx *c, const char *text, size_t len) {
+    yaml_parser_t ps;
+    if (!yaml_parser_initialize(&ps))
+        return vlad_err_set(c->err, VLAD_ENOMEM, "%s: cannot initialise YAML parser", c->name);
+    yaml_parser_set_input_string(&ps, (const unsigned char *)text, len);
+    int rc = VLAD_OK, depth = 0, docs = 0, anchors = 0, aliases = 0;
+    for (bool end = false; !end && !rc;) {
+        yaml_event_t ev;
+        if (!yaml_parser_parse(&ps, &ev)) {
+            rc = vlad_err_set(c->err, VLAD_EPARSE, "%s:%zu:%zu: YAML syntax error: %s", c->name,
+                              ps.problem_mark.line + 1, ps.problem_mark.column + 1,
+                              ps.problem ? ps.problem : "unknown");
+            break;
+        }
+        const yaml_char_t *anchor = ev.type == YAML_SCALAR_EVENT ? ev.data.scalar.anchor
+                                    : ev.type == YAML_MAPPING_START_EVENT
+                                        ? ev.data.mapping_start.anchor
+                                    : ev.type == YAML_SEQUENCE_START_EVENT
+                                        ? ev.data.sequence_start.anchor
+                                        : NULL;
+        if (anchor && ++anchors > PROFILE_MAX_ANCHORS)
+            rc = vlad_err_set(c->err, VLAD_EPARSE, "%s:%zu:%zu: more than %d YAML anchors",
+                              c->name, ev.start_mark.line + 1, ev.start_mark.column + 1,
+                              PROFILE_MAX_ANCHORS);
+        switch (ev.type) {
+        case YAML_ALIAS_EVENT:
+            if (++aliases > PROFILE_MAX_ALIASES)
+                rc = vlad_err_set(c->err, VLAD_EPARSE, "%s:%zu:%zu: more than %d YAML aliases",
+                                  c->name, ev.start_mark.line + 1, ev.start_mark.column + 1,
+                                  PROFILE_MAX_ALIASES);
+            break;
+        case YAML_MAPPING_START_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+            if (!rc && ++depth > PROFILE_MAX_DEPTH)
+                rc = vlad_err_set(c->err, VLAD_EPARSE, "%s:%zu:%zu: nesting deeper than %d",
+                                  c->name, ev.start_mark.line + 1, ev.start_mark.column + 1,
+                                  PROFILE_MAX_DEPTH);
+            break;
+        case YAML_MAPPING_END_EVENT:
+        case YAML_SEQUENCE_END_EVENT:
+            depth--;
+            break;
+        case YAML_DOCUMENT_START_EVENT:
+            if (++docs > 1)
+                rc = vlad_err_set(c->err, VLAD_EPARSE,
+                                  "%s: a second YAML document at line %zu; one document per "
+                                  "profile",
+                                  c->name, ev.start_mark.line + 1);
+            break;
+        case YAML_STREAM_END_EVENT:
+            end = true;
+            break;
+        default:
+            break;
+        }
+        yaml_event_delete(&ev);
+    }
+    yaml_parser_delete(&ps);
+    return rc;
+}
+
 int vlad_profile_load_string(vlad_profile *p, const char *text, size_t len, const char *name,
                              vlad_err *err) {
     memset(p, 0, sizeof *p);
@@ -442,6 +536,9 @@ int vlad_profile_load_string(vlad_profile *p, const char *text, size_t len, cons
         snprintf(tmp, sizeof tmp, "%s", name);
         snprintf(c.dir, sizeof c.dir, "%s", dirname(tmp));
     }
+    int prc = prescan(&c, text, len);
+    if (prc)
+        return prc;
     yaml_parser_t parser;
     yaml_document_t doc;
     if (!yaml_parser_initialize(&parser))
@@ -482,40 +579,47 @@ out:
     return rc;
 }
 
+#define PROFILE_MAX_BYTES (1u << 20)
+
 int vlad_profile_load(vlad_profile *p, const char *path, vlad_err *err) {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return vlad_err_set(err, VLAD_EIO, "%s: cannot open: %s", path, strerror(errno));
+    /* a FIFO or device is refused, never waited on (FIFO) or read without end (/dev/zero) */
+    int fd = vlad_open_regular(path, O_RDONLY, 0, err);
+    if (fd < 0)
+        return fd;
     char *buf = NULL;
     size_t len = 0, cap = 0;
+    int rc = VLAD_OK;
     for (;;) {
-        if (len + 4096 > cap) {
-            cap = cap ? cap * 2 : 8192;
-            if (cap > (1u << 20)) {
-                free(buf);
-                fclose(f);
-                return vlad_err_set(err, VLAD_EINVAL, "%s: larger than 1 MiB", path);
+        if (len == cap) { /* the buffer ends at PROFILE_MAX_BYTES + 1: one byte over is enough */
+            if (cap > PROFILE_MAX_BYTES) {
+                rc = vlad_err_set(err, VLAD_EINVAL, "%s: larger than 1 MiB", path);
+                break;
             }
-            char *nb = realloc(buf, cap);
+            size_t ncap = cap ? 2 * cap : 8192;
+            if (ncap > PROFILE_MAX_BYTES + 1)
+                ncap = PROFILE_MAX_BYTES + 1;
+            char *nb = realloc(buf, ncap);
             if (!nb) {
-                free(buf);
-                fclose(f);
-                return vlad_err_set(err, VLAD_ENOMEM, "%s: out of memory", path);
+                rc = vlad_err_set(err, VLAD_ENOMEM, "%s: out of memory", path);
+                break;
             }
             buf = nb;
+            cap = ncap;
         }
-        size_t r = fread(buf + len, 1, cap - len, f);
-        len += r;
+        ssize_t r = read(fd, buf + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = vlad_err_set(err, VLAD_EIO, "%s: read error: %s", path, strerror(errno));
+            break;
+        }
         if (r == 0)
             break;
+        len += (size_t)r;
     }
-    int ferr = ferror(f);
-    fclose(f);
-    if (ferr) {
-        free(buf);
-        return vlad_err_set(err, VLAD_EIO, "%s: read error", path);
-    }
-    int rc = vlad_profile_load_string(p, buf, len, path, err);
+    close(fd);
+    if (!rc)
+        rc = vlad_profile_load_string(p, buf, len, path, err);
     free(buf);
     return rc;
 }
@@ -539,40 +643,8 @@ int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_e
 /* ---- cross-field checks ------------------------------------------------------------ */
 
 bool vlad_endpoint_is_local(const char *ep) {
-    /* ZeroMQ's "tcp://source;destination": the source may name any interface */
-    if (!ep || strchr(ep, ';'))
-        return false;
-    if (!strncmp(ep, "ipc://", 6) || !strncmp(ep, "inproc://", 9))
-        return true;
-    if (strncmp(ep, "tcp://", 6))
-        return false;
-    const char *h = ep + 6, *colon = strrchr(h, ':');
-    if (!colon || colon == h)
-        return false;
-    const char *port = colon + 1; /* 1..65535, decimal digits only ("*" is not a port) */
-    size_t nd = strspn(port, "0123456789");
-    if (nd == 0 || nd > 5 || port[nd])
-        return false;
-    long pn = strtol(port, NULL, 10);
-    if (pn < 1 || pn > 65535)
-        return false;
-    char host[INET6_ADDRSTRLEN + 2];
-    size_t hl = (size_t)(colon - h);
-    if (hl >= sizeof host)
-        return false;
-    memcpy(host, h, hl);
-    host[hl] = '\0';
-    if (!strcmp(host, "localhost"))
-        return true;
-    if (host[0] == '[') { /* IPv6 literal: exactly the loopback address */
-        struct in6_addr a6;
-        if (hl < 3 || host[hl - 1] != ']')
-            return false;
-        host[hl - 1] = '\0';
-        return inet_pton(AF_INET6, host + 1, &a6) == 1 && IN6_IS_ADDR_LOOPBACK(&a6);
-    }
-    struct in_addr a4; /* a full dotted quad in 127.0.0.0/8, not a name starting "127." */
-    return inet_pton(AF_INET, host, &a4) == 1 && (ntohl(a4.s_addr) >> 24) == 127;
+    vlad_endpoint e;
+    return vlad_endpoint_parse(ep, &e, NULL) == VLAD_OK && e.loopback;
 }
 
 static bool valid_z85(const char *k) {
@@ -626,37 +698,37 @@ int vlad_profile_validate(const vlad_profile *p, vlad_err *err) {
     const char *epn[3] = {"endpoints.observations", "endpoints.actions", "endpoints.control"};
     bool all_local = true;
     for (int i = 0; i < 3; i++) {
-        if (strncmp(eps[i], "tcp://", 6) && strncmp(eps[i], "ipc://", 6) &&
-            strncmp(eps[i], "inproc://", 9))
-            return vlad_err_set(err, VLAD_EINVAL,
-                                "%s: '%s' is not a tcp://, ipc:// or inproc:// endpoint", epn[i],
-                                eps[i]);
+        vlad_endpoint ep;
+        vlad_err e2;
+        if (vlad_endpoint_parse(eps[i], &ep, &e2))
+            return vlad_err_set(err, VLAD_EINVAL, "%s: %s", epn[i], e2.msg);
         for (int k = 0; k < i; k++)
             if (!strcmp(eps[i], eps[k]))
                 return vlad_err_set(err, VLAD_EINVAL, "%s: same endpoint as %s (%s)", epn[i],
                                     epn[k], eps[i]);
-        if (!vlad_endpoint_is_local(eps[i]))
+        if (!ep.loopback)
             all_local = false;
     }
-    const char *keys[4] = {p->security.server_public_key, p->security.server_secret_key,
-                           p->security.client_public_key, p->security.client_secret_key};
-    const char *keyn[4] = {"security.curve_server_public_key", "security.curve_server_secret_key",
-                           "security.curve_client_public_key", "security.curve_client_secret_key"};
-    int nkeys = 0;
-    for (int i = 0; i < 4; i++) {
-        if (!keys[i][0])
-            continue;
-        if (!valid_z85(keys[i]))
-            return vlad_err_set(err, VLAD_EINVAL, "%s: not a valid Z85 key", keyn[i]);
-        nkeys++;
-    }
-    if (nkeys != 0 && nkeys != 4)
+    /* secret keys never live in a profile: clients read it too */
+    if (p->security.server_secret_key[0] || p->security.client_secret_key[0])
         return vlad_err_set(err, VLAD_EINVAL,
-                            "security: give all four CURVE keys or none (got %d of 4)", nkeys);
-    if (!all_local && nkeys == 0)
+                            "%s: a secret key does not belong in a profile (every client reads it); "
+                            "keep it in a key file (vladctl keygen) named by %s",
+                            p->security.server_secret_key[0] ? "security.curve_server_secret_key"
+                                                              : "security.curve_client_secret_key",
+                            p->security.server_secret_key[0] ? "security.server_key_file"
+                                                              : "security.client_key_file or $VLAD_CLIENT_KEY");
+    if (p->security.server_public_key[0] && !valid_z85(p->security.server_public_key))
+        return vlad_err_set(err, VLAD_EINVAL, "security.curve_server_public_key: not a valid Z85 key");
+    if (p->security.client_public_key[0])
         return vlad_err_set(err, VLAD_EINVAL,
-                            "security: a non-loopback endpoint requires CURVE keys "
-                            "(security.curve_*); refusing to expose the robot unauthenticated");
+                            "security.curve_client_public_key: clients are listed, each with its own "
+                            "key and rights, in security.client_keys_dir");
+    if (!all_local && !p->security.server_public_key[0])
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "security: a non-loopback endpoint requires CURVE "
+                            "(security.curve_server_public_key, server_key_file, client_keys_dir); "
+                            "refusing to expose the robot unauthenticated");
     if (p->async.trigger_threshold > p->async.execution_horizon)
         return vlad_err_set(err, VLAD_EINVAL,
                             "async.trigger_threshold: %d exceeds async.execution_horizon %d",

@@ -85,6 +85,9 @@ typedef struct vlad_profile {
         char server_secret_key[VLAD_KEY_LEN + 1];
         char client_public_key[VLAD_KEY_LEN + 1];
         char client_secret_key[VLAD_KEY_LEN + 1];
+        char server_key_file[VLAD_PATH_MAX];  /* the daemon's secret cert */
+        char client_keys_dir[VLAD_PATH_MAX];  /* allowed clients' public certs */
+        char client_key_file[VLAD_PATH_MAX];  /* this client's secret cert */
     } security;
     struct {
         vlad_log_level level;
@@ -100,11 +103,16 @@ typedef struct vlad_profile {
 void vlad_profile_defaults(vlad_profile *p);
 
 /* Load and validate a profile file. On error *p is unspecified and err names
- * file:line:column, key and what was wrong. */
+ * file:line:column, key and what was wrong. The path must be a regular file of at most 1 MiB
+ * (a FIFO or device is refused without blocking: vlad_open_regular in path.h). */
 int vlad_profile_load(vlad_profile *p, const char *path, vlad_err *err);
 
 /* Same, from YAML text in memory; `name` is used in messages and to resolve relative
- * paths (its folder). */
+ * paths (its folder). Both loaders take exactly one YAML document ("NAME: a second YAML
+ * document at line N; one document per profile"), nested at most 32 collections deep
+ * ("NAME:LINE:COL: nesting deeper than 32", found on the event stream before a document is
+ * built, so a deep file is refused in microseconds), with at most 256 anchors and 1024
+ * aliases. */
 int vlad_profile_load_string(vlad_profile *p, const char *yaml, size_t len, const char *name,
                              vlad_err *err);
 

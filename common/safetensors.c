@@ -11,6 +11,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "path.h"
+
 #define ST_MAX_HEADER (64u << 20)
 
 struct vlad_st_file {
@@ -48,6 +50,69 @@ void vlad_bf16_to_f32_n(float *dst, const void *src, size_t n) {
         memcpy(&h, s + 2 * i, 2);
         d[i] = (uint32_t)h << 16;
     }
+}
+
+/* Non-finite = exponent bits all ones. Blocks of 4096 elements are reduced branch-free (the
+ * compiler vectorises the inner loop; memcpy keeps any alignment legal); only a block that
+ * holds a bad value is searched element by element. */
+#define NF_BLOCK 4096
+
+static int64_t nonfinite_f32(const uint8_t *p, size_t n, float *bad) {
+    for (size_t b = 0; b < n; b += NF_BLOCK) {
+        size_t m = n - b < NF_BLOCK ? n - b : NF_BLOCK;
+        const uint8_t *q = p + 4 * b;
+        uint32_t any = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, q + 4 * i, 4);
+            any |= (u & 0x7f800000u) == 0x7f800000u;
+        }
+        if (!any)
+            continue;
+        for (size_t i = 0; i < m; i++) {
+            uint32_t u;
+            memcpy(&u, q + 4 * i, 4);
+            if ((u & 0x7f800000u) == 0x7f800000u) {
+                if (bad)
+                    memcpy(bad, &u, 4);
+                return (int64_t)(b + i);
+            }
+        }
+    }
+    return -1;
+}
+
+static int64_t nonfinite_bf16(const uint8_t *p, size_t n, float *bad) {
+    for (size_t b = 0; b < n; b += NF_BLOCK) {
+        size_t m = n - b < NF_BLOCK ? n - b : NF_BLOCK;
+        const uint8_t *q = p + 2 * b;
+        uint16_t any = 0;
+        for (size_t i = 0; i < m; i++) {
+            uint16_t h;
+            memcpy(&h, q + 2 * i, 2);
+            any |= (h & 0x7f80u) == 0x7f80u;
+        }
+        if (!any)
+            continue;
+        for (size_t i = 0; i < m; i++) {
+            uint16_t h;
+            memcpy(&h, q + 2 * i, 2);
+            if ((h & 0x7f80u) == 0x7f80u) {
+                if (bad)
+                    *bad = vlad_bf16_to_f32(h);
+                return (int64_t)(b + i);
+            }
+        }
+    }
+    return -1;
+}
+
+int64_t vlad_st_find_nonfinite(const vlad_st_tensor *t, float *bad) {
+    if (t->dtype == VLAD_DT_F32)
+        return nonfinite_f32(t->data, (size_t)t->numel, bad);
+    if (t->dtype == VLAD_DT_BF16)
+        return nonfinite_bf16(t->data, (size_t)t->numel, bad);
+    return -1;
 }
 
 static const char *const k_other_dtypes[] = {"F16", "F64", "F8_E4M3", "F8_E5M2", "I8", "I16",
@@ -141,13 +206,16 @@ static int parse_tensor(cJSON *it, vlad_st_tensor *t, size_t data_size, vlad_err
 
 int vlad_st_open(const char *path, vlad_st_file **out, vlad_err *err) {
     *out = NULL;
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    /* a FIFO or device is refused without blocking (a FIFO would block open() and mmap
+     * would fail on it; /dev/zero would map as an endless file of zeros) */
+    int fd = vlad_open_regular(path, O_RDONLY, 0, err);
     if (fd < 0)
-        return vlad_err_set(err, VLAD_EIO, "%s: %s", path, strerror(errno));
+        return fd;
     struct stat st;
-    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+    if (fstat(fd, &st) != 0) {
+        int e = errno;
         close(fd);
-        return vlad_err_set(err, VLAD_EIO, "%s: not a regular file", path);
+        return vlad_err_set(err, VLAD_EIO, "%s: cannot stat: %s", path, strerror(e));
     }
     size_t size = (size_t)st.st_size;
     if (size < 8) {

@@ -31,7 +31,9 @@ typedef struct vlad_st_tensor {
 
 typedef struct vlad_st_file vlad_st_file;
 
-/* mmap and validate `path`. On success *out owns the mapping. Errors name the tensor. */
+/* mmap and validate `path`. On success *out owns the mapping. Errors name the tensor. `path`
+ * must be a regular file: a FIFO, device, directory or socket is refused without blocking
+ * ("PATH: is a FIFO, not a regular file"; vlad_open_regular in path.h). */
 int vlad_st_open(const char *path, vlad_st_file **out, vlad_err *err);
 /* Unmap and free; NULL is fine. */
 void vlad_st_close(vlad_st_file *f);
@@ -46,6 +48,12 @@ const char *vlad_st_meta(const vlad_st_file *f, const char *key);
 int vlad_st_owns(const vlad_st_file *f, const void *p);
 /* Size of the whole file in bytes. */
 size_t vlad_st_file_size(const vlad_st_file *f);
+
+/* Flat index (row-major, 0-based) of the first NaN or +-Inf element of an F32 or BF16 tensor,
+ * -1 if every element is finite or the dtype is an integer one. If bad is non-NULL it receives
+ * that element as a float (NaN, INFINITY or -INFINITY). Reads every element: the whole tensor
+ * is paged in. */
+int64_t vlad_st_find_nonfinite(const vlad_st_tensor *t, float *bad);
 
 /* Element size of a dtype (4, 2, 1, 8). */
 size_t vlad_dtype_size(vlad_dtype dt);

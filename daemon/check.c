@@ -1,5 +1,8 @@
 #include "check.h"
 
+#include "keys.h"
+#include "zutil.h"
+
 #include <stdarg.h>
 #include <string.h>
 
@@ -129,6 +132,23 @@ int vlad_check_profile(const vlad_profile *p, vlad_check_report *out, vlad_err *
             p->policy.model);
     if (has_model)
         check_model(p, r);
+
+    /* CURVE: the daemon's key file and the client key folder load (server.c would refuse) */
+    if (p->security.server_public_key[0]) {
+        vlad_curve curve;
+        vlad_err e2;
+        if (vlad_curve_load(p, true, NULL, &curve, &e2))
+            ERR(r, "security.server_key_file", "%s", e2.msg);
+        static vlad_keyring kr; /* large: not on the stack */
+        if (!p->security.client_keys_dir[0])
+            ERR(r, "security.client_keys_dir",
+                "security.client_keys_dir: empty, so no client could connect");
+        else if (vlad_keyring_load(p->security.client_keys_dir, &kr, &e2))
+            ERR(r, "security.client_keys_dir", "%s", e2.msg);
+        else if (kr.n == 0)
+            ERR(r, "security.client_keys_dir", "security.client_keys_dir %s: no *.key file",
+                p->security.client_keys_dir);
+    }
 
     if (p->policy.synthetic) {
         vlad_synthetic s;

@@ -23,19 +23,47 @@ static void publish_event(vlad_io *io, int64_t tick, int kind, const char *msg, 
 }
 
 /* at most one event and log line per second per kind of bad input */
-static void report_dropped(vlad_io *io, int which, int kind, const char *what, uint64_t total,
-                           const vlad_err *err) {
-    int64_t now = vlad_now_ns();
-    if (now - io->last_bad_report_ns[which] < VLAD_NS_PER_S)
+static const int report_kind[3] = {VLAD__EVENT__KIND__BAD_MESSAGE, VLAD__EVENT__KIND__BAD_MESSAGE,
+                                   VLAD__EVENT__KIND__OBS_REJECTED};
+
+/* publish what has not been reported of kind `which`, if a second has passed */
+static void flush_report(vlad_io *io, int which, int64_t now) {
+    uint64_t since = io->bad_total[which] - io->bad_reported[which];
+    if (!since || now - io->last_bad_report_ns[which] < VLAD_NS_PER_S)
         return;
-    uint64_t since = total - io->bad_reported[which];
-    io->bad_reported[which] = total;
+    io->bad_reported[which] = io->bad_total[which];
     io->last_bad_report_ns[which] = now;
     char msg[VLAD_ERR_MSG_MAX + 64];
-    snprintf(msg, sizeof msg, "%s dropped (%llu since last report): %s", what,
-             (unsigned long long)since, err->msg);
+    snprintf(msg, sizeof msg, "%s (%llu since last report)", io->bad_last[which],
+             (unsigned long long)since);
     VLAD_LOGW("%s", msg);
-    publish_event(io, atomic_load(&io->sh->tick), kind, msg, since);
+    publish_event(io, atomic_load(&io->sh->tick), report_kind[which], msg, since);
+}
+
+/* at most one event and log line per second per kind of bad input; the tail of a burst is
+ * reported a second later even if nothing else arrives (vlad_io_main flushes) */
+static void report_dropped(vlad_io *io, int which, int kind, const char *what, uint64_t total,
+                           const vlad_err *err) {
+    (void)kind;
+    io->bad_total[which] = total;
+    snprintf(io->bad_last[which], sizeof io->bad_last[which], "%s dropped: %.400s", what, err->msg);
+    flush_report(io, which, vlad_now_ns());
+}
+
+/* handshakes the authentication handler refused, once a second */
+static void report_auth(vlad_io *io, int64_t now) {
+    vlad_server_sec sec;
+    vlad_server_security(io->srv, &sec);
+    uint64_t since = sec.handshakes_refused - io->auth_reported;
+    if (!since || now - io->last_auth_report_ns < VLAD_NS_PER_S)
+        return;
+    io->auth_reported = sec.handshakes_refused;
+    io->last_auth_report_ns = now;
+    char msg[300];
+    snprintf(msg, sizeof msg, "%llu connection(s) refused at the handshake; newest: %s",
+             (unsigned long long)since, sec.last_refusal);
+    VLAD_LOGW("%s", msg);
+    publish_event(io, atomic_load(&io->sh->tick), VLAD__EVENT__KIND__AUTH_REFUSED, msg, since);
 }
 
 static void report_bad(vlad_io *io, int which, const vlad_err *err) {
@@ -202,8 +230,8 @@ static void fill_lat(Vlad__LatencyStats *l, const vlad_hist *h) {
     l->mean_us = s.mean_us;
 }
 
-void vlad_io_fill_status(vlad_shared *sh, Vlad__Status *st, Vlad__LatencyStats *jit,
-                         Vlad__LatencyStats *inf) {
+void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *st,
+                         Vlad__LatencyStats *jit, Vlad__LatencyStats *inf) {
     const vlad_profile *p = sh->p;
     st->robot = (char *)p->robot;
     st->mode = (Vlad__Mode)atomic_load(&sh->mode);
@@ -232,6 +260,14 @@ void vlad_io_fill_status(vlad_shared *sh, Vlad__Status *st, Vlad__LatencyStats *
     st->delay_ticks = atomic_load(&sh->delay_ticks);
     st->max_delay_ticks = atomic_load(&sh->max_delay_ticks);
     st->estop_file = sh->estop_file;
+    vlad_server_sec sec;
+    vlad_server_security(srv, &sec);
+    st->curve = sec.curve;
+    st->client_keys = (uint32_t)sec.clients;
+    st->handshakes_refused = sec.handshakes_refused;
+    st->commands_denied = sec.commands_denied;
+    st->subscriptions_refused = sec.subscriptions_refused;
+    st->oversized_frames = sec.oversized;
     fill_lat(jit, &sh->jitter);
     fill_lat(inf, &sh->inference);
     st->jitter = jit;
@@ -276,6 +312,7 @@ static void on_commands(vlad_io *io) {
             if (!peer.id_len)
                 continue;
             rep.ok = false;
+            rep.request_id = peer.request_id; /* the sender matches the refusal to its request */
             snprintf(why, sizeof why, "%s", err.msg);
             rep.error = why;
         } else {
@@ -318,7 +355,7 @@ static void on_commands(vlad_io *io) {
                 break;
             }
         }
-        vlad_io_fill_status(sh, &st, &jit, &inf);
+        vlad_io_fill_status(sh, io->srv, &st, &jit, &inf);
         rep.status = &st;
         if (vlad_server_reply(io->srv, &peer, &rep, &err))
             VLAD_LOGW("reply: %s", err.msg);
@@ -347,6 +384,10 @@ void *vlad_io_main(void *arg) {
         drain_out(io);
         if (mask & VLAD_SRV_CMD)
             on_commands(io);
+        int64_t now = vlad_now_ns();
+        for (int w = 0; w < 3; w++)
+            flush_report(io, w, now);
+        report_auth(io, now);
     }
     drain_out(io);
     publish_event(io, atomic_load(&sh->tick), VLAD__EVENT__KIND__STOPPING, "vlad stopping", 0);

@@ -24,6 +24,10 @@ typedef struct vlad_io {
     int64_t image_tick;       /* robot tick of its newest image (-1: none) */
     int64_t last_bad_report_ns[3]; /* bad obs, bad cmd, rejected obs */
     uint64_t bad_reported[3];
+    uint64_t bad_total[3];    /* the totals last seen per kind (a burst's tail is reported later) */
+    char bad_last[3][VLAD_ERR_MSG_MAX];
+    uint64_t auth_reported;
+    int64_t last_auth_report_ns;
     vlad_chunk_rec chunk;     /* the chunk being published */
 } vlad_io;
 
@@ -31,7 +35,7 @@ typedef struct vlad_io {
 void *vlad_io_main(void *arg);
 
 /* Fill st (strings point into sh/profile; no allocation beyond the caller's struct). */
-void vlad_io_fill_status(vlad_shared *sh, Vlad__Status *st, Vlad__LatencyStats *jit,
-                         Vlad__LatencyStats *inf);
+void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *st,
+                         Vlad__LatencyStats *jit, Vlad__LatencyStats *inf);
 
 #endif

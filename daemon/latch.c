@@ -38,13 +38,18 @@ int vlad_latch_read(const char *path, bool *latched, char *reason, size_t cap, v
         reason[0] = 0;
     if (!path[0])
         return VLAD_OK;
-    FILE *f = fopen(path, "r");
+    struct stat st;
+    if (stat(path, &st) != 0 && errno == ENOENT)
+        return VLAD_OK;
+    vlad_err e2;
+    int fd = vlad_open_regular(path, O_RDONLY, 0, &e2); /* never blocks on a FIFO */
+    FILE *f = fd >= 0 ? fdopen(fd, "r") : NULL;
     if (!f) {
-        if (errno == ENOENT)
-            return VLAD_OK;
+        if (fd >= 0)
+            close(fd);
         *latched = true; /* it exists but cannot be read: fail safe */
-        return vlad_err_set(err, VLAD_EIO, "e-stop latch %s: %s (treated as latched)", path,
-                            strerror(errno));
+        return vlad_err_set(err, VLAD_EIO, "e-stop latch %s (treated as latched)",
+                            fd >= 0 ? path : e2.msg);
     }
     *latched = true;
     if (reason && cap && fgets(reason, (int)cap, f))

@@ -1,5 +1,6 @@
 /* vladctl — talk to a running vlad.
  *   vladctl --profile FILE [--timeout MS] [--json] COMMAND
+ *   vladctl keygen BASE [--name NAME] [--rights RIGHTS]
  * COMMAND: status | estop [REASON] | release | reset | instruction TEXT | ask [QUESTION]
  * Exit status: 0 ok, 1 the daemon refused (reply.ok false), 2 usage, 3 no reply. */
 #include <cjson/cJSON.h>
@@ -8,6 +9,7 @@
 #include <string.h>
 
 #include "client.h"
+#include "keys.h"
 #include "profile.h"
 
 static const char *mode_name(Vlad__Mode m) {
@@ -20,45 +22,57 @@ static const char *mode_name(Vlad__Mode m) {
     }
 }
 
-static cJSON *lat_json(const Vlad__LatencyStats *l) {
+/* Any protobuf message as JSON, from its descriptor: every field, so a new Status field is
+ * printed without a change here. */
+static cJSON *msg_json(const ProtobufCMessage *m) {
     cJSON *o = cJSON_CreateObject();
-    cJSON_AddNumberToObject(o, "count", l ? (double)l->count : 0);
-    cJSON_AddNumberToObject(o, "p50_us", l ? l->p50_us : 0);
-    cJSON_AddNumberToObject(o, "p99_us", l ? l->p99_us : 0);
-    cJSON_AddNumberToObject(o, "max_us", l ? l->max_us : 0);
-    cJSON_AddNumberToObject(o, "mean_us", l ? l->mean_us : 0);
+    const ProtobufCMessageDescriptor *d = m->descriptor;
+    for (unsigned i = 0; i < d->n_fields; i++) {
+        const ProtobufCFieldDescriptor *f = &d->fields[i];
+        if (f->label == PROTOBUF_C_LABEL_REPEATED)
+            continue;
+        const char *at = (const char *)m + f->offset;
+        switch (f->type) {
+        case PROTOBUF_C_TYPE_INT32: case PROTOBUF_C_TYPE_SINT32: case PROTOBUF_C_TYPE_SFIXED32:
+            cJSON_AddNumberToObject(o, f->name, *(const int32_t *)at); break;
+        case PROTOBUF_C_TYPE_UINT32: case PROTOBUF_C_TYPE_FIXED32:
+            cJSON_AddNumberToObject(o, f->name, *(const uint32_t *)at); break;
+        case PROTOBUF_C_TYPE_INT64: case PROTOBUF_C_TYPE_SINT64: case PROTOBUF_C_TYPE_SFIXED64:
+            cJSON_AddNumberToObject(o, f->name, (double)*(const int64_t *)at); break;
+        case PROTOBUF_C_TYPE_UINT64: case PROTOBUF_C_TYPE_FIXED64:
+            cJSON_AddNumberToObject(o, f->name, (double)*(const uint64_t *)at); break;
+        case PROTOBUF_C_TYPE_FLOAT: cJSON_AddNumberToObject(o, f->name, *(const float *)at); break;
+        case PROTOBUF_C_TYPE_DOUBLE: cJSON_AddNumberToObject(o, f->name, *(const double *)at); break;
+        case PROTOBUF_C_TYPE_BOOL: cJSON_AddBoolToObject(o, f->name, *(const protobuf_c_boolean *)at); break;
+        case PROTOBUF_C_TYPE_ENUM: {
+            const ProtobufCEnumValue *v =
+                protobuf_c_enum_descriptor_get_value(f->descriptor, *(const int *)at);
+            if (v)
+                cJSON_AddStringToObject(o, f->name, v->name);
+            else
+                cJSON_AddNumberToObject(o, f->name, *(const int *)at);
+            break;
+        }
+        case PROTOBUF_C_TYPE_STRING: {
+            const char *str = *(char *const *)at;
+            cJSON_AddStringToObject(o, f->name, str ? str : "");
+            break;
+        }
+        case PROTOBUF_C_TYPE_MESSAGE: {
+            const ProtobufCMessage *sub = *(ProtobufCMessage *const *)at;
+            if (sub)
+                cJSON_AddItemToObject(o, f->name, msg_json(sub));
+            break;
+        }
+        default:
+            break;
+        }
+    }
     return o;
 }
 
 static void print_json(const Vlad__Reply *r) {
-    cJSON *o = cJSON_CreateObject();
-    cJSON_AddBoolToObject(o, "ok", r->ok);
-    if (!r->ok)
-        cJSON_AddStringToObject(o, "error", r->error);
-    if (r->stream_id)
-        cJSON_AddNumberToObject(o, "stream_id", r->stream_id);
-    const Vlad__Status *s = r->status;
-    if (s) {
-        cJSON *j = cJSON_AddObjectToObject(o, "status");
-        cJSON_AddStringToObject(j, "robot", s->robot);
-        cJSON_AddStringToObject(j, "mode", mode_name(s->mode));
-        cJSON_AddNumberToObject(j, "tick", (double)s->tick);
-        cJSON_AddNumberToObject(j, "actions_published", (double)s->actions_published);
-        cJSON_AddNumberToObject(j, "observations_received", (double)s->observations_received);
-        cJSON_AddNumberToObject(j, "bad_messages", (double)s->bad_messages);
-        cJSON_AddNumberToObject(j, "bad_observations", (double)s->bad_observations);
-        cJSON_AddNumberToObject(j, "bad_commands", (double)s->bad_commands);
-        cJSON_AddNumberToObject(j, "stall_ticks", (double)s->stall_ticks);
-        cJSON_AddNumberToObject(j, "watchdog_trips", (double)s->watchdog_trips);
-        cJSON_AddNumberToObject(j, "clamped_actions", (double)s->clamped_actions);
-        cJSON_AddNumberToObject(j, "overruns", (double)s->overruns);
-        cJSON_AddItemToObject(j, "jitter", lat_json(s->jitter));
-        cJSON_AddItemToObject(j, "inference", lat_json(s->inference));
-        cJSON_AddStringToObject(j, "instruction", s->instruction);
-        cJSON_AddStringToObject(j, "async_mode", s->async_mode);
-        cJSON_AddNumberToObject(j, "uptime_s", s->uptime_s);
-        cJSON_AddNumberToObject(j, "control_hz", s->control_hz);
-    }
+    cJSON *o = msg_json(&r->base);
     char *txt = cJSON_Print(o);
     printf("%s\n", txt);
     free(txt);
@@ -80,6 +94,21 @@ static void print_text(const Vlad__Reply *r) {
            (unsigned long long)s->bad_commands, (unsigned long long)s->stall_ticks,
            (unsigned long long)s->watchdog_trips, (unsigned long long)s->clamped_actions,
            (unsigned long long)s->overruns);
+    printf("episode %llu (%lld ticks, %llu stalls, %llu chunks)  chunks %llu installed, %llu "
+           "clamped, %llu refused  inference errors %llu  delay %d ticks (limit %d, %llu ticks over)\n",
+           (unsigned long long)s->episode, (long long)s->episode_ticks,
+           (unsigned long long)s->episode_stall_ticks, (unsigned long long)s->episode_chunks,
+           (unsigned long long)s->chunks_installed, (unsigned long long)s->chunks_clamped,
+           (unsigned long long)s->chunks_refused, (unsigned long long)s->inference_errors,
+           s->delay_ticks, s->max_delay_ticks, (unsigned long long)s->delay_limited_ticks);
+    printf("observations dropped: %llu out of limits, %llu absurd  robot restarts %llu  e-stop latch %s\n",
+           (unsigned long long)s->obs_out_of_limits, (unsigned long long)s->obs_absurd,
+           (unsigned long long)s->robot_restarts, s->estop_file[0] ? s->estop_file : "(not persisted)");
+    printf("security: %s  handshakes refused %llu  commands denied %llu  subscriptions refused %llu  "
+           "oversized frames %llu\n",
+           s->curve ? "CURVE" : "none (loopback only)", (unsigned long long)s->handshakes_refused,
+           (unsigned long long)s->commands_denied, (unsigned long long)s->subscriptions_refused,
+           (unsigned long long)s->oversized_frames);
     if (s->jitter)
         printf("jitter us: p50 %.0f  p99 %.0f  max %.0f  (n=%llu)\n", s->jitter->p50_us,
                s->jitter->p99_us, s->jitter->max_us, (unsigned long long)s->jitter->count);
@@ -88,17 +117,62 @@ static void print_text(const Vlad__Reply *r) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: vladctl --profile FILE [--timeout MS] [--json] "
-                    "status|estop [REASON]|release|reset|instruction TEXT|ask [QUESTION]\n");
+    fprintf(stderr, "usage: vladctl --profile FILE [--key FILE] [--timeout MS] [--json] "
+                    "status|estop [REASON]|release|reset|instruction TEXT|ask [QUESTION]\n"
+                    "       vladctl keygen BASE [--name NAME] [--rights observe,publish,command|all]\n"
+                    "         writes BASE.key (public: give it to the daemon's security.client_keys_dir)\n"
+                    "         and BASE.key_secret (mode 0600: keep it; --key or $VLAD_CLIENT_KEY)\n");
     return 2;
 }
 
+static int keygen(int argc, char **argv) {
+    if (argc < 3)
+        return usage();
+    const char *base = argv[2], *name = NULL, *rights_s = "observe";
+    for (int i = 3; i < argc; i++) {
+        if (!strcmp(argv[i], "--name") && i + 1 < argc)
+            name = argv[++i];
+        else if (!strcmp(argv[i], "--rights") && i + 1 < argc)
+            rights_s = argv[++i];
+        else
+            return usage();
+    }
+    unsigned rights;
+    vlad_err err;
+    if (vlad_rights_parse(rights_s, &rights, &err)) {
+        fprintf(stderr, "vladctl: %s\n", err.msg);
+        return 2;
+    }
+    if (!name) {
+        const char *b = strrchr(base, '/');
+        name = b ? b + 1 : base;
+    }
+    if (vlad_cert_generate(base, name, rights, &err)) {
+        fprintf(stderr, "vladctl: %s\n", err.msg);
+        return 1;
+    }
+    vlad_cert c;
+    char sec[600];
+    snprintf(sec, sizeof sec, "%s.key_secret", base);
+    if (vlad_cert_read(sec, true, &c, &err)) {
+        fprintf(stderr, "vladctl: %s\n", err.msg);
+        return 1;
+    }
+    printf("%s.key and %s.key_secret written; public key %s (rights %s)\n", base, base,
+           c.public_key, rights_s);
+    return 0;
+}
+
 int main(int argc, char **argv) {
-    const char *path = NULL;
+    if (argc > 1 && !strcmp(argv[1], "keygen"))
+        return keygen(argc, argv);
+    const char *path = NULL, *key = NULL;
     int timeout = 2000, json = 0, i;
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--profile") && i + 1 < argc)
             path = argv[++i];
+        else if (!strcmp(argv[i], "--key") && i + 1 < argc)
+            key = argv[++i];
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
             timeout = atoi(argv[++i]);
         else if (!strcmp(argv[i], "--json"))
@@ -146,7 +220,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vladctl: %s\n", err.msg);
         return 2;
     }
-    vlad_client *c = vlad_client_new(&prof, VLAD_CLIENT_CONTROL, &err);
+    vlad_client *c = vlad_client_new_keyed(&prof, VLAD_CLIENT_CONTROL, key, &err);
     if (!c) {
         fprintf(stderr, "vladctl: %s\n", err.msg);
         return 3;

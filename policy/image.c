@@ -2,9 +2,13 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "path.h"
 
 #ifdef VLAD_HAVE_PNG
 #include <png.h>
@@ -104,9 +108,14 @@ static int load_png(const char *path, vlad_image *out, vlad_err *err) {
 
 int vlad_image_load(const char *path, vlad_image *out, vlad_err *err) {
     memset(out, 0, sizeof *out);
-    FILE *fp = fopen(path, "rb");
-    if (!fp)
+    int fd = vlad_open_regular(path, O_RDONLY, 0, err); /* never blocks on a FIFO */
+    if (fd < 0)
+        return fd;
+    FILE *fp = fdopen(fd, "rb");
+    if (!fp) {
+        close(fd);
         return vlad_err_set(err, VLAD_EIO, "%s: %s", path, strerror(errno));
+    }
     unsigned char magic[8] = {0};
     size_t got = fread(magic, 1, 8, fp);
     int rc;

@@ -183,6 +183,12 @@ static int load_visit(void *vctx, const char *name, int ndim, const int64_t *sha
         return vlad_err_set(cx->err, VLAD_EINVAL,
                             "tensor '%s': unsupported dtype '%s' for a model tensor (F32 or BF16)",
                             name, vlad_dtype_name(t->dtype));
+    /* a NaN or Inf weight would poison every action silently: refuse it at load, naming where */
+    float bad = 0.0f;
+    int64_t at = vlad_st_find_nonfinite(t, &bad);
+    if (at >= 0)
+        return vlad_err_set(cx->err, VLAD_EINVAL, "weight tensor '%s' element %lld is %s", name,
+                            (long long)at, isnan(bad) ? "NaN" : bad > 0 ? "+Inf" : "-Inf");
     size_t n = (size_t)t->numel;
     size_t es = vlad_dtype_size(t->dtype);
     int aligned = ((uintptr_t)t->data % es) == 0;
@@ -219,18 +225,12 @@ static int load_visit(void *vctx, const char *name, int ndim, const int64_t *sha
             vlad_bf16_to_f32_n(b, t->data, n);
         p = b;
     }
-    if (k == K_MEAN || k == K_STD) {
-        for (size_t i = 0; i < n; i++) {
-            if (!isfinite(p[i]))
-                return vlad_err_set(cx->err, VLAD_EINVAL,
-                                    "tensor '%s': non-finite normalisation stat at [%zu]", name,
-                                    i);
-            if (k == K_STD && !(p[i] > 0.0f))
+    if (k == K_STD) /* finite already (above) */
+        for (size_t i = 0; i < n; i++)
+            if (!(p[i] > 0.0f))
                 return vlad_err_set(cx->err, VLAD_EINVAL,
                                     "tensor '%s': std %g at [%zu] is not positive", name,
                                     (double)p[i], i);
-        }
-    }
     *(const float **)dst = p;
     return 0;
 }

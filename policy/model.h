@@ -75,7 +75,11 @@ typedef struct vlad_model {
 } vlad_model;
 
 /* Load and validate a checkpoint (MODEL.md "Checkpoint"). Every failure names the file and
- * the tensor or config field. *out is set only on success; free with vlad_model_free. */
+ * the tensor or config field. Every tensor is read once: a NaN or +-Inf anywhere is refused
+ * ("PATH: weight tensor 'vlm.norm.weight' element 17 is NaN", flat row-major index), as is a
+ * non-positive normalisation std. The path must be a regular file (a FIFO or device is
+ * refused without blocking: vlad_st_open). *out is set only on success; free with
+ * vlad_model_free. */
 int vlad_model_load(const char *path, vlad_model **out, vlad_err *err);
 /* NULL is fine. */
 void vlad_model_free(vlad_model *m);

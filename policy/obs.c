@@ -3,14 +3,22 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <math.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "path.h"
 
 static char *read_file(const char *path, vlad_err *err) {
-    FILE *fp = fopen(path, "rb");
+    int fd = vlad_open_regular(path, O_RDONLY, 0, err); /* never blocks on a FIFO */
+    FILE *fp = fd >= 0 ? fdopen(fd, "rb") : NULL;
     if (!fp) {
-        vlad_err_set(err, VLAD_EIO, "%s: %s", path, strerror(errno));
+        if (fd >= 0) {
+            close(fd);
+            vlad_err_set(err, VLAD_EIO, "%s: %s", path, strerror(errno));
+        }
         return NULL;
     }
     char *buf = NULL;

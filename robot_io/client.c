@@ -23,6 +23,14 @@ struct vlad_client {
 static const char *kinds[4] = {"action", "chunk", "lang", "event"};
 
 vlad_client *vlad_client_new(const vlad_profile *p, unsigned flags, vlad_err *err) {
+    return vlad_client_new_keyed(p, flags, NULL, err);
+}
+
+vlad_client *vlad_client_new_keyed(const vlad_profile *p, unsigned flags, const char *key_file,
+                                   vlad_err *err) {
+    vlad_curve curve;
+    if (vlad_curve_load(p, false, key_file, &curve, err))
+        return NULL;
     vlad_client *c = calloc(1, sizeof *c);
     if (!c) {
         vlad_err_set(err, VLAD_ENOMEM, "client: out of memory");
@@ -39,7 +47,7 @@ vlad_client *vlad_client_new(const vlad_profile *p, unsigned flags, vlad_err *er
     for (int i = 0; i < 4; i++)
         vlad_topic(c->topics[i], sizeof c->topics[i], kinds[i], p->robot);
     if (flags & (VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CHUNKS | VLAD_CLIENT_LANG | VLAD_CLIENT_EVENTS)) {
-        c->sub = vlad_zsock_open(c->ctx, ZMQ_SUB, p, false, p->endpoints.actions, 16 << 20, err);
+        c->sub = vlad_zsock_open(c->ctx, ZMQ_SUB, &curve, NULL, p->endpoints.actions, 16 << 20, err);
         if (!c->sub)
             goto fail;
         for (int i = 0; i < 4; i++)
@@ -50,12 +58,12 @@ vlad_client *vlad_client_new(const vlad_profile *p, unsigned flags, vlad_err *er
             }
     }
     if (flags & VLAD_CLIENT_CONTROL) {
-        c->dealer = vlad_zsock_open(c->ctx, ZMQ_DEALER, p, false, p->endpoints.control, 1 << 20, err);
+        c->dealer = vlad_zsock_open(c->ctx, ZMQ_DEALER, &curve, NULL, p->endpoints.control, 1 << 20, err);
         if (!c->dealer)
             goto fail;
     }
     if (flags & VLAD_CLIENT_PUBLISH) {
-        c->pub = vlad_zsock_open(c->ctx, ZMQ_PUB, p, false, p->endpoints.observations, -1, err);
+        c->pub = vlad_zsock_open(c->ctx, ZMQ_PUB, &curve, NULL, p->endpoints.observations, -1, err);
         if (!c->pub)
             goto fail;
     }

@@ -46,8 +46,13 @@ typedef struct vlad_msg {
 
 typedef struct vlad_client vlad_client;
 
-/* Connect per `flags` to the endpoints of profile p (kept by pointer). */
+/* Connect per `flags` to the endpoints of profile p (kept by pointer). With CURVE on (the
+ * profile names the daemon's public key) the client's secret key comes from key_file, else
+ * $VLAD_CLIENT_KEY, else security.client_key_file (robot_io/keys.h); vlad_client_new is
+ * vlad_client_new_keyed with key_file NULL. */
 vlad_client *vlad_client_new(const vlad_profile *p, unsigned flags, vlad_err *err);
+vlad_client *vlad_client_new_keyed(const vlad_profile *p, unsigned flags, const char *key_file,
+                                   vlad_err *err);
 void vlad_client_free(vlad_client *c);
 
 /* Publish an observation (robot name and sequence filled in if empty/zero). */

@@ -1,11 +1,14 @@
 #include "server.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
 #include "frame.h"
+#include "keys.h"
+#include "zap.h"
 #include "validate.h"
 #include "zutil.h"
 
@@ -13,11 +16,20 @@ struct vlad_server {
     const vlad_profile *p;
     void *ctx;
     void *sub, *pub, *router;
+    vlad_curve curve;
+    vlad_keyring *keys;  /* CURVE only */
+    vlad_zap *zap;       /* CURVE only */
     char obs_topic[VLAD_TOPIC_MAX];
+    char topics[4][VLAD_TOPIC_MAX + 1]; /* what a subscriber may subscribe to ("action.r ", ...) */
     uint8_t *buf; /* publish buffer, grown on demand (I/O thread only) */
     size_t cap;
-    uint64_t bad_obs, bad_cmd;
+    size_t max_obs, max_cmd; /* frame size caps (bigger frames are counted and dropped) */
+    uint64_t bad_obs, bad_cmd, subs_refused, oversized, denied;
 };
+
+/* Frames up to twice the cap are received (and counted, and dropped, if over the cap);
+ * ZeroMQ drops the connection of a peer that sends more. */
+#define OVERSIZE_FACTOR 2
 
 vlad_server *vlad_server_new(const vlad_profile *p, vlad_err *err) {
     vlad_server *s = calloc(1, sizeof *s);
@@ -35,20 +47,53 @@ vlad_server *vlad_server_new(const vlad_profile *p, vlad_err *err) {
         return NULL;
     }
     vlad_topic(s->obs_topic, sizeof s->obs_topic, "obs", p->robot);
-    s->sub = vlad_zsock_open(s->ctx, ZMQ_SUB, p, true, p->endpoints.observations,
-                             (int64_t)vlad_max_observation_frame(p), err);
+    static const char *kinds[4] = {"action", "chunk", "lang", "event"};
+    for (int i = 0; i < 4; i++) {
+        char t[VLAD_TOPIC_MAX];
+        vlad_topic(t, sizeof t, kinds[i], p->robot);
+        snprintf(s->topics[i], sizeof s->topics[i], "%s ", t);
+    }
+    if (vlad_curve_load(p, true, NULL, &s->curve, err))
+        goto fail;
+    if (s->curve.on) {
+        /* the authentication handler first: every handshake asks it */
+        s->keys = calloc(1, sizeof *s->keys);
+        if (!s->keys) {
+            vlad_err_set(err, VLAD_ENOMEM, "server: out of memory");
+            goto fail;
+        }
+        if (!p->security.client_keys_dir[0]) {
+            vlad_err_set(err, VLAD_EINVAL,
+                         "security: CURVE is on but security.client_keys_dir is empty: no client "
+                         "could connect");
+            goto fail;
+        }
+        if (vlad_keyring_load(p->security.client_keys_dir, s->keys, err))
+            goto fail;
+        s->zap = vlad_zap_new(s->ctx, s->keys, err);
+        if (!s->zap)
+            goto fail;
+    }
+    s->max_obs = vlad_max_observation_frame(p);
+    s->max_cmd = 64 * 1024;
+    s->sub = vlad_zsock_open(s->ctx, ZMQ_SUB, &s->curve, "obs", p->endpoints.observations,
+                             (int64_t)(OVERSIZE_FACTOR * s->max_obs), err);
     if (!s->sub)
         goto fail;
     char filt[VLAD_TOPIC_MAX + 1];
     snprintf(filt, sizeof filt, "%s ", s->obs_topic);
     zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, filt, strlen(filt));
-    s->pub = vlad_zsock_open(s->ctx, ZMQ_PUB, p, true, p->endpoints.actions, -1, err);
+    /* XPUB, manual: a subscriber may subscribe only to (prefixes of) this robot's topics, so
+     * nothing it sends makes the daemon's subscription table grow */
+    s->pub = vlad_zsock_open(s->ctx, ZMQ_XPUB, &s->curve, "act", p->endpoints.actions, 4096, err);
     if (!s->pub)
         goto fail;
-    s->router = vlad_zsock_open(s->ctx, ZMQ_ROUTER, p, true, p->endpoints.control, 64 * 1024, err);
+    int one = 1;
+    zmq_setsockopt(s->pub, ZMQ_XPUB_MANUAL, &one, sizeof one);
+    s->router = vlad_zsock_open(s->ctx, ZMQ_ROUTER, &s->curve, "ctl", p->endpoints.control,
+                                (int64_t)(OVERSIZE_FACTOR * s->max_cmd), err);
     if (!s->router)
         goto fail;
-    int one = 1;
     zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     return s;
 fail:
@@ -65,28 +110,69 @@ void vlad_server_free(vlad_server *s) {
         zmq_close(s->pub);
     if (s->router)
         zmq_close(s->router);
+    vlad_zap_free(s->zap);
+    free(s->keys);
     if (s->ctx)
         zmq_ctx_term(s->ctx);
     free(s->buf);
     free(s);
 }
 
+/* A subscription message on the XPUB: apply it only if it is a prefix of one of our topics. */
+static void on_subscriptions(vlad_server *s) {
+    for (int k = 0; k < 64; k++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, s->pub, ZMQ_DONTWAIT) < 0) {
+            zmq_msg_close(&m);
+            return;
+        }
+        const uint8_t *d = zmq_msg_data(&m);
+        size_t n = zmq_msg_size(&m);
+        bool ok = false;
+        if (n >= 1 && (d[0] == 0 || d[0] == 1))
+            for (int i = 0; i < 4 && !ok; i++)
+                ok = n - 1 <= strlen(s->topics[i]) && !memcmp(d + 1, s->topics[i], n - 1);
+        if (ok)
+            zmq_setsockopt(s->pub, d[0] ? ZMQ_SUBSCRIBE : ZMQ_UNSUBSCRIBE, d + 1, n - 1);
+        else
+            s->subs_refused++;
+        zmq_msg_close(&m);
+    }
+}
+
 int vlad_server_poll(vlad_server *s, int timeout_ms, int extra_fd) {
-    zmq_pollitem_t items[3] = {
+    zmq_pollitem_t items[5] = {
         {s->sub, 0, ZMQ_POLLIN, 0},
         {s->router, 0, ZMQ_POLLIN, 0},
+        {s->pub, 0, ZMQ_POLLIN, 0},
+        {s->zap ? vlad_zap_socket(s->zap) : NULL, -1, ZMQ_POLLIN, 0},
         {NULL, extra_fd, ZMQ_POLLIN, 0},
     };
-    int n = zmq_poll(items, extra_fd >= 0 ? 3 : 2, timeout_ms);
+    int ni = 0;
+    zmq_pollitem_t use[5];
+    int idx[5];
+    for (int i = 0; i < 5; i++) {
+        if ((i == 3 && !s->zap) || (i == 4 && extra_fd < 0))
+            continue;
+        idx[ni] = i;
+        use[ni++] = items[i];
+    }
+    int n = zmq_poll(use, ni, timeout_ms);
     if (n <= 0)
         return 0;
     int mask = 0;
-    if (items[0].revents & ZMQ_POLLIN)
-        mask |= VLAD_SRV_OBS;
-    if (items[1].revents & ZMQ_POLLIN)
-        mask |= VLAD_SRV_CMD;
-    if (extra_fd >= 0 && (items[2].revents & ZMQ_POLLIN))
-        mask |= VLAD_SRV_FD;
+    for (int k = 0; k < ni; k++) {
+        if (!(use[k].revents & ZMQ_POLLIN))
+            continue;
+        switch (idx[k]) {
+        case 0: mask |= VLAD_SRV_OBS; break;
+        case 1: mask |= VLAD_SRV_CMD; break;
+        case 2: on_subscriptions(s); break;
+        case 3: vlad_zap_handle(s->zap); break;
+        default: mask |= VLAD_SRV_FD; break;
+        }
+    }
     return mask;
 }
 
@@ -102,9 +188,20 @@ int vlad_server_recv_observation(vlad_server *s, Vlad__Observation **out, vlad_e
     }
     const uint8_t *pl;
     size_t plen;
-    rc = vlad_frame_split(zmq_msg_data(&m[0]), zmq_msg_size(&m[0]), s->obs_topic, NULL, NULL, &pl,
-                          &plen, err);
     Vlad__Observation *o = NULL;
+    if (s->curve.on && !zmq_msg_gets(&m[0], "User-Id")) {
+        vlad_zmsgs_close(m, 1);
+        s->bad_obs++;
+        return vlad_err_set(err, VLAD_EINVAL, "observation: from an unauthenticated peer");
+    }
+    if (zmq_msg_size(&m[0]) > s->max_obs) {
+        s->oversized++;
+        rc = vlad_err_set(err, VLAD_EINVAL, "observation: frame of %zu bytes, the cap is %zu",
+                          zmq_msg_size(&m[0]), s->max_obs);
+    } else {
+        rc = vlad_frame_split(zmq_msg_data(&m[0]), zmq_msg_size(&m[0]), s->obs_topic, NULL, NULL,
+                              &pl, &plen, err);
+    }
     if (!rc) {
         o = vlad__observation__unpack(NULL, plen, pl);
         if (!o)
@@ -128,6 +225,9 @@ int vlad_server_recv_command(vlad_server *s, Vlad__Command **out, vlad_peer *pee
     int n;
     peer->id_len = 0;
     peer->envelope = 0;
+    peer->request_id = 0;
+    peer->rights = VLAD_RIGHTS_ALL;
+    snprintf(peer->who, sizeof peer->who, "%s", s->curve.on ? "?" : "local");
     int rc = vlad_zrecv_frames(s->router, m, 8, &n, err);
     if (rc == VLAD_EAGAIN)
         return rc;
@@ -144,7 +244,18 @@ int vlad_server_recv_command(vlad_server *s, Vlad__Command **out, vlad_peer *pee
     Vlad__Command *c = NULL;
     if (n == 3 && zmq_msg_size(&m[1]) == 0)
         peer->envelope = 1;
-    if (n < 2 || n > 3 || (n == 3 && !peer->envelope)) {
+    bool denied = false;
+    if (s->curve.on) { /* who is it (the ZAP handler let only known keys in) */
+        const char *uid = zmq_msg_gets(&m[n - 1], "User-Id");
+        const vlad_cert *cert = uid ? vlad_keyring_find_z85(s->keys, uid) : NULL;
+        peer->rights = cert ? cert->rights : 0;
+        snprintf(peer->who, sizeof peer->who, "%s", cert ? cert->name : "unknown");
+    }
+    if (zmq_msg_size(&m[n - 1]) > s->max_cmd) {
+        s->oversized++;
+        rc = vlad_err_set(err, VLAD_EINVAL, "command: frame of %zu bytes, the cap is %zu",
+                          zmq_msg_size(&m[n - 1]), s->max_cmd);
+    } else if (n < 2 || n > 3 || (n == 3 && !peer->envelope)) {
         rc = vlad_err_set(err, VLAD_EINVAL, "command: expected one frame after the routing id, got %d",
                           n - 1);
     } else {
@@ -158,14 +269,24 @@ int vlad_server_recv_command(vlad_server *s, Vlad__Command **out, vlad_peer *pee
             if (!c)
                 rc = vlad_err_set(err, VLAD_EINVAL, "command: malformed protobuf (%zu bytes)", plen);
         }
+        if (c)
+            peer->request_id = c->request_id; /* so even a refusal reaches its sender */
         if (!rc)
             rc = vlad_validate_command(c, err);
+        if (!rc && vlad_command_needs_command_right(c) && !(peer->rights & VLAD_RIGHT_COMMAND)) {
+            denied = true;
+            rc = vlad_err_set(err, VLAD_EINVAL, "not authorised: client '%s' lacks the command right",
+                              peer->who);
+        }
     }
     vlad_zmsgs_close(m, n);
     if (rc) {
         if (c)
             vlad__command__free_unpacked(c, NULL);
-        s->bad_cmd++;
+        if (denied)
+            s->denied++;
+        else
+            s->bad_cmd++;
         return VLAD_EINVAL;
     }
     *out = c;
@@ -221,3 +342,24 @@ int vlad_server_publish(vlad_server *s, const char *kind, const ProtobufCMessage
 
 uint64_t vlad_server_bad_observations(const vlad_server *s) { return s->bad_obs; }
 uint64_t vlad_server_bad_commands(const vlad_server *s) { return s->bad_cmd; }
+
+bool vlad_command_needs_command_right(const Vlad__Command *c) {
+    switch (c->body_case) {
+    case VLAD__COMMAND__BODY_ESTOP:  /* anyone authenticated may stop the robot */
+    case VLAD__COMMAND__BODY_STATUS: /* and ask how it is */
+        return false;
+    default:
+        return true;
+    }
+}
+
+void vlad_server_security(const vlad_server *s, vlad_server_sec *out) {
+    out->curve = s->curve.on;
+    out->clients = s->keys ? s->keys->n : 0;
+    out->handshakes_refused = s->zap ? vlad_zap_refused(s->zap) : 0;
+    out->handshakes_accepted = s->zap ? vlad_zap_accepted(s->zap) : 0;
+    out->commands_denied = s->denied;
+    out->subscriptions_refused = s->subs_refused;
+    out->oversized = s->oversized;
+    snprintf(out->last_refusal, sizeof out->last_refusal, "%s", s->zap ? vlad_zap_last_refusal(s->zap) : "");
+}

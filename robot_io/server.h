@@ -3,11 +3,17 @@
  *   PUB    endpoints.actions       → "action.", "chunk.", "lang.", "event.<robot>"
  *   ROUTER endpoints.control       ↔ "cmd" Command / "reply" Reply (DEALER or REQ peers)
  * Every received message is framed, decoded and validated against the profile; bad ones
- * are counted and dropped with an error naming the problem. Frames larger than the
- * profile allows are refused by the socket itself (ZMQ_MAXMSGSIZE). */
+ * are counted and dropped with an error naming the problem. Frames over the size cap (up to
+ * twice it) are counted and dropped; ZeroMQ drops the connection of a peer sending more.
+ * With security.curve_server_public_key every socket is CURVE and a ZAP handler (zap.h)
+ * admits only the keys of security.client_keys_dir, per their rights. The PUB is an XPUB in
+ * manual mode: only subscriptions to (prefixes of) this robot's topics are applied, others
+ * are counted, so no subscriber can grow the daemon's memory. The I/O thread services the
+ * handler and the subscriptions inside vlad_server_poll. */
 #ifndef VLAD_SERVER_H
 #define VLAD_SERVER_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "err.h"
@@ -21,7 +27,21 @@ typedef struct vlad_peer {
     uint8_t id[256];
     size_t id_len;  /* 0: unknown (reply impossible) */
     int envelope;   /* 1 if the peer is a REQ socket (empty delimiter frame) */
+    uint64_t request_id; /* of the command, when it decoded (even if it was then refused) */
+    unsigned rights;     /* VLAD_RIGHT_* of its key (all, without CURVE: loopback only) */
+    char who[64];        /* its key's name ("local" without CURVE) */
 } vlad_peer;
+
+/* Security counters (I/O thread). */
+typedef struct vlad_server_sec {
+    bool curve;
+    int clients;                  /* keys in security.client_keys_dir */
+    uint64_t handshakes_refused, handshakes_accepted;
+    uint64_t commands_denied;     /* known key without the right */
+    uint64_t subscriptions_refused; /* not a prefix of this robot's topics */
+    uint64_t oversized;           /* frames over the size cap (counted, dropped) */
+    char last_refusal[200];
+} vlad_server_sec;
 
 enum { VLAD_SRV_OBS = 1, VLAD_SRV_CMD = 2, VLAD_SRV_FD = 4 };
 
@@ -39,7 +59,10 @@ int vlad_server_poll(vlad_server *s, int timeout_ms, int extra_fd);
 int vlad_server_recv_observation(vlad_server *s, Vlad__Observation **out, vlad_err *err);
 
 /* Take one pending command, as above. On VLAD_EINVAL *peer may still be filled
- * (peer->id_len > 0) so the caller can send an error reply. */
+ * (peer->id_len > 0, peer->request_id) so the caller can send an error reply. With CURVE, a
+ * command other than estop and status needs the command right of the sender's key
+ * (vlad_command_needs_command_right); without it: VLAD_EINVAL "not authorised", counted in
+ * commands_denied. */
 int vlad_server_recv_command(vlad_server *s, Vlad__Command **out, vlad_peer *peer, vlad_err *err);
 
 /* Send a reply to peer (never blocks; a vanished peer is not an error). */
@@ -48,6 +71,11 @@ int vlad_server_reply(vlad_server *s, const vlad_peer *peer, const Vlad__Reply *
 /* Publish msg on topic "<kind>.<robot>" (kind: action, chunk, lang, event). Never blocks:
  * messages beyond the send high-water mark are dropped by ZeroMQ. */
 int vlad_server_publish(vlad_server *s, const char *kind, const ProtobufCMessage *msg, vlad_err *err);
+
+/* True for the commands that move the robot or change what it does. */
+bool vlad_command_needs_command_right(const Vlad__Command *c);
+
+void vlad_server_security(const vlad_server *s, vlad_server_sec *out);
 
 /* Counters of dropped bad messages per socket. */
 uint64_t vlad_server_bad_observations(const vlad_server *s);

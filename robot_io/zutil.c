@@ -1,11 +1,49 @@
 #include "zutil.h"
 
+#include "endpoint.h"
+#include "keys.h"
+
 #include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <zmq.h>
 
-void *vlad_zsock_open(void *ctx, int type, const vlad_profile *p, bool server, const char *endpoint,
-                      int64_t max_msg, vlad_err *err) {
+int vlad_curve_load(const vlad_profile *p, bool server, const char *client_key, vlad_curve *curve,
+                    vlad_err *err) {
+    memset(curve, 0, sizeof *curve);
+    curve->server = server;
+    if (!p->security.server_public_key[0])
+        return VLAD_OK;
+    curve->on = true;
+    snprintf(curve->server_public, sizeof curve->server_public, "%s", p->security.server_public_key);
+    const char *path = server ? p->security.server_key_file : client_key;
+    if (!server && !path)
+        path = getenv("VLAD_CLIENT_KEY");
+    if (!server && (!path || !path[0]))
+        path = p->security.client_key_file;
+    if (!path || !path[0])
+        return vlad_err_set(err, VLAD_EINVAL,
+                            server ? "security: CURVE is on but security.server_key_file is empty "
+                                     "(vladctl keygen writes one)"
+                                   : "security: CURVE is on: give this client its secret key "
+                                     "(--key FILE, $VLAD_CLIENT_KEY or security.client_key_file)");
+    vlad_cert c;
+    int rc = vlad_cert_read(path, true, &c, err);
+    if (rc)
+        return rc;
+    if (server && strcmp(c.public_key, curve->server_public))
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "security.server_key_file %s: its public key is not "
+                            "security.curve_server_public_key",
+                            path);
+    snprintf(curve->public_key, sizeof curve->public_key, "%s", c.public_key);
+    snprintf(curve->secret_key, sizeof curve->secret_key, "%s", c.secret_key);
+    return VLAD_OK;
+}
+
+void *vlad_zsock_open(void *ctx, int type, const vlad_curve *curve, const char *domain,
+                      const char *endpoint, int64_t max_msg, vlad_err *err) {
     void *s = zmq_socket(ctx, type);
     if (!s) {
         vlad_err_set(err, VLAD_EIO, "zmq_socket: %s", zmq_strerror(errno));
@@ -15,23 +53,21 @@ void *vlad_zsock_open(void *ctx, int type, const vlad_profile *p, bool server, c
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     if (max_msg > 0)
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
-    if (p->security.server_public_key[0]) {
+    if (curve && curve->on) {
         int rc;
-        if (server) {
+        if (curve->server) {
             int one = 1;
             rc = zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one);
             if (!rc)
-                rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, p->security.server_secret_key,
-                                    VLAD_KEY_LEN + 1);
+                rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve->secret_key, VLAD_KEY_LEN + 1);
+            if (!rc && domain)
+                rc = zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, domain, strlen(domain));
         } else {
-            rc = zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, p->security.server_public_key,
-                                VLAD_KEY_LEN + 1);
+            rc = zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, curve->server_public, VLAD_KEY_LEN + 1);
             if (!rc)
-                rc = zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, p->security.client_public_key,
-                                    VLAD_KEY_LEN + 1);
+                rc = zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, curve->public_key, VLAD_KEY_LEN + 1);
             if (!rc)
-                rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, p->security.client_secret_key,
-                                    VLAD_KEY_LEN + 1);
+                rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve->secret_key, VLAD_KEY_LEN + 1);
         }
         if (rc) {
             vlad_err_set(err, VLAD_EINVAL, "%s: CURVE set-up failed: %s", endpoint,
@@ -40,7 +76,17 @@ void *vlad_zsock_open(void *ctx, int type, const vlad_profile *p, bool server, c
             return NULL;
         }
     }
-    int rc = server ? zmq_bind(s, endpoint) : zmq_connect(s, endpoint);
+    bool server = curve ? curve->server : false;
+    vlad_endpoint ep;
+    if (vlad_endpoint_parse(endpoint, &ep, err)) {
+        zmq_close(s);
+        return NULL;
+    }
+    if (ep.ipv6) {
+        int one = 1;
+        zmq_setsockopt(s, ZMQ_IPV6, &one, sizeof one);
+    }
+    int rc = server ? zmq_bind(s, ep.bind) : zmq_connect(s, ep.bind);
     if (rc) {
         vlad_err_set(err, VLAD_EIO, "%s %s: %s", server ? "bind" : "connect", endpoint,
                      zmq_strerror(errno));

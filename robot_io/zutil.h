@@ -1,6 +1,7 @@
 /* zutil.h — small ZeroMQ helpers shared by the daemon endpoints and the client library:
  * socket creation with vlad's options (linger 0, message size cap, CURVE when the profile
- * has keys), and receiving one whole message. Internal to robot_io. */
+ * has keys), and receiving one whole message. Internal to robot_io (and the daemon's
+ * --check, which loads the same keys). */
 #ifndef VLAD_ZUTIL_H
 #define VLAD_ZUTIL_H
 
@@ -11,11 +12,27 @@
 #include "err.h"
 #include "profile.h"
 
-/* Create a socket of `type` on ctx with linger 0 and, if max_msg > 0, ZMQ_MAXMSGSIZE.
- * `server` chooses the CURVE role when the profile carries keys. Then bind (server) or
- * connect (client) to `endpoint`. Returns the socket or NULL with *err filled. */
-void *vlad_zsock_open(void *ctx, int type, const vlad_profile *p, bool server, const char *endpoint,
-                      int64_t max_msg, vlad_err *err);
+/* The CURVE keys of one side (on = false: plain sockets, loopback only). */
+typedef struct vlad_curve {
+    bool on;
+    bool server;
+    char server_public[41]; /* client: the daemon's public key */
+    char public_key[41];    /* this side's keypair */
+    char secret_key[41];
+} vlad_curve;
+
+/* The keys for profile p: the daemon reads security.server_key_file; a client reads
+ * `client_key` (if non-NULL), else $VLAD_CLIENT_KEY, else security.client_key_file. Without
+ * security.curve_server_public_key: curve->on = false. Errors name the file and the fix. */
+int vlad_curve_load(const vlad_profile *p, bool server, const char *client_key, vlad_curve *curve,
+                    vlad_err *err);
+
+/* Create a socket of `type` on ctx with linger 0, ZMQ_MAXMSGSIZE max_msg (if > 0), CURVE per
+ * `curve` (its server role, and the ZAP domain `domain` on the server side), then bind
+ * (server) or connect (client) `endpoint` (parsed by vlad_endpoint_parse). Returns the socket
+ * or NULL with *err filled. */
+void *vlad_zsock_open(void *ctx, int type, const vlad_curve *curve, const char *domain,
+                      const char *endpoint, int64_t max_msg, vlad_err *err);
 
 /* Receive one message (all its frames) without blocking into zmq_msg_t array msgs[cap];
  * *nframes gets the count. Returns 0, VLAD_EAGAIN if nothing is pending, VLAD_EINVAL if

@@ -29,6 +29,7 @@ static void usage(FILE *f) {
             "                              dataset keeps the clean command (DART-style data)\n"
             "  --expect-policy             count non-POLICY actions (HOLD, ESTOP, ...) as stalls\n"
             "  --start-tick N              first tick number this robot reports (default 0)\n"
+            "  --key FILE                  CURVE: this client's secret key (vladctl keygen)\n"
             "  --lockstep-timeout MS       wait per tick for the daemon's action (default: profile)\n"
             "  --command-timeout MS        wait for reset/set_instruction replies (default 500)\n"
             "  --json FILE                 write per-episode results as JSON\n"
@@ -84,6 +85,7 @@ int main(int argc, char **argv) {
     unsigned long long seed = 1;
     bool expert = false, expect = false, bench = false, quiet = false;
     long long start_tick = 0;
+    const char *key_file = NULL;
     static vlad_task_params prm[VLAD_TASK_COUNT];
     bool prm_set[VLAD_TASK_COUNT] = {false};
     for (int k = 0; k < VLAD_TASK_COUNT; k++)
@@ -137,6 +139,9 @@ int main(int argc, char **argv) {
             }
         } else if (!strcmp(a, "--expect-policy")) {
             expect = true;
+        } else if (!strcmp(a, "--key")) {
+            NEEDV;
+            key_file = v;
         } else if (!strcmp(a, "--start-tick")) {
             NEEDV;
             char *end;
@@ -331,6 +336,7 @@ int main(int argc, char **argv) {
     o.expert_noise_tau_s = noise_tau;
     o.expect_policy = expect;
     o.start_tick = start_tick;
+    o.key_file = key_file;
     o.lockstep_timeout_ms = lockstep_to;
     o.command_timeout_ms = cmd_to;
     o.dataset_dir = dataset;

@@ -585,7 +585,8 @@ int vlad_sim_run(const vlad_sim_opts *o, vlad_sim_results *res, vlad_err *err) {
             goto out;
         }
     } else {
-        r.cl = vlad_client_new(p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CONTROL | VLAD_CLIENT_PUBLISH, err);
+        r.cl = vlad_client_new_keyed(p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CONTROL | VLAD_CLIENT_PUBLISH,
+                                     o->key_file, err);
         if (!r.cl) {
             rc = err ? err->code : VLAD_EIO;
             goto out;

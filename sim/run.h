@@ -45,6 +45,7 @@ typedef struct vlad_sim_opts {
     double expert_noise_tau_s;
     bool expect_policy;       /* non-POLICY actions count as stalls */
     int64_t start_tick;       /* this robot's first tick number (any: the daemon has its own) */
+    const char *key_file;     /* CURVE: this client's secret key (NULL: $VLAD_CLIENT_KEY / profile) */
     double lockstep_timeout_ms; /* <= 0: the profile's */
     int command_timeout_ms;   /* reset/set_instruction reply wait; <= 0: 500 */
     bool render;              /* render cameras (forced on with a daemon or recorders) */

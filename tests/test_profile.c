@@ -125,7 +125,7 @@ static void test_endpoint_local(void **state) {
     assert_false(vlad_endpoint_is_local("tcp://127.evil.com:5550"));
     assert_false(vlad_endpoint_is_local("tcp://127.0.0.1.nip.io:1"));
     assert_false(vlad_endpoint_is_local("tcp://127.0.0.1evil:1"));
-    assert_false(vlad_endpoint_is_local("tcp://127.1:5550")); /* not a full dotted quad */
+    assert_true(vlad_endpoint_is_local("tcp://127.1:5550")); /* resolves to 127.0.0.1 */
     assert_false(vlad_endpoint_is_local("tcp://127.0.0.256:5550"));
     assert_false(vlad_endpoint_is_local("tcp://128.0.0.1:5550"));
     assert_false(vlad_endpoint_is_local("tcp://[::2]:5550"));
@@ -152,13 +152,19 @@ static void test_endpoint_local(void **state) {
     assert_false(vlad_endpoint_is_local("tcp://"));
     assert_false(vlad_endpoint_is_local("udp://127.0.0.1:5550"));
     assert_false(vlad_endpoint_is_local(""));
-    /* the profile check follows: a fake loopback endpoint needs the CURVE keys */
+    /* the profile check follows: a fake loopback endpoint is refused (it does not resolve
+     * here; where it resolves to a public address it needs CURVE); every interface needs CURVE */
     static vlad_profile p;
     vlad_err err;
     const char *y = "robot: r\njoints:\n  - {name: a, min: -1, max: 1, max_velocity: 2}\n"
                     "endpoints: {observations: 'tcp://127.evil.com:5550'}\n";
     assert_int_equal(vlad_profile_load_string(&p, y, strlen(y), "/tmp/r.yaml", &err), VLAD_EINVAL);
-    if (!strstr(err.msg, "requires CURVE keys"))
+    if (!strstr(err.msg, "requires CURVE") && !strstr(err.msg, "does not resolve"))
+        fail_msg("got '%s'", err.msg);
+    const char *y2 = "robot: r\njoints:\n  - {name: a, min: -1, max: 1, max_velocity: 2}\n"
+                     "endpoints: {control: 'tcp://*:5552'}\n";
+    assert_int_equal(vlad_profile_load_string(&p, y2, strlen(y2), "/tmp/r.yaml", &err), VLAD_EINVAL);
+    if (!strstr(err.msg, "requires CURVE"))
         fail_msg("got '%s'", err.msg);
 }
 

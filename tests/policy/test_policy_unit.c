@@ -12,6 +12,9 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <cjson/cJSON.h>
 #include <cmocka.h>
@@ -326,7 +329,24 @@ static void test_loader_errors(void **state) {
     memcpy(bj + 8, "{\"a\":[1,", 8);
     assert_int_equal(tu_write(p, bj, n), 0);
     expect_load_error(p, "bad header", "JSON");
+    /* a header that is JSON but not an object; a length field past the end of the file */
+    memcpy(bj, buf, n);
+    memcpy(bj + 8, "[1, 2]  ", 8);
+    assert_int_equal(tu_write(p, bj, n), 0);
+    expect_load_error(p, "bad header", "not a JSON object");
+    memcpy(bj, buf, n);
+    bj[6] = 0x7f; /* header length ~2^54 */
+    assert_int_equal(tu_write(p, bj, n), 0);
+    expect_load_error(p, "bad header: header length", "file size");
     free(bj);
+    /* empty; cut right after the header (no data at all) */
+    assert_int_equal(tu_write(p, buf, 0), 0);
+    expect_load_error(p, "bad header: file too short (0 bytes)", NULL);
+    uint64_t hlen = 0;
+    for (int i = 0; i < 8; i++)
+        hlen |= (uint64_t)(uint8_t)buf[i] << (8 * i);
+    assert_int_equal(tu_write(p, buf, 8 + (size_t)hlen), 0);
+    expect_load_error(p, "outside the file's data section (0 bytes)", NULL);
     /* truncated data: last tensors' offsets fall outside the file */
     assert_int_equal(tu_write(p, buf, n - 64), 0);
     expect_load_error(p, "outside the file", "data_offsets");
@@ -365,7 +385,7 @@ static void test_loader_errors(void **state) {
     float nanv = NAN, zero = 0.0f;
     memcpy(buf + off + 4, &nanv, 4);
     assert_int_equal(tu_write(p, buf, n), 0);
-    expect_load_error(p, "norm.state.mean", "non-finite");
+    expect_load_error(p, "weight tensor 'norm.state.mean' element 1 is NaN", NULL);
     memcpy(buf + off + 4, &zero, 4); /* restore-ish, then a zero std */
     const vlad_st_tensor *ts = vlad_st_find(f, "norm.action.std");
     memcpy(buf + 8 + hn + ts->begin, &zero, 4);
@@ -375,6 +395,110 @@ static void test_loader_errors(void **state) {
     vlad_st_close(f);
     /* not a file */
     expect_load_error("/nonexistent/x.safetensors", "/nonexistent/x.safetensors", NULL);
+    tu_rmtree(dir);
+}
+
+/* Write dst = src with `n` bytes at element `index` of tensor `name` replaced by `val`. */
+static void write_patched(const char *src, const char *dst, const char *name, size_t index,
+                          const void *val, size_t n) {
+    vlad_err err = {0};
+    vlad_st_file *f = NULL;
+    assert_int_equal(vlad_st_open(src, &f, &err), 0);
+    const vlad_st_tensor *t = vlad_st_find(f, name);
+    assert_non_null(t);
+    assert_int_equal(vlad_dtype_size(t->dtype), n);
+    assert_true(index < (size_t)t->numel);
+    size_t len = 0;
+    char *buf = tu_read(src, &len);
+    assert_non_null(buf);
+    /* the data section starts after the 8-byte length and the header */
+    uint64_t hn = 0;
+    for (int i = 0; i < 8; i++)
+        hn |= (uint64_t)(uint8_t)buf[i] << (8 * i);
+    memcpy(buf + 8 + hn + t->begin + index * n, val, n);
+    assert_int_equal(tu_write(dst, buf, len), 0);
+    free(buf);
+    vlad_st_close(f);
+}
+
+/* A NaN or Inf anywhere in the weights is refused at load, naming the tensor and the flat
+ * index of the first bad element (before, only the normalisation stats were checked: these
+ * checkpoints loaded and produced NaN actions). */
+static void test_nonfinite_weights(void **state) {
+    (void)state;
+    char f32[4200], bf16[4200], dir[4096], p[4200], want[300];
+    fx("tiny_f32_1cam.safetensors", f32, sizeof f32);
+    fx("tiny_bf16_2cam.safetensors", bf16, sizeof bf16);
+    assert_int_equal(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(p, sizeof p, "%s/nan.safetensors", dir);
+    const float fnan = NAN, finf = INFINITY, fninf = -INFINITY;
+    const uint16_t hnan = 0x7fc0, hinf = 0x7f80, hninf = 0xff80;
+    struct {
+        const char *file, *tensor;
+        size_t index;
+        const void *val;
+        size_t n;
+        const char *what;
+    } cases[] = {
+        {f32, "embed.weight", 1234, &fnan, 4, "NaN"},
+        {f32, "vlm.layers.1.attn.q.weight", 1023, &finf, 4, "+Inf"}, /* the last element */
+        {f32, "vision.patch_embed.weight", 0, &fninf, 4, "-Inf"},
+        {f32, "vision.norm.weight", 31, &fnan, 4, "NaN"},
+        {bf16, "vlm.layers.1.attn.q.weight", 700, &hnan, 2, "NaN"},  /* stays in the mapping */
+        {bf16, "expert.action_out.weight", 59, &hninf, 2, "-Inf"},
+        {bf16, "vision.norm.weight", 0, &hinf, 2, "+Inf"},            /* widened to F32 */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        write_patched(cases[i].file, p, cases[i].tensor, cases[i].index, cases[i].val,
+                      cases[i].n);
+        snprintf(want, sizeof want, "nan.safetensors: weight tensor '%s' element %zu is %s",
+                 cases[i].tensor, cases[i].index, cases[i].what);
+        expect_load_error(p, want, NULL);
+    }
+    /* the first bad element is the one named */
+    write_patched(f32, p, "embed.weight", 900, &finf, 4);
+    char q[4200];
+    snprintf(q, sizeof q, "%s/nan2.safetensors", dir);
+    write_patched(p, q, "embed.weight", 5000, &fnan, 4);
+    expect_load_error(q, "weight tensor 'embed.weight' element 900 is +Inf", NULL);
+    /* the largest finite values are fine */
+    const float big = 3.4e38f;
+    write_patched(f32, p, "embed.weight", 7, &big, 4);
+    vlad_err err = {0};
+    vlad_model *m = NULL;
+    assert_int_equal(vlad_model_load(p, &m, &err), 0);
+    vlad_model_free(m);
+    tu_rmtree(dir);
+}
+
+/* hang guard: a regression that blocks in open() fails the test instead of hanging it */
+static const char *volatile g_step = "";
+static void on_alarm(int sig) {
+    (void)sig;
+    static const char a[] = "test_policy_unit: HUNG opening ";
+    ssize_t w = write(2, a, sizeof a - 1);
+    w = write(2, g_step, strlen(g_step));
+    w = write(2, "\n", 1);
+    (void)w;
+    _exit(1);
+}
+
+/* A FIFO or a device as the checkpoint is refused at once, saying what it is. */
+static void test_special_file_checkpoints(void **state) {
+    (void)state;
+    char dir[4096], fifo[4200];
+    assert_int_equal(tu_mkdtemp(dir, sizeof dir), 0);
+    snprintf(fifo, sizeof fifo, "%s/model.safetensors", dir);
+    assert_int_equal(mkfifo(fifo, 0600), 0);
+    signal(SIGALRM, on_alarm);
+    g_step = fifo;
+    alarm(60);
+    expect_load_error(fifo, "model.safetensors: is a FIFO, not a regular file", NULL);
+    g_step = "/dev/zero";
+    expect_load_error("/dev/zero", "/dev/zero: is a character device, not a regular file", NULL);
+    g_step = dir;
+    expect_load_error(dir, "is a directory, not a regular file", NULL);
+    alarm(0);
     tu_rmtree(dir);
 }
 
@@ -784,6 +908,8 @@ int main(void) {
         cmocka_unit_test(test_tokenizer),
         cmocka_unit_test(test_safetensors_roundtrip),
         cmocka_unit_test(test_loader_errors),
+        cmocka_unit_test(test_nonfinite_weights),
+        cmocka_unit_test(test_special_file_checkpoints),
         cmocka_unit_test(test_bf16_checkpoint_loads),
         cmocka_unit_test(test_random_checkpoint),
         cmocka_unit_test(test_matmul_bf16),
