@@ -17,4 +17,7 @@ int bench_policy_main(int argc, char **argv);
 /* vlad-bench vlash [--json FILE] [--episodes N] [--deltas ...] ... (bench_vlash.c) */
 int bench_vlash_main(int argc, char **argv);
 
+/* vlad-bench soak [--minutes N] [--json FILE] ... (bench_soak.c) */
+int bench_soak_main(int argc, char **argv);
+
 #endif

@@ -17,6 +17,8 @@ static const subcmd k_cmds[] = {
                "accuracy on held-out episodes", bench_policy_main},
     {"vlash", "sync / naive / VLASH x delay on the sim (lockstep), wall-clock reaction latency, "
               "trajectory plot", bench_vlash_main},
+    {"soak", "daemon + sim + the default model at 200 Hz for N minutes: jitter, stalls, RSS and "
+             "fd drift", bench_soak_main},
 };
 
 static void usage(FILE *fp) {

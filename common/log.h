@@ -33,7 +33,9 @@ vlad_log_level vlad_log_get_level(void);
 /* Start the logger thread writing to `path` (appending), or to stderr if path is NULL
  * or empty. Returns 0 or an error (file cannot be opened, thread cannot start). */
 int vlad_log_start(const char *path, vlad_err *err);
-/* Drain what is queued, stop the thread, close the file. Idempotent. */
+/* Drain what is queued (including messages other threads are writing at that moment),
+ * stop the thread, close the file. Idempotent. vlad_log_start and vlad_log_stop may be
+ * called from any thread, concurrently with vlad_log and with each other. */
 void vlad_log_stop(void);
 
 /* Log a message (any thread, non-blocking). */
@@ -41,6 +43,8 @@ void vlad_log(vlad_log_level level, const char *fmt, ...) __attribute__((format(
 
 /* Messages dropped because the ring was full. */
 uint64_t vlad_log_dropped(void);
+/* Lines the logger thread could not write (full disk, ...), counted; shown in status. */
+uint64_t vlad_log_write_failures(void);
 
 #define VLAD_LOGE(...) vlad_log(VLAD_LOG_ERROR, __VA_ARGS__)
 #define VLAD_LOGW(...) vlad_log(VLAD_LOG_WARN, __VA_ARGS__)

@@ -336,6 +336,9 @@ static int walk_mapping(ctx *c, yaml_node_t *m, const char *path, const field *t
             if (!strcmp(t[i].key, full))
                 break;
         if (i < nt) {
+            /* the same key twice, once dotted and once nested (policy.threads / policy: {threads}) */
+            if (seen[i])
+                return fail(c, k, full, "duplicate key (given twice, dotted and nested)");
             int rc = set_from_node(c, &t[i], full, base, v);
             if (rc)
                 return rc;

@@ -268,6 +268,7 @@ void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *
     st->commands_denied = sec.commands_denied;
     st->subscriptions_refused = sec.subscriptions_refused;
     st->oversized_frames = sec.oversized;
+    st->log_lines_lost = vlad_log_dropped() + vlad_log_write_failures();
     fill_lat(jit, &sh->jitter);
     fill_lat(inf, &sh->inference);
     st->jitter = jit;

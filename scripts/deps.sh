@@ -7,7 +7,11 @@ set -euo pipefail
 pkgs=(cmake make gcc pkg-config
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev
       libopenblas-dev libcmocka-dev libcjson-dev
-      libmujoco-dev libosmesa6-dev libpng-dev zlib1g-dev gnuplot-nox "$@")
+      libmujoco-dev libosmesa6-dev libpng-dev zlib1g-dev gnuplot-nox
+      valgrind "$@")  # valgrind: make test-valgrind (gcc's libtsan2 comes with gcc: make test-tsan)
+# libFuzzer (make test-fuzz, make fuzz): installed as root like the rest; without root a missing
+# one is no error here (test-fuzz says so and skips)
+fuzz_pkgs=(clang libclang-rt-14-dev)
 
 missing=()
 for p in "${pkgs[@]}"; do
@@ -15,6 +19,11 @@ for p in "${pkgs[@]}"; do
     missing+=("$p")
   fi
 done
+if [ "$(id -u)" -eq 0 ]; then
+  for p in "${fuzz_pkgs[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+  done
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 
 if [ "$(id -u)" -ne 0 ]; then
