@@ -1,6 +1,6 @@
 # vlad — top-level entry points. Everything real lives in CMake; this file does set-up.
 #   make demo   install missing packages (as root), build, run the demo
-#   make test   install, build (release + ASan/UBSan + TSan), run every test
+#   make test   install, build (release + ASan/UBSan + TSan + libFuzzer + valgrind), run every test
 #   make build  just build into build/
 #   make fuzz   run each libFuzzer target FUZZ_SECONDS (60) seconds (fuzz/README.md)
 #   make test-tsan      ThreadSanitizer build (build-tsan/) and run of the tests, daemons included
@@ -79,7 +79,7 @@ build-soak: deps
 soak: build-soak
 	@build-soak/bin/vlad-bench soak --minutes $(SOAK_MINUTES) --json build-soak/soak.json
 
-test: test-release test-asan test-fuzz test-tsan
+test: test-release test-asan test-fuzz test-tsan test-valgrind
 
 demo: build
 	@scripts/demo.sh
