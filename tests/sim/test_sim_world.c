@@ -128,7 +128,7 @@ static void test_bad_profiles(void **st) {
     vlad_profile p;
     vlad_err err;
     const char *yaml = "robot: x\njoints:\n  - {name: nosuch, min: -1, max: 1, max_velocity: 1}\n"
-                       "sim: {model: /work/nonexistent.xml}\n";
+                       "sim: {model: /nonexistent/arm4.xml}\n";
     assert_int_equal(vlad_profile_load_string(&p, yaml, strlen(yaml), "t.yaml", &err), VLAD_OK);
     assert_null(vlad_world_new(&p, false, &err));
     assert_non_null(strstr(err.msg, "cannot load MJCF"));
