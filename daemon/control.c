@@ -101,6 +101,11 @@ static void publish_action(vlad_control *c, vlad_out_rec *rec, const double *wan
     push_out(c, rec);
 }
 
+/* Policy targets flow: the robot has reported since the last reset, no e-stop, fresh. */
+static bool running(const vlad_control *c) {
+    return c->gate.anchored && !c->awaiting && !c->estop && !c->wd.tripped;
+}
+
 /* Everything queued or in flight is void (e-stop, reset, robot restart). */
 static void discard(vlad_control *c) {
     vlad_aq_clear(&c->queue);
@@ -134,7 +139,6 @@ void vlad_control_requests(vlad_control *c, int64_t tick) {
         c->want_reset = r;
         c->want_from = atomic_load(&sh->reset_from_tick);
         c->need_anchor = true;
-        c->have_obs = false;
         atomic_fetch_add(&sh->episode, 1);
         atomic_store(&sh->episode_start_tick, tick);
         atomic_store(&sh->episode_stall_ticks, 0);
@@ -168,7 +172,6 @@ static bool take_obs(vlad_control *c, const vlad_obs_state *o, int64_t tick) {
             return false; /* taken before the reset: not a state to act on */
         c->awaiting = false;
     }
-    c->have_obs = true;
     bool anchor = !c->gate.anchored || (c->need_anchor && !c->estop);
     c->need_anchor = false;
     if (anchor)
@@ -210,7 +213,7 @@ static void install(vlad_control *c, int64_t tick, const vlad_infer_result *r) {
         refuse(c, tick, why, ch->id);
         return;
     }
-    int64_t first = ch->start_tick < tick ? ch->start_tick + (tick - ch->start_tick) : ch->start_tick;
+    int64_t first = ch->start_tick > tick ? ch->start_tick : tick; /* earlier ticks have passed */
     int off = (int)(first - ch->start_tick);
     double ref[VLAD_AQ_MAX_DIM];
     vlad_rollforward(&c->queue, tick, first, c->gate.prev, NULL, 1.0, c->sched.dim, ref);
@@ -379,14 +382,12 @@ static void step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now
 
     /* 4. the policy: install what finished, start what is due */
     if (c->worker) {
-        bool running = !c->estop && c->have_obs && !c->wd.tripped;
-        if (!take_result(c, tick, running))
+        if (!take_result(c, tick, running(c)))
             vlad_control_requests(c, tick); /* the wait was cut short by a request */
-        running = !c->estop && c->have_obs && !c->wd.tripped;
         int delay = planning_delay(c, tick);
-        if (running) {
+        if (running(c)) {
             maybe_request(c, tick, delay);
-            if (c->lockstep && c->emul_delay == 0 && !take_result(c, tick, running))
+            if (c->lockstep && c->emul_delay == 0 && !take_result(c, tick, true))
                 vlad_control_requests(c, tick);
         }
     }
@@ -414,7 +415,7 @@ static void step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now
     if (c->estop) {
         mode = VLAD__MODE__MODE_ESTOP;
         rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP;
-    } else if (!c->have_obs) {
+    } else if (c->awaiting) {
         mode = VLAD__MODE__MODE_WAITING; /* after a reset: hold until the robot reports */
         rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_HOLD;
     } else if (c->wd.tripped) {

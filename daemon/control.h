@@ -60,7 +60,6 @@ typedef struct vlad_control {
     vlad_chunk_rec staging;       /* a chunk being installed (too big for the stack) */
     vlad_out_rec last_rec;        /* the last action published (lockstep resends answer it) */
     /* observations */
-    bool have_obs;                /* a usable observation since the last reset/restart */
     vlad_obs_state last_obs;
     int64_t obs_tick;             /* daemon tick at which last_obs was taken */
     int64_t last_robot_tick;      /* robot tick of the newest observation (-1: none) */

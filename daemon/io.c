@@ -42,9 +42,8 @@ static void flush_report(vlad_io *io, int which, int64_t now) {
 
 /* at most one event and log line per second per kind of bad input; the tail of a burst is
  * reported a second later even if nothing else arrives (vlad_io_main flushes) */
-static void report_dropped(vlad_io *io, int which, int kind, const char *what, uint64_t total,
+static void report_dropped(vlad_io *io, int which, const char *what, uint64_t total,
                            const vlad_err *err) {
-    (void)kind;
     io->bad_total[which] = total;
     snprintf(io->bad_last[which], sizeof io->bad_last[which], "%s dropped: %.400s", what, err->msg);
     flush_report(io, which, vlad_now_ns());
@@ -68,8 +67,7 @@ static void report_auth(vlad_io *io, int64_t now) {
 
 static void report_bad(vlad_io *io, int which, const vlad_err *err) {
     uint64_t total = which == 0 ? atomic_load(&io->sh->bad_obs) : atomic_load(&io->sh->bad_cmd);
-    report_dropped(io, which, VLAD__EVENT__KIND__BAD_MESSAGE, which == 0 ? "bad observation" : "bad command",
-                   total, err);
+    report_dropped(io, which, which == 0 ? "bad observation" : "bad command", total, err);
 }
 
 static void publish_chunk(vlad_io *io, uint64_t id) {
@@ -168,19 +166,20 @@ static void on_observations(vlad_io *io) {
             continue;
         }
         double pos[VLAD_MAX_JOINTS];
+        /* checked against the robot: dropped, counted, never used or held */
+        _Atomic uint64_t *rejected = NULL;
+        const char *what = NULL;
         if (o->tick >= ROBOT_TICK_MAX || o->stamp_ns < 0) {
             vlad_err_set(&err, VLAD_EINVAL, "tick %lld / stamp_ns %lld: absurd (tick must be below "
                          "2^53, stamp_ns not negative)", (long long)o->tick, (long long)o->stamp_ns);
-            atomic_fetch_add(&sh->obs_absurd, 1);
-            report_dropped(io, 2, VLAD__EVENT__KIND__OBS_REJECTED, "absurd observation",
-                           atomic_load(&sh->obs_absurd) + atomic_load(&sh->obs_out_of_limits), &err);
-            vlad__observation__free_unpacked(o, NULL);
-            continue;
+            rejected = &sh->obs_absurd, what = "absurd observation";
+        } else if (vlad_safety_measured(p, o->joint_pos, pos, &err)) {
+            rejected = &sh->obs_out_of_limits, what = "out-of-limits observation";
         }
-        if (vlad_safety_measured(p, o->joint_pos, pos, &err)) {
-            atomic_fetch_add(&sh->obs_out_of_limits, 1);
-            report_dropped(io, 2, VLAD__EVENT__KIND__OBS_REJECTED, "out-of-limits observation",
-                           atomic_load(&sh->obs_absurd) + atomic_load(&sh->obs_out_of_limits), &err);
+        if (rejected) {
+            atomic_fetch_add(rejected, 1);
+            report_dropped(io, 2, what, atomic_load(&sh->obs_absurd) + atomic_load(&sh->obs_out_of_limits),
+                           &err);
             vlad__observation__free_unpacked(o, NULL);
             continue;
         }

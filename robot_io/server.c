@@ -142,34 +142,29 @@ static void on_subscriptions(vlad_server *s) {
 }
 
 int vlad_server_poll(vlad_server *s, int timeout_ms, int extra_fd) {
-    zmq_pollitem_t items[5] = {
-        {s->sub, 0, ZMQ_POLLIN, 0},
-        {s->router, 0, ZMQ_POLLIN, 0},
-        {s->pub, 0, ZMQ_POLLIN, 0},
-        {s->zap ? vlad_zap_socket(s->zap) : NULL, -1, ZMQ_POLLIN, 0},
-        {NULL, extra_fd, ZMQ_POLLIN, 0},
-    };
-    int ni = 0;
-    zmq_pollitem_t use[5];
-    int idx[5];
-    for (int i = 0; i < 5; i++) {
-        if ((i == 3 && !s->zap) || (i == 4 && extra_fd < 0))
-            continue;
-        idx[ni] = i;
-        use[ni++] = items[i];
-    }
-    int n = zmq_poll(use, ni, timeout_ms);
-    if (n <= 0)
+    enum { OBS, CMD, SUBS, ZAP, FD };
+    zmq_pollitem_t items[5];
+    int what[5], n = 0;
+#define ITEM(sock, fd, w) (items[n] = (zmq_pollitem_t){(sock), (fd), ZMQ_POLLIN, 0}, what[n++] = (w))
+    ITEM(s->sub, 0, OBS);
+    ITEM(s->router, 0, CMD);
+    ITEM(s->pub, 0, SUBS); /* subscription messages of the XPUB */
+    if (s->zap)
+        ITEM(vlad_zap_socket(s->zap), 0, ZAP);
+    if (extra_fd >= 0)
+        ITEM(NULL, extra_fd, FD);
+#undef ITEM
+    if (zmq_poll(items, n, timeout_ms) <= 0)
         return 0;
     int mask = 0;
-    for (int k = 0; k < ni; k++) {
-        if (!(use[k].revents & ZMQ_POLLIN))
+    for (int k = 0; k < n; k++) {
+        if (!(items[k].revents & ZMQ_POLLIN))
             continue;
-        switch (idx[k]) {
-        case 0: mask |= VLAD_SRV_OBS; break;
-        case 1: mask |= VLAD_SRV_CMD; break;
-        case 2: on_subscriptions(s); break;
-        case 3: vlad_zap_handle(s->zap); break;
+        switch (what[k]) {
+        case OBS: mask |= VLAD_SRV_OBS; break;
+        case CMD: mask |= VLAD_SRV_CMD; break;
+        case SUBS: on_subscriptions(s); break;
+        case ZAP: vlad_zap_handle(s->zap); break;
         default: mask |= VLAD_SRV_FD; break;
         }
     }
