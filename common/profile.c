@@ -105,6 +105,17 @@ static const field top_fields[] = {
      "Where the e-stop latch persists across daemon restarts (relative to the profile's "
      "folder). Empty: `$XDG_STATE_HOME/vlad/<robot>.estop` (else `~/.local/state/...`); "
      "`none`: not persisted."},
+    {"lang.max_streams", F_INT, P(lang.max_streams), 0, 64, "8", NULL,
+     "Language stream slots (questions and commentary decoded at once); allocated at start. "
+     "0: language off (`ask` is refused)."},
+    {"lang.tokens_per_frame", F_INT, P(lang.tokens_per_frame), 1, 64, "4", NULL,
+     "k: tokens every active stream advances per frame, in one batched decode after the "
+     "frame's action chunk is ready (a due action inference preempts it between tokens)."},
+    {"lang.commentary_every", F_INT, P(lang.commentary_every), 0, 100000, "0", NULL,
+     "Start a running-commentary stream every N frames (0: only on request)."},
+    {"lang.during_estop", F_BOOL, P(lang.during_estop), 0, 1, "true", NULL,
+     "Answer questions while the e-stop is latched (language moves nothing; streams condition "
+     "on the newest frame encoded)."},
     {"security.curve_server_public_key", F_KEY, P(security.server_public_key), 0, 0, "", NULL,
      "Z85 public key of the daemon (40 chars; `vladctl keygen`). Set: every socket uses CURVE and "
      "only the clients in `security.client_keys_dir` are let in. Required for non-loopback "
@@ -119,6 +130,9 @@ static const field top_fields[] = {
     {"security.client_key_file", F_PATH, P(security.client_key_file), 0, 0, "", NULL,
      "This client's secret certificate (vladctl, vlad-sim, the client library); "
      "`$VLAD_CLIENT_KEY` overrides it. Each client should have its own."},
+    {"security.max_connections", F_INT, P(security.max_connections), 1, 10000, "64", NULL,
+     "Most connections each socket accepts at once; more are refused at the handshake and "
+     "counted."},
     {"security.curve_server_secret_key", F_KEY, P(security.server_secret_key), 0, 0, "", NULL,
      "Refused: a secret key in a profile is readable by every client. Use "
      "`security.server_key_file`."},

@@ -81,6 +81,12 @@ typedef struct vlad_profile {
         char estop_file[VLAD_PATH_MAX]; /* "" = default location, "none" = not persisted */
     } safety;
     struct {
+        int max_streams;           /* language stream slots (0: language off) */
+        int tokens_per_frame;      /* k: tokens each stream advances per frame */
+        int commentary_every;      /* frames between commentary streams (0: none) */
+        bool during_estop;         /* answer questions while e-stopped */
+    } lang;
+    struct {
         char server_public_key[VLAD_KEY_LEN + 1];
         char server_secret_key[VLAD_KEY_LEN + 1];
         char client_public_key[VLAD_KEY_LEN + 1];
@@ -88,6 +94,7 @@ typedef struct vlad_profile {
         char server_key_file[VLAD_PATH_MAX];  /* the daemon's secret cert */
         char client_keys_dir[VLAD_PATH_MAX];  /* allowed clients' public certs */
         char client_key_file[VLAD_PATH_MAX];  /* this client's secret cert */
+        int max_connections;       /* per socket */
     } security;
     struct {
         vlad_log_level level;
