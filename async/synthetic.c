@@ -98,9 +98,6 @@ static int infer(void *self, const vlad_infer_job *job, float *actions, vlad_err
 }
 
 void vlad_synthetic_ops(vlad_synthetic *s, vlad_policy_ops *ops) {
-    ops->self = s;
-    ops->horizon = s->horizon;
-    ops->dim = s->dim;
-    ops->max_delay_ticks = 0;
-    ops->infer = infer;
+    *ops = (vlad_policy_ops){.self = s, .horizon = s->horizon, .dim = s->dim, .infer = infer,
+                             .wake_fd = -1};
 }

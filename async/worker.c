@@ -47,36 +47,67 @@ static void drain_fd(int fd) {
  * threads whenever they wake (Linux applies nice per thread). */
 #define WORKER_NICE 10
 
+static void run_job(vlad_worker *w) {
+    vlad_infer_result *r = &w->res;
+    r->req = w->job.req;
+    r->started_ns = vlad_now_ns();
+    if (w->prompt_mu && w->prompt) {
+        pthread_mutex_lock(w->prompt_mu);
+        snprintf(w->job.prompt, sizeof w->job.prompt, "%s", w->prompt);
+        pthread_mutex_unlock(w->prompt_mu);
+    }
+    vlad_err err;
+    err.msg[0] = 0;
+    r->status = w->ops.infer(w->ops.self, &w->job, r->actions, &err);
+    snprintf(r->error, sizeof r->error, "%s", r->status ? err.msg : "");
+    if (w->pad)
+        vlad_sleep_until_ns(r->started_ns + w->min_latency_ns);
+    r->done_ns = vlad_now_ns();
+    r->latency_ns = r->done_ns - r->started_ns;
+    atomic_fetch_add(&w->completed, 1);
+    atomic_store_explicit(&w->state, DONE, memory_order_release);
+    signal_fd(w->done_fd);
+}
+
+/* Jobs first; between() after each job, when its wake fd fires, and every idle_ns while it
+ * has work left and no job comes. */
 static void *worker_main(void *arg) {
     vlad_worker *w = arg;
     setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), WORKER_NICE);
+    bool (*between)(void *, vlad_worker *, vlad_between_why) = w->ops.between;
+    bool more = false;
+    int64_t last = vlad_now_ns();
     while (!atomic_load(&w->stop)) {
-        struct pollfd pfd = {.fd = w->job_fd, .events = POLLIN};
-        if (poll(&pfd, 1, 100) <= 0)
-            continue;
-        drain_fd(w->job_fd);
-        int expect = QUEUED;
-        if (!atomic_compare_exchange_strong(&w->state, &expect, RUNNING))
-            continue;
-        vlad_infer_result *r = &w->res;
-        r->req = w->job.req;
-        r->started_ns = vlad_now_ns();
-        if (w->prompt_mu && w->prompt) {
-            pthread_mutex_lock(w->prompt_mu);
-            snprintf(w->job.prompt, sizeof w->job.prompt, "%s", w->prompt);
-            pthread_mutex_unlock(w->prompt_mu);
+        int timeout = 100;
+        if (between && more) {
+            int64_t left = last + w->ops.idle_ns - vlad_now_ns();
+            timeout = left <= 0 ? 0 : (int)(left / VLAD_NS_PER_MS) + 1;
+            if (timeout > 100)
+                timeout = 100;
         }
-        vlad_err err;
-        err.msg[0] = 0;
-        r->status = w->ops.infer(w->ops.self, &w->job, r->actions, &err);
-        snprintf(r->error, sizeof r->error, "%s", r->status ? err.msg : "");
-        if (w->pad)
-            vlad_sleep_until_ns(r->started_ns + w->min_latency_ns);
-        r->done_ns = vlad_now_ns();
-        r->latency_ns = r->done_ns - r->started_ns;
-        atomic_fetch_add(&w->completed, 1);
-        atomic_store_explicit(&w->state, DONE, memory_order_release);
-        signal_fd(w->done_fd);
+        struct pollfd pfd[2] = {{.fd = w->job_fd, .events = POLLIN},
+                                {.fd = between ? w->ops.wake_fd : -1, .events = POLLIN}};
+        int n = poll(pfd, between && w->ops.wake_fd >= 0 ? 2 : 1, timeout);
+        if (n > 0 && (pfd[0].revents & POLLIN))
+            drain_fd(w->job_fd);
+        bool woke = n > 0 && (pfd[1].revents & POLLIN);
+        int expect = QUEUED;
+        if (atomic_compare_exchange_strong(&w->state, &expect, RUNNING)) {
+            run_job(w);
+            if (between) {
+                more = between(w->ops.self, w, VLAD_BETWEEN_FRAME);
+                last = vlad_now_ns();
+            }
+            continue;
+        }
+        if (!between)
+            continue;
+        if (woke) /* the callee clears its own wake fd */
+            more = between(w->ops.self, w, VLAD_BETWEEN_WAKE);
+        else if (more && vlad_now_ns() - last >= w->ops.idle_ns) {
+            more = between(w->ops.self, w, VLAD_BETWEEN_IDLE);
+            last = vlad_now_ns();
+        }
     }
     return NULL;
 }
@@ -85,8 +116,8 @@ vlad_worker *vlad_worker_new(const vlad_policy_ops *ops, size_t image_bytes, int
                              bool pad_latency, pthread_mutex_t *prompt_mu, const char *prompt,
                              vlad_err *err) {
     if (!ops || !ops->infer || ops->horizon < 1 || ops->horizon > VLAD_AQ_MAX_H || ops->dim < 1 ||
-        ops->dim > VLAD_AQ_MAX_DIM) {
-        vlad_err_set(err, VLAD_EINVAL, "worker: policy horizon/dim out of range");
+        ops->dim > VLAD_AQ_MAX_DIM || (ops->between && ops->idle_ns <= 0)) {
+        vlad_err_set(err, VLAD_EINVAL, "worker: policy horizon/dim (or idle period) out of range");
         return NULL;
     }
     vlad_worker *w = calloc(1, sizeof *w);
@@ -136,6 +167,7 @@ void vlad_worker_free(vlad_worker *w) {
 }
 
 bool vlad_worker_idle(const vlad_worker *w) { return atomic_load(&w->state) == IDLE; }
+bool vlad_worker_job_queued(const vlad_worker *w) { return atomic_load(&w->state) == QUEUED; }
 vlad_infer_job *vlad_worker_job(vlad_worker *w) { return &w->job; }
 const uint8_t *vlad_worker_zero_images(const vlad_worker *w) { return w->images; }
 uint64_t vlad_worker_completed(const vlad_worker *w) { return atomic_load(&w->completed); }

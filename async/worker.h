@@ -42,15 +42,28 @@ typedef struct vlad_infer_result {
     float actions[VLAD_AQ_MAX_H * VLAD_AQ_MAX_DIM]; /* horizon x dim */
 } vlad_infer_result;
 
-/* The policy as the worker sees it. infer() fills horizon*dim actions for the job. */
+typedef struct vlad_worker vlad_worker;
+
+/* Why the worker calls between(). */
+typedef enum {
+    VLAD_BETWEEN_FRAME = 1, /* a job's result was just handed over */
+    VLAD_BETWEEN_WAKE = 2,  /* wake_fd became readable */
+    VLAD_BETWEEN_IDLE = 3,  /* idle_ns passed without a job while between() had work left */
+} vlad_between_why;
+
+/* The policy as the worker sees it. infer() fills horizon*dim actions for the job.
+ * between (optional; NULL: none) is work the worker does while no job runs (language
+ * decoding), on the worker thread; it returns true while it has work left. It must return
+ * soon after vlad_worker_job_queued(w) turns true: a job waiting is an action inference due. */
 typedef struct vlad_policy_ops {
     void *self;
     int horizon, dim;
     int max_delay_ticks;   /* largest delay the policy was trained for (0: not recorded) */
     int (*infer)(void *self, const vlad_infer_job *job, float *actions, vlad_err *err);
+    bool (*between)(void *self, vlad_worker *w, vlad_between_why why);
+    int wake_fd;           /* with between: polled beside the job fd (-1: none) */
+    int64_t idle_ns;       /* with between: the idle period */
 } vlad_policy_ops;
-
-typedef struct vlad_worker vlad_worker;
 
 /* `prompt_mu`/`prompt` (may be NULL): where the current instruction lives; the worker
  * copies it under the mutex when it takes a job (the control thread never touches it). */
@@ -70,6 +83,9 @@ const vlad_infer_result *vlad_worker_poll(vlad_worker *w); /* result if done, el
  * becomes readable (it is not read): NULL in the last two cases. */
 const vlad_infer_result *vlad_worker_wait(vlad_worker *w, int timeout_ms, int abort_fd);
 void vlad_worker_release(vlad_worker *w);              /* consume the result */
+
+/* A job is submitted and not yet taken (any thread; between() polls it to yield). */
+bool vlad_worker_job_queued(const vlad_worker *w);
 
 /* Jobs completed so far (any thread). */
 uint64_t vlad_worker_completed(const vlad_worker *w);

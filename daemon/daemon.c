@@ -9,6 +9,7 @@
 #include "clock.h"
 #include "control.h"
 #include "io.h"
+#include "lang.h"
 #include "latch.h"
 #include "log.h"
 #include "synthetic.h"
@@ -34,7 +35,9 @@ struct vlad_daemon {
 static int attach_policy(vlad_daemon *d, vlad_err *err) {
     const vlad_profile *p = d->sh.p;
     vlad_policy_ops ops;
+    d->sh.lang_off = "no language model: policy.model is not set";
     if (p->policy.synthetic) {
+        d->sh.lang_off = "no language model: the synthetic policy has none";
         vlad_synthetic_init(&d->synthetic, p);
         vlad_synthetic_ops(&d->synthetic, &ops);
     } else if (p->policy.model[0]) {
@@ -42,11 +45,19 @@ static int attach_policy(vlad_daemon *d, vlad_err *err) {
         d->engine = vlad_engine_policy_new(p, err);
         if (!d->engine)
             return err ? err->code : VLAD_EINVAL;
-        vlad_engine_policy_ops(d->engine, &ops);
         int64_t ns = vlad_engine_policy_warmup(d->engine, err);
         if (ns < 0)
             return (int)ns;
         VLAD_LOGI("policy: %s loaded; warm-up inference %.1f ms", p->policy.model, (double)ns / 1e6);
+        d->sh.lang = vlad_lang_new(p->lang.max_streams, vlad_engine_policy_max_question(d->engine),
+                                   d->sh.wake_fd, err);
+        if (!d->sh.lang)
+            return err ? err->code : VLAD_ENOMEM;
+        if (p->lang.max_streams > 0 &&
+            vlad_engine_policy_attach_lang(d->engine, d->sh.lang, &d->sh.tick, &d->sh.stop, err))
+            return err ? err->code : VLAD_EINVAL;
+        d->sh.lang_off = p->lang.max_streams ? NULL : "language is off (lang.max_streams is 0)";
+        vlad_engine_policy_ops(d->engine, &ops);
 #else
         return vlad_err_set(err, VLAD_EINVAL, "policy.model %s: this build has no inference engine",
                             p->policy.model);
@@ -167,6 +178,7 @@ void vlad_daemon_free(vlad_daemon *d) {
 #ifdef VLAD_HAVE_ENGINE
     vlad_engine_policy_free(d->engine);
 #endif
+    vlad_lang_free(d->sh.lang);
     vlad_server_free(d->io.srv);
     vlad_frames_free(d->sh.frames);
     vlad_spsc_free(d->sh.chunks);

@@ -5,6 +5,7 @@
 
 #include "clock.h"
 #include "engine.h"
+#include "lang_sched.h"
 #include "model.h"
 #include "rng.h"
 #include "safetensors.h"
@@ -16,6 +17,8 @@ struct vlad_engine_policy {
     uint8_t *blank;         /* warm-up images */
     float *noise;           /* scaled start noise (noise_scale != 1) */
     size_t cam_bytes;       /* image_size^2 * 3 */
+    vlad_lang_sched *lang;  /* language streams (NULL: none attached) */
+    vlad_lang *ch;          /* their channel (the daemon's) */
 };
 
 vlad_engine_policy *vlad_engine_policy_new(const vlad_profile *p, vlad_err *err) {
@@ -59,7 +62,7 @@ vlad_engine_policy *vlad_engine_policy_new(const vlad_profile *p, vlad_err *err)
             goto fail;
         }
     }
-    vlad_runstate_opts o = {.n_threads = p->policy.threads, .max_streams = 4};
+    vlad_runstate_opts o = {.n_threads = p->policy.threads, .max_streams = p->lang.max_streams};
     e->rs = vlad_runstate_new(e->m, &o, err);
     if (!e->rs)
         goto fail;
@@ -79,6 +82,7 @@ fail:
 void vlad_engine_policy_free(vlad_engine_policy *e) {
     if (!e)
         return;
+    vlad_lang_sched_free(e->lang);
     vlad_runstate_free(e->rs);
     vlad_model_free(e->m);
     free(e->blank);
@@ -86,14 +90,18 @@ void vlad_engine_policy_free(vlad_engine_policy *e) {
     free(e);
 }
 
+/* One frame: one prefill, then the action chunk on it. job (NULL: warm-up) names the frame's
+ * observation for the language streams that will read the same prefix block. */
 static int run(vlad_engine_policy *e, const uint8_t *images, const char *prompt, const float *state,
-               uint64_t seed, float *actions, vlad_err *err) {
+               uint64_t seed, float *actions, const vlad_infer_job *job, vlad_err *err) {
     const uint8_t *cams[VLAD_MAX_CAMERAS];
     for (int i = 0; i < e->m->cfg.n_cameras; i++)
         cams[i] = images + (size_t)i * e->cam_bytes;
     int rc = vlad_encode_prefix(e->rs, cams, prompt, strlen(prompt), err);
     if (rc < 0)
         return rc;
+    if (e->lang && job)
+        vlad_lang_sched_frame(e->lang, job->req.obs_tick, job->image_tick);
     double scale = e->p->policy.noise_scale;
     if (scale == 1.0)
         return vlad_sample_actions(e->rs, state, NULL, seed, actions, err);
@@ -107,13 +115,44 @@ static int run(vlad_engine_policy *e, const uint8_t *images, const char *prompt,
 
 static int infer(void *self, const vlad_infer_job *job, float *actions, vlad_err *err) {
     vlad_engine_policy *e = self;
-    return run(e, job->images, job->prompt, job->req.state, job->seed, actions, err);
+    return run(e, job->images, job->prompt, job->req.state, job->seed, actions, job, err);
+}
+
+static bool job_queued(void *w) { return vlad_worker_job_queued(w); }
+
+static bool between(void *self, vlad_worker *w, vlad_between_why why) {
+    vlad_engine_policy *e = self;
+    return vlad_lang_sched_run(e->lang, why, job_queued, w);
+}
+
+int vlad_engine_policy_max_question(const vlad_engine_policy *e) {
+    return e->m->cfg.max_prompt_tokens;
+}
+
+int vlad_engine_policy_attach_lang(vlad_engine_policy *e, vlad_lang *ch, const _Atomic int64_t *tick,
+                                   const _Atomic bool *stop, vlad_err *err) {
+    const vlad_profile *p = e->p;
+    vlad_lang_sched_opts o = {.tokens_per_frame = p->lang.tokens_per_frame,
+                              .commentary_every = p->lang.commentary_every,
+                              .preempt = p->clock == VLAD_CLOCK_WALL,
+                              .tick = tick,
+                              .stop = stop};
+    e->ch = ch;
+    e->lang = vlad_lang_sched_new(ch, e->rs, &o, err);
+    return e->lang ? VLAD_OK : (err ? err->code : VLAD_EINVAL);
 }
 
 void vlad_engine_policy_ops(vlad_engine_policy *e, vlad_policy_ops *ops) {
-    ops->self = e;
+    *ops = (vlad_policy_ops){.self = e, .wake_fd = -1};
     ops->horizon = e->m->cfg.chunk_size;
     ops->dim = e->m->cfg.action_dim;
+    if (e->lang) {
+        const vlad_profile *p = e->p;
+        ops->between = between;
+        ops->wake_fd = vlad_lang_request_fd(e->ch);
+        /* a frame period: a chunk every execution horizon at control_hz */
+        ops->idle_ns = (int64_t)(1e9 * p->async.execution_horizon / p->control_hz);
+    }
     /* the training recipe records its largest future-state delay Δmax (vlad_train) */
     const char *dm = e->m->file ? vlad_st_meta(e->m->file, "vlad.train.delta_max") : NULL;
     int v = dm ? atoi(dm) : 0;
@@ -127,6 +166,13 @@ int64_t vlad_engine_policy_warmup(vlad_engine_policy *e, vlad_err *err) {
         state[j] = (float)e->p->joints[j].home;
     static float actions[VLAD_AQ_MAX_H * VLAD_AQ_MAX_DIM];
     int64_t t0 = vlad_now_ns();
-    int rc = run(e, e->blank, "", state, 0, actions, err);
-    return rc ? rc : vlad_now_ns() - t0;
+    int rc = run(e, e->blank, "", state, 0, actions, NULL, err);
+    int64_t ns = vlad_now_ns() - t0;
+    if (!rc && e->p->lang.max_streams > 0) { /* the decode path too (its GEMM shapes) */
+        rc = vlad_lang_begin(e->rs, 0, "?", 1, err);
+        if (!rc)
+            rc = vlad_lang_step(e->rs, 2, err) < 0 ? err->code : 0;
+        vlad_lang_end(e->rs, 0);
+    }
+    return rc ? rc : ns;
 }

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include "clock.h"
+#include "lang.h"
 #include "latch.h"
 #include "log.h"
 #include "safety.h"
@@ -138,6 +139,68 @@ static void drain_out(vlad_io *io) {
     }
 }
 
+/* Publish the language pieces the worker decoded, as LanguageTokens. */
+static void drain_lang(vlad_io *io) {
+    vlad_shared *sh = io->sh;
+    if (!sh->lang)
+        return;
+    vlad_lang_piece *pc = &io->piece; /* too large for the stack */
+    while (vlad_lang_next_piece(sh->lang, pc)) {
+        Vlad__LanguageToken t = VLAD__LANGUAGE_TOKEN__INIT;
+        char question[VLAD_LANG_Q_MAX + 1];
+        memcpy(question, pc->question, pc->qlen);
+        question[pc->qlen] = '\0';
+        t.robot = (char *)sh->p->robot;
+        t.stream_id = pc->stream_id;
+        t.text.data = pc->text;
+        t.text.len = pc->n;
+        t.done = pc->done;
+        t.tick = pc->tick;
+        t.index = pc->index;
+        t.obs_tick = pc->obs_tick;
+        t.obs_robot_tick = pc->obs_robot_tick;
+        t.frame = pc->frame;
+        t.question = question;
+        t.error = pc->error;
+        vlad_err err;
+        if (vlad_server_publish(io->srv, "lang", &t.base, &err))
+            VLAD_LOGW("lang: %s", err.msg);
+    }
+}
+
+/* An ask: NULL and *id when accepted, else why not (in buf). */
+static const char *on_ask(vlad_io *io, const char *question, uint32_t *id, char *buf, size_t cap) {
+    vlad_shared *sh = io->sh;
+    size_t qlen = question ? strlen(question) : 0;
+    if (!sh->lang || sh->lang_off) {
+        snprintf(buf, cap, "ask: %s", sh->lang_off ? sh->lang_off : "no language model");
+        return buf;
+    }
+    vlad_lang_stats *st = vlad_lang_stats_of(sh->lang);
+    int maxq = vlad_lang_max_question(sh->lang);
+    if (atomic_load(&sh->release_upto) < atomic_load(&sh->estop_req) && !sh->p->lang.during_estop)
+        snprintf(buf, cap, "ask: e-stopped, and lang.during_estop is false");
+    else if (qlen > (size_t)maxq)
+        snprintf(buf, cap, "ask: the question is %zu bytes; the model reads at most %d", qlen, maxq);
+    else if (!vlad_lang_reserve(sh->lang))
+        snprintf(buf, cap, "ask: no free language stream (all %d of lang.max_streams in use)",
+                 vlad_lang_max_streams(sh->lang));
+    else {
+        vlad_lang_req r = {.stream_id = vlad_lang_next_id(sh->lang), .qlen = (uint32_t)qlen};
+        memcpy(r.question, question, qlen);
+        vlad_err err;
+        if (!vlad_lang_submit(sh->lang, &r, &err)) {
+            atomic_fetch_add(&st->requests, 1);
+            *id = r.stream_id;
+            return NULL;
+        }
+        vlad_lang_unreserve(sh->lang);
+        snprintf(buf, cap, "ask: %.400s", err.msg);
+    }
+    atomic_fetch_add(&st->refused, 1);
+    return buf;
+}
+
 /* At most this many messages per socket per poll: a flood cannot starve publishing. */
 #define IO_BATCH 16
 
@@ -268,6 +331,23 @@ void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *
     st->subscriptions_refused = sec.subscriptions_refused;
     st->oversized_frames = sec.oversized;
     st->log_lines_lost = vlad_log_dropped() + vlad_log_write_failures();
+    st->lang_max_streams = (uint32_t)p->lang.max_streams;
+    if (sh->lang) {
+        vlad_lang_stats *ls = vlad_lang_stats_of(sh->lang);
+        st->lang_streams_active = atomic_load(&ls->active);
+        st->prefix_blocks_in_use = atomic_load(&ls->blocks_in_use);
+        st->prefix_blocks = atomic_load(&ls->blocks);
+        st->prefills = atomic_load(&ls->prefills);
+        st->frames = atomic_load(&ls->frames);
+        st->lang_requests = atomic_load(&ls->requests);
+        st->lang_refused = atomic_load(&ls->refused);
+        st->lang_streams_done = atomic_load(&ls->done);
+        st->lang_tokens = atomic_load(&ls->tokens);
+        /* a rate older than two seconds: nothing is decoding */
+        st->lang_tokens_per_s = vlad_now_ns() - atomic_load(&ls->rate_ns) < 2 * VLAD_NS_PER_S
+                                    ? atomic_load(&ls->tokens_per_s) : 0.0;
+        st->lang_slices_preempted = atomic_load(&ls->preempted);
+    }
     fill_lat(jit, &sh->jitter);
     fill_lat(inf, &sh->inference);
     st->jitter = jit;
@@ -347,10 +427,14 @@ static void on_commands(vlad_io *io) {
                 publish_event(io, atomic_load(&sh->tick), VLAD__EVENT__KIND__INSTRUCTION,
                               sh->instruction, 0);
                 break;
-            case VLAD__COMMAND__BODY_ASK:
-                rep.ok = false;
-                rep.error = "language streams are not served by this daemon yet";
+            case VLAD__COMMAND__BODY_ASK: {
+                const char *no = on_ask(io, c->ask->question, &rep.stream_id, why, sizeof why);
+                if (no) {
+                    rep.ok = false;
+                    rep.error = why;
+                }
                 break;
+            }
             default:
                 break;
             }
@@ -382,6 +466,7 @@ void *vlad_io_main(void *arg) {
         if (mask & VLAD_SRV_OBS)
             on_observations(io);
         drain_out(io);
+        drain_lang(io);
         if (mask & VLAD_SRV_CMD)
             on_commands(io);
         int64_t now = vlad_now_ns();
@@ -390,6 +475,7 @@ void *vlad_io_main(void *arg) {
         report_auth(io, now);
     }
     drain_out(io);
+    drain_lang(io);
     publish_event(io, atomic_load(&sh->tick), VLAD__EVENT__KIND__STOPPING, "vlad stopping", 0);
     return NULL;
 }

@@ -13,6 +13,7 @@
 
 #include <stdint.h>
 
+#include "lang.h"
 #include "server.h"
 #include "shared.h"
 
@@ -29,6 +30,7 @@ typedef struct vlad_io {
     uint64_t auth_reported;
     int64_t last_auth_report_ns;
     vlad_chunk_rec chunk;     /* the chunk being published */
+    vlad_lang_piece piece;    /* the language piece being published */
 } vlad_io;
 
 /* Thread body: loops until sh->stop, then publishes STOPPING. arg is a vlad_io*. */

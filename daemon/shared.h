@@ -12,7 +12,8 @@
  *            logs synchronously, never copies images.
  *   worker   runs the policy (async/worker.h): one job at a time, handed over and back
  *            through single-slot mailboxes owned by the control thread's state machine; reads
- *            the job's camera frame in place (pinned in `frames` by control).
+ *            the job's camera frame in place (pinned in `frames` by control). Between jobs it
+ *            decodes the language streams (lang_sched.h); it owns the runstate and its KV.
  *
  * Channels (each has exactly one writer):
  *   obs        vlad_latest<vlad_obs_state>  io → control     newest robot state (no images)
@@ -27,6 +28,9 @@
  *                                                            lockstep wait for an inference)
  *   requests   atomic counters              io → control     e-stop, release, reset (lossless:
  *                                                            counters, never a queue that can fill)
+ *   lang       vlad_lang (lang.h)           io → worker      asks (a slot reserved for each first)
+ *                                           worker → io      language pieces (LanguageToken); the
+ *                                                            worker signals wake_fd
  *   stats      atomics below                writer named per field
  *
  * E-stop ordering: io counts e-stops in estop_req and, on a release, stores into release_upto
@@ -104,6 +108,8 @@ typedef struct vlad_shared {
     int req_fd;
     int64_t start_ns;
     char estop_file[VLAD_PATH_MAX]; /* resolved latch file ("" = not persisted) */
+    struct vlad_lang *lang;         /* language channel; NULL: no language model */
+    const char *lang_off;           /* then: why (for the refusal of an ask) */
 
     _Atomic bool stop;
     /* requests io → control (see "E-stop ordering" above) */

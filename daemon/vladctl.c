@@ -2,11 +2,16 @@
  *   vladctl --profile FILE [--timeout MS] [--json] COMMAND
  *   vladctl keygen BASE [--name NAME] [--rights RIGHTS]
  * COMMAND: status | estop [REASON] | release | reset | instruction TEXT | ask [QUESTION]
- * Exit status: 0 ok, 1 the daemon refused (reply.ok false), 2 usage, 3 no reply. */
+ * ask prints the answer's pieces as they arrive on lang.<robot> and exits when the stream is
+ * done (--json: one object with the whole answer and the frame it was conditioned on);
+ * --timeout is then also the longest wait between two pieces.
+ * Exit status: 0 ok, 1 the daemon refused (reply.ok false) or ended the stream with an
+ * error, 2 usage, 3 no reply (or the stream stopped coming). */
 #include <cjson/cJSON.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 #include "client.h"
 #include "keys.h"
@@ -109,6 +114,15 @@ static void print_text(const Vlad__Reply *r) {
            s->curve ? "CURVE" : "none (loopback only)", (unsigned long long)s->handshakes_refused,
            (unsigned long long)s->commands_denied, (unsigned long long)s->subscriptions_refused,
            (unsigned long long)s->oversized_frames);
+    printf("language: %u/%u streams  prefix blocks %u/%u in use  %llu prefills for %llu frames  "
+           "%llu tokens (%.0f tok/s)  %llu asked, %llu refused, %llu done  %llu slices preempted\n",
+           s->lang_streams_active, s->lang_max_streams, s->prefix_blocks_in_use, s->prefix_blocks,
+           (unsigned long long)s->prefills, (unsigned long long)s->frames,
+           (unsigned long long)s->lang_tokens, s->lang_tokens_per_s,
+           (unsigned long long)s->lang_requests, (unsigned long long)s->lang_refused,
+           (unsigned long long)s->lang_streams_done, (unsigned long long)s->lang_slices_preempted);
+    printf("connections: %u open  %llu refused  %llu disconnects\n", s->connections,
+           (unsigned long long)s->connections_refused, (unsigned long long)s->disconnects);
     if (s->jitter)
         printf("jitter us: p50 %.0f  p99 %.0f  max %.0f  (n=%llu)\n", s->jitter->p50_us,
                s->jitter->p99_us, s->jitter->max_us, (unsigned long long)s->jitter->count);
@@ -161,6 +175,112 @@ static int keygen(int argc, char **argv) {
     printf("%s.key and %s.key_secret written; public key %s (rights %s)\n", base, base,
            c.public_key, rights_s);
     return 0;
+}
+
+/* Wait until the subscription to lang.<robot> is live: subscribe to the actions too and take
+ * the first one (subscriptions travel in order, so lang's arrived before it), then drop the
+ * actions again. A daemon that publishes none (no robot yet) gets 300 ms. */
+static void await_subscription(vlad_client *c, const vlad_profile *p) {
+    vlad_msg m;
+    vlad_err err;
+    while (vlad_client_recv(c, 300, &m, &err) == VLAD_OK) {
+        bool action = m.kind == VLAD_MSG_ACTION;
+        vlad_msg_clear(&m);
+        if (action)
+            break;
+    }
+    char topic[VLAD_NAME_MAX + 16];
+    snprintf(topic, sizeof topic, "action.%s", p->robot);
+    zmq_setsockopt(vlad_client_sub_socket(c), ZMQ_UNSUBSCRIBE, topic, strlen(topic));
+}
+
+/* vladctl ask: the reply names the stream; print its pieces until the last. */
+static int ask_stream(const vlad_profile *p, const char *key, Vlad__Command *cmd, int timeout, int json) {
+    vlad_err err;
+    vlad_client *c = vlad_client_new_keyed(
+        p, VLAD_CLIENT_CONTROL | VLAD_CLIENT_LANG | VLAD_CLIENT_ACTIONS, key, &err);
+    if (!c) {
+        fprintf(stderr, "vladctl: %s\n", err.msg);
+        return 3;
+    }
+    await_subscription(c, p);
+    Vlad__Reply *r;
+    if (vlad_client_command(c, cmd, timeout, &r, &err)) {
+        fprintf(stderr, "vladctl: %s\n", err.msg);
+        vlad_client_free(c);
+        return 3;
+    }
+    if (!r->ok) {
+        if (json)
+            print_json(r);
+        else
+            printf("refused: %s\n", r->error);
+        vlad__reply__free_unpacked(r, NULL);
+        vlad_client_free(c);
+        return 1;
+    }
+    uint32_t id = r->stream_id;
+    vlad__reply__free_unpacked(r, NULL);
+    char answer[4096];
+    size_t len = 0;
+    int rc = 3, pieces = 0;
+    cJSON *o = cJSON_CreateObject();
+    cJSON_AddNumberToObject(o, "stream_id", id);
+    cJSON_AddStringToObject(o, "question", cmd->ask->question ? cmd->ask->question : "");
+    if (!json) {
+        printf("stream %u: ", id);
+        fflush(stdout);
+    }
+    for (;;) {
+        vlad_msg m;
+        if (vlad_client_recv(c, timeout, &m, &err) != VLAD_OK) {
+            fprintf(stderr, "%svladctl: stream %u: no piece for %d ms\n", json ? "" : "\n", id,
+                    timeout);
+            break;
+        }
+        if (m.kind != VLAD_MSG_LANG || m.u.lang->stream_id != id) {
+            vlad_msg_clear(&m);
+            continue;
+        }
+        const Vlad__LanguageToken *t = m.u.lang;
+        if (pieces++ == 0) {
+            cJSON_AddNumberToObject(o, "frame", (double)t->frame);
+            cJSON_AddNumberToObject(o, "obs_tick", (double)t->obs_tick);
+            cJSON_AddNumberToObject(o, "obs_robot_tick", (double)t->obs_robot_tick);
+            cJSON_AddNumberToObject(o, "first_tick", (double)t->tick);
+        }
+        size_t n = t->text.len < sizeof answer - 1 - len ? t->text.len : sizeof answer - 1 - len;
+        memcpy(answer + len, t->text.data, n);
+        len += n;
+        if (!json) {
+            fwrite(t->text.data, 1, t->text.len, stdout);
+            fflush(stdout);
+        }
+        bool done = t->done;
+        if (done) {
+            cJSON_AddNumberToObject(o, "last_tick", (double)t->tick);
+            rc = t->error && t->error[0] ? 1 : 0;
+            if (rc)
+                fprintf(stderr, "%svladctl: stream %u ended: %s\n", json ? "" : "\n", id, t->error);
+        }
+        vlad_msg_clear(&m);
+        if (done)
+            break;
+    }
+    answer[len] = '\0';
+    if (json) {
+        cJSON_AddStringToObject(o, "answer", answer);
+        cJSON_AddNumberToObject(o, "pieces", pieces);
+        cJSON_AddBoolToObject(o, "done", rc != 3);
+        char *txt = cJSON_Print(o);
+        printf("%s\n", txt);
+        free(txt);
+    } else if (rc != 3) {
+        printf("\n");
+    }
+    cJSON_Delete(o);
+    vlad_client_free(c);
+    return rc;
 }
 
 int main(int argc, char **argv) {
@@ -220,6 +340,8 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vladctl: %s\n", err.msg);
         return 2;
     }
+    if (cmd.body_case == VLAD__COMMAND__BODY_ASK)
+        return ask_stream(&prof, key, &cmd, timeout, json);
     vlad_client *c = vlad_client_new_keyed(&prof, VLAD_CLIENT_CONTROL, key, &err);
     if (!c) {
         fprintf(stderr, "vladctl: %s\n", err.msg);
