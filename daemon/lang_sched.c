@@ -32,6 +32,7 @@ struct vlad_lang_sched {
     block_meta *meta;                 /* per prefix block: its frame's observation */
     uint64_t frames_base;             /* kv->frames when created (warm-up excluded) */
     int since_commentary;
+    bool have_frame;                  /* a served frame was encoded (not the warm-up's) */
     int64_t win_start_ns;
     uint64_t win_tokens;
     vlad_lang_piece piece;            /* being filled (too large for the stack) */
@@ -103,6 +104,7 @@ void vlad_lang_sched_frame(vlad_lang_sched *s, int64_t obs_tick, int64_t obs_rob
     atomic_store(&s->st->prefills, kv->frames - s->frames_base);
     atomic_fetch_add(&s->st->frames, 1);
     s->since_commentary++;
+    s->have_frame = b >= 0;
     blocks_in_use(s);
 }
 
@@ -156,8 +158,8 @@ static void start_streams(vlad_lang_sched *s, vlad_between_why why) {
     vlad_lang_req r;
     while (s->n_pending < MAX_SLOTS && vlad_lang_take(s->ch, &s->pending[s->n_pending]))
         s->n_pending++;
-    if (vlad_runstate_prefix_block(s->rs) < 0)
-        return; /* no frame yet: they wait for the first */
+    if (!s->have_frame)
+        return; /* no frame yet: they wait for the first (never the warm-up's blank one) */
     for (int k = 0; k < s->n_pending; k++)
         begin(s, &s->pending[k]);
     s->n_pending = 0;

@@ -1,5 +1,5 @@
 /* vladctl — talk to a running vlad.
- *   vladctl --profile FILE [--timeout MS] [--json] COMMAND
+ *   vladctl --profile FILE [--set KEY=VALUE]... [--key FILE] [--timeout MS] [--json] COMMAND
  *   vladctl keygen BASE [--name NAME] [--rights RIGHTS]
  * COMMAND: status | estop [REASON] | release | reset | instruction TEXT | ask [QUESTION]
  * ask prints the answer's pieces as they arrive on lang.<robot> and exits when the stream is
@@ -131,7 +131,7 @@ static void print_text(const Vlad__Reply *r) {
 }
 
 static int usage(void) {
-    fprintf(stderr, "usage: vladctl --profile FILE [--key FILE] [--timeout MS] [--json] "
+    fprintf(stderr, "usage: vladctl --profile FILE [--set KEY=VALUE]... [--key FILE] [--timeout MS] [--json] "
                     "status|estop [REASON]|release|reset|instruction TEXT|ask [QUESTION]\n"
                     "       vladctl keygen BASE [--name NAME] [--rights observe,publish,command|all]\n"
                     "         writes BASE.key (public: give it to the daemon's security.client_keys_dir)\n"
@@ -286,11 +286,13 @@ static int ask_stream(const vlad_profile *p, const char *key, Vlad__Command *cmd
 int main(int argc, char **argv) {
     if (argc > 1 && !strcmp(argv[1], "keygen"))
         return keygen(argc, argv);
-    const char *path = NULL, *key = NULL;
-    int timeout = 2000, json = 0, i;
+    const char *path = NULL, *key = NULL, *sets[32];
+    int timeout = 2000, json = 0, n_sets = 0, i;
     for (i = 1; i < argc && argv[i][0] == '-'; i++) {
         if (!strcmp(argv[i], "--profile") && i + 1 < argc)
             path = argv[++i];
+        else if (!strcmp(argv[i], "--set") && i + 1 < argc && n_sets < 32)
+            sets[n_sets++] = argv[++i];
         else if (!strcmp(argv[i], "--key") && i + 1 < argc)
             key = argv[++i];
         else if (!strcmp(argv[i], "--timeout") && i + 1 < argc)
@@ -339,6 +341,20 @@ int main(int argc, char **argv) {
     if (vlad_profile_load(&prof, path, &err)) {
         fprintf(stderr, "vladctl: %s\n", err.msg);
         return 2;
+    }
+    for (int k = 0; k < n_sets; k++) { /* KEY=VALUE, as vlad --set */
+        char kv[VLAD_PATH_MAX + 128];
+        snprintf(kv, sizeof kv, "%s", sets[k]);
+        char *eq = strchr(kv, '=');
+        if (!eq) {
+            fprintf(stderr, "vladctl: --set %s: expected KEY=VALUE\n", sets[k]);
+            return 2;
+        }
+        *eq = '\0';
+        if (vlad_profile_set(&prof, kv, eq + 1, &err)) {
+            fprintf(stderr, "vladctl: --set %s: %s\n", sets[k], err.msg);
+            return 2;
+        }
     }
     if (cmd.body_case == VLAD__COMMAND__BODY_ASK)
         return ask_stream(&prof, key, &cmd, timeout, json);

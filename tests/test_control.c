@@ -17,34 +17,12 @@
 
 #include "clock.h"
 #include "control.h"
+#include "alloc_count.h"
 #include "synthetic.h"
 #include "vlad.pb-c.h"
 
-/* ---- allocation counter: the link wraps malloc & co.; counted on this thread only while
- * g_counting is set (the control tick runs on the test's thread) ---- */
-static __thread int g_counting;
-static __thread long g_allocs;
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-int __real_posix_memalign(void **p, size_t a, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-int __wrap_posix_memalign(void **p, size_t a, size_t n);
-void *__wrap_aligned_alloc(size_t a, size_t n);
-static void counted(void) {
-    if (g_counting)
-        g_allocs++;
-}
-void *__wrap_malloc(size_t n) { return counted(), __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t m) { return counted(), __real_calloc(n, m); }
-void *__wrap_realloc(void *p, size_t n) { return counted(), __real_realloc(p, n); }
-int __wrap_posix_memalign(void **p, size_t a, size_t n) {
-    return counted(), __real_posix_memalign(p, a, n);
-}
-void *__wrap_aligned_alloc(size_t a, size_t n) { return counted(), __real_aligned_alloc(a, n); }
+/* allocations are counted on this thread while vlad_alloc_counting is set (alloc_count.h);
+ * the control tick runs on the test's thread */
 
 static vlad_profile prof;
 static vlad_shared sh;
@@ -379,11 +357,11 @@ static void run_no_alloc(const char *clock, const char *mode) {
             atomic_store(&sh.release_upto, atomic_load(&sh.estop_req));
         if (t % 131 == 70)
             atomic_fetch_add(&sh.reset_req, 1);
-        g_counting = 1;
+        vlad_alloc_counting = 1;
         vlad_control_step(&ctl, t, now, now);
-        g_counting = 0;
-        allocs += g_allocs;
-        g_allocs = 0;
+        vlad_alloc_counting = 0;
+        allocs += vlad_allocs_here;
+        vlad_allocs_here = 0;
         vlad_out_rec r;
         while (vlad_spsc_pop(sh.out, &r)) {
             if (r.kind == VLAD_OUT_ACTION) {

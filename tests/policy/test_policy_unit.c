@@ -27,35 +27,11 @@
 #include "obs.h"
 #include "policy_testutil.h"
 #include "rng.h"
+#include "alloc_count.h"
 #include "safetensors.h"
 #include "tokenizer.h"
 
-/* ---- allocation counter (the link wraps malloc, calloc, realloc, posix_memalign,
- * aligned_alloc of every object linked into this test, the policy library included); when
- * g_fail_at > 0, the allocation that brings g_allocs to g_fail_at fails ---- */
-static volatile long g_allocs;
-static volatile long g_fail_at;
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t n, size_t m);
-void *__real_realloc(void *p, size_t n);
-int __real_posix_memalign(void **p, size_t a, size_t n);
-void *__real_aligned_alloc(size_t a, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t n, size_t m);
-void *__wrap_realloc(void *p, size_t n);
-int __wrap_posix_memalign(void **p, size_t a, size_t n);
-void *__wrap_aligned_alloc(size_t a, size_t n);
-static int alloc_fails(void) { return ++g_allocs == g_fail_at; }
-void *__wrap_malloc(size_t n) { return alloc_fails() ? NULL : __real_malloc(n); }
-void *__wrap_calloc(size_t n, size_t m) { return alloc_fails() ? NULL : __real_calloc(n, m); }
-void *__wrap_realloc(void *p, size_t n) { return alloc_fails() ? NULL : __real_realloc(p, n); }
-int __wrap_posix_memalign(void **p, size_t a, size_t n) {
-    return alloc_fails() ? ENOMEM : __real_posix_memalign(p, a, n);
-}
-void *__wrap_aligned_alloc(size_t a, size_t n) {
-    return alloc_fails() ? NULL : __real_aligned_alloc(a, n);
-}
-
+/* every allocation is counted, and one can be made to fail (alloc_count.h) */
 static char g_fx[2048];
 static const char *fx(const char *file, char *buf, size_t n) {
     if (snprintf(buf, n, "%s/%s", g_fx, file) >= (int)n)
@@ -743,10 +719,10 @@ static void test_many_streams(void **state) {
     int failures = 0;
     for (long n = 1;; n++) {
         vlad_err e = {0};
-        g_fail_at = g_allocs + n;
+        vlad_alloc_fail_at = vlad_allocs + n;
         vlad_runstate *rs = vlad_runstate_new(L.m, &o, &e);
-        int injected = g_allocs >= g_fail_at;
-        g_fail_at = 0;
+        int injected = vlad_allocs >= vlad_alloc_fail_at;
+        vlad_alloc_fail_at = 0;
         if (!injected) {
             assert_non_null(rs);
             vlad_runstate_free(rs);
@@ -786,16 +762,16 @@ static void test_no_alloc_after_warmup(void **state) {
         load_fixture(&L, names[k]);
         vlad_err err = {0};
         vlad_runstate_opts o = {.n_threads = 2, .max_streams = 2};
-        long before = g_allocs;
+        long before = vlad_allocs;
         vlad_runstate *rs = vlad_runstate_new(L.m, &o, &err);
         assert_non_null(rs);
-        assert_true(g_allocs > before); /* the wrapper does see the library's allocations */
+        assert_true(vlad_allocs > before); /* the wrapper does see the library's allocations */
         float act[256];
         run_frame(rs, &L, L.imgs, act); /* warm-up */
-        long n0 = g_allocs;
+        long n0 = vlad_allocs;
         for (int i = 0; i < 3; i++)
             run_frame(rs, &L, i % 2 ? L.imgs : (const uint8_t *const *)L.img2, act);
-        long n1 = g_allocs;
+        long n1 = vlad_allocs;
         printf("%s: %ld heap allocations in 3 frames after warm-up (runstate %zu bytes)\n",
                names[k], n1 - n0, vlad_runstate_bytes(rs));
         assert_int_equal(n1 - n0, 0);

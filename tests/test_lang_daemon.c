@@ -1,0 +1,532 @@
+/* test_lang_daemon — language from the real daemon on loopback, while it drives a robot.
+ *
+ * The real `vlad` with the default model (configs/sim-arm.yaml, endpoints moved to ipc:// in a
+ * private folder, wall clock at 50 Hz) drives a scripted robot: this test publishes an
+ * Observation with a camera image every tick and follows each Action. Image A is sent until a
+ * switch tick, image B after it, so the robot tick of a stream's frame says which image it saw.
+ *   1. 150 ticks without language, then 150 ticks with a question every 15 ticks (and one
+ *      `vladctl --json ask` run beside): every tick gets exactly one Action in both phases, and
+ *      language adds no stall tick;
+ *   2. every answer arrives on lang.<robot> in order (piece indices 0, 1, ...; one last piece),
+ *      names its question and the frame it was conditioned on (a frame encoded around the time
+ *      of the ask), and equals the greedy answer the engine gives in-process for that frame's
+ *      image and the instruction: the daemon's shared prefill and batched decoding change nothing;
+ *   3. refusals are replies with reasons: a question longer than the model reads, more asks
+ *      than lang.max_streams slots;
+ *   4. during an e-stop a question is still answered (language moves nothing) while every
+ *      Action holds;
+ *   5. status: one prefill per frame, prefix blocks bounded by the slots, streams all done,
+ *      requests and refusals counted. */
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <cjson/cJSON.h>
+#include <cmocka.h>
+
+#include "client.h"
+#include "clock.h"
+#include "engine.h"
+#include "model.h"
+#include "proc.h"
+#include "profile.h"
+
+#define HZ 50
+#define K 10           /* async.execution_horizon of the profile */
+#define SLOTS 4
+#define IMG (64 * 64 * 3)
+#define MAX_STREAMS_SEEN 64
+
+static char g_dir[64];
+static char g_sets[10][300];
+static int g_nsets;
+static pid_t g_vlad = -1;
+static vlad_profile g_p;
+
+typedef struct stream {
+    uint32_t id;
+    char question[64];
+    int64_t asked_tick;    /* daemon tick in the ask's reply */
+    char text[512];
+    int len, pieces, done;
+    int64_t obs_tick, obs_robot_tick;
+    char error[160];
+} stream;
+
+typedef struct robot {
+    vlad_client *c;
+    double pos[VLAD_MAX_JOINTS];
+    int64_t tick;              /* next robot tick to publish */
+    int64_t switch_tick;       /* image B from here on */
+    uint8_t img[2][IMG];
+    /* per phase */
+    int actions, holds_after_policy, estop_actions;
+    int64_t last_action_tick;  /* daemon tick of the newest Action (-1: none) */
+    int gaps;                  /* daemon ticks without an Action (a tick skipped) */
+    bool seen_policy;
+    stream s[MAX_STREAMS_SEEN];
+    int n;
+    int pieces_foreign;        /* pieces of streams this test did not ask for (vladctl's) */
+} robot;
+
+static void add_set(const char *key, const char *value) {
+    snprintf(g_sets[g_nsets++], sizeof g_sets[0], "%s=%s", key, value);
+}
+
+static void make_images(robot *r) {
+    for (int y = 0; y < 64; y++)
+        for (int x = 0; x < 64; x++) {
+            uint8_t *a = r->img[0] + (y * 64 + x) * 3, *b = r->img[1] + (y * 64 + x) * 3;
+            bool ball = (x - 20) * (x - 20) + (y - 40) * (y - 40) < 36;
+            a[0] = ball ? 220 : 128, a[1] = ball ? 30 : 128, a[2] = ball ? 30 : 128;
+            bool blk = x > 36 && x < 48 && y > 16 && y < 28;
+            b[0] = blk ? 30 : 120, b[1] = blk ? 30 : 120, b[2] = blk ? 220 : 120;
+        }
+}
+
+static stream *find(robot *r, uint32_t id) {
+    for (int i = 0; i < r->n; i++)
+        if (r->s[i].id == id)
+            return &r->s[i];
+    return NULL;
+}
+
+/* take everything that arrived: follow actions, collect language pieces */
+static void drain(robot *r) {
+    vlad_msg m;
+    vlad_err err;
+    while (vlad_client_recv(r->c, 0, &m, &err) == VLAD_OK) {
+        if (m.kind == VLAD_MSG_ACTION) {
+            const Vlad__Action *a = m.u.action;
+            r->actions++;
+            if (r->last_action_tick >= 0 && a->tick != r->last_action_tick + 1)
+                r->gaps++;
+            r->last_action_tick = a->tick;
+            if (a->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY)
+                r->seen_policy = true;
+            else if (a->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP)
+                r->estop_actions++;
+            else if (r->seen_policy)
+                r->holds_after_policy++;
+            for (int j = 0; j < g_p.n_joints; j++)
+                r->pos[j] += 0.5 * (a->joint_targets[j] - r->pos[j]);
+        } else if (m.kind == VLAD_MSG_LANG) {
+            const Vlad__LanguageToken *t = m.u.lang;
+            stream *s = find(r, t->stream_id);
+            if (!s) {
+                r->pieces_foreign++;
+            } else {
+                assert_false(s->done); /* nothing after the last piece */
+                assert_int_equal(t->index, (uint32_t)s->pieces);
+                if (t->index == 0) {
+                    s->obs_tick = t->obs_tick;
+                    s->obs_robot_tick = t->obs_robot_tick;
+                    assert_string_equal(t->question, s->question);
+                } else {
+                    assert_int_equal(t->obs_tick, s->obs_tick);
+                }
+                assert_true(s->len + (int)t->text.len < (int)sizeof s->text);
+                memcpy(s->text + s->len, t->text.data, t->text.len);
+                s->len += (int)t->text.len;
+                s->pieces++;
+                s->done = t->done;
+                snprintf(s->error, sizeof s->error, "%s", t->error ? t->error : "");
+            }
+        }
+        vlad_msg_clear(&m);
+    }
+}
+
+/* one robot tick: publish the state and this tick's image, then read what came */
+static void tick(robot *r) {
+    Vlad__Observation o = VLAD__OBSERVATION__INIT;
+    Vlad__CameraImage ci = VLAD__CAMERA_IMAGE__INIT, *cis[1] = {&ci};
+    ci.name = g_p.cameras[0].name;
+    ci.width = ci.height = 64;
+    ci.encoding = VLAD__IMAGE_ENCODING__IMAGE_ENCODING_RGB8;
+    ci.data.data = r->img[r->tick < r->switch_tick ? 0 : 1];
+    ci.data.len = IMG;
+    ci.tick = r->tick;
+    o.tick = r->tick;
+    o.stamp_ns = vlad_now_ns();
+    o.n_joint_pos = (size_t)g_p.n_joints;
+    o.joint_pos = r->pos;
+    o.n_images = 1;
+    o.images = cis;
+    vlad_err err;
+    assert_int_equal(vlad_client_publish_observation(r->c, &o, &err), 0);
+    r->tick++;
+    drain(r);
+}
+
+/* run n ticks at HZ on absolute deadlines */
+static void run_ticks(robot *r, int n, int64_t *deadline) {
+    for (int i = 0; i < n; i++) {
+        vlad_sleep_until_ns(*deadline);
+        *deadline += VLAD_NS_PER_S / HZ;
+        tick(r);
+    }
+}
+
+static Vlad__Reply *command(robot *r, Vlad__Command *cmd) {
+    Vlad__Reply *rep = NULL;
+    vlad_err err;
+    if (vlad_client_command(r->c, cmd, 5000, &rep, &err))
+        fail_msg("command: %s", err.msg);
+    return rep;
+}
+
+static Vlad__Reply *status(robot *r) {
+    Vlad__Command cmd = VLAD__COMMAND__INIT;
+    Vlad__StatusRequest st = VLAD__STATUS_REQUEST__INIT;
+    cmd.body_case = VLAD__COMMAND__BODY_STATUS;
+    cmd.status = &st;
+    return command(r, &cmd);
+}
+
+/* ask; on success the stream is recorded. Returns the reply (caller frees). */
+static Vlad__Reply *ask(robot *r, const char *q) {
+    Vlad__Command cmd = VLAD__COMMAND__INIT;
+    Vlad__Ask a = VLAD__ASK__INIT;
+    a.question = (char *)q;
+    cmd.body_case = VLAD__COMMAND__BODY_ASK;
+    cmd.ask = &a;
+    Vlad__Reply *rep = command(r, &cmd);
+    if (rep->ok) {
+        assert_true(rep->stream_id > 0);
+        assert_true(r->n < MAX_STREAMS_SEEN);
+        stream *s = &r->s[r->n++];
+        memset(s, 0, sizeof *s);
+        s->id = rep->stream_id;
+        snprintf(s->question, sizeof s->question, "%s", q);
+        s->asked_tick = rep->status->tick;
+    }
+    return rep;
+}
+
+static bool all_done(const robot *r) {
+    for (int i = 0; i < r->n; i++)
+        if (!r->s[i].done)
+            return false;
+    return true;
+}
+
+/* the engine's own greedy answer for q on one image with the daemon's instruction */
+static int expected(vlad_runstate *rs, const uint8_t *img, const char *q, char *out, size_t cap) {
+    vlad_err err = {0};
+    const uint8_t *cams[1] = {img};
+    const char *prompt = g_p.policy.instruction;
+    assert_true(vlad_encode_prefix(rs, cams, prompt, strlen(prompt), &err) >= 0);
+    size_t len = 0;
+    assert_int_equal(vlad_lang_generate(rs, q, strlen(q), out, cap, &len, &err), 0);
+    return (int)(len < cap ? len : cap - 1);
+}
+
+static const char *k_questions[] = {"which colour is the target?", "where is the target?",
+                                    "is the target touched?", "", "how many balls are there?"};
+
+static void check_answers(robot *r, vlad_runstate *rs) {
+    for (int i = 0; i < r->n; i++) {
+        stream *s = &r->s[i];
+        assert_true(s->done);
+        assert_string_equal(s->error, "");
+        /* the newest frame at the ask, or the next one: within two chunk periods of it */
+        if (s->obs_tick < s->asked_tick - 3 * K || s->obs_tick > s->asked_tick + 3 * K)
+            fail_msg("stream %u asked at tick %lld conditioned on the frame of tick %lld",
+                     s->id, (long long)s->asked_tick, (long long)s->obs_tick);
+        int which = s->obs_robot_tick < r->switch_tick ? 0 : 1;
+        char want[512];
+        int n = expected(rs, r->img[which], s->question, want, sizeof want);
+        printf("stream %u \"%s\" (asked at tick %lld, frame of tick %lld, image %c): \"%.*s\" in "
+               "%d pieces\n", s->id, s->question, (long long)s->asked_tick, (long long)s->obs_tick,
+               which ? 'B' : 'A', s->len, s->text, s->pieces);
+        assert_int_equal(s->len, n);
+        assert_memory_equal(s->text, want, (size_t)n);
+    }
+}
+
+static void test_language_while_acting(void **state) {
+    (void)state;
+    snprintf(g_dir, sizeof g_dir, "/tmp/vlad-lang-XXXXXX");
+    assert_non_null(mkdtemp(g_dir));
+    char ep[3][128], estop[128], logp[128];
+    const char *names[3] = {"obs", "act", "ctl"};
+    for (int i = 0; i < 3; i++)
+        snprintf(ep[i], sizeof ep[i], "ipc://%s/%s", g_dir, names[i]);
+    snprintf(estop, sizeof estop, "%s/estop", g_dir);
+    snprintf(logp, sizeof logp, "%s/vlad.log", g_dir);
+    add_set("endpoints.observations", ep[0]);
+    add_set("endpoints.actions", ep[1]);
+    add_set("endpoints.control", ep[2]);
+    add_set("realtime", "false");
+    add_set("safety.estop_file", estop);
+    add_set("lang.max_streams", "4");
+    add_set("lang.tokens_per_frame", "2");
+    add_set("policy.instruction", "touch the red ball");
+    char prof[4200];
+    snprintf(prof, sizeof prof, "%s/configs/sim-arm.yaml",
+             getenv("VLAD_SRC") ? getenv("VLAD_SRC") : ".");
+    vlad_err err;
+    if (vlad_profile_load(&g_p, prof, &err))
+        fail_msg("%s", err.msg);
+    for (int i = 0; i < g_nsets; i++) {
+        char *eq = strchr(g_sets[i], '=');
+        *eq = 0;
+        if (vlad_profile_set(&g_p, g_sets[i], eq + 1, &err))
+            fail_msg("%s", err.msg);
+        *eq = '=';
+    }
+    char *argv[2 + 2 * 10 + 1];
+    int ac = 0;
+    argv[ac++] = (char *)vlad_proc_bin("vlad");
+    argv[ac++] = "--profile";
+    argv[ac++] = prof;
+    for (int i = 0; i < g_nsets; i++) {
+        argv[ac++] = "--set";
+        argv[ac++] = g_sets[i];
+    }
+    argv[ac] = NULL;
+    g_vlad = vlad_proc_start(argv, logp);
+    assert_true(g_vlad > 0);
+
+    /* the in-process engine the answers are checked against */
+    vlad_model *m = NULL;
+    assert_int_equal(vlad_model_load(g_p.policy.model, &m, &err), 0);
+    vlad_runstate_opts o = {.n_threads = g_p.policy.threads, .max_streams = 1};
+    vlad_runstate *rs = vlad_runstate_new(m, &o, &err);
+    assert_non_null(rs);
+
+    static robot r;
+    memset(&r, 0, sizeof r);
+    make_images(&r);
+    for (int j = 0; j < g_p.n_joints; j++)
+        r.pos[j] = g_p.joints[j].home;
+    r.switch_tick = INT64_MAX;
+    r.last_action_tick = -1;
+    r.c = vlad_client_new(&g_p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_LANG | VLAD_CLIENT_PUBLISH |
+                                    VLAD_CLIENT_CONTROL, &err);
+    assert_non_null(r.c);
+    /* up: the model loads, then status answers */
+    Vlad__Reply *rep = NULL;
+    Vlad__Command scmd = VLAD__COMMAND__INIT;
+    Vlad__StatusRequest sreq = VLAD__STATUS_REQUEST__INIT;
+    scmd.body_case = VLAD__COMMAND__BODY_STATUS;
+    scmd.status = &sreq;
+    for (int i = 0; i < 150 && !rep; i++)
+        if (vlad_client_command(r.c, &scmd, 200, &rep, &err))
+            assert_int_equal(vlad_proc_wait(g_vlad, 0), -1); /* still running */
+    assert_non_null(rep);
+    assert_int_equal(rep->status->lang_max_streams, SLOTS);
+    assert_int_equal(rep->status->prefix_blocks, SLOTS + 2);
+    vlad__reply__free_unpacked(rep, NULL);
+
+    int64_t deadline = vlad_now_ns();
+    run_ticks(&r, 60, &deadline); /* the first chunks */
+    assert_true(r.seen_policy);
+
+    /* 1. without language */
+    rep = status(&r);
+    uint64_t stall0 = rep->status->stall_ticks;
+    vlad__reply__free_unpacked(rep, NULL);
+    int64_t t0 = r.tick;
+    r.actions = r.holds_after_policy = 0;
+    run_ticks(&r, 150, &deadline);
+    rep = status(&r);
+    uint64_t stall1 = rep->status->stall_ticks;
+    vlad__reply__free_unpacked(rep, NULL);
+    int actions1 = r.actions, holds1 = r.holds_after_policy, gaps1 = r.gaps;
+    int64_t ticks1 = r.tick - t0;
+
+    /* 2. with language: a question every 15 ticks, `vladctl ask` beside, image B halfway */
+    char ctl_out[128];
+    snprintf(ctl_out, sizeof ctl_out, "%s/vladctl.json", g_dir);
+    r.actions = r.holds_after_policy = r.gaps = 0;
+    t0 = r.tick;
+    r.switch_tick = r.tick + 75;
+    pid_t ctl = -1;
+    int asked = 0, refused = 0;
+    for (int i = 0; i < 10; i++) {
+        rep = ask(&r, k_questions[i % 5]);
+        if (!rep->ok) { /* only ever for want of a slot, while earlier answers decode */
+            assert_non_null(strstr(rep->error, "no free language stream"));
+            refused++;
+        }
+        asked += rep->ok;
+        vlad__reply__free_unpacked(rep, NULL);
+        if (i == 2) {
+            char *cargv[2 * 10 + 12];
+            int n = 0;
+            cargv[n++] = (char *)vlad_proc_bin("vladctl");
+            cargv[n++] = "--profile";
+            cargv[n++] = prof;
+            for (int k = 0; k < g_nsets; k++) {
+                cargv[n++] = "--set";
+                cargv[n++] = g_sets[k];
+            }
+            cargv[n++] = "--json";
+            cargv[n++] = "--timeout";
+            cargv[n++] = "5000";
+            cargv[n++] = "ask";
+            cargv[n++] = "which colour is the target?";
+            cargv[n] = NULL;
+            ctl = vlad_proc_start(cargv, ctl_out);
+            assert_true(ctl > 0);
+        }
+        run_ticks(&r, 15, &deadline);
+    }
+    for (int i = 0; i < 200 && !all_done(&r); i++)
+        run_ticks(&r, 1, &deadline);
+    rep = status(&r);
+    uint64_t stall2 = rep->status->stall_ticks;
+    vlad__reply__free_unpacked(rep, NULL);
+    int actions2 = r.actions, holds2 = r.holds_after_policy, gaps2 = r.gaps;
+    int64_t ticks2 = r.tick - t0;
+    printf("without language: %lld ticks, %d actions, %d ticks skipped, %d holds, %llu stall "
+           "ticks\n", (long long)ticks1, actions1, gaps1, holds1,
+           (unsigned long long)(stall1 - stall0));
+    printf("with language:    %lld ticks, %d actions, %d ticks skipped, %d holds, %llu stall "
+           "ticks, %d asks accepted, %d refused (no slot)\n", (long long)ticks2, actions2, gaps2,
+           holds2, (unsigned long long)(stall2 - stall1), asked, refused);
+    assert_true(asked >= 5);
+    assert_true(all_done(&r));
+    /* an Action every daemon tick (none skipped; the daemon's clock, not the robot's, counts
+     * them: a window may see one more or less); language adds no stall */
+    assert_int_equal(gaps1, 0);
+    assert_int_equal(gaps2, 0);
+    assert_true(actions1 >= ticks1 - 2 && actions1 <= ticks1 + 2);
+    assert_true(actions2 >= ticks2 - 2 && actions2 <= ticks2 + 2);
+    assert_true(stall2 - stall1 <= stall1 - stall0);
+    assert_true(holds2 <= holds1);
+    check_answers(&r, rs);
+
+    /* vladctl printed the whole answer and its frame */
+    int ctl_rc = -1;
+    for (int i = 0; i < 100 && (ctl_rc = vlad_proc_wait(ctl, 0)) < 0; i++)
+        run_ticks(&r, 5, &deadline);
+    assert_int_equal(ctl_rc, 0);
+    FILE *fp = fopen(ctl_out, "r");
+    assert_non_null(fp);
+    static char js[8192];
+    size_t jn = fread(js, 1, sizeof js - 1, fp);
+    js[jn] = 0;
+    fclose(fp);
+    cJSON *j = cJSON_Parse(js);
+    if (!j)
+        fail_msg("vladctl --json ask printed: %s", js);
+    const cJSON *ans = cJSON_GetObjectItem(j, "answer"), *ort = cJSON_GetObjectItem(j, "obs_robot_tick");
+    assert_true(cJSON_IsString(ans) && cJSON_IsNumber(ort));
+    assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "done")));
+    char want[512];
+    int wn = expected(rs, r.img[(int64_t)ort->valuedouble < r.switch_tick ? 0 : 1],
+                      "which colour is the target?", want, sizeof want);
+    printf("vladctl ask: \"%s\" (frame of robot tick %.0f)\n", ans->valuestring, ort->valuedouble);
+    assert_int_equal(strlen(ans->valuestring), (size_t)wn);
+    assert_memory_equal(ans->valuestring, want, (size_t)wn);
+    cJSON_Delete(j);
+
+    /* 3. refusals: too long a question; more asks than slots (back to back) */
+    rep = ask(&r, "which colour is the target? and where is it?");
+    assert_false(rep->ok);
+    assert_non_null(strstr(rep->error, "at most 32"));
+    vlad__reply__free_unpacked(rep, NULL);
+    refused++;
+    int burst_ok = 0, burst_no = 0;
+    for (int i = 0; i < SLOTS + 2; i++) {
+        rep = ask(&r, "where is the target?");
+        if (rep->ok)
+            burst_ok++;
+        else {
+            assert_non_null(strstr(rep->error, "no free language stream"));
+            burst_no++;
+        }
+        vlad__reply__free_unpacked(rep, NULL);
+    }
+    assert_int_equal(burst_ok, SLOTS);
+    assert_int_equal(burst_no, 2);
+    asked += burst_ok;
+    refused += burst_no;
+    for (int i = 0; i < 300 && !all_done(&r); i++)
+        run_ticks(&r, 1, &deadline);
+    assert_true(all_done(&r));
+
+    /* 4. during an e-stop a question is answered; every action holds */
+    Vlad__Command ecmd = VLAD__COMMAND__INIT;
+    Vlad__EStop es = VLAD__ESTOP__INIT;
+    es.reason = "test";
+    ecmd.body_case = VLAD__COMMAND__BODY_ESTOP;
+    ecmd.estop = &es;
+    rep = command(&r, &ecmd);
+    assert_true(rep->ok);
+    vlad__reply__free_unpacked(rep, NULL);
+    run_ticks(&r, 5, &deadline);
+    r.actions = r.estop_actions = 0;
+    rep = ask(&r, "is the target touched?");
+    assert_true(rep->ok);
+    asked++;
+    vlad__reply__free_unpacked(rep, NULL);
+    for (int i = 0; i < 300 && !all_done(&r); i++)
+        run_ticks(&r, 1, &deadline);
+    assert_true(all_done(&r));
+    assert_true(r.actions > 0);
+    assert_int_equal(r.estop_actions, r.actions);
+    Vlad__Command rcmd = VLAD__COMMAND__INIT;
+    Vlad__ReleaseEStop rel = VLAD__RELEASE_ESTOP__INIT;
+    rcmd.body_case = VLAD__COMMAND__BODY_RELEASE_ESTOP;
+    rcmd.release_estop = &rel;
+    rep = command(&r, &rcmd);
+    vlad__reply__free_unpacked(rep, NULL);
+    check_answers(&r, rs);
+
+    /* 5. status */
+    run_ticks(&r, 10, &deadline);
+    rep = status(&r);
+    const Vlad__Status *st = rep->status;
+    printf("status: %llu prefills for %llu frames, blocks %u/%u, %llu requests, %llu refused, "
+           "%llu done, %llu tokens, %llu preempted\n", (unsigned long long)st->prefills,
+           (unsigned long long)st->frames, st->prefix_blocks_in_use, st->prefix_blocks,
+           (unsigned long long)st->lang_requests, (unsigned long long)st->lang_refused,
+           (unsigned long long)st->lang_streams_done, (unsigned long long)st->lang_tokens,
+           (unsigned long long)st->lang_slices_preempted);
+    assert_true(st->frames > 10);
+    assert_int_equal(st->prefills, st->frames); /* one prefill per frame, shared */
+    assert_int_equal(st->lang_streams_active, 0);
+    assert_true(st->prefix_blocks_in_use >= 1 && st->prefix_blocks_in_use <= SLOTS + 1);
+    assert_int_equal(st->lang_requests, (uint64_t)asked + 1); /* + vladctl's */
+    assert_int_equal(st->lang_refused, (uint64_t)refused);
+    assert_int_equal(st->lang_streams_done, (uint64_t)asked + 1);
+    assert_true(st->lang_tokens > 0);
+    vlad__reply__free_unpacked(rep, NULL);
+
+    vlad_client_free(r.c);
+    vlad_runstate_free(rs);
+    vlad_model_free(m);
+    kill(g_vlad, SIGTERM);
+    assert_int_equal(vlad_proc_wait(g_vlad, 10000), 0);
+    g_vlad = -1;
+}
+
+static int teardown(void **state) {
+    (void)state;
+    if (g_vlad > 0)
+        vlad_proc_kill(g_vlad);
+    if (g_dir[0]) {
+        char cmd[128];
+        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+        if (system(cmd) != 0)
+            fprintf(stderr, "could not remove %s\n", g_dir);
+    }
+    return 0;
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_teardown(test_language_while_acting, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
