@@ -187,7 +187,8 @@ static const char *on_ask(vlad_io *io, const char *question, uint32_t *id, char 
                  vlad_lang_max_streams(sh->lang));
     else {
         vlad_lang_req r = {.stream_id = vlad_lang_next_id(sh->lang), .qlen = (uint32_t)qlen};
-        memcpy(r.question, question, qlen);
+        if (qlen)
+            memcpy(r.question, question, qlen);
         vlad_err err;
         if (!vlad_lang_submit(sh->lang, &r, &err)) {
             atomic_fetch_add(&st->requests, 1);

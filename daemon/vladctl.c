@@ -250,9 +250,10 @@ static int ask_stream(const vlad_profile *p, const char *key, Vlad__Command *cmd
             cJSON_AddNumberToObject(o, "first_tick", (double)t->tick);
         }
         size_t n = t->text.len < sizeof answer - 1 - len ? t->text.len : sizeof answer - 1 - len;
-        memcpy(answer + len, t->text.data, n);
+        if (n)
+            memcpy(answer + len, t->text.data, n);
         len += n;
-        if (!json) {
+        if (!json && t->text.len) {
             fwrite(t->text.data, 1, t->text.len, stdout);
             fflush(stdout);
         }

@@ -2,7 +2,9 @@
 # make demo: the daemon with the default model against the bundled simulator.
 #  1. the scripted expert (the reference), in lockstep
 #  2. vlad + the default model (VLASH scheduling) driving the simulated arm, in lockstep
-#  3. vlad in real time against the simulator, with vladctl status at the end
+#  3. vlad in real time against the simulator; while it acts, vladctl asks it questions (the
+#     answers stream on lang.<robot>, decoded on the frame's shared prefill) and for its
+#     running commentary; vladctl status at the end
 set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=build/bin
@@ -32,12 +34,20 @@ $BIN/vlad-sim --profile "$PROFILE" --task all --episodes "$EPISODES" --seed 1 --
 kill -TERM $VLAD; wait $VLAD || true; VLAD=
 
 echo
-echo "== 3. vlad in real time (wall clock), whack, $EPISODES episodes; then vladctl status"
+echo "== 3. vlad in real time (wall clock), whack, $EPISODES episodes; questions while it acts"
 $BIN/vlad --profile "$PROFILE" >"$LOG" 2>&1 &
 VLAD=$!
 sleep 0.5
 $BIN/vlad-sim --profile "$PROFILE" --task whack --episodes "$EPISODES" --seed 2 --clock wall \
-    --expect-policy --quiet
+    --expect-policy --quiet &
+SIM=$!
+sleep 2
+for q in "which colour is the target?" "where is the target?" "is a target visible?" ""; do
+  if [ -n "$q" ]; then echo "\$ vladctl ask \"$q\""; else echo "\$ vladctl ask    (the running commentary)"; fi
+  $BIN/vladctl --profile "$PROFILE" ask "$q" || true
+  sleep 0.7
+done
+wait $SIM
 $BIN/vladctl --profile "$PROFILE" status
 kill -TERM $VLAD; wait $VLAD; echo "vlad exited $?"; VLAD=
 echo "-- vlad's log:"

@@ -132,7 +132,8 @@ static void drain(robot *r) {
                     assert_int_equal(t->obs_tick, s->obs_tick);
                 }
                 assert_true(s->len + (int)t->text.len < (int)sizeof s->text);
-                memcpy(s->text + s->len, t->text.data, t->text.len);
+                if (t->text.len)
+                    memcpy(s->text + s->len, t->text.data, t->text.len);
                 s->len += (int)t->text.len;
                 s->pieces++;
                 s->done = t->done;
