@@ -2,7 +2,12 @@
  * run: does anything drift?
  *
  *   vlad-bench soak [--minutes N] [--profile P] [--model M | --synthetic] [--task T]
- *                   [--seed S] [--interval S] [--warmup S] [--work DIR] [--json FILE]
+ *                   [--seed S] [--interval S] [--warmup S] [--work DIR] [--json FILE] [--lang]
+ *
+ * --lang adds the language load beside the robot: one new question per frame (each chunk the
+ * daemon publishes), every answer read (bench_lang_load, closedloop.h); each sample then also
+ * records the streams active, prefix blocks in use and prefills per frame, so slots, blocks
+ * and RSS are seen to stay bounded under a request every frame.
  *
  * The daemon runs the profile as shipped (default configs/sim-arm-200hz.yaml: 200 Hz, the
  * default model, wall clock), with only its endpoints moved to ipc:// in the work folder and its
@@ -55,6 +60,8 @@ typedef struct sample {
     double jitter_p50_us, jitter_p99_us, jitter_max_us;
     double infer_p50_us, infer_p99_us;
     int mode;
+    uint32_t lang_active, blocks_in_use, blocks;
+    uint64_t prefills, frames, lang_tokens, lang_done, lang_refused;
 } sample;
 
 typedef struct ep_count {
@@ -70,7 +77,7 @@ static void on_signal(int sig) {
 static void usage(void) {
     fprintf(stderr,
             "usage: vlad-bench soak [--minutes N] [--profile P] [--model M | --synthetic] [--task T]\n"
-            "         [--seed S] [--interval S] [--warmup S] [--work DIR] [--json FILE]\n"
+            "         [--seed S] [--interval S] [--warmup S] [--work DIR] [--json FILE] [--lang]\n"
             "  --minutes N    length of the run (default 10; fractions allowed)\n"
             "  --profile P    daemon profile (default configs/sim-arm-200hz.yaml)\n"
             "  --model M      checkpoint instead of the profile's policy.model\n"
@@ -260,6 +267,14 @@ static bool take_status(vlad_client *c, sample *s) {
             s->infer_p50_us = st->inference->p50_us;
             s->infer_p99_us = st->inference->p99_us;
         }
+        s->lang_active = st->lang_streams_active;
+        s->blocks_in_use = st->prefix_blocks_in_use;
+        s->blocks = st->prefix_blocks;
+        s->prefills = st->prefills;
+        s->frames = st->frames;
+        s->lang_tokens = st->lang_tokens;
+        s->lang_done = st->lang_streams_done;
+        s->lang_refused = st->lang_refused;
     }
     bool ok = st != NULL;
     vlad__reply__free_unpacked(r, NULL);
@@ -379,11 +394,12 @@ int bench_soak_main(int argc, char **argv) {
     double minutes = 10, interval_s = 5, warmup_s = 30;
     const char *profile = "configs/sim-arm-200hz.yaml", *model = NULL, *task = "whack";
     const char *json = NULL, *work = NULL;
-    bool synthetic = false;
+    bool synthetic = false, lang = false;
     unsigned seed = 1;
     for (int i = 0; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool needs = strcmp(a, "--synthetic") && strcmp(a, "-h") && strcmp(a, "--help");
+        bool needs = strcmp(a, "--synthetic") && strcmp(a, "--lang") && strcmp(a, "-h") &&
+                     strcmp(a, "--help");
         if (needs && !v) {
             fprintf(stderr, "vlad-bench soak: %s needs a value\n", a);
             usage();
@@ -430,6 +446,8 @@ int bench_soak_main(int argc, char **argv) {
             work = v, i++;
         } else if (!strcmp(a, "--synthetic")) {
             synthetic = true;
+        } else if (!strcmp(a, "--lang")) {
+            lang = true;
         } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage();
             return 0;
@@ -438,6 +456,10 @@ int bench_soak_main(int argc, char **argv) {
             usage();
             return 2;
         }
+    }
+    if (synthetic && lang) {
+        fprintf(stderr, "vlad-bench soak: --lang needs a model (the synthetic policy has no language)\n");
+        return 2;
     }
     if (synthetic && model) {
         fprintf(stderr, "vlad-bench soak: --synthetic and --model exclude each other\n");
@@ -572,9 +594,17 @@ int bench_soak_main(int argc, char **argv) {
         rc = 1;
         goto out;
     }
-    printf("vlad-bench soak: %s, %g Hz, policy %s, async %s K=%d, task %s, %.1f min, wall clock\n",
+    static bench_daemon_stats lang_st;
+    bench_lang_load *load = NULL;
+    if (lang && !(load = bench_lang_load_start(&p, &lang_st))) {
+        fprintf(stderr, "vlad-bench soak: cannot start the language load\n");
+        rc = 1;
+        goto out;
+    }
+    printf("vlad-bench soak: %s, %g Hz, policy %s, async %s K=%d, task %s, %.1f min, wall clock%s\n",
            profile, p.control_hz, policy_desc[0] ? policy_desc : "(none)",
-           vlad_async_mode_name(p.async.mode), p.async.execution_horizon, task, minutes);
+           vlad_async_mode_name(p.async.mode), p.async.execution_horizon, task, minutes,
+           lang ? ", a new question every frame" : "");
     printf("daemon pid %d at launch (before the sim): RSS %ld kB, %ld fds, %ld threads; work %s\n\n",
            (int)daemon, launch_rss, launch_fds, launch_threads, dir);
     print_header();
@@ -630,6 +660,8 @@ int bench_soak_main(int argc, char **argv) {
             next = end_ns;
     }
 stop:;
+    bench_lang_load_stop(load);
+    load = NULL;
     if (daemon > 0 && smaps_start_saved)
         smaps_end_saved = save_smaps(daemon, smaps_end);
     /* stop the robot first (the daemon then sees it go quiet: that is not part of the run) */
@@ -701,6 +733,21 @@ stop:;
            last->threads, thr_max);
     printf("| episodes (%s): finished / successful | %d / %d = %.1f%% |\n", task, eps.n, eps.successes,
            eps.n ? 100.0 * eps.successes / eps.n : 0.0);
+    if (lang) {
+        uint32_t act_max = 0, blk_max = 0;
+        for (int i = 0; i < ns; i++) {
+            act_max = smp[i].lang_active > act_max ? smp[i].lang_active : act_max;
+            blk_max = smp[i].blocks_in_use > blk_max ? smp[i].blocks_in_use : blk_max;
+        }
+        printf("| language: asks / refused (no slot) / answers read | %llu / %llu / %llu |\n",
+               lang_st.asks, lang_st.asks_refused, lang_st.answers);
+        printf("| language: tokens, tokens/s | %llu, %.0f |\n", (unsigned long long)fin->lang_tokens,
+               lang_st.lang_seconds > 0 ? (double)fin->lang_tokens / lang_st.lang_seconds : 0.0);
+        printf("| language: streams active max / slots; prefix blocks in use max / allocated | "
+               "%u / %u; %u / %u |\n", act_max, p.lang.max_streams, blk_max, fin->blocks);
+        printf("| prefills / frames | %llu / %llu |\n", (unsigned long long)fin->prefills,
+               (unsigned long long)fin->frames);
+    }
     printf("| daemon exit after SIGTERM | %d%s |\n", daemon_exit, daemon_died ? " (died during the run)" : "");
     if (smaps_end_saved) {
         printf("\nthe daemon's mappings whose RSS changed from %.0f s to the end (%s, %s):\n",
@@ -751,6 +798,24 @@ stop:;
         cJSON_AddNumberToObject(e, "finished", eps.n);
         cJSON_AddNumberToObject(e, "successes", eps.successes);
         cJSON_AddNumberToObject(e, "success", eps.n ? (double)eps.successes / eps.n : 0.0);
+        if (lang) {
+            cJSON *lj = cJSON_AddObjectToObject(o, "language");
+            uint32_t act_max = 0, blk_max = 0;
+            for (int i = 0; i < ns; i++) {
+                act_max = smp[i].lang_active > act_max ? smp[i].lang_active : act_max;
+                blk_max = smp[i].blocks_in_use > blk_max ? smp[i].blocks_in_use : blk_max;
+            }
+            cJSON_AddNumberToObject(lj, "asks", (double)lang_st.asks);
+            cJSON_AddNumberToObject(lj, "asks_refused", (double)lang_st.asks_refused);
+            cJSON_AddNumberToObject(lj, "answers", (double)lang_st.answers);
+            cJSON_AddNumberToObject(lj, "tokens", (double)fin->lang_tokens);
+            cJSON_AddNumberToObject(lj, "streams_active_max", act_max);
+            cJSON_AddNumberToObject(lj, "slots", p.lang.max_streams);
+            cJSON_AddNumberToObject(lj, "prefix_blocks_in_use_max", blk_max);
+            cJSON_AddNumberToObject(lj, "prefix_blocks", fin->blocks);
+            cJSON_AddNumberToObject(lj, "prefills", (double)fin->prefills);
+            cJSON_AddNumberToObject(lj, "frames", (double)fin->frames);
+        }
         cJSON_AddNumberToObject(o, "daemon_exit", daemon_exit);
         cJSON_AddStringToObject(o, "work_dir", dir);
         if (smaps_end_saved) {

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "client.h"
+#include "clock.h"
 #include "proc.h"
 
 int bench_mkdirs(const char *dir, vlad_err *err) {
@@ -88,8 +92,10 @@ static int write_profile(const bench_run *r, const char *dir, const char *path, 
     fprintf(f, "async:\n  mode: %s\n  execution_horizon: %d\n  trigger_threshold: %d\n"
                "  delay_margin: %d\n",
             r->mode ? r->mode : "sync", r->K, r->threshold, r->margin);
-    fprintf(f, "safety:\n  watchdog_ms: %g\n  max_delta_per_tick: %g\n", b->safety.watchdog_ms,
-            b->safety.max_delta_per_tick);
+    fprintf(f, "safety:\n  watchdog_ms: %g\n  max_delta_per_tick: %g\n  estop_file: none\n",
+            b->safety.watchdog_ms, b->safety.max_delta_per_tick);
+    fprintf(f, "lang:\n  max_streams: %d\n  tokens_per_frame: %d\n",
+            r->lang_streams > 0 ? r->lang_streams : 8, r->lang_k > 0 ? r->lang_k : 4);
     fprintf(f, "logging:\n  level: warn\nsim:\n  model: \"%s\"\n  substeps: %d\n", simmodel,
             b->sim.substeps);
     return fclose(f) ? vlad_err_set(err, VLAD_EIO, "cannot write %s", path) : VLAD_OK;
@@ -187,6 +193,136 @@ static int summarize(const char *json_path, bench_task_stats *out, int *n, vlad_
     return VLAD_OK;
 }
 
+void bench_wilson(int k, int n, double *lo, double *hi) {
+    if (n <= 0) {
+        *lo = 0, *hi = 1;
+        return;
+    }
+    double z = 1.959964, p = (double)k / n, z2 = z * z;
+    double c = (p + z2 / (2 * n)) / (1 + z2 / n);
+    double h = z * sqrt(p * (1 - p) / n + z2 / (4.0 * n * n)) / (1 + z2 / n);
+    *lo = c - h < 0 ? 0 : c - h;
+    *hi = c + h > 1 ? 1 : c + h;
+}
+
+/* The language load: one question per chunk the daemon publishes, every answer read. */
+struct bench_lang_load {
+    pthread_t thread;
+    const vlad_profile *p;
+    _Atomic bool stop;
+    bench_daemon_stats *st;
+    int64_t first_ns, last_ns;
+    double delay_sum;
+    unsigned long long delay_n;
+};
+
+static const char *k_load_questions[] = {"which colour is the target?", "where is the target?",
+                                         "", "is the target touched?"};
+
+static void *load_main(void *arg) {
+    bench_lang_load *L = arg;
+    vlad_err err;
+    vlad_client *c = vlad_client_new(L->p, VLAD_CLIENT_CONTROL | VLAD_CLIENT_CHUNKS | VLAD_CLIENT_LANG,
+                                     &err);
+    if (!c)
+        return NULL;
+    unsigned long long q = 0;
+    while (!atomic_load(&L->stop)) {
+        vlad_msg m;
+        if (vlad_client_recv(c, 50, &m, &err) != VLAD_OK)
+            continue;
+        if (m.kind == VLAD_MSG_LANG) {
+            L->st->pieces++;
+            L->st->answers += m.u.lang->done;
+            L->last_ns = vlad_now_ns();
+        } else if (m.kind == VLAD_MSG_CHUNK) { /* a new frame: a new request */
+            Vlad__Command cmd = VLAD__COMMAND__INIT;
+            Vlad__Ask a = VLAD__ASK__INIT;
+            a.question = (char *)k_load_questions[q++ % 4];
+            cmd.body_case = VLAD__COMMAND__BODY_ASK;
+            cmd.ask = &a;
+            Vlad__Reply *rep;
+            L->st->asks++;
+            if (!L->first_ns)
+                L->first_ns = vlad_now_ns();
+            if (vlad_client_command(c, &cmd, 2000, &rep, &err) == VLAD_OK) {
+                if (rep->ok)
+                    L->st->asks_ok++;
+                else
+                    L->st->asks_refused++;
+                if (rep->status) {
+                    L->delay_sum += rep->status->delay_ticks;
+                    L->delay_n++;
+                }
+                vlad__reply__free_unpacked(rep, NULL);
+            }
+        }
+        vlad_msg_clear(&m);
+    }
+    vlad_client_free(c);
+    return NULL;
+}
+
+bench_lang_load *bench_lang_load_start(const vlad_profile *p, bench_daemon_stats *st) {
+    bench_lang_load *L = calloc(1, sizeof *L);
+    if (!L)
+        return NULL;
+    L->p = p;
+    L->st = st;
+    if (pthread_create(&L->thread, NULL, load_main, L)) {
+        free(L);
+        return NULL;
+    }
+    return L;
+}
+
+void bench_lang_load_stop(bench_lang_load *L) {
+    if (!L)
+        return;
+    struct timespec ts = {0, 300 * 1000000}; /* the answers of the last frames */
+    nanosleep(&ts, NULL);
+    atomic_store(&L->stop, true);
+    pthread_join(L->thread, NULL);
+    L->st->lang_seconds = L->last_ns > L->first_ns ? (double)(L->last_ns - L->first_ns) / 1e9 : 0;
+    if (L->delay_n)
+        L->st->delay_mean_ticks = L->delay_sum / (double)L->delay_n;
+    free(L);
+}
+
+/* The daemon's last Status into st. */
+static void final_status(const vlad_profile *p, bench_daemon_stats *st) {
+    vlad_err err;
+    vlad_client *c = vlad_client_new(p, VLAD_CLIENT_CONTROL, &err);
+    if (!c)
+        return;
+    Vlad__Command cmd = VLAD__COMMAND__INIT;
+    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
+    cmd.body_case = VLAD__COMMAND__BODY_STATUS;
+    cmd.status = &sr;
+    Vlad__Reply *rep;
+    if (vlad_client_command(c, &cmd, 3000, &rep, &err) == VLAD_OK && rep->status) {
+        const Vlad__Status *s = rep->status;
+        st->ok = true;
+        if (s->inference) {
+            st->infer_p50_us = s->inference->p50_us;
+            st->infer_p99_us = s->inference->p99_us;
+            st->infer_max_us = s->inference->max_us;
+        }
+        st->jitter_p99_us = s->jitter ? s->jitter->p99_us : NAN;
+        st->delay_ticks = s->delay_ticks;
+        st->stall_ticks = s->stall_ticks;
+        st->chunks = s->chunks_installed;
+        st->prefills = s->prefills;
+        st->frames = s->frames;
+        st->lang_tokens = s->lang_tokens;
+        st->lang_done = s->lang_streams_done;
+        st->lang_refused = s->lang_refused;
+        st->preempted = s->lang_slices_preempted;
+        vlad__reply__free_unpacked(rep, NULL);
+    }
+    vlad_client_free(c);
+}
+
 int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out, int *n,
                       vlad_err *err) {
     int rc = bench_mkdirs(dir, err);
@@ -234,10 +370,22 @@ int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out
     for (int i = 0; i < r->n_params && i < 8; i++)
         argv[a++] = "--param", argv[a++] = (char *)r->params[i];
     argv[a] = NULL;
+    /* the generated profile, for the load and the last Status (runs may go in parallel) */
+    vlad_profile *prof = daemon > 0 && (r->lang_load || r->stats) ? calloc(1, sizeof *prof) : NULL;
+    vlad_err perr;
+    bool talk = prof && !vlad_profile_load(prof, profile, &perr);
+    bench_daemon_stats scratch, *dst = r->stats ? r->stats : &scratch;
+    memset(dst, 0, sizeof *dst);
+    dst->delay_mean_ticks = NAN;
+    bench_lang_load *load = talk && r->lang_load ? bench_lang_load_start(prof, dst) : NULL;
     pid_t sim = vlad_proc_start(argv, slog);
     int st = sim < 0 ? -1 : vlad_proc_wait(sim, 3600 * 1000);
     if (sim > 0 && st < 0)
         vlad_proc_kill(sim);
+    bench_lang_load_stop(load);
+    if (talk)
+        final_status(prof, dst);
+    free(prof);
     if (daemon > 0) {
         kill(daemon, SIGTERM);
         if (vlad_proc_wait(daemon, 5000) < 0)

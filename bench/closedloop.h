@@ -12,6 +12,20 @@
 #include "err.h"
 #include "profile.h"
 
+/* What the daemon said at the end of a run (its last Status), and the language load's view. */
+typedef struct bench_daemon_stats {
+    bool ok;                  /* a Status was received */
+    double infer_p50_us, infer_p99_us, infer_max_us; /* action-inference latency */
+    double jitter_p99_us;
+    int delay_ticks;          /* Δ estimate at the end */
+    double delay_mean_ticks;  /* mean Δ sampled by the load once per chunk (NAN: not sampled) */
+    unsigned long long stall_ticks, chunks, prefills, frames;
+    unsigned long long lang_tokens, lang_done, lang_refused, preempted;
+    /* the language load (bench_run.lang_load) */
+    unsigned long long asks, asks_ok, asks_refused, pieces, answers;
+    double lang_seconds;      /* from the first ask to the last piece */
+} bench_daemon_stats;
+
 typedef struct bench_run {
     const vlad_profile *base; /* robot, joints, cameras, control_hz, sim model */
     const char *model;        /* checkpoint; NULL: the sim's scripted expert, no daemon */
@@ -30,6 +44,11 @@ typedef struct bench_run {
     int n_params;
     int expert_delay;         /* expert only: plan on the world this many ticks late */
     bool trajectory;          /* ask the sim for a trajectory CSV (DIR/trajectory.csv) */
+    int lang_streams;         /* the daemon's lang.max_streams (0: the default) */
+    int lang_k;               /* lang.tokens_per_frame (0: the default) */
+    bool lang_load;           /* while the sim runs, ask one question per chunk (one new request
+                                 per frame, OxyGen's workload) and read every answer */
+    bench_daemon_stats *stats;/* optional: filled at the end of a daemon run */
 } bench_run;
 
 typedef struct bench_task_stats {
@@ -47,6 +66,17 @@ typedef struct bench_task_stats {
 } bench_task_stats;
 
 #define BENCH_MAX_TASKS 4
+
+/* The language load: a thread with its own client asks one question per ActionChunk the
+ * daemon of profile p publishes (one new request per frame) and reads every answer; st gets
+ * asks, refusals, pieces, answers and Δ sampled per ask. NULL if it cannot start. */
+typedef struct bench_lang_load bench_lang_load;
+bench_lang_load *bench_lang_load_start(const vlad_profile *p, bench_daemon_stats *st);
+/* Give the last answers 300 ms, stop, fill st's lang_seconds and delay_mean_ticks. NULL is fine. */
+void bench_lang_load_stop(bench_lang_load *L);
+
+/* Wilson score interval (95%) of a success rate k/n. */
+void bench_wilson(int k, int n, double *lo, double *hi);
 
 /* Run in folder `dir` (created). Fills out[0..*n) with one entry per task. */
 int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out, int *n,
