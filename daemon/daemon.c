@@ -130,6 +130,9 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
         goto fail;
     if (attach_policy(d, err))
         goto fail;
+    /* without a language model the channel has no slots: asks are refused (and counted) */
+    if (!sh->lang && !(sh->lang = vlad_lang_new(0, 0, sh->wake_fd, err)))
+        goto fail;
     return d;
 fail:
     vlad_daemon_free(d);

@@ -172,13 +172,11 @@ static void drain_lang(vlad_io *io) {
 static const char *on_ask(vlad_io *io, const char *question, uint32_t *id, char *buf, size_t cap) {
     vlad_shared *sh = io->sh;
     size_t qlen = question ? strlen(question) : 0;
-    if (!sh->lang || sh->lang_off) {
-        snprintf(buf, cap, "ask: %s", sh->lang_off ? sh->lang_off : "no language model");
-        return buf;
-    }
     vlad_lang_stats *st = vlad_lang_stats_of(sh->lang);
     int maxq = vlad_lang_max_question(sh->lang);
-    if (atomic_load(&sh->release_upto) < atomic_load(&sh->estop_req) && !sh->p->lang.during_estop)
+    if (sh->lang_off)
+        snprintf(buf, cap, "ask: %s", sh->lang_off);
+    else if (atomic_load(&sh->release_upto) < atomic_load(&sh->estop_req) && !sh->p->lang.during_estop)
         snprintf(buf, cap, "ask: e-stopped, and lang.during_estop is false");
     else if (qlen > (size_t)maxq)
         snprintf(buf, cap, "ask: the question is %zu bytes; the model reads at most %d", qlen, maxq);

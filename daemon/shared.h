@@ -108,8 +108,8 @@ typedef struct vlad_shared {
     int req_fd;
     int64_t start_ns;
     char estop_file[VLAD_PATH_MAX]; /* resolved latch file ("" = not persisted) */
-    struct vlad_lang *lang;         /* language channel; NULL: no language model */
-    const char *lang_off;           /* then: why (for the refusal of an ask) */
+    struct vlad_lang *lang;         /* language channel (no slots without a language model) */
+    const char *lang_off;           /* non-NULL: why asks are refused (no model, off) */
 
     _Atomic bool stop;
     /* requests io → control (see "E-stop ordering" above) */

@@ -133,6 +133,24 @@ static void simple_command(Vlad__Command *c) {
     vlad__reply__free_unpacked(r, NULL);
 }
 
+/* A daemon with no model answers an ask at once, refusing it with the reason. */
+static void test_ask_without_model(void **state) {
+    (void)state;
+    Vlad__Ask a = VLAD__ASK__INIT;
+    a.question = "which colour is the target?";
+    Vlad__Command c = VLAD__COMMAND__INIT;
+    c.body_case = VLAD__COMMAND__BODY_ASK, c.ask = &a;
+    Vlad__Reply *r;
+    vlad_err err;
+    if (vlad_client_command(cli, &c, 3000, &r, &err))
+        fail_msg("ask: %s", err.msg);
+    assert_false(r->ok);
+    assert_int_equal(r->stream_id, 0);
+    assert_non_null(strstr(r->error, "no language model"));
+    assert_int_equal(r->status->lang_refused, 1);
+    vlad__reply__free_unpacked(r, NULL);
+}
+
 static void test_rate_and_ticks(void **state) {
     (void)state;
     /* before the robot reports, the daemon publishes no target at all (not even home) */
@@ -464,7 +482,8 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rate_and_ticks),   cmocka_unit_test(test_holds_reported_position),
         cmocka_unit_test(test_garbage_everywhere), cmocka_unit_test(test_estop_holds),
-        cmocka_unit_test(test_watchdog_holds),   cmocka_unit_test(test_sigterm_exits_zero),
+        cmocka_unit_test(test_watchdog_holds),   cmocka_unit_test(test_ask_without_model),
+        cmocka_unit_test(test_sigterm_exits_zero),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
