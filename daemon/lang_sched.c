@@ -153,16 +153,22 @@ static void begin(vlad_lang_sched *s, const vlad_lang_req *r) {
     }
 }
 
-/* Queued asks, then (on a frame) the commentary; all on the current frame. */
-static void start_streams(vlad_lang_sched *s, vlad_between_why why) {
+/* Queued asks, then (on a frame) the commentary; all on the current frame. A due action
+ * inference (wall clock) stops the starting: the rest start after it, on its frame. */
+static void start_streams(vlad_lang_sched *s, vlad_between_why why, bool (*yield)(void *),
+                          void *arg) {
     vlad_lang_req r;
     while (s->n_pending < MAX_SLOTS && vlad_lang_take(s->ch, &s->pending[s->n_pending]))
         s->n_pending++;
     if (!s->have_frame)
         return; /* no frame yet: they wait for the first (never the warm-up's blank one) */
-    for (int k = 0; k < s->n_pending; k++)
-        begin(s, &s->pending[k]);
-    s->n_pending = 0;
+    int k = 0;
+    while (k < s->n_pending && !(k > 0 && s->o.preempt && yield && yield(arg)))
+        begin(s, &s->pending[k++]);
+    memmove(s->pending, s->pending + k, sizeof s->pending[0] * (size_t)(s->n_pending - k));
+    s->n_pending -= k;
+    if (s->n_pending)
+        return;
     if (why == VLAD_BETWEEN_FRAME && s->o.commentary_every > 0 &&
         s->since_commentary >= s->o.commentary_every) {
         s->since_commentary = 0;
@@ -231,7 +237,7 @@ bool vlad_lang_sched_run(vlad_lang_sched *s, vlad_between_why why, bool (*yield)
                          void *arg) {
     if (why == VLAD_BETWEEN_WAKE)
         vlad_lang_clear_wake(s->ch);
-    start_streams(s, why);
+    start_streams(s, why, yield, arg);
     if (why != VLAD_BETWEEN_WAKE)
         slice(s, yield, arg);
     blocks_in_use(s);
