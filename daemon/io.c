@@ -329,6 +329,9 @@ void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *
     st->commands_denied = sec.commands_denied;
     st->subscriptions_refused = sec.subscriptions_refused;
     st->oversized_frames = sec.oversized;
+    st->connections = sec.connections;
+    st->connections_refused = sec.connections_refused;
+    st->disconnects = sec.disconnects;
     st->log_lines_lost = vlad_log_dropped() + vlad_log_write_failures();
     st->lang_max_streams = (uint32_t)p->lang.max_streams;
     if (sh->lang) {

@@ -18,7 +18,7 @@ struct vlad_server {
     void *sub, *pub, *router;
     vlad_curve curve;
     vlad_keyring *keys;  /* CURVE only */
-    vlad_zap *zap;       /* CURVE only */
+    vlad_zap *zap;       /* admission: authentication (CURVE) and the connection cap */
     char obs_topic[VLAD_TOPIC_MAX];
     char topics[4][VLAD_TOPIC_MAX + 1]; /* what a subscriber may subscribe to ("action.r ", ...) */
     uint8_t *buf; /* publish buffer, grown on demand (I/O thread only) */
@@ -31,6 +31,19 @@ struct vlad_server {
  * ZeroMQ drops the connection of a peer that sends more. */
 #define OVERSIZE_FACTOR 2
 
+/* Create a server socket with ZAP domain `domain`, watch its connections, then bind it. *out
+ * is set as soon as the socket exists (vlad_server_free closes it). */
+static int open_socket(vlad_server *s, void **out, int type, const char *domain,
+                       const char *endpoint, int64_t max_msg, vlad_err *err) {
+    *out = vlad_zsock_new(s->ctx, type, &s->curve, domain, max_msg, err);
+    if (!*out)
+        return err ? vlad_err_prefix(err, "%s: ", endpoint) : VLAD_EIO;
+    int rc = vlad_zap_watch(s->zap, *out, domain, err);
+    if (!rc)
+        rc = vlad_zsock_attach(*out, &s->curve, endpoint, err);
+    return rc;
+}
+
 vlad_server *vlad_server_new(const vlad_profile *p, vlad_err *err) {
     vlad_server *s = calloc(1, sizeof *s);
     if (!s) {
@@ -38,7 +51,7 @@ vlad_server *vlad_server_new(const vlad_profile *p, vlad_err *err) {
         return NULL;
     }
     s->p = p;
-    s->ctx = zmq_ctx_new();
+    s->ctx = zmq_ctx_new(); /* one I/O thread (ZeroMQ's default): zap.h's count relies on it */
     s->cap = 1 << 16;
     s->buf = malloc(s->cap);
     if (!s->ctx || !s->buf) {
@@ -70,29 +83,27 @@ vlad_server *vlad_server_new(const vlad_profile *p, vlad_err *err) {
         }
         if (vlad_keyring_load(p->security.client_keys_dir, s->keys, err))
             goto fail;
-        s->zap = vlad_zap_new(s->ctx, s->keys, err);
-        if (!s->zap)
-            goto fail;
     }
+    /* the handler before the sockets: every handshake asks it, CURVE or not (zap.h) */
+    s->zap = vlad_zap_new(s->ctx, s->curve.on ? s->keys : NULL, p->security.max_connections, err);
+    if (!s->zap)
+        goto fail;
     s->max_obs = vlad_max_observation_frame(p);
     s->max_cmd = 64 * 1024;
-    s->sub = vlad_zsock_open(s->ctx, ZMQ_SUB, &s->curve, "obs", p->endpoints.observations,
-                             (int64_t)(OVERSIZE_FACTOR * s->max_obs), err);
-    if (!s->sub)
+    if (open_socket(s, &s->sub, ZMQ_SUB, "obs", p->endpoints.observations,
+                    (int64_t)(OVERSIZE_FACTOR * s->max_obs), err))
         goto fail;
     char filt[VLAD_TOPIC_MAX + 1];
     snprintf(filt, sizeof filt, "%s ", s->obs_topic);
     zmq_setsockopt(s->sub, ZMQ_SUBSCRIBE, filt, strlen(filt));
     /* XPUB, manual: a subscriber may subscribe only to (prefixes of) this robot's topics, so
      * nothing it sends makes the daemon's subscription table grow */
-    s->pub = vlad_zsock_open(s->ctx, ZMQ_XPUB, &s->curve, "act", p->endpoints.actions, 4096, err);
-    if (!s->pub)
+    if (open_socket(s, &s->pub, ZMQ_XPUB, "act", p->endpoints.actions, 4096, err))
         goto fail;
     int one = 1;
     zmq_setsockopt(s->pub, ZMQ_XPUB_MANUAL, &one, sizeof one);
-    s->router = vlad_zsock_open(s->ctx, ZMQ_ROUTER, &s->curve, "ctl", p->endpoints.control,
-                                (int64_t)(OVERSIZE_FACTOR * s->max_cmd), err);
-    if (!s->router)
+    if (open_socket(s, &s->router, ZMQ_ROUTER, "ctl", p->endpoints.control,
+                    (int64_t)(OVERSIZE_FACTOR * s->max_cmd), err))
         goto fail;
     zmq_setsockopt(s->router, ZMQ_ROUTER_MANDATORY, &one, sizeof one);
     return s;
@@ -104,13 +115,13 @@ fail:
 void vlad_server_free(vlad_server *s) {
     if (!s)
         return;
+    vlad_zap_free(s->zap); /* first: it stops the monitors of the sockets */
     if (s->sub)
         zmq_close(s->sub);
     if (s->pub)
         zmq_close(s->pub);
     if (s->router)
         zmq_close(s->router);
-    vlad_zap_free(s->zap);
     free(s->keys);
     if (s->ctx)
         zmq_ctx_term(s->ctx);
@@ -143,20 +154,23 @@ static void on_subscriptions(vlad_server *s) {
 
 int vlad_server_poll(vlad_server *s, int timeout_ms, int extra_fd) {
     enum { OBS, CMD, SUBS, ZAP, FD };
-    zmq_pollitem_t items[5];
-    int what[5], n = 0;
+    zmq_pollitem_t items[4 + 1 + VLAD_ZAP_MAX_WATCH];
+    int what[4 + 1 + VLAD_ZAP_MAX_WATCH], n = 0;
 #define ITEM(sock, fd, w) (items[n] = (zmq_pollitem_t){(sock), (fd), ZMQ_POLLIN, 0}, what[n++] = (w))
     ITEM(s->sub, 0, OBS);
     ITEM(s->router, 0, CMD);
     ITEM(s->pub, 0, SUBS); /* subscription messages of the XPUB */
-    if (s->zap)
-        ITEM(vlad_zap_socket(s->zap), 0, ZAP);
+    void *zs[1 + VLAD_ZAP_MAX_WATCH]; /* the ZAP handler and the socket monitors */
+    int nz = vlad_zap_sockets(s->zap, zs, 1 + VLAD_ZAP_MAX_WATCH);
+    for (int i = 0; i < nz; i++)
+        ITEM(zs[i], 0, ZAP);
     if (extra_fd >= 0)
         ITEM(NULL, extra_fd, FD);
 #undef ITEM
     if (zmq_poll(items, n, timeout_ms) <= 0)
         return 0;
     int mask = 0;
+    bool zap = false;
     for (int k = 0; k < n; k++) {
         if (!(items[k].revents & ZMQ_POLLIN))
             continue;
@@ -164,10 +178,12 @@ int vlad_server_poll(vlad_server *s, int timeout_ms, int extra_fd) {
         case OBS: mask |= VLAD_SRV_OBS; break;
         case CMD: mask |= VLAD_SRV_CMD; break;
         case SUBS: on_subscriptions(s); break;
-        case ZAP: vlad_zap_handle(s->zap); break;
+        case ZAP: zap = true; break;
         default: mask |= VLAD_SRV_FD; break;
         }
     }
+    if (zap)
+        vlad_zap_handle(s->zap);
     return mask;
 }
 
@@ -351,10 +367,13 @@ bool vlad_command_needs_command_right(const Vlad__Command *c) {
 void vlad_server_security(const vlad_server *s, vlad_server_sec *out) {
     out->curve = s->curve.on;
     out->clients = s->keys ? s->keys->n : 0;
-    out->handshakes_refused = s->zap ? vlad_zap_refused(s->zap) : 0;
-    out->handshakes_accepted = s->zap ? vlad_zap_accepted(s->zap) : 0;
+    out->handshakes_refused = vlad_zap_refused(s->zap);
+    out->handshakes_accepted = vlad_zap_accepted(s->zap);
+    out->connections = vlad_zap_connections(s->zap);
+    out->connections_refused = vlad_zap_conn_refused(s->zap);
+    out->disconnects = vlad_zap_disconnects(s->zap);
     out->commands_denied = s->denied;
     out->subscriptions_refused = s->subs_refused;
     out->oversized = s->oversized;
-    snprintf(out->last_refusal, sizeof out->last_refusal, "%s", s->zap ? vlad_zap_last_refusal(s->zap) : "");
+    snprintf(out->last_refusal, sizeof out->last_refusal, "%s", vlad_zap_last_refusal(s->zap));
 }

@@ -8,8 +8,23 @@
  * With security.curve_server_public_key every socket is CURVE and a ZAP handler (zap.h)
  * admits only the keys of security.client_keys_dir, per their rights. The PUB is an XPUB in
  * manual mode: only subscriptions to (prefixes of) this robot's topics are applied, others
- * are counted, so no subscriber can grow the daemon's memory. The I/O thread services the
- * handler and the subscriptions inside vlad_server_poll. */
+ * are counted, so no subscriber can grow the daemon's memory.
+ *
+ * Connections are bounded per socket: a handshake on a socket that already has
+ * security.max_connections connections is refused by the ZAP handler (status 400), which
+ * every handshake passes, CURVE or not (without CURVE each socket still has a ZAP domain, so
+ * ZeroMQ asks the handler about NULL-mechanism handshakes too). The count comes from a
+ * ZeroMQ socket monitor per socket (zap.h says how it is kept without per-connection
+ * handshake events): the cap is never exceeded, and a client leaving frees its place at once
+ * -- unless it was admitted while other handshakes (or bare connections) were under way on
+ * the same socket, then up to VLAD_HANDSHAKE_IVL_MS + 1 s later. A connection that never completes its handshake (a bare TCP connection,
+ * a client that stalls, a refused one that does not hang up) is not counted but is dropped by
+ * ZeroMQ VLAD_HANDSHAKE_IVL_MS (zutil.h: 5 s) after it was accepted, so it holds a file
+ * descriptor no longer than that. A libzmq client refused at the handshake (almost always:
+ * zap.h) does not reconnect: it has to make a new socket (vlad_client_new) to try again.
+ *
+ * The I/O thread services the handler, the socket monitors and the subscriptions inside
+ * vlad_server_poll (no thread of their own). */
 #ifndef VLAD_SERVER_H
 #define VLAD_SERVER_H
 
@@ -36,7 +51,21 @@ typedef struct vlad_peer {
 typedef struct vlad_server_sec {
     bool curve;
     int clients;                  /* keys in security.client_keys_dir */
+    /* handshakes the ZAP handler refused / let in, on all three sockets; with CURVE or
+     * without (then they are NULL-mechanism handshakes, refused only at the cap); refused
+     * includes connections_refused */
     uint64_t handshakes_refused, handshakes_accepted;
+    /* Open connections past their handshake, summed over the three sockets (each is capped at
+     * security.max_connections). Exact for connections open more than VLAD_HANDSHAKE_IVL_MS
+     * + 1 s; during a connection's first seconds, while other handshakes run at the same
+     * time, it may be off by those (zap.h). Connections still handshaking are not counted. */
+    uint32_t connections;
+    uint64_t connections_refused; /* handshakes refused because their socket was at the cap */
+    /* Accepted connections that ended, on all three sockets, whatever the reason: closed by
+     * the peer, dropped by ZeroMQ for a frame over ZMQ_MAXMSGSIZE (twice the size cap: see
+     * above), for a protocol error or an unfinished handshake (VLAD_HANDSHAKE_IVL_MS), or
+     * after a refused handshake. ZeroMQ reports no reason, so the count covers them all. */
+    uint64_t disconnects;
     uint64_t commands_denied;     /* known key without the right */
     uint64_t subscriptions_refused; /* not a prefix of this robot's topics */
     uint64_t oversized;           /* frames over the size cap (counted, dropped) */

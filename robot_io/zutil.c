@@ -42,8 +42,8 @@ int vlad_curve_load(const vlad_profile *p, bool server, const char *client_key, 
     return VLAD_OK;
 }
 
-void *vlad_zsock_open(void *ctx, int type, const vlad_curve *curve, const char *domain,
-                      const char *endpoint, int64_t max_msg, vlad_err *err) {
+void *vlad_zsock_new(void *ctx, int type, const vlad_curve *curve, const char *domain,
+                     int64_t max_msg, vlad_err *err) {
     void *s = zmq_socket(ctx, type);
     if (!s) {
         vlad_err_set(err, VLAD_EIO, "zmq_socket: %s", zmq_strerror(errno));
@@ -53,15 +53,25 @@ void *vlad_zsock_open(void *ctx, int type, const vlad_curve *curve, const char *
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
     if (max_msg > 0)
         zmq_setsockopt(s, ZMQ_MAXMSGSIZE, &max_msg, sizeof max_msg);
-    if (curve && curve->on) {
-        int rc;
+    int rc = 0;
+    const char *what = "";
+    if (curve && curve->server) {
+        /* bound the time an unfinished handshake holds a connection (zutil.h), and send
+         * every handshake to the ZAP handler: ZeroMQ consults it for the NULL mechanism too
+         * once the socket has a ZAP domain */
+        int ivl = VLAD_HANDSHAKE_IVL_MS;
+        what = "socket set-up";
+        rc = zmq_setsockopt(s, ZMQ_HANDSHAKE_IVL, &ivl, sizeof ivl);
+        if (!rc && domain)
+            rc = zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, domain, strlen(domain));
+    }
+    if (!rc && curve && curve->on) {
+        what = "CURVE set-up";
         if (curve->server) {
             int one = 1;
             rc = zmq_setsockopt(s, ZMQ_CURVE_SERVER, &one, sizeof one);
             if (!rc)
                 rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve->secret_key, VLAD_KEY_LEN + 1);
-            if (!rc && domain)
-                rc = zmq_setsockopt(s, ZMQ_ZAP_DOMAIN, domain, strlen(domain));
         } else {
             rc = zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, curve->server_public, VLAD_KEY_LEN + 1);
             if (!rc)
@@ -69,27 +79,39 @@ void *vlad_zsock_open(void *ctx, int type, const vlad_curve *curve, const char *
             if (!rc)
                 rc = zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, curve->secret_key, VLAD_KEY_LEN + 1);
         }
-        if (rc) {
-            vlad_err_set(err, VLAD_EINVAL, "%s: CURVE set-up failed: %s", endpoint,
-                         zmq_strerror(errno));
-            zmq_close(s);
-            return NULL;
-        }
     }
-    bool server = curve ? curve->server : false;
-    vlad_endpoint ep;
-    if (vlad_endpoint_parse(endpoint, &ep, err)) {
+    if (rc) {
+        vlad_err_set(err, VLAD_EINVAL, "%s failed: %s", what, zmq_strerror(errno));
         zmq_close(s);
         return NULL;
     }
+    return s;
+}
+
+int vlad_zsock_attach(void *s, const vlad_curve *curve, const char *endpoint, vlad_err *err) {
+    bool server = curve ? curve->server : false;
+    vlad_endpoint ep;
+    int rc = vlad_endpoint_parse(endpoint, &ep, err);
+    if (rc)
+        return rc;
     if (ep.ipv6) {
         int one = 1;
         zmq_setsockopt(s, ZMQ_IPV6, &one, sizeof one);
     }
-    int rc = server ? zmq_bind(s, ep.bind) : zmq_connect(s, ep.bind);
-    if (rc) {
-        vlad_err_set(err, VLAD_EIO, "%s %s: %s", server ? "bind" : "connect", endpoint,
-                     zmq_strerror(errno));
+    if (server ? zmq_bind(s, ep.bind) : zmq_connect(s, ep.bind))
+        return vlad_err_set(err, VLAD_EIO, "%s %s: %s", server ? "bind" : "connect", endpoint,
+                            zmq_strerror(errno));
+    return VLAD_OK;
+}
+
+void *vlad_zsock_open(void *ctx, int type, const vlad_curve *curve, const char *domain,
+                      const char *endpoint, int64_t max_msg, vlad_err *err) {
+    void *s = vlad_zsock_new(ctx, type, curve, domain, max_msg, err);
+    if (!s) {
+        vlad_err_prefix(err, "%s: ", endpoint);
+        return NULL;
+    }
+    if (vlad_zsock_attach(s, curve, endpoint, err)) {
         zmq_close(s);
         return NULL;
     }
