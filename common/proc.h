@@ -6,7 +6,12 @@
 #include <sys/types.h>
 
 /* Start argv[0] (a path) with argv; stdout+stderr appended to log_path (NULL: inherit).
- * Returns the pid or -1. */
+ * Returns the pid or -1. The child dies with its parent: it gets SIGKILL when the parent
+ * exits or is killed (prctl PR_SET_PDEATHSIG, kept across exec), and it exits (127) before
+ * exec if the parent was already gone, so a test that crashes or is killed leaves no daemon
+ * or simulator behind. Linux delivers that signal when the *thread* that called
+ * vlad_proc_start ends, not only the process: call it from a thread that outlives the child
+ * (the main thread). The child is still reaped by vlad_proc_wait / vlad_proc_kill. */
 pid_t vlad_proc_start(char *const argv[], const char *log_path);
 
 /* Wait up to timeout_ms for pid to exit. Returns its exit status (0..255), 128+signal if
