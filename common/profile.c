@@ -147,7 +147,8 @@ static const field top_fields[] = {
     {"sim.model", F_PATH, P(sim.model), 0, 0, "", NULL,
      "MJCF model for vlad-sim, relative to the profile's folder."},
     {"sim.substeps", F_INT, P(sim.substeps), 1, 1000, "10", NULL,
-     "Physics steps per control tick in vlad-sim."},
+     "Physics steps per control tick in vlad-sim, each 1/(control_hz x substeps) s (a tick is "
+     "one control period of simulated time)."},
 };
 
 static const field joint_fields[] = {

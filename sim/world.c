@@ -32,6 +32,7 @@ struct vlad_world {
     mjrContext con;
     unsigned char *rgb_tmp;
     double *jac; /* 3 x nv */
+    double model_dt; /* the MJCF file's timestep (replaced: set_timestep) */
 };
 
 static int body_mocap(const mjModel *m, const char *name, vlad_err *err) {
@@ -146,6 +147,31 @@ static int make_renderer(vlad_world *w, vlad_err *err) {
     return VLAD_OK;
 }
 
+/* The physics step (world.h): 1 / (control_hz x sim.substeps), so that every control tick is
+ * exactly 1 / control_hz of simulated time whatever timestep the MJCF file names; refused if
+ * that is more than VLAD_WORLD_MAX_DT_FACTOR times the model's own timestep. */
+static int set_timestep(vlad_world *w, vlad_err *err) {
+    const vlad_profile *p = w->p;
+    double model_dt = w->m->opt.timestep;
+    double dt = 1.0 / (p->control_hz * (double)p->sim.substeps);
+    if (!(dt > 0) || !isfinite(dt))
+        return vlad_err_set(err, VLAD_EINVAL, "%s: control_hz %g and sim.substeps %d give no physics step",
+                            p->path, p->control_hz, p->sim.substeps);
+    if (model_dt > 0 && dt > VLAD_WORLD_MAX_DT_FACTOR * model_dt * (1 + 1e-9)) {
+        int need = (int)ceil(1.0 / (p->control_hz * VLAD_WORLD_MAX_DT_FACTOR * model_dt) - 1e-9);
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "%s: sim.substeps %d at control_hz %g makes physics steps of %g ms, more "
+                            "than %g times the timestep of %s (%g ms), which may not be stable: set "
+                            "sim.substeps to at least %d (%d for the model's own step)",
+                            p->path, p->sim.substeps, p->control_hz, dt * 1e3,
+                            (double)VLAD_WORLD_MAX_DT_FACTOR, p->sim.model, model_dt * 1e3, need,
+                            (int)ceil(1.0 / (p->control_hz * model_dt) - 1e-9));
+    }
+    w->model_dt = model_dt;
+    w->m->opt.timestep = dt;
+    return VLAD_OK;
+}
+
 vlad_world *vlad_world_new(const vlad_profile *p, bool render, vlad_err *err) {
     if (!p->sim.model[0]) {
         vlad_err_set(err, VLAD_EINVAL, "%s: sim.model is not set (the MJCF file of the robot)", p->path);
@@ -167,6 +193,8 @@ vlad_world *vlad_world_new(const vlad_profile *p, bool render, vlad_err *err) {
         vlad_err_set(err, VLAD_EINVAL, "%s: cannot load MJCF: %s", p->sim.model, msg);
         goto fail;
     }
+    if (set_timestep(w, err))
+        goto fail;
     w->d = mj_makeData(w->m);
     w->ik = mj_makeData(w->m);
     w->rd = mj_makeData(w->m);
@@ -232,6 +260,10 @@ int vlad_world_n_joints(const vlad_world *w) { return w->n; }
 double vlad_world_tick_seconds(const vlad_world *w) {
     return w->m->opt.timestep * (double)w->p->sim.substeps;
 }
+
+double vlad_world_timestep(const vlad_world *w) { return w->m->opt.timestep; }
+double vlad_world_model_timestep(const vlad_world *w) { return w->model_dt; }
+double vlad_world_time(const vlad_world *w) { return w->d->time; }
 
 static double clampd(double v, double lo, double hi) { return v < lo ? lo : v > hi ? hi : v; }
 

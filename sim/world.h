@@ -7,6 +7,15 @@
  * "ee" (end effector), mocap bodies obj0..obj3 and goal, and a free body "block"
  * (sim/models/scene.xml has them). Joint vectors are always in profile order.
  *
+ * Time: every control tick advances the simulation by exactly 1 / control_hz, in sim.substeps
+ * physics steps of 1 / (control_hz x sim.substeps) each. That step replaces the MJCF file's
+ * <option timestep>, which only bounds it: a profile whose step would be more than
+ * VLAD_WORLD_MAX_DT_FACTOR times the model's timestep is refused (raise sim.substeps; the
+ * error says to what). The bundled models' 2 ms with 50 Hz and 10 substeps is exactly their
+ * own step, so those profiles simulate bit for bit what they did when the model's timestep
+ * was used as is; at 200 Hz, 2 substeps are 2.5 ms steps (before: 2 ms ones, and the arm
+ * moved at 0.8x the control clock).
+ *
  * One vlad_world is used by one thread. Worlds with rendering each own an OSMesa context
  * and make it current when they render. */
 #ifndef VLAD_SIM_WORLD_H
@@ -19,17 +28,27 @@
 #include "profile.h"
 
 #define VLAD_WORLD_N_OBJ 4
+/* Largest physics step accepted, in multiples of the model's own timestep: a guard against
+ * profiles far from what the model was made for (the bundled arms stay stable, and the
+ * expert succeeds at every task, up to 10x: 20 ms steps, one per 50 Hz tick). */
+#define VLAD_WORLD_MAX_DT_FACTOR 10
 
 typedef struct vlad_world vlad_world;
 
-/* Load p->sim.model, map joints/actuators/cameras, and (if render) create the offscreen
- * context sized to the largest camera. NULL with err filled on any mismatch. */
+/* Load p->sim.model, set its physics step (above), map joints/actuators/cameras, and (if
+ * render) create the offscreen context sized to the largest camera. NULL with err filled on
+ * any mismatch. */
 vlad_world *vlad_world_new(const vlad_profile *p, bool render, vlad_err *err);
 void vlad_world_free(vlad_world *w);
 
 int vlad_world_n_joints(const vlad_world *w);
-/* Physics seconds per control tick: timestep * sim.substeps. */
+/* Physics seconds per control tick: timestep * sim.substeps = 1 / control_hz (to rounding). */
 double vlad_world_tick_seconds(const vlad_world *w);
+/* The physics step in use, 1 / (control_hz x sim.substeps), and the MJCF file's own. */
+double vlad_world_timestep(const vlad_world *w);
+double vlad_world_model_timestep(const vlad_world *w);
+/* Simulated seconds since the last reset (MuJoCo's time). */
+double vlad_world_time(const vlad_world *w);
 
 /* Reset physics to rest with the arm at q (profile order, clamped to the joint limits)
  * and actuator targets q; objects hidden, block parked out of view. */

@@ -162,6 +162,65 @@ static void test_bad_profiles(void **st) {
     assert_non_null(strstr(err.msg, "sim.model"));
 }
 
+/* Every control tick is 1 / control_hz of simulated time: at 50 Hz with the bundled models'
+ * own 2 ms step (unchanged, bit for bit), and at 200 Hz (configs/sim-arm-200hz.yaml: 2
+ * substeps of 2.5 ms; the model's 2 ms used as is made 4 ms ticks, 0.8x the control clock). */
+static void test_tick_is_one_control_period(void **st) {
+    (void)st;
+    const char *profiles[] = {"configs/sim-arm.yaml", "configs/sim-arm3.yaml",
+                              "configs/sim-arm-200hz.yaml"};
+    for (int k = 0; k < 3; k++) {
+        vlad_profile *p = load(profiles[k]);
+        assert_non_null(p);
+        vlad_err err;
+        vlad_world *w = vlad_world_new(p, false, &err);
+        if (!w)
+            fail_msg("%s", err.msg);
+        double hz = p->control_hz, dt = vlad_world_timestep(w);
+        printf("# %s: %g Hz, %d substeps of %g ms (the model's step: %g ms)\n", profiles[k], hz,
+               p->sim.substeps, dt * 1e3, vlad_world_model_timestep(w) * 1e3);
+        assert_true(dt == 1.0 / (hz * p->sim.substeps));
+        if (hz == 50) /* the same double as the MJCF's 0.002: the same physics as ever */
+            assert_true(dt == vlad_world_model_timestep(w) && dt == 0.002);
+        assert_true(fabs(vlad_world_tick_seconds(w) - 1.0 / hz) < 1e-15);
+        double q[VLAD_MAX_JOINTS];
+        vlad_world_joint_state(w, q, NULL);
+        assert_true(vlad_world_time(w) == 0);
+        vlad_world_step(w, q);
+        assert_true(fabs(vlad_world_time(w) - 1.0 / hz) < 1e-12);
+        for (int i = 1; i < (int)hz; i++)
+            vlad_world_step(w, q);
+        printf("#   %d ticks: %.12f s simulated\n", (int)hz, vlad_world_time(w));
+        assert_true(fabs(vlad_world_time(w) - 1.0) < 1e-9); /* one second of ticks */
+        vlad_world_reset(w, q);
+        assert_true(vlad_world_time(w) == 0);
+        vlad_world_free(w);
+    }
+    /* a physics step far beyond the model's is refused, saying what to set */
+    static vlad_profile p2;
+    vlad_profile *p = &p2;
+    vlad_err err;
+    char y[512];
+    for (int sub = 10; sub <= 25; sub += 15) {
+        snprintf(y, sizeof y,
+                 "robot: x\ncontrol_hz: 2\nsafety: {watchdog_ms: 2000}\njoints:\n  - {name: base_yaw, min: -1, max: 1, max_velocity: 1}\n"
+                 "sim: {model: %s/sim/models/arm4.xml, substeps: %d}\n",
+                 getenv("VLAD_SRC") ? getenv("VLAD_SRC") : ".", sub);
+        if (vlad_profile_load_string(p, y, strlen(y), "t.yaml", &err))
+            fail_msg("%s", err.msg);
+        if (sub == 25)
+            break;
+        assert_null(vlad_world_new(p, false, &err)); /* 50 ms steps: 25x the model's */
+        printf("# %s\n", err.msg);
+        assert_non_null(strstr(err.msg, "sim.substeps to at least 25"));
+    }
+    vlad_world *w = vlad_world_new(p, false, &err); /* 20 ms = 10x: accepted */
+    if (!w)
+        fail_msg("%s", err.msg);
+    assert_true(fabs(vlad_world_tick_seconds(w) - 0.5) < 1e-12);
+    vlad_world_free(w);
+}
+
 static char *run_json(vlad_profile *p, uint64_t seed, bool render, uint64_t *hash) {
     vlad_sim_opts o;
     vlad_sim_opts_defaults(&o, p);
@@ -224,6 +283,7 @@ int main(void) {
         cmocka_unit_test(test_step_and_render),
         cmocka_unit_test(test_ik),
         cmocka_unit_test(test_bad_profiles),
+        cmocka_unit_test(test_tick_is_one_control_period),
         cmocka_unit_test(test_lockstep_bit_identical),
         cmocka_unit_test(test_three_joint_arm_runs),
     };
