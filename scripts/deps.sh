@@ -8,7 +8,10 @@ pkgs=(cmake make gcc pkg-config
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev
       libopenblas-dev libcmocka-dev libcjson-dev
       libmujoco-dev libosmesa6-dev libpng-dev zlib1g-dev gnuplot-nox
-      valgrind "$@")  # valgrind: make test-valgrind (gcc's libtsan2 comes with gcc: make test-tsan)
+      valgrind
+      protobuf-compiler python3-zmq python3-protobuf python3-numpy python3-yaml
+      "$@")  # valgrind: make test-valgrind (gcc's libtsan2 comes with gcc: make test-tsan);
+             # protoc + python3-*: the Python client robot_io/python (skipped by CMake without)
 # libFuzzer (make test-fuzz, make fuzz): installed as root like the rest; without root a missing
 # one is no error here (test-fuzz says so and skips)
 fuzz_pkgs=(clang libclang-rt-14-dev)
