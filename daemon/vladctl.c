@@ -177,10 +177,14 @@ static int keygen(int argc, char **argv) {
     return 0;
 }
 
-/* Wait until the subscription to lang.<robot> is live: subscribe to the actions too and take
- * the first one (subscriptions travel in order, so lang's arrived before it), then drop the
- * actions again. A daemon that publishes none (no robot yet) gets 300 ms. */
+/* Wait until the subscription to lang.<robot> is live: subscribe to the actions after it and
+ * take the first one (subscriptions travel in order, so lang's arrived before it), then drop
+ * the actions again. A daemon that publishes none (no robot yet) gets 300 ms. */
 static void await_subscription(vlad_client *c, const vlad_profile *p) {
+    char topic[VLAD_NAME_MAX + 16];
+    snprintf(topic, sizeof topic, "action.%s ", p->robot); /* the client's filters end in ' ' */
+    void *sub = vlad_client_sub_socket(c);
+    zmq_setsockopt(sub, ZMQ_SUBSCRIBE, topic, strlen(topic));
     vlad_msg m;
     vlad_err err;
     while (vlad_client_recv(c, 300, &m, &err) == VLAD_OK) {
@@ -189,16 +193,14 @@ static void await_subscription(vlad_client *c, const vlad_profile *p) {
         if (action)
             break;
     }
-    char topic[VLAD_NAME_MAX + 16];
-    snprintf(topic, sizeof topic, "action.%s", p->robot);
-    zmq_setsockopt(vlad_client_sub_socket(c), ZMQ_UNSUBSCRIBE, topic, strlen(topic));
+    zmq_setsockopt(sub, ZMQ_UNSUBSCRIBE, topic, strlen(topic));
 }
 
 /* vladctl ask: the reply names the stream; print its pieces until the last. */
 static int ask_stream(const vlad_profile *p, const char *key, Vlad__Command *cmd, int timeout, int json) {
     vlad_err err;
     vlad_client *c = vlad_client_new_keyed(
-        p, VLAD_CLIENT_CONTROL | VLAD_CLIENT_LANG | VLAD_CLIENT_ACTIONS, key, &err);
+        p, VLAD_CLIENT_CONTROL | VLAD_CLIENT_LANG, key, &err);
     if (!c) {
         fprintf(stderr, "vladctl: %s\n", err.msg);
         return 3;

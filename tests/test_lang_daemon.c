@@ -333,13 +333,13 @@ static void test_language_while_acting(void **state) {
 
     /* 1. without language */
     rep = status(&r);
-    uint64_t stall0 = rep->status->stall_ticks;
+    uint64_t stall0 = rep->status->stall_ticks, over0 = rep->status->overruns;
     vlad__reply__free_unpacked(rep, NULL);
     int64_t t0 = r.tick;
     r.actions = r.holds_after_policy = 0;
     run_ticks(&r, 150, &deadline);
     rep = status(&r);
-    uint64_t stall1 = rep->status->stall_ticks;
+    uint64_t stall1 = rep->status->stall_ticks, over1 = rep->status->overruns;
     vlad__reply__free_unpacked(rep, NULL);
     int actions1 = r.actions, holds1 = r.holds_after_policy, gaps1 = r.gaps;
     int64_t ticks1 = r.tick - t0;
@@ -384,7 +384,7 @@ static void test_language_while_acting(void **state) {
     for (int i = 0; i < 200 && !all_done(&r); i++)
         run_ticks(&r, 1, &deadline);
     rep = status(&r);
-    uint64_t stall2 = rep->status->stall_ticks;
+    uint64_t stall2 = rep->status->stall_ticks, over2 = rep->status->overruns;
     vlad__reply__free_unpacked(rep, NULL);
     int actions2 = r.actions, holds2 = r.holds_after_policy, gaps2 = r.gaps;
     int64_t ticks2 = r.tick - t0;
@@ -396,10 +396,14 @@ static void test_language_while_acting(void **state) {
            holds2, (unsigned long long)(stall2 - stall1), asked, refused);
     assert_true(asked >= 5);
     assert_true(all_done(&r));
-    /* an Action every daemon tick (none skipped; the daemon's clock, not the robot's, counts
-     * them: a window may see one more or less); language adds no stall */
-    assert_int_equal(gaps1, 0);
-    assert_int_equal(gaps2, 0);
+    /* an Action every daemon tick: none skipped but for overruns (a tick that began after its
+     * deadline had passed: counted by the daemon, possible without SCHED_FIFO on a loaded
+     * machine); the daemon's clock, not the robot's, counts them: a window may see one more or
+     * less; language adds no stall */
+    printf("overruns: %llu without language, %llu with\n", (unsigned long long)(over1 - over0),
+           (unsigned long long)(over2 - over1));
+    assert_true((uint64_t)gaps1 <= over1 - over0);
+    assert_true((uint64_t)gaps2 <= over2 - over1);
     assert_true(actions1 >= ticks1 - 2 && actions1 <= ticks1 + 2);
     assert_true(actions2 >= ticks2 - 2 && actions2 <= ticks2 + 2);
     assert_true(stall2 - stall1 <= stall1 - stall0);
