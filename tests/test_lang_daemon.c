@@ -5,8 +5,9 @@
  * Observation with a camera image every tick and follows each Action. Image A is sent until a
  * switch tick, image B after it, so the robot tick of a stream's frame says which image it saw.
  *   1. 150 ticks without language, then 150 ticks with a question every 15 ticks (and one
- *      `vladctl --json ask` run beside): every tick gets exactly one Action in both phases, and
- *      language adds no stall tick;
+ *      `vladctl --json ask` run beside): every daemon tick gets one Action in both phases (a
+ *      skipped tick only as a counted overrun); stall ticks are printed (in wall clock they
+ *      depend on the machine's load; the lockstep test below asserts language adds none);
  *   2. every answer arrives on lang.<robot> in order (piece indices 0, 1, ...; one last piece),
  *      names its question and the frame it was conditioned on (a frame encoded around the time
  *      of the ask), and equals the greedy answer the engine gives in-process for that frame's
@@ -16,7 +17,10 @@
  *   4. during an e-stop a question is still answered (language moves nothing) while every
  *      Action holds;
  *   5. status: one prefill per frame, prefix blocks bounded by the slots, streams all done,
- *      requests and refusals counted. */
+ *      requests and refusals counted.
+ * Then in lockstep, the same robot run twice, the second time with questions every 15 ticks:
+ * the Actions are bit-identical (targets, sources: no stall added) and the answers are the
+ * engine's for their frames. */
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -252,8 +256,11 @@ static void check_answers(robot *r, vlad_runstate *rs) {
     }
 }
 
-static void test_language_while_acting(void **state) {
-    (void)state;
+static char g_prof[4200];
+
+/* Start the daemon on configs/sim-arm.yaml in clock `clock` with the test's overrides (its own
+ * folder), and r's client; returns once status answers (the model is loaded). */
+static void daemon_up(robot *r, const char *clock) {
     snprintf(g_dir, sizeof g_dir, "/tmp/vlad-lang-XXXXXX");
     assert_non_null(mkdtemp(g_dir));
     char ep[3][128], estop[128], logp[128];
@@ -262,6 +269,7 @@ static void test_language_while_acting(void **state) {
         snprintf(ep[i], sizeof ep[i], "ipc://%s/%s", g_dir, names[i]);
     snprintf(estop, sizeof estop, "%s/estop", g_dir);
     snprintf(logp, sizeof logp, "%s/vlad.log", g_dir);
+    g_nsets = 0;
     add_set("endpoints.observations", ep[0]);
     add_set("endpoints.actions", ep[1]);
     add_set("endpoints.control", ep[2]);
@@ -270,11 +278,11 @@ static void test_language_while_acting(void **state) {
     add_set("lang.max_streams", "4");
     add_set("lang.tokens_per_frame", "2");
     add_set("policy.instruction", "touch the red ball");
-    char prof[4200];
-    snprintf(prof, sizeof prof, "%s/configs/sim-arm.yaml",
+    add_set("clock", clock);
+    snprintf(g_prof, sizeof g_prof, "%s/configs/sim-arm.yaml",
              getenv("VLAD_SRC") ? getenv("VLAD_SRC") : ".");
     vlad_err err;
-    if (vlad_profile_load(&g_p, prof, &err))
+    if (vlad_profile_load(&g_p, g_prof, &err))
         fail_msg("%s", err.msg);
     for (int i = 0; i < g_nsets; i++) {
         char *eq = strchr(g_sets[i], '=');
@@ -283,11 +291,11 @@ static void test_language_while_acting(void **state) {
             fail_msg("%s", err.msg);
         *eq = '=';
     }
-    char *argv[2 + 2 * 10 + 1];
+    char *argv[3 + 2 * 10 + 1];
     int ac = 0;
     argv[ac++] = (char *)vlad_proc_bin("vlad");
     argv[ac++] = "--profile";
-    argv[ac++] = prof;
+    argv[ac++] = g_prof;
     for (int i = 0; i < g_nsets; i++) {
         argv[ac++] = "--set";
         argv[ac++] = g_sets[i];
@@ -296,23 +304,15 @@ static void test_language_while_acting(void **state) {
     g_vlad = vlad_proc_start(argv, logp);
     assert_true(g_vlad > 0);
 
-    /* the in-process engine the answers are checked against */
-    vlad_model *m = NULL;
-    assert_int_equal(vlad_model_load(g_p.policy.model, &m, &err), 0);
-    vlad_runstate_opts o = {.n_threads = g_p.policy.threads, .max_streams = 1};
-    vlad_runstate *rs = vlad_runstate_new(m, &o, &err);
-    assert_non_null(rs);
-
-    static robot r;
-    memset(&r, 0, sizeof r);
-    make_images(&r);
+    memset(r, 0, sizeof *r);
+    make_images(r);
     for (int j = 0; j < g_p.n_joints; j++)
-        r.pos[j] = g_p.joints[j].home;
-    r.switch_tick = INT64_MAX;
-    r.last_action_tick = -1;
-    r.c = vlad_client_new(&g_p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_LANG | VLAD_CLIENT_PUBLISH |
-                                    VLAD_CLIENT_CONTROL, &err);
-    assert_non_null(r.c);
+        r->pos[j] = g_p.joints[j].home;
+    r->switch_tick = INT64_MAX;
+    r->last_action_tick = -1;
+    r->c = vlad_client_new(&g_p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_LANG | VLAD_CLIENT_PUBLISH |
+                                     VLAD_CLIENT_CONTROL, &err);
+    assert_non_null(r->c);
     /* up: the model loads, then status answers */
     Vlad__Reply *rep = NULL;
     Vlad__Command scmd = VLAD__COMMAND__INIT;
@@ -320,12 +320,46 @@ static void test_language_while_acting(void **state) {
     scmd.body_case = VLAD__COMMAND__BODY_STATUS;
     scmd.status = &sreq;
     for (int i = 0; i < 150 && !rep; i++)
-        if (vlad_client_command(r.c, &scmd, 200, &rep, &err))
+        if (vlad_client_command(r->c, &scmd, 200, &rep, &err))
             assert_int_equal(vlad_proc_wait(g_vlad, 0), -1); /* still running */
     assert_non_null(rep);
     assert_int_equal(rep->status->lang_max_streams, SLOTS);
     assert_int_equal(rep->status->prefix_blocks, SLOTS + 2);
     vlad__reply__free_unpacked(rep, NULL);
+}
+
+/* SIGTERM: the daemon exits 0; its folder goes */
+static void daemon_down(robot *r) {
+    vlad_client_free(r->c);
+    r->c = NULL;
+    kill(g_vlad, SIGTERM);
+    assert_int_equal(vlad_proc_wait(g_vlad, 10000), 0);
+    g_vlad = -1;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    assert_int_equal(system(cmd), 0);
+    g_dir[0] = 0;
+}
+
+/* the in-process engine the answers are checked against */
+static vlad_model *g_m;
+static vlad_runstate *g_rs;
+static void engine_up(void) {
+    vlad_err err;
+    assert_int_equal(vlad_model_load(g_p.policy.model, &g_m, &err), 0);
+    vlad_runstate_opts o = {.n_threads = g_p.policy.threads, .max_streams = 1};
+    g_rs = vlad_runstate_new(g_m, &o, &err);
+    assert_non_null(g_rs);
+}
+
+static void test_language_while_acting(void **state) {
+    (void)state;
+    static robot r;
+    daemon_up(&r, "wall");
+    engine_up();
+    vlad_runstate *rs = g_rs;
+    char *prof = g_prof;
+    Vlad__Reply *rep = NULL;
 
     int64_t deadline = vlad_now_ns();
     run_ticks(&r, 60, &deadline); /* the first chunks */
@@ -361,7 +395,7 @@ static void test_language_while_acting(void **state) {
         asked += rep->ok;
         vlad__reply__free_unpacked(rep, NULL);
         if (i == 2) {
-            char *cargv[2 * 10 + 12];
+            char *cargv[2 * 12 + 12];
             int n = 0;
             cargv[n++] = (char *)vlad_proc_bin("vladctl");
             cargv[n++] = "--profile";
@@ -406,8 +440,8 @@ static void test_language_while_acting(void **state) {
     assert_true((uint64_t)gaps2 <= over2 - over1);
     assert_true(actions1 >= ticks1 - 2 && actions1 <= ticks1 + 2);
     assert_true(actions2 >= ticks2 - 2 && actions2 <= ticks2 + 2);
-    assert_true(stall2 - stall1 <= stall1 - stall0);
-    assert_true(holds2 <= holds1);
+    /* (stall ticks in wall clock depend on the machine's load: printed above; that language adds
+     * none is asserted exactly in lockstep, test_lockstep_actions_unchanged) */
     check_answers(&r, rs);
 
     /* vladctl printed the whole answer and its frame */
@@ -508,30 +542,131 @@ static void test_language_while_acting(void **state) {
     assert_true(st->lang_tokens > 0);
     vlad__reply__free_unpacked(rep, NULL);
 
-    vlad_client_free(r.c);
-    vlad_runstate_free(rs);
-    vlad_model_free(m);
-    kill(g_vlad, SIGTERM);
-    assert_int_equal(vlad_proc_wait(g_vlad, 10000), 0);
-    g_vlad = -1;
+    daemon_down(&r);
+}
+
+/* Lockstep: one tick per observation, the robot waiting for the Action that answers it (and
+ * resending its observation while none comes). Returns after `ticks` ticks. */
+static void lockstep_ticks(robot *r, int ticks, double (*targets)[VLAD_MAX_JOINTS], int *sources) {
+    vlad_err err;
+    for (int n = 0; n < ticks; n++) {
+        int64_t t = r->tick;
+        Vlad__Action *got = NULL;
+        for (int attempt = 0; attempt < 50 && !got; attempt++) {
+            r->tick = t;
+            tick(r); /* publishes obs(t) (r->tick becomes t + 1) and drains */
+            int64_t until = vlad_now_ns() + 200 * VLAD_NS_PER_MS;
+            while (!got && vlad_now_ns() < until) {
+                vlad_msg m;
+                if (vlad_client_recv(r->c, 20, &m, &err))
+                    continue;
+                if (m.kind == VLAD_MSG_ACTION && m.u.action->robot_tick == t) {
+                    got = m.u.action;
+                    m.u.action = NULL;
+                    m.kind = VLAD_MSG_NONE;
+                } else if (m.kind == VLAD_MSG_LANG) { /* language pieces: as drain() takes them */
+                    const Vlad__LanguageToken *lt = m.u.lang;
+                    stream *s = find(r, lt->stream_id);
+                    if (s) {
+                        assert_int_equal(lt->index, (uint32_t)s->pieces);
+                        if (lt->index == 0) {
+                            s->obs_tick = lt->obs_tick;
+                            s->obs_robot_tick = lt->obs_robot_tick;
+                        }
+                        if (lt->text.len)
+                            memcpy(s->text + s->len, lt->text.data, lt->text.len);
+                        s->len += (int)lt->text.len;
+                        s->pieces++;
+                        s->done = lt->done;
+                    }
+                }
+                vlad_msg_clear(&m);
+            }
+        }
+        if (!got)
+            fail_msg("lockstep: no action for robot tick %lld", (long long)t);
+        for (int j = 0; j < g_p.n_joints; j++) {
+            targets[t][j] = got->joint_targets[j];
+            r->pos[j] += 0.5 * (got->joint_targets[j] - r->pos[j]);
+        }
+        sources[t] = got->source;
+        vlad__action__free_unpacked(got, NULL);
+    }
+}
+
+#define LS_TICKS 240
+static double g_tg[2][LS_TICKS][VLAD_MAX_JOINTS];
+static int g_src[2][LS_TICKS];
+
+/* Lockstep is deterministic: the same robot run twice, once with questions every 15 ticks,
+ * gets bit-identical Actions (targets and sources) — language changes nothing in the action
+ * path, adds no stall — and the answers equal the engine's for the frames named. */
+static void test_lockstep_actions_unchanged(void **state) {
+    (void)state;
+    static robot r;
+    for (int run = 0; run < 2; run++) {
+        daemon_up(&r, "lockstep");
+        if (!g_rs)
+            engine_up();
+        r.switch_tick = LS_TICKS / 2;
+        int asked = 0;
+        for (int t = 0; t < LS_TICKS; t += 15) {
+            if (run == 1) {
+                Vlad__Reply *rep = ask(&r, k_questions[asked % 5]);
+                asked += rep->ok;
+                vlad__reply__free_unpacked(rep, NULL);
+            }
+            lockstep_ticks(&r, 15, g_tg[run], g_src[run]);
+        }
+        /* the last answers: lockstep streams advance on frames, or one slice per idle period */
+        for (int i = 0; i < 500 && !all_done(&r); i++)
+            drain(&r), usleep(10000);
+        assert_true(all_done(&r));
+        if (run == 1) {
+            assert_true(asked >= 5);
+            check_answers(&r, g_rs);
+        }
+        daemon_down(&r);
+    }
+    int holds[2] = {0, 0}, policy[2] = {0, 0};
+    for (int run = 0; run < 2; run++)
+        for (int t = 0; t < LS_TICKS; t++) {
+            policy[run] += g_src[run][t] == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY;
+            holds[run] += g_src[run][t] != VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY;
+        }
+    printf("lockstep, %d ticks: %d policy actions / %d holds without language, %d / %d with\n",
+           LS_TICKS, policy[0], holds[0], policy[1], holds[1]);
+    assert_memory_equal(g_src[0], g_src[1], sizeof g_src[0]);
+    assert_memory_equal(g_tg[0], g_tg[1], sizeof g_tg[0]);
+    assert_true(policy[0] > LS_TICKS / 2);
 }
 
 static int teardown(void **state) {
     (void)state;
     if (g_vlad > 0)
         vlad_proc_kill(g_vlad);
+    g_vlad = -1;
     if (g_dir[0]) {
         char cmd[128];
         snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
         if (system(cmd) != 0)
             fprintf(stderr, "could not remove %s\n", g_dir);
+        g_dir[0] = 0;
     }
+    return 0;
+}
+
+static int group_teardown(void **state) {
+    (void)state;
+    vlad_runstate_free(g_rs);
+    vlad_model_free(g_m);
     return 0;
 }
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_teardown(test_language_while_acting, teardown),
+        cmocka_unit_test_teardown(test_lockstep_actions_unchanged, teardown),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    return cmocka_run_group_tests(tests, NULL, group_teardown);
 }
