@@ -230,6 +230,44 @@ int vlad_client_recv_action(vlad_client *c, int timeout_ms, Vlad__Action **a, vl
     }
 }
 
+int vlad_client_lockstep(vlad_client *c, Vlad__Observation *o, int timeout_ms, int resend_ms,
+                         void (*on_msg)(void *arg, vlad_msg *m), void *arg, Vlad__Action **a,
+                         vlad_err *err) {
+    *a = NULL;
+    if (resend_ms < 1)
+        resend_ms = 1;
+    int64_t now = vlad_now_ns(), deadline = now + (int64_t)timeout_ms * VLAD_NS_PER_MS;
+    int64_t resend = now; /* the first publish */
+    for (;;) {
+        now = vlad_now_ns();
+        if (now >= resend) {
+            int rc = vlad_client_publish_observation(c, o, err);
+            if (rc)
+                return rc;
+            resend = now + (int64_t)resend_ms * VLAD_NS_PER_MS;
+        }
+        int64_t until = resend < deadline ? resend : deadline;
+        if (now >= deadline)
+            return vlad_err_set(err, VLAD_ETIMEOUT, "lockstep: no action for robot tick %lld in %d ms",
+                                (long long)o->tick, timeout_ms);
+        vlad_msg m;
+        int rc = vlad_client_recv(c, (int)((until - now + VLAD_NS_PER_MS - 1) / VLAD_NS_PER_MS), &m,
+                                  err);
+        if (rc == VLAD_ETIMEOUT)
+            continue;
+        if (rc)
+            return rc;
+        if (m.kind == VLAD_MSG_ACTION && m.u.action->robot_tick == o->tick) {
+            *a = m.u.action;
+            return VLAD_OK;
+        }
+        if (m.kind == VLAD_MSG_ACTION || !on_msg)
+            vlad_msg_clear(&m);
+        else
+            on_msg(arg, &m);
+    }
+}
+
 int vlad_client_command(vlad_client *c, Vlad__Command *cmd, int timeout_ms, Vlad__Reply **reply,
                         vlad_err *err) {
     *reply = NULL;

@@ -68,6 +68,17 @@ void vlad_msg_clear(vlad_msg *m);
  * Release with vlad__action__free_unpacked(*a, NULL). */
 int vlad_client_recv_action(vlad_client *c, int timeout_ms, Vlad__Action **a, vlad_err *err);
 
+/* The lockstep handshake of a robot (or simulator) with a lockstep daemon: publish o (robot
+ * tick o->tick) and wait up to timeout_ms for the Action that answers it (robot_tick ==
+ * o->tick), publishing o again every resend_ms while none comes (a first message can meet a
+ * subscription that is not connected yet; the daemon answers a resend with the same Action).
+ * Actions for other robot ticks are dropped; every other subscribed message is handed to
+ * on_msg(arg, m), which takes it (NULL: dropped). VLAD_OK with *a (release with
+ * vlad__action__free_unpacked), VLAD_ETIMEOUT, or a publish error. */
+int vlad_client_lockstep(vlad_client *c, Vlad__Observation *o, int timeout_ms, int resend_ms,
+                         void (*on_msg)(void *arg, vlad_msg *m), void *arg, Vlad__Action **a,
+                         vlad_err *err);
+
 /* Send cmd (request_id assigned if 0) and wait up to timeout_ms for its reply; replies to
  * older requests are discarded. VLAD_ETIMEOUT if none came. Release the reply with
  * vlad__reply__free_unpacked(*reply, NULL). */

@@ -33,6 +33,25 @@ typedef struct run_result {
 
 static pid_t daemon_pid = -1; /* killed by the teardown if a test fails midway */
 
+/* the chunks published meanwhile: counted, and under vlash each starts where the last ended */
+typedef struct chunk_seen {
+    run_result *out;
+    const char *mode;
+    int64_t prev_end;
+} chunk_seen;
+
+static void on_chunk(void *arg, vlad_msg *m) {
+    chunk_seen *cs = arg;
+    if (m->kind == VLAD_MSG_CHUNK) {
+        cs->out->chunks_seen++;
+        if (!strcmp(cs->mode, "vlash") && cs->prev_end >= 0 && m->u.chunk->start_tick != cs->prev_end)
+            cs->out->vlash_gaps++;
+        cs->prev_end = m->u.chunk->start_tick + m->u.chunk->horizon;
+        assert_int_equal(m->u.chunk->n_conditioned_state, 2);
+    }
+    vlad_msg_clear(m);
+}
+
 static void run(const char *mode, run_result *out) {
     memset(out, 0, sizeof *out);
     char dir[64] = "/tmp/vlad-async-XXXXXX";
@@ -61,39 +80,17 @@ static void run(const char *mode, run_result *out) {
     vlad_client *c = vlad_client_new(&p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CHUNKS | VLAD_CLIENT_PUBLISH, &err);
     assert_non_null(c);
     double pos[2] = {0, 0.5};
-    int64_t prev_chunk_end = -1;
     bool seen_policy = false;
+    chunk_seen cs = {out, mode, -1};
     for (int64_t t = 0; t < TICKS; t++) {
+        /* obs(t), resent until the daemon answers (the first may meet a slow joiner) */
+        Vlad__Observation o = VLAD__OBSERVATION__INIT;
+        o.tick = t;
+        o.n_joint_pos = 2;
+        o.joint_pos = pos;
         Vlad__Action *a = NULL;
-        /* publish obs(t) (resent until the daemon answers: the first may meet a slow joiner) */
-        for (int attempt = 0; attempt < 50 && !a; attempt++) {
-            Vlad__Observation o = VLAD__OBSERVATION__INIT;
-            o.tick = t;
-            o.n_joint_pos = 2;
-            o.joint_pos = pos;
-            vlad_client_publish_observation(c, &o, &err);
-            int64_t until = vlad_now_ns() + 200 * VLAD_NS_PER_MS;
-            while (!a && vlad_now_ns() < until) {
-                vlad_msg m;
-                if (vlad_client_recv(c, 50, &m, &err))
-                    continue;
-                if (m.kind == VLAD_MSG_CHUNK) {
-                    out->chunks_seen++;
-                    if (!strcmp(mode, "vlash") && prev_chunk_end >= 0 &&
-                        m.u.chunk->start_tick != prev_chunk_end)
-                        out->vlash_gaps++;
-                    prev_chunk_end = m.u.chunk->start_tick + m.u.chunk->horizon;
-                    assert_int_equal(m.u.chunk->n_conditioned_state, 2);
-                } else if (m.kind == VLAD_MSG_ACTION && m.u.action->robot_tick == t) {
-                    a = m.u.action;
-                    m.u.action = NULL;
-                    m.kind = VLAD_MSG_NONE;
-                }
-                vlad_msg_clear(&m);
-            }
-        }
-        if (!a)
-            fail_msg("%s: no action for tick %lld", mode, (long long)t);
+        if (vlad_client_lockstep(c, &o, 10000, 200, on_chunk, &cs, &a, &err))
+            fail_msg("%s: %s", mode, err.msg);
         bool pol = a->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY;
         if (pol) {
             seen_policy = true;

@@ -101,69 +101,83 @@ static stream *find(robot *r, uint32_t id) {
     return NULL;
 }
 
-/* take everything that arrived: follow actions, collect language pieces */
+/* one message: follow an action, collect a language piece (checking their order) */
+static void on_msg(void *arg, vlad_msg *m) {
+    robot *r = arg;
+    if (m->kind == VLAD_MSG_ACTION) {
+        const Vlad__Action *a = m->u.action;
+        r->actions++;
+        if (r->last_action_tick >= 0 && a->tick != r->last_action_tick + 1)
+            r->gaps++;
+        r->last_action_tick = a->tick;
+        if (a->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY)
+            r->seen_policy = true;
+        else if (a->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP)
+            r->estop_actions++;
+        else if (r->seen_policy)
+            r->holds_after_policy++;
+        for (int j = 0; j < g_p.n_joints; j++)
+            r->pos[j] += 0.5 * (a->joint_targets[j] - r->pos[j]);
+    } else if (m->kind == VLAD_MSG_LANG) {
+        const Vlad__LanguageToken *t = m->u.lang;
+        stream *s = find(r, t->stream_id);
+        if (!s) {
+            r->pieces_foreign++;
+        } else {
+            assert_false(s->done); /* nothing after the last piece */
+            assert_int_equal(t->index, (uint32_t)s->pieces);
+            if (t->index == 0) {
+                s->obs_tick = t->obs_tick;
+                s->obs_robot_tick = t->obs_robot_tick;
+                assert_string_equal(t->question, s->question);
+            } else {
+                assert_int_equal(t->obs_tick, s->obs_tick);
+            }
+            assert_true(s->len + (int)t->text.len < (int)sizeof s->text);
+            if (t->text.len)
+                memcpy(s->text + s->len, t->text.data, t->text.len);
+            s->len += (int)t->text.len;
+            s->pieces++;
+            s->done = t->done;
+            snprintf(s->error, sizeof s->error, "%s", t->error ? t->error : "");
+        }
+    }
+    vlad_msg_clear(m);
+}
+
+/* take everything that arrived */
 static void drain(robot *r) {
     vlad_msg m;
     vlad_err err;
-    while (vlad_client_recv(r->c, 0, &m, &err) == VLAD_OK) {
-        if (m.kind == VLAD_MSG_ACTION) {
-            const Vlad__Action *a = m.u.action;
-            r->actions++;
-            if (r->last_action_tick >= 0 && a->tick != r->last_action_tick + 1)
-                r->gaps++;
-            r->last_action_tick = a->tick;
-            if (a->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY)
-                r->seen_policy = true;
-            else if (a->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP)
-                r->estop_actions++;
-            else if (r->seen_policy)
-                r->holds_after_policy++;
-            for (int j = 0; j < g_p.n_joints; j++)
-                r->pos[j] += 0.5 * (a->joint_targets[j] - r->pos[j]);
-        } else if (m.kind == VLAD_MSG_LANG) {
-            const Vlad__LanguageToken *t = m.u.lang;
-            stream *s = find(r, t->stream_id);
-            if (!s) {
-                r->pieces_foreign++;
-            } else {
-                assert_false(s->done); /* nothing after the last piece */
-                assert_int_equal(t->index, (uint32_t)s->pieces);
-                if (t->index == 0) {
-                    s->obs_tick = t->obs_tick;
-                    s->obs_robot_tick = t->obs_robot_tick;
-                    assert_string_equal(t->question, s->question);
-                } else {
-                    assert_int_equal(t->obs_tick, s->obs_tick);
-                }
-                assert_true(s->len + (int)t->text.len < (int)sizeof s->text);
-                if (t->text.len)
-                    memcpy(s->text + s->len, t->text.data, t->text.len);
-                s->len += (int)t->text.len;
-                s->pieces++;
-                s->done = t->done;
-                snprintf(s->error, sizeof s->error, "%s", t->error ? t->error : "");
-            }
-        }
-        vlad_msg_clear(&m);
-    }
+    while (vlad_client_recv(r->c, 0, &m, &err) == VLAD_OK)
+        on_msg(r, &m);
+}
+
+/* The observation of robot tick t: the state and this tick's image (ci, cis: its storage). */
+static void fill_obs(robot *r, int64_t t, Vlad__Observation *o, Vlad__CameraImage *ci,
+                     Vlad__CameraImage **cis) {
+    vlad__observation__init(o);
+    vlad__camera_image__init(ci);
+    cis[0] = ci;
+    ci->name = g_p.cameras[0].name;
+    ci->width = ci->height = 64;
+    ci->encoding = VLAD__IMAGE_ENCODING__IMAGE_ENCODING_RGB8;
+    ci->data.data = r->img[t < r->switch_tick ? 0 : 1];
+    ci->data.len = IMG;
+    ci->tick = t;
+    o->tick = t;
+    o->stamp_ns = vlad_now_ns();
+    o->n_joint_pos = (size_t)g_p.n_joints;
+    o->joint_pos = r->pos;
+    o->n_images = 1;
+    o->images = cis;
 }
 
 /* one robot tick: publish the state and this tick's image, then read what came */
 static void tick(robot *r) {
-    Vlad__Observation o = VLAD__OBSERVATION__INIT;
-    Vlad__CameraImage ci = VLAD__CAMERA_IMAGE__INIT, *cis[1] = {&ci};
-    ci.name = g_p.cameras[0].name;
-    ci.width = ci.height = 64;
-    ci.encoding = VLAD__IMAGE_ENCODING__IMAGE_ENCODING_RGB8;
-    ci.data.data = r->img[r->tick < r->switch_tick ? 0 : 1];
-    ci.data.len = IMG;
-    ci.tick = r->tick;
-    o.tick = r->tick;
-    o.stamp_ns = vlad_now_ns();
-    o.n_joint_pos = (size_t)g_p.n_joints;
-    o.joint_pos = r->pos;
-    o.n_images = 1;
-    o.images = cis;
+    Vlad__Observation o;
+    Vlad__CameraImage ci, *cis[1];
+    fill_obs(r, r->tick, &o, &ci, cis);
     vlad_err err;
     assert_int_equal(vlad_client_publish_observation(r->c, &o, &err), 0);
     r->tick++;
@@ -545,52 +559,23 @@ static void test_language_while_acting(void **state) {
     daemon_down(&r);
 }
 
-/* Lockstep: one tick per observation, the robot waiting for the Action that answers it (and
- * resending its observation while none comes). Returns after `ticks` ticks. */
+/* Lockstep: one tick per observation, the robot waiting for the Action that answers it (the
+ * client library's handshake: vlad_client_lockstep); language pieces meanwhile go to on_msg. */
 static void lockstep_ticks(robot *r, int ticks, double (*targets)[VLAD_MAX_JOINTS], int *sources) {
     vlad_err err;
-    for (int n = 0; n < ticks; n++) {
-        int64_t t = r->tick;
-        Vlad__Action *got = NULL;
-        for (int attempt = 0; attempt < 50 && !got; attempt++) {
-            r->tick = t;
-            tick(r); /* publishes obs(t) (r->tick becomes t + 1) and drains */
-            int64_t until = vlad_now_ns() + 200 * VLAD_NS_PER_MS;
-            while (!got && vlad_now_ns() < until) {
-                vlad_msg m;
-                if (vlad_client_recv(r->c, 20, &m, &err))
-                    continue;
-                if (m.kind == VLAD_MSG_ACTION && m.u.action->robot_tick == t) {
-                    got = m.u.action;
-                    m.u.action = NULL;
-                    m.kind = VLAD_MSG_NONE;
-                } else if (m.kind == VLAD_MSG_LANG) { /* language pieces: as drain() takes them */
-                    const Vlad__LanguageToken *lt = m.u.lang;
-                    stream *s = find(r, lt->stream_id);
-                    if (s) {
-                        assert_int_equal(lt->index, (uint32_t)s->pieces);
-                        if (lt->index == 0) {
-                            s->obs_tick = lt->obs_tick;
-                            s->obs_robot_tick = lt->obs_robot_tick;
-                        }
-                        if (lt->text.len)
-                            memcpy(s->text + s->len, lt->text.data, lt->text.len);
-                        s->len += (int)lt->text.len;
-                        s->pieces++;
-                        s->done = lt->done;
-                    }
-                }
-                vlad_msg_clear(&m);
-            }
-        }
-        if (!got)
-            fail_msg("lockstep: no action for robot tick %lld", (long long)t);
+    for (int n = 0; n < ticks; n++, r->tick++) {
+        Vlad__Observation o;
+        Vlad__CameraImage ci, *cis[1];
+        fill_obs(r, r->tick, &o, &ci, cis);
+        Vlad__Action *a;
+        if (vlad_client_lockstep(r->c, &o, 10000, 200, on_msg, r, &a, &err))
+            fail_msg("%s", err.msg);
         for (int j = 0; j < g_p.n_joints; j++) {
-            targets[t][j] = got->joint_targets[j];
-            r->pos[j] += 0.5 * (got->joint_targets[j] - r->pos[j]);
+            targets[r->tick][j] = a->joint_targets[j];
+            r->pos[j] += 0.5 * (a->joint_targets[j] - r->pos[j]);
         }
-        sources[t] = got->source;
-        vlad__action__free_unpacked(got, NULL);
+        sources[r->tick] = a->source;
+        vlad__action__free_unpacked(a, NULL);
     }
 }
 
