@@ -27,6 +27,7 @@ struct vlad_worker {
     pthread_t thread;
     bool started;
     vlad_infer_job job;
+    int64_t submitted_ns;  /* written by control before the job is QUEUED */
     uint8_t *images;
     vlad_infer_result res;
 };
@@ -50,6 +51,7 @@ static void drain_fd(int fd) {
 static void run_job(vlad_worker *w) {
     vlad_infer_result *r = &w->res;
     r->req = w->job.req;
+    r->submitted_ns = w->submitted_ns;
     r->started_ns = vlad_now_ns();
     if (w->prompt_mu && w->prompt) {
         pthread_mutex_lock(w->prompt_mu);
@@ -63,7 +65,7 @@ static void run_job(vlad_worker *w) {
     if (w->pad)
         vlad_sleep_until_ns(r->started_ns + w->min_latency_ns);
     r->done_ns = vlad_now_ns();
-    r->latency_ns = r->done_ns - r->started_ns;
+    r->latency_ns = r->done_ns - r->submitted_ns;
     atomic_fetch_add(&w->completed, 1);
     atomic_store_explicit(&w->state, DONE, memory_order_release);
     signal_fd(w->done_fd);
@@ -173,6 +175,9 @@ const uint8_t *vlad_worker_zero_images(const vlad_worker *w) { return w->images;
 uint64_t vlad_worker_completed(const vlad_worker *w) { return atomic_load(&w->completed); }
 
 int vlad_worker_submit(vlad_worker *w) {
+    if (atomic_load(&w->state) != IDLE)
+        return VLAD_EAGAIN;
+    w->submitted_ns = vlad_now_ns(); /* published by the CAS below */
     int expect = IDLE;
     if (!atomic_compare_exchange_strong(&w->state, &expect, QUEUED))
         return VLAD_EAGAIN;

@@ -37,8 +37,9 @@ typedef struct vlad_infer_result {
     vlad_infer_req req;
     int status;               /* 0 ok, else VLAD_E* */
     char error[VLAD_ERR_MSG_MAX];
-    int64_t started_ns, done_ns;
-    int64_t latency_ns;       /* wall time from taking the job to the chunk being ready */
+    int64_t submitted_ns, started_ns, done_ns; /* CLOCK_MONOTONIC: submitted, taken, ready */
+    int64_t latency_ns;       /* wall time from submission to the chunk being ready (a job that
+                                 waited for a language decode step to end counts that wait) */
     float actions[VLAD_AQ_MAX_H * VLAD_AQ_MAX_DIM]; /* horizon x dim */
 } vlad_infer_result;
 

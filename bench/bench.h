@@ -20,4 +20,8 @@ int bench_vlash_main(int argc, char **argv);
 /* vlad-bench soak [--minutes N] [--json FILE] ... (bench_soak.c) */
 int bench_soak_main(int argc, char **argv);
 
+/* vlad-bench kv [--json FILE] [--quick] [--only default|smolvla] [--threads N] [--frames N]
+ * ... (bench_kv.c) */
+int bench_kv_main(int argc, char **argv);
+
 #endif

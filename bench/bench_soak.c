@@ -596,7 +596,7 @@ int bench_soak_main(int argc, char **argv) {
     }
     static bench_daemon_stats lang_st;
     bench_lang_load *load = NULL;
-    if (lang && !(load = bench_lang_load_start(&p, &lang_st))) {
+    if (lang && !(load = bench_lang_load_start(&p, &lang_st, true))) {
         fprintf(stderr, "vlad-bench soak: cannot start the language load\n");
         rc = 1;
         goto out;

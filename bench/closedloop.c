@@ -210,6 +210,7 @@ struct bench_lang_load {
     pthread_t thread;
     const vlad_profile *p;
     _Atomic bool stop;
+    bool ask;
     bench_daemon_stats *st;
     int64_t first_ns, last_ns;
     double delay_sum;
@@ -235,20 +236,26 @@ static void *load_main(void *arg) {
             L->st->pieces++;
             L->st->answers += m.u.lang->done;
             L->last_ns = vlad_now_ns();
-        } else if (m.kind == VLAD_MSG_CHUNK) { /* a new frame: a new request */
+        } else if (m.kind == VLAD_MSG_CHUNK) { /* a new frame: a new request (or a probe) */
             Vlad__Command cmd = VLAD__COMMAND__INIT;
             Vlad__Ask a = VLAD__ASK__INIT;
-            a.question = (char *)k_load_questions[q++ % 4];
-            cmd.body_case = VLAD__COMMAND__BODY_ASK;
-            cmd.ask = &a;
+            Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
+            if (L->ask) {
+                a.question = (char *)k_load_questions[q++ % 4];
+                cmd.body_case = VLAD__COMMAND__BODY_ASK;
+                cmd.ask = &a;
+                L->st->asks++;
+            } else {
+                cmd.body_case = VLAD__COMMAND__BODY_STATUS;
+                cmd.status = &sr;
+            }
             Vlad__Reply *rep;
-            L->st->asks++;
             if (!L->first_ns)
                 L->first_ns = vlad_now_ns();
             if (vlad_client_command(c, &cmd, 2000, &rep, &err) == VLAD_OK) {
-                if (rep->ok)
+                if (L->ask && rep->ok)
                     L->st->asks_ok++;
-                else
+                else if (L->ask)
                     L->st->asks_refused++;
                 if (rep->status) {
                     L->delay_sum += rep->status->delay_ticks;
@@ -263,11 +270,12 @@ static void *load_main(void *arg) {
     return NULL;
 }
 
-bench_lang_load *bench_lang_load_start(const vlad_profile *p, bench_daemon_stats *st) {
+bench_lang_load *bench_lang_load_start(const vlad_profile *p, bench_daemon_stats *st, bool ask) {
     bench_lang_load *L = calloc(1, sizeof *L);
     if (!L)
         return NULL;
     L->p = p;
+    L->ask = ask;
     L->st = st;
     if (pthread_create(&L->thread, NULL, load_main, L)) {
         free(L);
@@ -377,7 +385,8 @@ int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out
     bench_daemon_stats scratch, *dst = r->stats ? r->stats : &scratch;
     memset(dst, 0, sizeof *dst);
     dst->delay_mean_ticks = NAN;
-    bench_lang_load *load = talk && r->lang_load ? bench_lang_load_start(prof, dst) : NULL;
+    /* with language: the load; without, when stats are wanted: the same probe of Δ, no asks */
+    bench_lang_load *load = talk ? bench_lang_load_start(prof, dst, r->lang_load) : NULL;
     pid_t sim = vlad_proc_start(argv, slog);
     int st = sim < 0 ? -1 : vlad_proc_wait(sim, 3600 * 1000);
     if (sim > 0 && st < 0)

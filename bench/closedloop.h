@@ -69,9 +69,11 @@ typedef struct bench_task_stats {
 
 /* The language load: a thread with its own client asks one question per ActionChunk the
  * daemon of profile p publishes (one new request per frame) and reads every answer; st gets
- * asks, refusals, pieces, answers and Δ sampled per ask. NULL if it cannot start. */
+ * asks, refusals, pieces, answers and Δ sampled per chunk (by a status request: with ask
+ * false the thread only samples Δ, the same way, for the run without language). NULL if it
+ * cannot start. */
 typedef struct bench_lang_load bench_lang_load;
-bench_lang_load *bench_lang_load_start(const vlad_profile *p, bench_daemon_stats *st);
+bench_lang_load *bench_lang_load_start(const vlad_profile *p, bench_daemon_stats *st, bool ask);
 /* Give the last answers 300 ms, stop, fill st's lang_seconds and delay_mean_ticks. NULL is fine. */
 void bench_lang_load_stop(bench_lang_load *L);
 

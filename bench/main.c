@@ -19,6 +19,8 @@ static const subcmd k_cmds[] = {
               "trajectory plot", bench_vlash_main},
     {"soak", "daemon + sim + the default model at 200 Hz for N minutes: jitter, stalls, RSS and "
              "fd drift", bench_soak_main},
+    {"kv", "unified KV cache (OxyGen): isolated / shared / unified language + actions, "
+           "T x flow steps x k sweep", bench_kv_main},
 };
 
 static void usage(FILE *fp) {
