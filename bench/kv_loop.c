@@ -19,14 +19,32 @@ typedef struct loop_result {
     double seconds;
 } loop_result;
 
+/* success over every task (with its interval) and stall ticks summed over episodes */
+typedef struct run_total {
+    int successes, episodes;
+    double stalls, lo, hi;
+} run_total;
+
+static run_total totals(const loop_result *r) {
+    run_total t = {0};
+    for (int i = 0; i < r->n; i++) {
+        t.successes += r->st[i].successes, t.episodes += r->st[i].episodes;
+        t.stalls += r->st[i].stall_ticks * r->st[i].episodes;
+    }
+    bench_wilson(t.successes, t.episodes, &t.lo, &t.hi);
+    return t;
+}
+
+static double tokens_per_s(const bench_daemon_stats *d) {
+    return d->lang_seconds > 0 ? (double)d->lang_tokens / d->lang_seconds : 0;
+}
+
 static void add_run(cJSON *arr, const char *name, const loop_result *r, const bench_kv_loop_opts *o) {
     cJSON *run = cJSON_CreateObject();
     cJSON_AddStringToObject(run, "run", name);
     cJSON_AddStringToObject(run, "clock", o->wall ? "wall" : "lockstep");
     cJSON_AddNumberToObject(run, "seconds", r->seconds);
     cJSON *tasks = cJSON_AddArrayToObject(run, "tasks");
-    int succ = 0, eps = 0;
-    double stalls = 0;
     for (int i = 0; i < r->n; i++) {
         const bench_task_stats *t = &r->st[i];
         double lo, hi;
@@ -41,15 +59,12 @@ static void add_run(cJSON *arr, const char *name, const loop_result *r, const be
             cJSON_AddNumberToObject(j, "completion_s", t->completion_s);
         cJSON_AddNumberToObject(j, "stall_ticks_per_episode", t->stall_ticks);
         cJSON_AddItemToArray(tasks, j);
-        succ += t->successes, eps += t->episodes;
-        stalls += t->stall_ticks * t->episodes;
     }
-    double lo, hi;
-    bench_wilson(succ, eps, &lo, &hi);
-    cJSON_AddNumberToObject(run, "success", eps ? (double)succ / eps : 0);
-    cJSON_AddNumberToObject(run, "success_ci95_lo", lo);
-    cJSON_AddNumberToObject(run, "success_ci95_hi", hi);
-    cJSON_AddNumberToObject(run, "stall_ticks", stalls);
+    run_total tot = totals(r);
+    cJSON_AddNumberToObject(run, "success", tot.episodes ? (double)tot.successes / tot.episodes : 0);
+    cJSON_AddNumberToObject(run, "success_ci95_lo", tot.lo);
+    cJSON_AddNumberToObject(run, "success_ci95_hi", tot.hi);
+    cJSON_AddNumberToObject(run, "stall_ticks", tot.stalls);
     const bench_daemon_stats *d = &r->d;
     cJSON_AddNumberToObject(run, "inference_p50_ms", d->infer_p50_us / 1e3);
     cJSON_AddNumberToObject(run, "inference_p99_ms", d->infer_p99_us / 1e3);
@@ -65,28 +80,24 @@ static void add_run(cJSON *arr, const char *name, const loop_result *r, const be
     cJSON_AddNumberToObject(run, "lang_answers", (double)d->answers);
     cJSON_AddNumberToObject(run, "asks", (double)d->asks);
     cJSON_AddNumberToObject(run, "asks_refused", (double)d->asks_refused);
-    cJSON_AddNumberToObject(run, "lang_tokens_per_s",
-                            d->lang_seconds > 0 ? (double)d->lang_tokens / d->lang_seconds : 0);
+    cJSON_AddNumberToObject(run, "lang_tokens_per_s", tokens_per_s(d));
     cJSON_AddNumberToObject(run, "slices_preempted", (double)d->preempted);
     cJSON_AddItemToArray(arr, run);
 }
 
 static void print_run(const char *name, const loop_result *r) {
-    int succ = 0, eps = 0;
-    double stalls = 0;
     for (int i = 0; i < r->n; i++) {
         const bench_task_stats *t = &r->st[i];
         double lo, hi;
         bench_wilson(t->successes, t->episodes, &lo, &hi);
         printf("| %-13s | %-6s | %4d | %5.1f%% [%4.1f, %5.1f] | %6.2f | %6.2f |\n", name, t->task,
                t->episodes, 100 * t->success, 100 * lo, 100 * hi, t->completion_s, t->stall_ticks);
-        succ += t->successes, eps += t->episodes;
-        stalls += t->stall_ticks * t->episodes;
     }
-    double lo, hi;
-    bench_wilson(succ, eps, &lo, &hi);
+    run_total tot = totals(r);
+    int eps = tot.episodes;
     printf("| %-13s | %-6s | %4d | %5.1f%% [%4.1f, %5.1f] |        | %6.2f |\n", name, "all", eps,
-           eps ? 100.0 * succ / eps : 0, 100 * lo, 100 * hi, eps ? stalls / eps : 0);
+           eps ? 100.0 * tot.successes / eps : 0, 100 * tot.lo, 100 * tot.hi,
+           eps ? tot.stalls / eps : 0);
 }
 
 int bench_kv_closed_loop(const bench_kv_loop_opts *o, cJSON *json_runs, vlad_err *err) {
@@ -130,7 +141,7 @@ int bench_kv_closed_loop(const bench_kv_loop_opts *o, cJSON *json_runs, vlad_err
                "%6llu | %5.0f | %12llu | %9llu |\n",
                names[i], d->delay_mean_ticks, d->infer_p50_us / 1e3, d->infer_p99_us / 1e3,
                d->infer_max_us / 1e3, d->stall_ticks, d->prefills, d->frames, d->answers,
-               d->lang_tokens, d->lang_seconds > 0 ? (double)d->lang_tokens / d->lang_seconds : 0,
+               d->lang_tokens, tokens_per_s(d),
                d->asks_refused, d->preempted);
     }
     if (res[0].d.infer_p99_us > 0)
