@@ -237,13 +237,9 @@ static int write_sim_profile(const vlad_profile *b, const char *path, vlad_err *
 
 /* One status round trip; false if the daemon did not answer. */
 static bool take_status(vlad_client *c, sample *s) {
-    Vlad__Command cmd = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    cmd.body_case = VLAD__COMMAND__BODY_STATUS;
-    cmd.status = &sr;
     Vlad__Reply *r = NULL;
     vlad_err err;
-    if (vlad_client_command(c, &cmd, 2000, &r, &err) != VLAD_OK || !r)
+    if (vlad_client_status(c, 2000, &r, &err) != VLAD_OK || !r)
         return false;
     const Vlad__Status *st = r->status;
     if (st) {

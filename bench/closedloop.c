@@ -303,12 +303,8 @@ static void final_status(const vlad_profile *p, bench_daemon_stats *st) {
     vlad_client *c = vlad_client_new(p, VLAD_CLIENT_CONTROL, &err);
     if (!c)
         return;
-    Vlad__Command cmd = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    cmd.body_case = VLAD__COMMAND__BODY_STATUS;
-    cmd.status = &sr;
     Vlad__Reply *rep;
-    if (vlad_client_command(c, &cmd, 3000, &rep, &err) == VLAD_OK && rep->status) {
+    if (vlad_client_status(c, 3000, &rep, &err) == VLAD_OK && rep->status) {
         const Vlad__Status *s = rep->status;
         st->ok = true;
         if (s->inference) {

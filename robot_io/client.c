@@ -318,3 +318,11 @@ int vlad_client_command(vlad_client *c, Vlad__Command *cmd, int timeout_ms, Vlad
 
 uint64_t vlad_client_bad_messages(const vlad_client *c) { return c->bad; }
 void *vlad_client_sub_socket(vlad_client *c) { return c->sub; }
+
+int vlad_client_status(vlad_client *c, int timeout_ms, Vlad__Reply **reply, vlad_err *err) {
+    Vlad__Command cmd = VLAD__COMMAND__INIT;
+    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
+    cmd.body_case = VLAD__COMMAND__BODY_STATUS;
+    cmd.status = &sr;
+    return vlad_client_command(c, &cmd, timeout_ms, reply, err);
+}

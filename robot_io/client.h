@@ -85,6 +85,9 @@ int vlad_client_lockstep(vlad_client *c, Vlad__Observation *o, int timeout_ms, i
 int vlad_client_command(vlad_client *c, Vlad__Command *cmd, int timeout_ms, Vlad__Reply **reply,
                         vlad_err *err);
 
+/* vlad_client_command with a StatusRequest: the daemon's Status is (*reply)->status. */
+int vlad_client_status(vlad_client *c, int timeout_ms, Vlad__Reply **reply, vlad_err *err);
+
 /* Messages dropped as invalid so far. */
 uint64_t vlad_client_bad_messages(const vlad_client *c);
 

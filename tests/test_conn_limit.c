@@ -186,13 +186,9 @@ static vlad_client *ctl_client(const vlad_profile *p, const char *key) {
 
 /* a status round trip within timeout_ms */
 static bool answered(vlad_client *c, int timeout_ms) {
-    Vlad__Command cmd = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    cmd.body_case = VLAD__COMMAND__BODY_STATUS;
-    cmd.status = &sr;
     Vlad__Reply *r = NULL;
     vlad_err err;
-    if (vlad_client_command(c, &cmd, timeout_ms, &r, &err) != VLAD_OK)
+    if (vlad_client_status(c, timeout_ms, &r, &err) != VLAD_OK)
         return false;
     bool ok = r->ok;
     vlad__reply__free_unpacked(r, NULL);
@@ -635,12 +631,8 @@ static void test_cap_daemon(void **state) {
     assert_true(got >= 20);
     /* the daemon's Status reports them (the in-process tests check vlad_server_sec exactly) */
     {
-        Vlad__Command cmd = VLAD__COMMAND__INIT;
-        Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-        cmd.body_case = VLAD__COMMAND__BODY_STATUS;
-        cmd.status = &sr;
         Vlad__Reply *r = NULL;
-        if (vlad_client_command(in[0], &cmd, 2000, &r, &err) != VLAD_OK)
+        if (vlad_client_status(in[0], 2000, &r, &err) != VLAD_OK)
             fail_msg("status: %s", err.msg);
         printf("# status: %u connections open, %llu refused, %llu disconnects\n",
                r->status->connections, (unsigned long long)r->status->connections_refused,

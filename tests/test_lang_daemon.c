@@ -202,11 +202,11 @@ static Vlad__Reply *command(robot *r, Vlad__Command *cmd) {
 }
 
 static Vlad__Reply *status(robot *r) {
-    Vlad__Command cmd = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest st = VLAD__STATUS_REQUEST__INIT;
-    cmd.body_case = VLAD__COMMAND__BODY_STATUS;
-    cmd.status = &st;
-    return command(r, &cmd);
+    Vlad__Reply *rep = NULL;
+    vlad_err err;
+    if (vlad_client_status(r->c, 5000, &rep, &err))
+        fail_msg("status: %s", err.msg);
+    return rep;
 }
 
 /* ask; on success the stream is recorded. Returns the reply (caller frees). */
@@ -329,12 +329,8 @@ static void daemon_up(robot *r, const char *clock) {
     assert_non_null(r->c);
     /* up: the model loads, then status answers */
     Vlad__Reply *rep = NULL;
-    Vlad__Command scmd = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest sreq = VLAD__STATUS_REQUEST__INIT;
-    scmd.body_case = VLAD__COMMAND__BODY_STATUS;
-    scmd.status = &sreq;
     for (int i = 0; i < 150 && !rep; i++)
-        if (vlad_client_command(r->c, &scmd, 200, &rep, &err))
+        if (vlad_client_status(r->c, 200, &rep, &err))
             assert_int_equal(vlad_proc_wait(g_vlad, 0), -1); /* still running */
     assert_non_null(rep);
     assert_int_equal(rep->status->lang_max_streams, SLOTS);
