@@ -142,8 +142,6 @@ static void drain_out(vlad_io *io) {
 /* Publish the language pieces the worker decoded, as LanguageTokens. */
 static void drain_lang(vlad_io *io) {
     vlad_shared *sh = io->sh;
-    if (!sh->lang)
-        return;
     vlad_lang_piece *pc = &io->piece; /* too large for the stack */
     while (vlad_lang_next_piece(sh->lang, pc)) {
         Vlad__LanguageToken t = VLAD__LANGUAGE_TOKEN__INIT;
@@ -176,7 +174,7 @@ static const char *on_ask(vlad_io *io, const char *question, uint32_t *id, char 
     int maxq = vlad_lang_max_question(sh->lang);
     if (sh->lang_off)
         snprintf(buf, cap, "ask: %s", sh->lang_off);
-    else if (atomic_load(&sh->release_upto) < atomic_load(&sh->estop_req) && !sh->p->lang.during_estop)
+    else if (vlad_estopped(sh) && !sh->p->lang.during_estop)
         snprintf(buf, cap, "ask: e-stopped, and lang.during_estop is false");
     else if (qlen > (size_t)maxq)
         snprintf(buf, cap, "ask: the question is %zu bytes; the model reads at most %d", qlen, maxq);
@@ -334,22 +332,20 @@ void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *
     st->disconnects = sec.disconnects;
     st->log_lines_lost = vlad_log_dropped() + vlad_log_write_failures();
     st->lang_max_streams = (uint32_t)p->lang.max_streams;
-    if (sh->lang) {
-        vlad_lang_stats *ls = vlad_lang_stats_of(sh->lang);
-        st->lang_streams_active = atomic_load(&ls->active);
-        st->prefix_blocks_in_use = atomic_load(&ls->blocks_in_use);
-        st->prefix_blocks = atomic_load(&ls->blocks);
-        st->prefills = atomic_load(&ls->prefills);
-        st->frames = atomic_load(&ls->frames);
-        st->lang_requests = atomic_load(&ls->requests);
-        st->lang_refused = atomic_load(&ls->refused);
-        st->lang_streams_done = atomic_load(&ls->done);
-        st->lang_tokens = atomic_load(&ls->tokens);
-        /* a rate older than two seconds: nothing is decoding */
-        st->lang_tokens_per_s = vlad_now_ns() - atomic_load(&ls->rate_ns) < 2 * VLAD_NS_PER_S
-                                    ? atomic_load(&ls->tokens_per_s) : 0.0;
-        st->lang_slices_preempted = atomic_load(&ls->preempted);
-    }
+    vlad_lang_stats *ls = vlad_lang_stats_of(sh->lang);
+    st->lang_streams_active = atomic_load(&ls->active);
+    st->prefix_blocks_in_use = atomic_load(&ls->blocks_in_use);
+    st->prefix_blocks = atomic_load(&ls->blocks);
+    st->prefills = atomic_load(&ls->prefills);
+    st->frames = atomic_load(&ls->frames);
+    st->lang_requests = atomic_load(&ls->requests);
+    st->lang_refused = atomic_load(&ls->refused);
+    st->lang_streams_done = atomic_load(&ls->done);
+    st->lang_tokens = atomic_load(&ls->tokens);
+    /* a rate older than two seconds: nothing is decoding */
+    st->lang_tokens_per_s = vlad_now_ns() - atomic_load(&ls->rate_ns) < 2 * VLAD_NS_PER_S
+                                ? atomic_load(&ls->tokens_per_s) : 0.0;
+    st->lang_slices_preempted = atomic_load(&ls->preempted);
     fill_lat(jit, &sh->jitter);
     fill_lat(inf, &sh->inference);
     st->jitter = jit;
@@ -364,7 +360,7 @@ void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *
 static void persist_latch(vlad_io *io, const char *reason) {
     vlad_shared *sh = io->sh;
     vlad_err err;
-    bool latched = atomic_load(&sh->release_upto) < atomic_load(&sh->estop_req);
+    bool latched = vlad_estopped(sh);
     int rc = latched ? vlad_latch_write(sh->estop_file, reason, &err)
                      : vlad_latch_clear(sh->estop_file, &err);
     if (rc) {

@@ -135,4 +135,9 @@ typedef struct vlad_shared {
     char instruction[256];
 } vlad_shared;
 
+/* The e-stop rule above, as io sees it now (the latch file, refusals while e-stopped). */
+static inline bool vlad_estopped(vlad_shared *sh) {
+    return atomic_load(&sh->release_upto) < atomic_load(&sh->estop_req);
+}
+
 #endif
