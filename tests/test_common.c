@@ -1,5 +1,6 @@
 /* Unit tests of common/: errors, latest-value slot, SPSC ring, histogram, logger, mkdir -p,
- * the safetensors reader's overlap check. */
+ * the safetensors reader's overlap check, option tables, gnuplot pictures. */
+#include <math.h>
 #include <pthread.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -17,6 +18,8 @@
 #include "err.h"
 #include "latest.h"
 #include "log.h"
+#include "opts.h"
+#include "plot.h"
 #include "path.h"
 #include "safetensors.h"
 #include "spsc.h"
@@ -295,13 +298,139 @@ static void test_safetensors_overlap(void **state) {
     assert_int_equal(rmdir(dir), 0);
 }
 
+static int add_kv(void *dst, const char *v, vlad_err *err) {
+    int *n = dst;
+    if (!strchr(v, '='))
+        return vlad_err_set(err, VLAD_EINVAL, "expected KEY=VALUE, got '%s'", v);
+    (*n)++;
+    return VLAD_OK;
+}
+
+/* One option table: values, bounds, flags, positional arguments, repeated options, and an
+ * error naming the option for every kind of bad input. */
+static void test_opts(void **state) {
+    (void)state;
+    int episodes = 50, quiet = 0, wall = 1, sets = 0;
+    double noise = 1.0;
+    uint64_t seed = 7;
+    const char *json = NULL;
+    const vlad_opt tab[] = {
+        {"episodes", VLAD_OPT_INT, &episodes, "N", "episodes per cell", 1, 100000, NULL},
+        {"noise", VLAD_OPT_DOUBLE, &noise, "X", "noise scale", 0, 10, NULL},
+        {"seed", VLAD_OPT_U64, &seed, "S", "seed", 0, 0, NULL},
+        {"json", VLAD_OPT_STR, &json, "FILE", "write JSON", 0, 0, NULL},
+        {"quiet", VLAD_OPT_FLAG, &quiet, NULL, "quiet", 0, 0, NULL},
+        {"no-wall", VLAD_OPT_FLAG, &wall, NULL, "skip wall clock", -1, 0, NULL},
+        {"set", VLAD_OPT_CALL, &sets, "K=V", "override", 0, 0, add_kv},
+        {0},
+    };
+    char *ok[] = {"prog", "--episodes", "3", "--noise=0.5", "a.txt", "--seed", "0x10", "--json",
+                  "o.json", "--quiet", "--set", "a=1", "--set=b=2", "--", "--not-an-option"};
+    const char *pos[4];
+    int npos = -1;
+    vlad_err err;
+    assert_int_equal(vlad_opts_parse(tab, 15, ok, pos, 4, &npos, &err), VLAD_OK);
+    assert_int_equal(episodes, 3);
+    assert_true(noise == 0.5);
+    assert_true(seed == 16);
+    assert_string_equal(json, "o.json");
+    assert_int_equal(quiet, 1);
+    assert_int_equal(sets, 2);
+    assert_int_equal(npos, 2);
+    assert_string_equal(pos[0], "a.txt");
+    assert_string_equal(pos[1], "--not-an-option");
+    char *nw[] = {"prog", "--no-wall"};
+    assert_int_equal(vlad_opts_parse(tab, 2, nw, NULL, 0, NULL, &err), VLAD_OK);
+    assert_int_equal(wall, -1); /* a flag storing lo */
+
+    struct { char *argv[3]; int argc, code; const char *msg; } bad[] = {
+        {{"prog", "--episodes", "0"}, 3, VLAD_ERANGE, "--episodes: 0 is out of range"},
+        {{"prog", "--episodes", "x"}, 3, VLAD_EINVAL, "--episodes: expected an integer, got 'x'"},
+        {{"prog", "--episodes", "3.5"}, 3, VLAD_EINVAL, "--episodes: expected an integer"},
+        {{"prog", "--episodes"}, 2, VLAD_EINVAL, "--episodes needs a value (N)"},
+        {{"prog", "--noise", "nan"}, 3, VLAD_EINVAL, "--noise: expected a number"},
+        {{"prog", "--noise", "11"}, 3, VLAD_ERANGE, "--noise: 11 is out of range"},
+        {{"prog", "--seed", "-1"}, 3, VLAD_EINVAL, "--seed: expected an unsigned integer"},
+        {{"prog", "--bogus", "1"}, 3, VLAD_EINVAL, "unknown option '--bogus'"},
+        {{"prog", "--quiet=1"}, 2, VLAD_EINVAL, "--quiet takes no value"},
+        {{"prog", "--set", "novalue"}, 3, VLAD_EINVAL, "--set: expected KEY=VALUE, got 'novalue'"},
+        {{"prog", "stray"}, 2, VLAD_EINVAL, "unexpected argument 'stray'"},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        episodes = 50;
+        assert_int_equal(vlad_opts_parse(tab, bad[i].argc, bad[i].argv, NULL, 0, NULL, &err),
+                         bad[i].code);
+        if (!strstr(err.msg, bad[i].msg))
+            fail_msg("case %zu: '%s' does not contain '%s'", i, err.msg, bad[i].msg);
+        assert_int_equal(episodes, 50); /* a refused value is not stored */
+    }
+    char *help[] = {"prog", "--help"};
+    assert_int_equal(vlad_opts_parse(tab, 2, help, NULL, 0, NULL, &err), VLAD_ESTATE);
+
+    char buf[4096] = {0};
+    FILE *f = fmemopen(buf, sizeof buf - 1, "w");
+    assert_non_null(f);
+    episodes = 50;
+    vlad_opts_usage(f, "prog [options]", tab);
+    fclose(f);
+    assert_non_null(strstr(buf, "usage: prog [options]\n"));
+    assert_non_null(strstr(buf, "--episodes N"));
+    assert_non_null(strstr(buf, "[1..100000] (default 50)"));
+    assert_non_null(strstr(buf, "--quiet"));
+}
+
+/* A picture through gnuplot: a real PNG (signature) with data, NaN rows and a quote in the
+ * title; a script gnuplot refuses is an error naming the script, and nothing is left. */
+static void test_plot(void **state) {
+    (void)state;
+    if (!vlad_plot_available()) {
+        skip();
+    }
+    char dir[] = "/tmp/vlad-test-plot-XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    char png[256], gp[300];
+    snprintf(png, sizeof png, "%s/it's.png", dir);
+    snprintf(gp, sizeof gp, "%s.gp", png);
+    vlad_err err;
+    vlad_plot *p = vlad_plot_new(png, 320, 200, "a 'quoted' title", &err);
+    assert_non_null(p);
+    vlad_plot_data(p, "d");
+    for (int i = 0; i < 20; i++) {
+        double row[2] = {i, i == 5 ? NAN : i * i};
+        vlad_plot_row(p, row, 2);
+    }
+    vlad_plot_end_data(p);
+    vlad_plot_printf(p, "plot $d using 1:2 with lines title '%s'\n", "squares");
+    assert_int_equal(vlad_plot_finish(p, 1, &err), VLAD_OK);
+    unsigned char sig[8] = {0};
+    FILE *f = fopen(png, "rb");
+    assert_non_null(f);
+    assert_int_equal(fread(sig, 1, 8, f), 8);
+    fclose(f);
+    assert_memory_equal(sig, "\x89PNG\r\n\x1a\n", 8);
+    assert_int_equal(access(gp, R_OK), 0); /* kept when asked */
+    remove(gp);
+
+    p = vlad_plot_new(png, 320, 200, NULL, &err);
+    vlad_plot_printf(p, "plot $nosuchblock using 1:2\n");
+    assert_int_equal(vlad_plot_finish(p, 0, &err), VLAD_EIO);
+    assert_non_null(strstr(err.msg, "gnuplot failed"));
+    assert_int_not_equal(access(png, F_OK), 0);
+    remove(gp);
+    assert_null(vlad_plot_new(png, 0, 200, NULL, &err));
+    assert_int_equal(err.code, VLAD_EINVAL);
+    vlad_plot_free(NULL);
+    assert_int_equal(rmdir(dir), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_err),       cmocka_unit_test(test_latest_basic),
         cmocka_unit_test(test_latest_threads), cmocka_unit_test(test_spsc),
         cmocka_unit_test(test_hist),      cmocka_unit_test(test_log),
         cmocka_unit_test(test_clock),     cmocka_unit_test(test_mkdir_p),
-        cmocka_unit_test(test_safetensors_overlap),
+        cmocka_unit_test(test_safetensors_overlap), cmocka_unit_test(test_opts),
+        cmocka_unit_test(test_plot),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
