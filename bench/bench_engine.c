@@ -5,9 +5,10 @@
  *   per-token greedy decode, peak RSS, prefix GFLOP/s vs a same-run 1024^3 cblas_sgemm,
  *   control-loop jitter (a 100 Hz absolute-deadline probe thread) while the engine runs with
  *   1 and with 2 OpenBLAS threads.
- * Options: --json FILE, --threads N (engine and twin, default 1), --quick, --no-twin,
- *          --only default|smolvla, --widen none|expert|all (BF16 matrices widened to F32 at
- *          load; default: all), --keep DIR (checkpoints kept there and reused). */
+ * Options (vlad-bench engine --help): --json FILE, --threads N (engine and twin, default 1),
+ *          --quick, --no-twin, --only default|smolvla, --widen none|expert|all (BF16 matrices
+ *          widened to F32 at load; default: all), --keep DIR (checkpoints kept there and
+ *          reused), --plot DIR (DIR/engine-breakdown.png). */
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -454,36 +455,77 @@ static void write_json(const char *path, result *rs, int nr, int threads) {
     bench_write_json(path, o);
 }
 
-int bench_engine_main(int argc, char **argv) {
-    const char *json = NULL, *only = NULL, *keep = NULL;
-    int threads = 1, quick = 0, twin = 1, widen = 2;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json") && i + 1 < argc)
-            json = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
-            only = argv[++i];
-        else if (!strcmp(argv[i], "--keep") && i + 1 < argc)
-            keep = argv[++i];
-        else if (!strcmp(argv[i], "--quick"))
-            quick = 1;
-        else if (!strcmp(argv[i], "--no-twin"))
-            twin = 0;
-        else if (!strcmp(argv[i], "--widen") && i + 1 < argc) {
-            const char *v = argv[++i];
-            widen = !strcmp(v, "none") ? 0 : !strcmp(v, "all") ? 2 : 1;
-        }
-        else {
-            fprintf(stderr,
-                    "usage: vlad-bench engine [--json FILE] [--threads N] [--quick] [--no-twin]\n"
-                    "                         [--only default|smolvla] [--widen none|expert|all] "
-                    "[--keep DIR]\n");
-            return 2;
-        }
+/* --plot DIR: DIR/engine-breakdown.png, one panel per configuration (their scales differ
+ * 1000x): a stacked bar per implementation of the time of one full inference by phase. The C
+ * engine splits its prefix into vision and backbone; the twin reports the prefix whole. The
+ * flow part is full - prefix (all N flow steps). Decode per token is in the bar's label. */
+static void plot_breakdown(const char *dir, const result *rs, int nr, int threads) {
+    static const char *who = "vlad-bench engine";
+    if (nr < 1 || bench_plot_dir(who, dir))
+        return;
+    char png[4200], title[160];
+    bench_plot_path(dir, "engine-breakdown.png", png, sizeof png);
+    snprintf(title, sizeof title, "vlad-bench engine: one full inference by phase, medians, %d BLAS "
+             "thread%s", threads, threads == 1 ? "" : "s");
+    vlad_err err;
+    vlad_plot *p = vlad_plot_new(png, 560 * nr + 80, 480, NULL, &err);
+    if (!p) {
+        fprintf(stderr, "%s: %s\n", who, err.msg);
+        return;
     }
-    if (threads < 1 || threads > 64)
-        threads = 1;
+    vlad_plot_printf(p, "set multiplot layout 1,%d title '%s'\n"
+                        "set style data histograms\nset style histogram rowstacked\n"
+                        "set style fill solid 0.85 border -1\nset boxwidth 0.6\n"
+                        "set ylabel 'ms'\nset yrange [0:*]\nset bmargin 4\n"
+                        "set key outside right top vertical Left reverse samplen 2\n",
+                     nr, title);
+    for (int i = 0; i < nr; i++) {
+        const result *r = &rs[i];
+        char name[16];
+        snprintf(name, sizeof name, "e%d", i);
+        vlad_plot_data(p, name);
+        vlad_plot_printf(p, "\"C engine\\ndecode %.3g ms/token\" %.6g %.6g 0 %.6g\n", r->decode_ms,
+                         r->vision_ms, r->backbone_ms, fmax(r->full_ms - r->prefix_ms, 0));
+        if (r->twin_ok)
+            vlad_plot_printf(p, "\"PyTorch twin\\ndecode %.3g ms/token\" 0 0 %.6g %.6g\n",
+                             r->t_decode_ms, r->t_prefix_ms, fmax(r->t_full_ms - r->t_prefix_ms, 0));
+        vlad_plot_end_data(p);
+        vlad_plot_printf(p,
+                         "set title '%s (%.2g M parameters, %d flow steps): C %.3g ms%s'\n"
+                         "plot $%s using 2:xtic(1) lc rgb '#8856a7' title 'vision', "
+                         "$%s using 3 lc rgb '#43a2ca' title 'backbone', ",
+                         r->name, (double)r->params / 1e6, r->cfg.flow_steps, r->full_ms,
+                         r->twin_ok ? ", twin side by side" : ", no twin", name, name);
+        if (r->twin_ok)
+            vlad_plot_printf(p, "$%s using 4 lc rgb '#a6bddb' title 'prefix (twin, not split)', ", name);
+        vlad_plot_printf(p, "$%s using 5 lc rgb '#f2c14e' title 'flow steps (full - prefix)'\n", name);
+    }
+    vlad_plot_printf(p, "unset multiplot\n");
+    bench_plot_done(who, p, png, "per-phase time of one inference, C engine vs PyTorch twin");
+}
+
+int bench_engine_main(int argc, char **argv) {
+    const char *json = NULL, *keep = NULL, *plot_dir = NULL;
+    int threads = 1, quick = 0, no_twin = 0;
+    bench_choice only = {.allowed = "default|smolvla"};
+    bench_choice widen = {.allowed = "none|expert|all", .value = "all", .index = 2};
+    const vlad_opt opts[] = {
+        BENCH_STR("json", &json, "FILE", "write the results as JSON"),
+        BENCH_INT("threads", &threads, "N", "OpenBLAS threads of the engine and the twin", 1, 64),
+        BENCH_FLAG("quick", &quick, "fewer iterations, the default config only measured briefly"),
+        BENCH_FLAG("no-twin", &no_twin, "skip the PyTorch twin"),
+        BENCH_CALL("only", &only, "default|smolvla", "one configuration (default: both)",
+                   bench_opt_choice),
+        BENCH_CALL("widen", &widen, "none|expert|all",
+                   "BF16 matrices widened to F32 at load (default all)", bench_opt_choice),
+        BENCH_STR("keep", &keep, "DIR", "keep the checkpoints there and reuse them"),
+        BENCH_STR("plot", &plot_dir, "DIR", "write DIR/engine-breakdown.png (gnuplot)"),
+        BENCH_OPT_END,
+    };
+    int status;
+    if (!bench_opts("vlad-bench engine", "vlad-bench engine [options]", opts, argc, argv, &status))
+        return status;
+    int twin = !no_twin;
     if (twin && !have_torch()) {
         fprintf(stderr, "vlad-bench: /usr/bin/python3 cannot import torch: no twin figures\n");
         twin = 0;
@@ -512,9 +554,9 @@ int bench_engine_main(int argc, char **argv) {
     result done[2];
     int nd = 0, rc = 0;
     for (int i = 0; i < 2; i++) {
-        if (only && strcmp(only, rs[i].name))
+        if (only.value && strcmp(only.value, rs[i].name))
             continue;
-        if (bench_config(&rs[i], threads, quick, twin, widen, dir, keep != NULL)) {
+        if (bench_config(&rs[i], threads, quick, twin, widen.index, dir, keep != NULL)) {
             rc = 1;
             continue;
         }
@@ -525,5 +567,7 @@ int bench_engine_main(int argc, char **argv) {
     print_table(done, nd, threads);
     if (json)
         write_json(json, done, nd, threads);
+    if (plot_dir && *plot_dir)
+        plot_breakdown(plot_dir, done, nd, threads);
     return rc;
 }

@@ -1258,6 +1258,65 @@ static int smolvla_model(const char *keep, vlad_model **m) {
     return rc;
 }
 
+/* --plot DIR: DIR/kv-throughput.png, one panel per (model, T, N): frames per second (a frame =
+ * an action chunk + the language work) of each configuration, labelled with its speed-up
+ * over isolated execution measured in the same run. */
+static void plot_throughput(const char *dir, const kv_opts *o) {
+    static const char *who = "vlad-bench kv";
+    int np = 0;
+    for (int i = 0; i < o->nrows; i++)
+        np += o->rows[i].kind == CF_ISOLATED && !o->rows[i].skipped;
+    if (!np || bench_plot_dir(who, dir))
+        return;
+    int cols = np < 3 ? np : 3, nrow = (np + cols - 1) / cols;
+    char png[4200];
+    bench_plot_path(dir, "kv-throughput.png", png, sizeof png);
+    vlad_err err;
+    vlad_plot *p = vlad_plot_new(png, 460 * cols + 140, 380 * nrow + 40, NULL, &err);
+    if (!p) {
+        fprintf(stderr, "%s: %s\n", who, err.msg);
+        return;
+    }
+    static const int rgb[] = {0x999999, 0xee6677, 0xccbb44, 0x228833}; /* by cf_kind */
+    vlad_plot_printf(p, "set multiplot layout %d,%d title 'vlad-bench kv: frames/s (chunk + language), "
+                        "speed-up over isolated'\n"
+                        "set style fill solid 0.8 border -1\nset boxwidth 0.7\nset yrange [0:*]\n"
+                        "set ylabel 'frames/s'\nset xtics rotate by -30 nomirror\nset offsets 0.5, 0.5, "
+                        "graph 0.12, 0\n",
+                     nrow, cols);
+    int pi = 0;
+    for (int i = 0; i < o->nrows; i++) {
+        const kv_row *iso = &o->rows[i];
+        if (iso->kind != CF_ISOLATED || iso->skipped)
+            continue;
+        char name[16];
+        snprintf(name, sizeof name, "k%d", pi++);
+        vlad_plot_data(p, name);
+        for (int j = 0; j < o->nrows; j++) {
+            const kv_row *r = &o->rows[j];
+            if (!same_point(r, iso) || r->skipped || !(r->frame_mean > 0))
+                continue;
+            char lab[32];
+            if (r->kind == CF_UNIFIED)
+                snprintf(lab, sizeof lab, "unified k=%d%s", r->k, r->slot_limited ? "*" : "");
+            else
+                snprintf(lab, sizeof lab, "%s", k_kind[r->kind]);
+            /* actions only does no language work: no speed-up to show (-1) */
+            vlad_plot_printf(p, "\"%s\" %.6g %.6g %d\n", lab, 1000.0 / r->frame_mean,
+                             r->kind != CF_ACTIONS && isfinite(r->speedup) ? r->speedup : -1,
+                             rgb[r->kind]);
+        }
+        vlad_plot_end_data(p);
+        vlad_plot_printf(p, "set title '%s, T = %d, N = %d'\n"
+                            "plot $%s using 0:2:(0.7):4:xtic(1) with boxes lc rgb variable, "
+                            "$%s using 0:2:($3 > 0 ? sprintf('%%.2fx', $3) : '') with labels "
+                            "offset 0,0.8\n",
+                         iso->model, iso->T, iso->N, name, name);
+    }
+    vlad_plot_printf(p, "unset multiplot\n");
+    bench_plot_done(who, p, png, "frames per second per configuration, speed-up over isolated");
+}
+
 static const char *default_ckpt(const char *opt) {
     static char path[4200];
     if (opt)
@@ -1269,66 +1328,40 @@ static const char *default_ckpt(const char *opt) {
 }
 
 int bench_kv_main(int argc, char **argv) {
-    const char *json = NULL, *only = NULL, *keep = NULL, *model = NULL;
-    const char *loop_profile = "configs/sim-arm.yaml", *loop_clock = "wall";
+    const char *json = NULL, *keep = NULL, *model = NULL, *plot_dir = NULL;
+    const char *loop_profile = "configs/sim-arm.yaml";
     int threads = 1, quick = 0, frames = 0, smol_full = 0, fast = 0, loop_eps = -1;
     double budget = -1;
-    for (int i = 0; i < argc; i++) {
-        if (!strcmp(argv[i], "--json") && i + 1 < argc)
-            json = argv[++i];
-        else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
-            threads = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--frames") && i + 1 < argc)
-            frames = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--only") && i + 1 < argc)
-            only = argv[++i];
-        else if (!strcmp(argv[i], "--keep") && i + 1 < argc)
-            keep = argv[++i];
-        else if (!strcmp(argv[i], "--model") && i + 1 < argc)
-            model = argv[++i];
-        else if (!strcmp(argv[i], "--budget") && i + 1 < argc)
-            budget = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--smolvla-full"))
-            smol_full = 1;
-        else if (!strcmp(argv[i], "--fast-warmup"))
-            fast = 1;
-        else if (!strcmp(argv[i], "--closed-loop") && i + 1 < argc)
-            loop_eps = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--closed-loop-clock") && i + 1 < argc)
-            loop_clock = argv[++i];
-        else if (!strcmp(argv[i], "--profile") && i + 1 < argc)
-            loop_profile = argv[++i];
-        else if (!strcmp(argv[i], "--quick"))
-            quick = 1;
-        else {
-            fprintf(stderr, "usage: vlad-bench kv [--json FILE] [--quick] [--only default|smolvla] "
-                            "[--threads N]\n"
-                            "                     [--frames N] [--model PATH] [--keep DIR] "
-                            "[--smolvla-full] [--budget S]\n"
-                            "                     [--fast-warmup] [--closed-loop EPISODES] "
-                            "[--closed-loop-clock wall|lockstep] [--profile P]\n");
-            return 2;
-        }
-    }
+    bench_choice onlyc = {.allowed = "default|smolvla"};
+    bench_choice clockc = {.allowed = "wall|lockstep", .value = "wall"};
+    const vlad_opt opts[] = {
+        BENCH_STR("json", &json, "FILE", "write the results as JSON"),
+        BENCH_FLAG("quick", &quick, "the default model, T = 32, N = 5, k = 2 and 4, 6 frames"),
+        BENCH_CALL("only", &onlyc, "default|smolvla", "one model scale (default: both)",
+                   bench_opt_choice),
+        BENCH_INT("threads", &threads, "N", "OpenBLAS threads", 1, 64),
+        BENCH_INT("frames", &frames, "N", "measured frames per configuration (0: 30, 6 with --quick, "
+                  "1 on SmolVLA-scale)", 0, 10000),
+        BENCH_STR("model", &model, "PATH", "the default-scale checkpoint"),
+        BENCH_STR("keep", &keep, "DIR", "keep the SmolVLA-scale checkpoint there and reuse it"),
+        BENCH_FLAG("smolvla-full", &smol_full, "the full T x N x k sweep on SmolVLA-scale (no budget)"),
+        BENCH_DBL("budget", &budget, "S", "skip configurations that would end past S seconds (-1: 570, "
+                  "0: none)", -1, 1e7),
+        BENCH_FLAG("fast-warmup", &fast, "the default model measured the way SmolVLA-scale is"),
+        BENCH_INT("closed-loop", &loop_eps, "EPISODES", "closed-loop episodes with and without language "
+                  "(-1: 10, 0 with --quick)", 0, 1000),
+        BENCH_CALL("closed-loop-clock", &clockc, "wall|lockstep", "clock of the closed loop (default wall)",
+                   bench_opt_choice),
+        BENCH_STR("profile", &loop_profile, "P", "robot profile of the closed loop"),
+        BENCH_STR("plot", &plot_dir, "DIR", "write DIR/kv-throughput.png (gnuplot)"),
+        BENCH_OPT_END,
+    };
+    int status;
+    if (!bench_opts("vlad-bench kv", "vlad-bench kv [options]", opts, argc, argv, &status))
+        return status;
+    const char *only = onlyc.value, *loop_clock = clockc.value;
     if (loop_eps < 0)
         loop_eps = quick ? 0 : 10;
-    if (loop_eps > 1000 || (strcmp(loop_clock, "wall") && strcmp(loop_clock, "lockstep"))) {
-        fprintf(stderr, "vlad-bench kv: --closed-loop %d (0..1000) / --closed-loop-clock %s "
-                        "(wall or lockstep)\n", loop_eps, loop_clock);
-        return 2;
-    }
-    if (threads < 1 || threads > 64) {
-        fprintf(stderr, "vlad-bench kv: --threads %d out of range [1, 64]\n", threads);
-        return 2;
-    }
-    if (frames < 0 || frames > 10000) {
-        fprintf(stderr, "vlad-bench kv: --frames %d out of range [1, 10000]\n", frames);
-        return 2;
-    }
-    if (only && strcmp(only, "default") && strcmp(only, "smolvla")) {
-        fprintf(stderr, "vlad-bench kv: --only %s: expected default or smolvla\n", only);
-        return 2;
-    }
     if (quick && only && !strcmp(only, "smolvla")) {
         fprintf(stderr, "vlad-bench kv: --quick runs the default model only\n");
         return 2;
@@ -1493,6 +1526,8 @@ int bench_kv_main(int argc, char **argv) {
         bench_write_json(json, root);
     }
     cJSON_Delete(loop);
+    if (plot_dir && *plot_dir)
+        plot_throughput(plot_dir, &o);
     free(o.rows);
     return rc || failed ? 1 : 0;
 }

@@ -152,46 +152,35 @@ static cJSON *stats_json(const bench_task_stats *s) {
     return o;
 }
 
-static void usage(void) {
-    fprintf(stderr, "usage: vlad-bench policy [--model M] [--profile P] [--episodes N] [--seed S]\n"
-                    "         [--tasks T] [--mode sync|naive|vlash] [--K K] [--heldout DIR]\n"
-                    "         [--work DIR] [--json FILE] [--no-expert] [--noise-scale X]\n"
-                    "         [--only-language]\n");
-}
-
 int bench_policy_main(int argc, char **argv) {
     const char *model = "models/vlad-default.safetensors", *profile = "configs/sim-arm.yaml";
-    const char *tasks = "all", *mode = "sync", *heldout = "data/heldout", *work = "/tmp/vlad-bench-policy";
+    const char *tasks = "all", *heldout = "data/heldout", *work = "/tmp/vlad-bench-policy";
     const char *json = NULL;
     int episodes = 50, K = 10, no_expert = 0, only_lang = 0;
     double noise = 1.0;
-    unsigned seed = 1;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-#define ARG(name) (!strcmp(a, name) && v && ++i)
-        if (ARG("--model")) model = v;
-        else if (ARG("--profile")) profile = v;
-        else if (ARG("--episodes")) episodes = atoi(v);
-        else if (ARG("--seed")) seed = (unsigned)atoi(v);
-        else if (ARG("--tasks")) tasks = v;
-        else if (ARG("--mode")) mode = v;
-        else if (ARG("--K")) K = atoi(v);
-        else if (ARG("--heldout")) heldout = v;
-        else if (ARG("--work")) work = v;
-        else if (ARG("--json")) json = v;
-        else if (ARG("--noise-scale")) noise = atof(v);
-        else if (!strcmp(a, "--no-expert")) no_expert = 1;
-        else if (!strcmp(a, "--only-language")) only_lang = 1;
-        else {
-            usage();
-            return 2;
-        }
-#undef ARG
-    }
-    if (episodes < 1 || K < 1) {
-        usage();
-        return 2;
-    }
+    uint64_t seed64 = 1;
+    bench_choice modec = {.allowed = "sync|naive|vlash", .value = "sync"};
+    const vlad_opt opts[] = {
+        BENCH_STR("model", &model, "M", "checkpoint"),
+        BENCH_STR("profile", &profile, "P", "base robot profile"),
+        BENCH_INT("episodes", &episodes, "N", "episodes per task", 1, 100000),
+        BENCH_U64("seed", &seed64, "S", "first episode seed", 0, 1e9),
+        BENCH_STR("tasks", &tasks, "T", "vlad-sim tasks (comma-separated, or all)"),
+        BENCH_CALL("mode", &modec, "sync|naive|vlash", "scheduler (default sync)", bench_opt_choice),
+        BENCH_INT("K", &K, "K", "execution horizon (ticks)", 1, 1000),
+        BENCH_STR("heldout", &heldout, "DIR", "held-out episodes for the language figures"),
+        BENCH_STR("work", &work, "DIR", "folder for the runs"),
+        BENCH_STR("json", &json, "FILE", "write the results as JSON"),
+        BENCH_FLAG("no-expert", &no_expert, "skip the scripted expert's reference run"),
+        BENCH_DBL("noise-scale", &noise, "X", "policy.noise_scale", 0, 100),
+        BENCH_FLAG("only-language", &only_lang, "only the language accuracy"),
+        BENCH_OPT_END,
+    };
+    int status;
+    if (!bench_opts("vlad-bench policy", "vlad-bench policy [options]", opts, argc, argv, &status))
+        return status;
+    const unsigned seed = (unsigned)seed64;
+    const char *mode = modec.value;
     static vlad_profile p;
     vlad_err err;
     if (bench_setup("vlad-bench policy", profile, &p))

@@ -74,21 +74,6 @@ static void on_signal(int sig) {
     g_interrupted = 1;
 }
 
-static void usage(void) {
-    fprintf(stderr,
-            "usage: vlad-bench soak [--minutes N] [--profile P] [--model M | --synthetic] [--task T]\n"
-            "         [--seed S] [--interval S] [--warmup S] [--work DIR] [--json FILE] [--lang]\n"
-            "  --minutes N    length of the run (default 10; fractions allowed)\n"
-            "  --profile P    daemon profile (default configs/sim-arm-200hz.yaml)\n"
-            "  --model M      checkpoint instead of the profile's policy.model\n"
-            "  --synthetic    the daemon's synthetic policy instead of a model\n"
-            "  --task T       vlad-sim task (default whack; one task: episodes loop on it)\n"
-            "  --interval S   seconds between samples (default 5)\n"
-            "  --warmup S     the start figures are taken this long after the sim started (30)\n"
-            "  --work DIR     folder for the profile, sockets and logs (default /tmp/vlad-soak-PID)\n"
-            "  --json FILE    write the samples and the summary as JSON\n");
-}
-
 /* /proc/<pid>/status: VmRSS (kB) and Threads; -1 when unreadable */
 static void proc_status(pid_t pid, long *rss_kb, long *threads) {
     char path[64], line[256];
@@ -365,16 +350,6 @@ static cJSON *triple_json(long start, long end, long max) {
     return o;
 }
 
-static bool parse_pos(const char *s, double *out) {
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (errno || end == s || *end || !(v > 0) || !isfinite(v))
-        return false;
-    *out = v;
-    return true;
-}
-
 static pid_t start_sim(const char *sim_profile, const char *task, int episodes, unsigned seed,
                        const char *log_path) {
     char eps[16], sd[16];
@@ -390,69 +365,28 @@ int bench_soak_main(int argc, char **argv) {
     double minutes = 10, interval_s = 5, warmup_s = 30;
     const char *profile = "configs/sim-arm-200hz.yaml", *model = NULL, *task = "whack";
     const char *json = NULL, *work = NULL;
-    bool synthetic = false, lang = false;
-    unsigned seed = 1;
-    for (int i = 0; i < argc; i++) {
-        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
-        bool needs = strcmp(a, "--synthetic") && strcmp(a, "--lang") && strcmp(a, "-h") &&
-                     strcmp(a, "--help");
-        if (needs && !v) {
-            fprintf(stderr, "vlad-bench soak: %s needs a value\n", a);
-            usage();
-            return 2;
-        }
-        if (!strcmp(a, "--minutes")) {
-            if (!parse_pos(v, &minutes)) {
-                fprintf(stderr, "vlad-bench soak: --minutes: expected a positive number, got '%s'\n", v);
-                return 2;
-            }
-            i++;
-        } else if (!strcmp(a, "--interval")) {
-            if (!parse_pos(v, &interval_s)) {
-                fprintf(stderr, "vlad-bench soak: --interval: expected a positive number, got '%s'\n", v);
-                return 2;
-            }
-            i++;
-        } else if (!strcmp(a, "--warmup")) {
-            char *end;
-            warmup_s = strtod(v, &end);
-            if (end == v || *end || !(warmup_s >= 0) || !isfinite(warmup_s)) {
-                fprintf(stderr, "vlad-bench soak: --warmup: expected seconds >= 0, got '%s'\n", v);
-                return 2;
-            }
-            i++;
-        } else if (!strcmp(a, "--seed")) {
-            char *end;
-            unsigned long s = strtoul(v, &end, 10);
-            if (end == v || *end || s > 1000000000UL) {
-                fprintf(stderr, "vlad-bench soak: --seed: expected an integer, got '%s'\n", v);
-                return 2;
-            }
-            seed = (unsigned)s;
-            i++;
-        } else if (!strcmp(a, "--profile")) {
-            profile = v, i++;
-        } else if (!strcmp(a, "--model")) {
-            model = v, i++;
-        } else if (!strcmp(a, "--task")) {
-            task = v, i++;
-        } else if (!strcmp(a, "--json")) {
-            json = v, i++;
-        } else if (!strcmp(a, "--work")) {
-            work = v, i++;
-        } else if (!strcmp(a, "--synthetic")) {
-            synthetic = true;
-        } else if (!strcmp(a, "--lang")) {
-            lang = true;
-        } else if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            usage();
-            return 0;
-        } else {
-            fprintf(stderr, "vlad-bench soak: unknown option '%s'\n", a);
-            usage();
-            return 2;
-        }
-    }
+    int synthetic = 0, lang = 0;
+    uint64_t seed64 = 1;
+    const vlad_opt opts[] = {
+        BENCH_DBL("minutes", &minutes, "N", "length of the run (fractions allowed)", 0.001, 1e6),
+        BENCH_STR("profile", &profile, "P", "daemon profile"),
+        BENCH_STR("model", &model, "M", "checkpoint instead of the profile's policy.model"),
+        BENCH_FLAG("synthetic", &synthetic, "the daemon's synthetic policy instead of a model"),
+        BENCH_STR("task", &task, "T", "vlad-sim task (one task: episodes loop on it)"),
+        BENCH_U64("seed", &seed64, "S", "first episode seed", 0, 1e9),
+        BENCH_DBL("interval", &interval_s, "S", "seconds between samples", 0.01, 3600),
+        BENCH_DBL("warmup", &warmup_s, "S",
+                  "the start figures are taken this long after the sim started", 0, 1e6),
+        BENCH_STR("work", &work, "DIR",
+                  "folder for the profile, sockets and logs (default /tmp/vlad-soak-PID)"),
+        BENCH_STR("json", &json, "FILE", "write the samples and the summary as JSON"),
+        BENCH_FLAG("lang", &lang, "a new question every frame beside the robot (needs a model)"),
+        BENCH_OPT_END,
+    };
+    int status;
+    if (!bench_opts("vlad-bench soak", "vlad-bench soak [options]", opts, argc, argv, &status))
+        return status;
+    const unsigned seed = (unsigned)seed64;
     if (synthetic && lang) {
         fprintf(stderr, "vlad-bench soak: --lang needs a model (the synthetic policy has no language)\n");
         return 2;

@@ -109,28 +109,73 @@ static double num(const cJSON *o, const char *k) {
 /* Per-task sums while reading the episodes. */
 typedef struct acc {
     int n_react, n_disc;
+    double completion_sq; /* sum of squares of the successful episodes' completion_s */
 } acc;
 
-static int summarize(const char *json_path, bench_task_stats *out, int *n, vlad_err *err) {
+/* The sim's results file, parsed; NULL with err set when it is missing or has no episodes. */
+static cJSON *read_sim_json(const char *json_path, const cJSON **eps, vlad_err *err) {
     FILE *f = fopen(json_path, "rb");
-    if (!f)
-        return vlad_err_set(err, VLAD_EIO, "%s: the sim wrote no results", json_path);
+    if (!f) {
+        vlad_err_set(err, VLAD_EIO, "%s: the sim wrote no results", json_path);
+        return NULL;
+    }
     fseek(f, 0, SEEK_END);
     long len = ftell(f);
     fseek(f, 0, SEEK_SET);
     char *txt = len > 0 ? malloc((size_t)len + 1) : NULL;
     size_t got = txt ? fread(txt, 1, (size_t)len, f) : 0;
     fclose(f);
-    if (!txt)
-        return vlad_err_set(err, VLAD_EIO, "%s: empty or unreadable", json_path);
+    if (!txt) {
+        vlad_err_set(err, VLAD_EIO, "%s: empty or unreadable", json_path);
+        return NULL;
+    }
     txt[got] = 0;
     cJSON *root = cJSON_Parse(txt);
     free(txt);
-    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "episodes");
-    if (!cJSON_IsArray(eps)) {
+    *eps = cJSON_GetObjectItemCaseSensitive(root, "episodes");
+    if (!cJSON_IsArray(*eps)) {
         cJSON_Delete(root);
-        return vlad_err_set(err, VLAD_EPARSE, "%s: no episodes array", json_path);
+        vlad_err_set(err, VLAD_EPARSE, "%s: no episodes array", json_path);
+        return NULL;
     }
+    return root;
+}
+
+static void sim_json_path(const char *dir, char *buf, size_t cap) { snprintf(buf, cap, "%s/sim.json", dir); }
+
+int bench_episode_values(const char *dir, const char *task, const char *key, double *out, int cap,
+                         int *n, vlad_err *err) {
+    char path[PATH_MAX];
+    sim_json_path(dir, path, sizeof path);
+    const cJSON *eps, *e;
+    cJSON *root = read_sim_json(path, &eps, err);
+    *n = 0;
+    if (!root)
+        return err ? err->code : VLAD_EIO;
+    cJSON_ArrayForEach(e, eps) {
+        const cJSON *tk = cJSON_GetObjectItemCaseSensitive(e, "task");
+        double v = num(e, key);
+        if (cJSON_IsString(tk) && !strcmp(tk->valuestring, task) && !isnan(v) && *n < cap)
+            out[(*n)++] = v;
+    }
+    cJSON_Delete(root);
+    return VLAD_OK;
+}
+
+/* Student's t, 97.5% quantile, df = 1..30 (beyond: the normal 1.96). */
+static double t975(int df) {
+    static const double t[30] = {12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262,
+                                 2.228, 2.201, 2.179, 2.160, 2.145, 2.131, 2.120, 2.110, 2.101,
+                                 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056, 2.052,
+                                 2.048, 2.045, 2.042};
+    return df < 1 ? NAN : df <= 30 ? t[df - 1] : 1.960;
+}
+
+static int summarize(const char *json_path, bench_task_stats *out, int *n, vlad_err *err) {
+    const cJSON *eps;
+    cJSON *root = read_sim_json(json_path, &eps, err);
+    if (!root)
+        return err ? err->code : VLAD_EIO;
     acc a[BENCH_MAX_TASKS] = {{0}};
     *n = 0;
     const cJSON *e;
@@ -153,8 +198,10 @@ static int summarize(const char *json_path, bench_task_stats *out, int *n, vlad_
         s->episodes++;
         bool ok = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "success"));
         if (ok) {
+            double c = num(e, "completion_s");
             s->successes++;
-            s->completion_s += num(e, "completion_s");
+            s->completion_s += c;
+            a[k].completion_sq += c * c;
         }
         s->jerk += num(e, "mean_sq_jerk");
         s->stall_ticks += num(e, "stall_ticks");
@@ -179,7 +226,11 @@ static int summarize(const char *json_path, bench_task_stats *out, int *n, vlad_
         bench_task_stats *s = &out[k];
         double ne = s->episodes;
         s->success = s->successes / ne;
-        s->completion_s = s->successes ? s->completion_s / s->successes : NAN;
+        int ns = s->successes;
+        s->completion_s = ns ? s->completion_s / ns : NAN;
+        double var = ns > 1 ? (a[k].completion_sq - ns * s->completion_s * s->completion_s) / (ns - 1) : NAN;
+        s->completion_sd = ns > 1 ? sqrt(fmax(var, 0)) : NAN;
+        s->completion_ci95 = ns > 1 ? t975(ns - 1) * s->completion_sd / sqrt(ns) : NAN;
         s->jerk /= ne;
         s->stall_ticks /= ne;
         s->ticks /= ne;
@@ -334,7 +385,7 @@ int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out
         return rc;
     char profile[PATH_MAX], json[PATH_MAX], vlog[PATH_MAX], slog[PATH_MAX], traj[PATH_MAX];
     snprintf(profile, sizeof profile, "%s/profile.yaml", dir);
-    snprintf(json, sizeof json, "%s/sim.json", dir);
+    sim_json_path(dir, json, sizeof json);
     snprintf(vlog, sizeof vlog, "%s/vlad.log", dir);
     snprintf(slog, sizeof slog, "%s/sim.log", dir);
     bench_trajectory_path(dir, traj, sizeof traj);

@@ -56,6 +56,9 @@ typedef struct bench_task_stats {
     int episodes, successes;
     double success;           /* fraction */
     double completion_s;      /* mean over successful episodes (NAN if none) */
+    double completion_sd;     /* their standard deviation (NAN below 2 successes) */
+    double completion_ci95;   /* half-width of the 95% Student-t interval of that mean (NAN
+                                 below 2 successes) */
     double jerk;              /* mean of the episodes' mean squared jerk */
     double stall_ticks;       /* mean per episode */
     double react_mean_ticks;  /* mean over episodes with a reaction (NAN if none) */
@@ -83,6 +86,11 @@ void bench_wilson(int k, int n, double *lo, double *hi);
 /* Run in folder `dir` (created). Fills out[0..*n) with one entry per task. */
 int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out, int *n,
                       vlad_err *err);
+
+/* The numbers `key` of the episodes of `task` in a run folder's sim.json (episodes where it is
+ * null are left out), in episode order: out[0..*n), at most cap. */
+int bench_episode_values(const char *dir, const char *task, const char *key, double *out, int cap,
+                         int *n, vlad_err *err);
 
 /* Path of the folder's trajectory CSV (when r->trajectory). */
 void bench_trajectory_path(const char *dir, char *buf, size_t cap);

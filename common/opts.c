@@ -157,7 +157,7 @@ void vlad_opts_usage(FILE *out, const char *synopsis, const vlad_opt *tab) {
         fprintf(out, "  --%-*s  %s", (int)w, left, o->help ? o->help : "");
         if (o->lo < o->hi && o->kind != VLAD_OPT_FLAG)
             fprintf(out, " [%g..%g]", o->lo, o->hi);
-        if (val[0])
+        if (val[0] && !(o->help && strstr(o->help, "default"))) /* the help names its own */
             fprintf(out, " (default %s)", val);
         fputc('\n', out);
     }

@@ -15,7 +15,7 @@
 
 typedef enum {
     VLAD_OPT_END = 0,
-    VLAD_OPT_FLAG,   /* int *: set to 1 (or to `lo` when lo != 0, e.g. a --no-x flag storing 0) */
+    VLAD_OPT_FLAG,   /* int *: set to 1, or to `lo` when lo != 0 (-1, 2, ...: a flag with a value) */
     VLAD_OPT_STR,    /* const char **: points into argv */
     VLAD_OPT_INT,    /* int * */
     VLAD_OPT_U64,    /* uint64_t * (decimal or 0x hex) */
@@ -42,7 +42,8 @@ int vlad_opts_parse(const vlad_opt *tab, int argc, char **argv, const char **pos
                     int *npos, vlad_err *err);
 
 /* "usage: <synopsis>" and one line per option: name, metavar, help, bounds and the current
- * value of the destination (the default, when called before parsing). */
+ * value of the destination (the default, when called before parsing; not where the help
+ * text already says "default"). */
 void vlad_opts_usage(FILE *out, const char *synopsis, const vlad_opt *tab);
 
 #endif
