@@ -8,12 +8,18 @@
  *   2. vlad_task_update: world changes (WORLD_CHANGE), success (SUCCESS), end (EPISODE_END);
  *   3. render cameras due at this tick (every round(control_hz/rate_hz) ticks from the
  *      episode start) and publish Observation(t) with joint state, images and events;
- *   4. unless the episode ended: get the target for tick t — expert: computed in process;
- *      lockstep: the Action with tick == t (older ones discarded, newer ones kept for
- *      their tick) waited for up to the lockstep timeout; wall: the newest Action received
- *      before the tick's deadline — hold the last target when none came (a stall);
- *   5. limit it to the joint range and max_velocity/control_hz from the last applied
- *      target, apply it for sim.substeps physics steps; t++.
+ *   4. unless the episode ended: get the target for tick t (link.h) -- expert: computed in
+ *      process; lockstep: the Action that answers Observation(t), through the client
+ *      library's one lockstep protocol, waited for up to the lockstep timeout; wall: the
+ *      newest Action for this episode received before the tick's deadline -- hold the last
+ *      target when none came (a stall);
+ *   5. pass it through the daemon's own rule (vlad_safety_clamp, daemon/safety.h: rate limit
+ *      from the last applied target, position limits last) -- the robot's controller limits
+ *      what it executes the way the daemon does, so a target the daemon's gate passed is
+ *      applied unchanged -- apply it for sim.substeps physics steps; t++.
+ * --trajectory writes one CSV row per executed tick: task, episode, tick, k, chunk (0: none),
+ * target_<joint>..., pos_<joint>..., obs_tick (robot tick of the observation the chunk was
+ * computed from; -1: none), source (Vlad__ActionSource; -1: no action this tick).
  * Metrics per episode: success, completion time, mean squared jerk of the measured joint
  * trajectory, stall ticks, reaction latency (WORLD_CHANGE at c -> first executed action
  * at e >= c with chunk_id != 0 and obs_tick >= c; latency e - c ticks). */
@@ -96,28 +102,7 @@ void vlad_sim_opts_defaults(vlad_sim_opts *o, const vlad_profile *p);
 int vlad_sim_run(const vlad_sim_opts *o, vlad_sim_results *res, vlad_err *err);
 void vlad_sim_results_free(vlad_sim_results *res);
 
-/* The results as JSON text (malloc'd; deterministic for lockstep runs). */
-char *vlad_sim_results_json(const vlad_sim_results *res);
-int vlad_sim_results_write_json(const vlad_sim_results *res, const char *path, vlad_err *err);
-/* Per-task summary table. */
-void vlad_sim_results_print(const vlad_sim_results *res, FILE *out);
-
 /* The seed of episode `ep` of task `k` in a run seeded with `seed`. */
 uint64_t vlad_sim_episode_seed(uint64_t seed, vlad_task_kind k, int ep);
-
-/* Render one camera frame per task (episode 0 of seed, after `ticks` expert ticks) to
- * dir/task-<name>.png, enlarged `scale` times. */
-int vlad_sim_snapshots(const vlad_profile *p, const char *dir, uint64_t seed, int ticks, int scale,
-                       vlad_err *err);
-
-/* Benchmark: physics tick rate and render time per frame. */
-typedef struct vlad_sim_bench {
-    int ticks, substeps, frames, width, height;
-    double tick_us, step_us;   /* per control tick / per physics step */
-    double realtime_factor;    /* simulated seconds per wall second */
-    double render_ms;          /* per frame */
-    double ik_us;              /* one expert action (IK) */
-} vlad_sim_bench;
-int vlad_sim_bench_run(const vlad_profile *p, int ticks, int frames, vlad_sim_bench *b, vlad_err *err);
 
 #endif

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "media.h"
+#include "report.h"
 #include "run.h"
 #include "world.h"
 
