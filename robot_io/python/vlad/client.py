@@ -24,8 +24,9 @@ Two things differ from the C library, both additions:
   ``backlog`` of them, and :meth:`Client.recv` returns them first (the C
   library drops them). When the backlog is full the oldest message is dropped
   and counted in :attr:`Client.dropped_messages`.
-* :meth:`Client.step_lockstep` is the lockstep handshake of ``sim/run.c`` as a
-  single call.
+* :meth:`Client.step_lockstep` is the lockstep handshake as a single call, with the
+  rules of the C library's ``vlad_client_lockstep`` (``robot_io/client.h``), which
+  vlad-sim and the C tests use: the project has one lockstep protocol.
 """
 
 from __future__ import annotations
@@ -50,9 +51,9 @@ __all__ = [
     "chunk_values", "load_client_key", "targets", "RESEND_MS",
 ]
 
-# sim/run.c: while a lockstep robot waits for the answer to its observation it resends
-# the observation after this long without an Action (the first one may meet a ZeroMQ
-# slow joiner; the daemon answers a resend of the same robot tick with the same Action).
+# vlad_client_lockstep (robot_io/client.h): while a lockstep robot waits for the answer to
+# its observation it resends the observation every this long (the first one may meet a
+# ZeroMQ slow joiner; the daemon answers a resend of the same robot tick with the same Action).
 RESEND_MS = 100
 TOPIC_MAX = 96                 # VLAD_TOPIC_MAX: the separator is within the first 96 bytes
 SUB_MAX_MSG = 16 << 20         # the C client's ZMQ_MAXMSGSIZE on its SUB
@@ -317,7 +318,6 @@ class Client:
         self._next_request = 1
         self._backlog: collections.deque = collections.deque()
         self._backlog_max = max(0, int(backlog))
-        self._pending: pb.Action | None = None      # lockstep: an Action for a later tick
         self._lang_live = False
         self._probe: bytes | None = None            # a temporary subscription (ask)
         self._topics = {k: p.topic(k).encode() for k in KINDS}
@@ -715,18 +715,19 @@ class Client:
                       events: Iterable[Any] | None = None,
                       timeout_ms: float | None = None,
                       stamp_ns: int | None = None) -> pb.Action | None:
-        """One lockstep tick (daemon ``clock: lockstep``), as ``sim/run.c`` does it.
+        """One lockstep tick (daemon ``clock: lockstep``): the rules of the C library's
+        ``vlad_client_lockstep``, which vlad-sim uses.
 
         Publishes the observation for robot tick `tick` and waits for the Action that
         answers it, the one whose ``robot_tick == tick``:
 
-        * an Action for an older robot tick is a late answer to an earlier observation:
-          dropped;
-        * an Action for a later tick is kept and returned when that tick is stepped;
-        * if no Action at all comes for :data:`RESEND_MS` (100 ms), the same observation
-          is sent again (same tick, same data, next ``seq``): the first observation may
-          meet a ZeroMQ slow joiner, and the daemon answers a resend of the tick it has
-          already stepped with the same Action, without a new tick.
+        * an Action for any other robot tick is not the answer (a late answer to an
+          earlier observation, or one from another run of this robot): dropped;
+        * every :data:`RESEND_MS` (100 ms) without the answer, the same observation is
+          sent again (same tick, same data, next ``seq``): the first observation may meet
+          a ZeroMQ slow joiner, and the daemon answers a resend of the tick it has already
+          stepped with the same Action, without a new tick;
+        * other subscribed messages that arrive meanwhile are kept for :meth:`recv`.
 
         Returns the Action, or None if none came within `timeout_ms` (default: the
         profile's ``lockstep_timeout_ms``): hold the last target, as vlad-sim does.
@@ -737,31 +738,25 @@ class Client:
         if self._pub is None or "action" not in self.subscriptions:
             raise VladError("step_lockstep needs publish=True and 'action' in subscribe")
         o = self.make_observation(tick, joint_pos, joint_vel, images, events, stamp_ns)
-        self._send_observation(o)
         return self._await_lockstep(o, timeout_ms)
 
     def _await_lockstep(self, o: pb.Observation, timeout_ms: float | None):
         t = o.tick
-        if self._pending is not None and self._pending.robot_tick <= t:
-            a, self._pending = self._pending, None
-            if a.robot_tick == t:
-                return a
         if timeout_ms is None:
             timeout_ms = self.profile.lockstep_timeout_ms
-        deadline = _now_ns() + int(timeout_ms * 1_000_000)
+        now = _now_ns()
+        deadline = now + int(timeout_ms * 1_000_000)
+        resend = now                                # the first publish
         while True:
-            left = _left_ms(deadline)
-            if left == 0:
+            now = _now_ns()
+            if now >= resend:
+                self._send_observation(o)           # a resend: the same tick and data
+                resend = now + RESEND_MS * 1_000_000
+            if now >= deadline:
                 return None
-            a = self.recv_action(min(left, RESEND_MS))
-            if a is None:
-                if _left_ms(deadline):
-                    self._send_observation(o)   # resend: the same tick and data
-                continue
-            if a.robot_tick == t:
+            a = self.recv_action(max(1, (min(resend, deadline) - now + 999_999) // 1_000_000))
+            if a is not None and a.robot_tick == t:
                 return a
-            if a.robot_tick > t:
-                self._pending = a
 
     # ---- commands ------------------------------------------------------------------------
 
