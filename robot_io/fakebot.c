@@ -1,13 +1,14 @@
 /* vlad-fakebot — a tiny fake robot for demos and smoke tests, and an example of the
  * client library: publishes an Observation every tick, moves each joint a fraction of
  * the way toward the latest Action target (first-order lag), and reports what it saw.
- *   vlad-fakebot --profile FILE [--seconds S] [--lag 0.3] */
+ *   vlad-fakebot --profile FILE [--seconds S] [--lag 0.3]   (--help: the option table) */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "client.h"
 #include "clock.h"
+#include "opts.h"
 
 static const char *src_name(int s) {
     static const char *n[] = {"?", "policy", "hold", "home", "estop", "watchdog"};
@@ -17,24 +18,24 @@ static const char *src_name(int s) {
 int main(int argc, char **argv) {
     const char *path = NULL;
     double seconds = 3.0, lag = 0.3;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--profile") && i + 1 < argc)
-            path = argv[++i];
-        else if (!strcmp(argv[i], "--seconds") && i + 1 < argc)
-            seconds = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--lag") && i + 1 < argc)
-            lag = atof(argv[++i]);
-        else {
-            fprintf(stderr, "usage: vlad-fakebot --profile FILE [--seconds S] [--lag 0..1]\n");
-            return 2;
-        }
+    const vlad_opt tab[] = {
+        {"profile", VLAD_OPT_STR, &path, "FILE", "the robot profile (required)", 0, 0, NULL},
+        {"seconds", VLAD_OPT_DOUBLE, &seconds, "S", "how long to run", 0.001, 86400, NULL},
+        {"lag", VLAD_OPT_DOUBLE, &lag, "X", "fraction of the way to the target per tick", 0.001, 1, NULL},
+        {0},
+    };
+    vlad_err err;
+    int rc = vlad_opts_parse(tab, argc, argv, NULL, 0, NULL, &err);
+    if (rc == VLAD_ESTATE) {
+        vlad_opts_usage(stdout, "vlad-fakebot --profile FILE [options]", tab);
+        return 0;
     }
-    if (!path || seconds <= 0 || lag <= 0 || lag > 1) {
-        fprintf(stderr, "usage: vlad-fakebot --profile FILE [--seconds S] [--lag 0..1]\n");
+    if (rc || !path) {
+        fprintf(stderr, "vlad-fakebot: %s\n", rc ? err.msg : "--profile FILE is required");
+        vlad_opts_usage(stderr, "vlad-fakebot --profile FILE [options]", tab);
         return 2;
     }
     static vlad_profile p;
-    vlad_err err;
     if (vlad_profile_load(&p, path, &err)) {
         fprintf(stderr, "vlad-fakebot: %s\n", err.msg);
         return 2;
