@@ -149,6 +149,23 @@ static const field top_fields[] = {
     {"sim.substeps", F_INT, P(sim.substeps), 1, 1000, "10", NULL,
      "Physics steps per control tick in vlad-sim, each 1/(control_hz x substeps) s (a tick is "
      "one control period of simulated time)."},
+    {"record.dir", F_PATH, P(record.dir), 0, 0, "", NULL,
+     "Record every message the daemon receives and sends (observations, commands, actions, "
+     "chunks, language, events, replies, each with its time) into a new file "
+     "`vlad-record-<robot>-<UTC>.vrec` in this folder (created if missing), relative to the "
+     "profile's folder; `vlad --record DIR` sets it (relative to the working directory). "
+     "Empty: no recording. Read and replayed by `vlad-replay`."},
+    {"record.file", F_PATH, P(record.file), 0, 0, "", NULL,
+     "Record into exactly this file (truncated first), relative to the profile's folder, "
+     "instead of a new name in `record.dir`. Empty: a new name in `record.dir`."},
+    {"record.images", F_ENUM, P(record.images), 0, 0, "full", "full|hash|none",
+     "Camera images in a recording: `full` keeps the pixels (a replay then feeds the policy the "
+     "same images: bit-identical actions), `hash` keeps each image's 64-bit hash and shape, "
+     "`none` drops them."},
+    {"record.ring_kb", F_INT, P(record.ring_kb), 64, 1048576, "4096", NULL,
+     "KiB of the lock-free ring from the I/O thread to the recording's writer thread. An entry "
+     "that does not fit when it arrives is dropped and counted (`record_dropped`): the control "
+     "path never waits for the disk."},
 };
 
 static const field joint_fields[] = {

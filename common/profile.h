@@ -37,6 +37,8 @@ typedef struct vlad_camera {
 typedef enum { VLAD_ASYNC_SYNC = 0, VLAD_ASYNC_NAIVE = 1, VLAD_ASYNC_VLASH = 2 } vlad_async_mode;
 typedef enum { VLAD_CLOCK_WALL = 0, VLAD_CLOCK_LOCKSTEP = 1 } vlad_clock_mode;
 typedef enum { VLAD_ACTION_ABS_JOINT_POS = 0 } vlad_action_type;
+/* record.images: what a recording keeps of each camera image (daemon/record.h) */
+typedef enum { VLAD_REC_IMAGES_FULL = 0, VLAD_REC_IMAGES_HASH = 1, VLAD_REC_IMAGES_NONE = 2 } vlad_rec_images;
 
 typedef struct vlad_profile {
     char path[VLAD_PATH_MAX]; /* file it was loaded from */
@@ -104,6 +106,12 @@ typedef struct vlad_profile {
         char model[VLAD_PATH_MAX]; /* MJCF file, resolved against the profile's folder */
         int substeps;
     } sim;
+    struct {
+        char dir[VLAD_PATH_MAX];   /* record into a new file here ("" = not recording) */
+        char file[VLAD_PATH_MAX];  /* record into exactly this file ("" = a new name in dir) */
+        vlad_rec_images images;
+        int ring_kb;               /* io -> writer ring, KiB */
+    } record;
 } vlad_profile;
 
 /* Fill *p with every default (a profile with no joints, not valid by itself). */

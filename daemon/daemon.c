@@ -12,6 +12,7 @@
 #include "lang.h"
 #include "latch.h"
 #include "log.h"
+#include "record.h"
 #include "synthetic.h"
 #ifdef VLAD_HAVE_ENGINE
 #include "engine_policy.h"
@@ -114,6 +115,21 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     d->io.srv = vlad_server_new(p, err);
     if (!d->io.srv)
         goto fail;
+    /* recording (record.dir / record.file): the server's tap feeds it, a thread writes it */
+    char rec_path[VLAD_PATH_MAX];
+    if (vlad_record_path(p, rec_path, sizeof rec_path, err))
+        goto fail;
+    if (rec_path[0]) {
+        d->io.rec = vlad_record_new(p, rec_path, (size_t)p->record.ring_kb * 1024, err);
+        if (!d->io.rec)
+            goto fail;
+        vlad_server_set_tap(d->io.srv, vlad_record_tap, d->io.rec);
+        VLAD_LOGI("recording to %s (images: %s, ring %d KiB)", rec_path,
+                  p->record.images == VLAD_REC_IMAGES_FULL   ? "full"
+                  : p->record.images == VLAD_REC_IMAGES_HASH ? "hash"
+                                                             : "none",
+                  p->record.ring_kb);
+    }
     /* a daemon stopped while e-stopped starts e-stopped (the latch persists) */
     vlad_latch_path(p, sh->estop_file, sizeof sh->estop_file);
     bool latched;
@@ -140,6 +156,8 @@ fail:
 }
 
 int vlad_daemon_start(vlad_daemon *d, vlad_err *err) {
+    if (d->io.rec && vlad_record_start(d->io.rec, err))
+        return err ? err->code : VLAD_ESTATE;
     if (pthread_create(&d->t_io, NULL, vlad_io_main, &d->io) != 0)
         return vlad_err_set(err, VLAD_ESTATE, "daemon: cannot start the I/O thread");
     d->started_io = true;
@@ -167,6 +185,15 @@ void vlad_daemon_summary(vlad_daemon *d, char *buf, size_t cap) {
              (unsigned long long)atomic_load(&sh->stall_ticks),
              (unsigned long long)atomic_load(&sh->watchdog_trips),
              (unsigned long long)atomic_load(&sh->overruns), j.p50_us, j.p99_us, j.max_us);
+    if (d->io.rec) {
+        vlad_record_stats rs;
+        vlad_record_stats_get(d->io.rec, &rs);
+        size_t n = strlen(buf);
+        snprintf(buf + n, cap > n ? cap - n : 0,
+                 " record=%s entries=%llu dropped=%llu bytes=%llu%s%s", vlad_record_file(d->io.rec),
+                 (unsigned long long)rs.entries, (unsigned long long)rs.dropped,
+                 (unsigned long long)rs.bytes, rs.failed ? " error: " : "", rs.error);
+    }
 }
 
 void vlad_daemon_free(vlad_daemon *d) {
@@ -177,6 +204,8 @@ void vlad_daemon_free(vlad_daemon *d) {
         pthread_join(d->t_ctl, NULL);
     if (d->started_io)
         pthread_join(d->t_io, NULL);
+    /* after io, its only producer: the writer writes what was queued, then stops */
+    vlad_record_free(d->io.rec);
     vlad_worker_free(d->worker);
 #ifdef VLAD_HAVE_ENGINE
     vlad_engine_policy_free(d->engine);

@@ -289,8 +289,10 @@ static void fill_lat(Vlad__LatencyStats *l, const vlad_hist *h) {
     l->mean_us = s.mean_us;
 }
 
-void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *st,
-                         Vlad__LatencyStats *jit, Vlad__LatencyStats *inf) {
+void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit,
+                         Vlad__LatencyStats *inf) {
+    vlad_shared *sh = io->sh;
+    const vlad_server *srv = io->srv;
     const vlad_profile *p = sh->p;
     st->robot = (char *)p->robot;
     st->mode = (Vlad__Mode)atomic_load(&sh->mode);
@@ -354,6 +356,25 @@ void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *
     st->async_mode = (char *)vlad_async_mode_name(p->async.mode);
     st->uptime_s = (double)(vlad_now_ns() - sh->start_ns) / 1e9;
     st->control_hz = p->control_hz;
+    if (io->rec) {
+        vlad_record_stats_get(io->rec, &io->rec_stats);
+        st->record_file = (char *)vlad_record_file(io->rec);
+        st->record_entries = io->rec_stats.entries;
+        st->record_dropped = io->rec_stats.dropped;
+        st->record_bytes = io->rec_stats.bytes;
+        st->record_error = io->rec_stats.error;
+    }
+}
+
+/* The recording stopped on a write error: say so once (log and event); the daemon runs on. */
+static void check_record(vlad_io *io) {
+    if (!io->rec || io->rec_reported || !vlad_record_failed(io->rec))
+        return;
+    io->rec_reported = true;
+    vlad_record_stats_get(io->rec, &io->rec_stats);
+    VLAD_LOGW("%s", io->rec_stats.error);
+    publish_event(io, atomic_load(&io->sh->tick), VLAD__EVENT__KIND__RECORD_ERROR,
+                  io->rec_stats.error, io->rec_stats.dropped);
 }
 
 /* The latch on disk follows the in-memory state (released iff release_upto >= estop_req). */
@@ -437,7 +458,7 @@ static void on_commands(vlad_io *io) {
                 break;
             }
         }
-        vlad_io_fill_status(sh, io->srv, &st, &jit, &inf);
+        vlad_io_fill_status(io, &st, &jit, &inf);
         rep.status = &st;
         if (vlad_server_reply(io->srv, &peer, &rep, &err))
             VLAD_LOGW("reply: %s", err.msg);
@@ -471,6 +492,7 @@ void *vlad_io_main(void *arg) {
         for (int w = 0; w < 3; w++)
             flush_report(io, w, now);
         report_auth(io, now);
+        check_record(io);
     }
     drain_out(io);
     drain_lang(io);

@@ -8,12 +8,15 @@
  * safety.obs_limit_margin → dropped (vlad_safety_measured); within the margin → clamped
  * into the limits. A dropped observation is never used, held or anchored on, and does not
  * feed the watchdog. */
+/* Recording (record.h): the server's tap copies every message handled into io->rec's ring;
+ * once the recording's writer fails, io publishes one RECORD_ERROR event and runs on. */
 #ifndef VLAD_IO_H
 #define VLAD_IO_H
 
 #include <stdint.h>
 
 #include "lang.h"
+#include "record.h"
 #include "server.h"
 #include "shared.h"
 
@@ -31,13 +34,17 @@ typedef struct vlad_io {
     int64_t last_auth_report_ns;
     vlad_chunk_rec chunk;     /* the chunk being published */
     vlad_lang_piece piece;    /* the language piece being published */
+    vlad_record *rec;         /* the recording (the server's tap feeds it), or NULL */
+    bool rec_reported;        /* its write error was published (one RECORD_ERROR event) */
+    vlad_record_stats rec_stats; /* the last read of its counters (too large for the stack) */
 } vlad_io;
 
 /* Thread body: loops until sh->stop, then publishes STOPPING. arg is a vlad_io*. */
 void *vlad_io_main(void *arg);
 
-/* Fill st (strings point into sh/profile; no allocation beyond the caller's struct). */
-void vlad_io_fill_status(vlad_shared *sh, const vlad_server *srv, Vlad__Status *st,
-                         Vlad__LatencyStats *jit, Vlad__LatencyStats *inf);
+/* Fill st (strings point into io, sh and the profile: valid until the next call; no allocation
+ * beyond the caller's struct). io thread only. */
+void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit,
+                         Vlad__LatencyStats *inf);
 
 #endif

@@ -1,5 +1,8 @@
 /* vlad — the robot control daemon.
- *   vlad --profile FILE [--set KEY=VALUE ...] [--log-level error|warn|info|debug]
+ *   vlad --profile FILE [--set KEY=VALUE ...] [--log-level error|warn|info|debug] [--record DIR]
+ *   --record DIR                 record every message into a new DIR/vlad-record-<robot>-<UTC>.vrec
+ *                                (sets record.dir, after the --set's; relative to the working
+ *                                directory; daemon/record.h, `vlad-replay`)
  *   vlad --print-config-doc      print the profile key table (configs/README.md)
  *   vlad --check --profile FILE  validate a profile against its model and exit: every problem
  *                                the daemon would refuse at start is printed (exit 1), else
@@ -12,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef VLAD_HAVE_ENGINE
 #include "check.h"
@@ -30,7 +34,7 @@ static void on_signal(int sig) {
 
 static void usage(FILE *f) {
     fprintf(f, "usage: vlad --profile FILE [--set KEY=VALUE ...] [--log-level error|warn|info|debug]\n"
-               "            [--check]\n"
+               "            [--record DIR] [--check]\n"
                "       vlad --print-config-doc\n");
 }
 
@@ -76,7 +80,7 @@ static void describe_policy(const vlad_check_report *r, const vlad_profile *p, c
 #endif
 
 int main(int argc, char **argv) {
-    const char *profile_path = NULL, *level = NULL;
+    const char *profile_path = NULL, *level = NULL, *record_dir = NULL;
     int check = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--profile") && i + 1 < argc) {
@@ -85,6 +89,8 @@ int main(int argc, char **argv) {
             i++; /* applied below, in order, once the profile is loaded */
         } else if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
             level = argv[++i];
+        } else if (!strcmp(argv[i], "--record") && i + 1 < argc) {
+            record_dir = argv[++i];
         } else if (!strcmp(argv[i], "--check")) {
             check = 1;
         } else if (!strcmp(argv[i], "--print-config-doc")) {
@@ -114,8 +120,23 @@ int main(int argc, char **argv) {
             int rc = apply_set(&prof, argv[++i]);
             if (rc)
                 return rc;
-        } else if (!strcmp(argv[i], "--profile") || !strcmp(argv[i], "--log-level")) {
+        } else if (!strcmp(argv[i], "--profile") || !strcmp(argv[i], "--log-level") ||
+                   !strcmp(argv[i], "--record")) {
             i++; /* skip the value (it may itself read "--set") */
+        }
+    }
+    if (record_dir) { /* record.dir, relative to the working directory (not the profile's) */
+        char abs[VLAD_PATH_MAX], cwd[VLAD_PATH_MAX];
+        int w = record_dir[0] == '/' || !getcwd(cwd, sizeof cwd)
+                    ? snprintf(abs, sizeof abs, "%s", record_dir)
+                    : snprintf(abs, sizeof abs, "%s/%s", cwd, record_dir);
+        if (w < 0 || (size_t)w >= sizeof abs) {
+            fprintf(stderr, "vlad: --record %s: path too long\n", record_dir);
+            return 2;
+        }
+        if (vlad_profile_set(&prof, "record.dir", abs, &err)) {
+            fprintf(stderr, "vlad: --record: %s\n", err.msg);
+            return 1;
         }
     }
     char policy_desc[VLAD_PATH_MAX + 200];
@@ -200,7 +221,7 @@ int main(int argc, char **argv) {
         vlad_sleep_until_ns(vlad_now_ns() + 20 * VLAD_NS_PER_MS);
     VLAD_LOGI("vlad: shutting down");
     vlad_daemon_request_stop(d);
-    char summary[512];
+    char summary[2048];
     vlad_daemon_summary(d, summary, sizeof summary);
     vlad_daemon_free(d);
     VLAD_LOGI("vlad: %s", summary);

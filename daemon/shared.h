@@ -14,6 +14,9 @@
  *            through single-slot mailboxes owned by the control thread's state machine; reads
  *            the job's camera frame in place (pinned in `frames` by control). Between jobs it
  *            decodes the language streams (lang_sched.h); it owns the runstate and its KV.
+ *   record   only with record.dir / --record (record.h): drains the byte ring the io thread
+ *            fills into the .vrec file; never on the real-time path (a full ring drops).
+ *   logger   the asynchronous log's sink (log.h).
  *
  * Channels (each has exactly one writer):
  *   obs        vlad_latest<vlad_obs_state>  io → control     newest robot state (no images)

@@ -25,7 +25,14 @@ struct vlad_server {
     size_t cap;
     size_t max_obs, max_cmd; /* frame size caps (bigger frames are counted and dropped) */
     uint64_t bad_obs, bad_cmd, subs_refused, oversized, denied;
+    vlad_server_tap_fn tap; /* sees every message handled (record.h), or NULL */
+    void *tap_arg;
 };
+
+void vlad_server_set_tap(vlad_server *s, vlad_server_tap_fn fn, void *arg) {
+    s->tap = fn;
+    s->tap_arg = arg;
+}
 
 /* Frames up to twice the cap are received (and counted, and dropped, if over the cap);
  * ZeroMQ drops the connection of a peer that sends more. */
@@ -197,8 +204,8 @@ int vlad_server_recv_observation(vlad_server *s, Vlad__Observation **out, vlad_e
         s->bad_obs++;
         return VLAD_EINVAL;
     }
-    const uint8_t *pl;
-    size_t plen;
+    const uint8_t *pl = NULL;
+    size_t plen = 0;
     Vlad__Observation *o = NULL;
     if (s->curve.on && !zmq_msg_gets(&m[0], "User-Id")) {
         vlad_zmsgs_close(m, 1);
@@ -218,9 +225,11 @@ int vlad_server_recv_observation(vlad_server *s, Vlad__Observation **out, vlad_e
         if (!o)
             rc = vlad_err_set(err, VLAD_EINVAL, "observation: malformed protobuf (%zu bytes)", plen);
     }
-    vlad_zmsgs_close(m, 1);
     if (!rc)
         rc = vlad_validate_observation(s->p, o, err);
+    if (!rc && s->tap) /* the received bytes, while the frame is still open */
+        s->tap(s->tap_arg, VLAD__RECORD_ENTRY__KIND__OBSERVATION, pl, plen, &o->base);
+    vlad_zmsgs_close(m, 1);
     if (rc) {
         if (o)
             vlad__observation__free_unpacked(o, NULL);
@@ -271,8 +280,8 @@ int vlad_server_recv_command(vlad_server *s, Vlad__Command **out, vlad_peer *pee
                           n - 1);
     } else {
         zmq_msg_t *body = &m[n - 1];
-        const uint8_t *pl;
-        size_t plen;
+        const uint8_t *pl = NULL;
+        size_t plen = 0;
         rc = vlad_frame_split(zmq_msg_data(body), zmq_msg_size(body), "cmd", NULL, NULL, &pl, &plen,
                               err);
         if (!rc) {
@@ -289,6 +298,8 @@ int vlad_server_recv_command(vlad_server *s, Vlad__Command **out, vlad_peer *pee
             rc = vlad_err_set(err, VLAD_EINVAL, "not authorised: client '%s' lacks the command right",
                               peer->who);
         }
+        if (!rc && s->tap)
+            s->tap(s->tap_arg, VLAD__RECORD_ENTRY__KIND__COMMAND, pl, plen, &c->base);
     }
     vlad_zmsgs_close(m, n);
     if (rc) {
@@ -327,6 +338,9 @@ int vlad_server_reply(vlad_server *s, const vlad_peer *peer, const Vlad__Reply *
         rc = vlad_frame_pack("reply", &r->base, s->buf, s->cap, &len, err);
     if (rc)
         return rc;
+    if (s->tap) /* "reply" + ' ' + payload (frame.h) */
+        s->tap(s->tap_arg, VLAD__RECORD_ENTRY__KIND__REPLY, s->buf + sizeof "reply",
+               len - sizeof "reply", &r->base);
     if (zmq_send(s->router, peer->id, peer->id_len, ZMQ_SNDMORE | ZMQ_DONTWAIT) < 0)
         return VLAD_OK; /* peer gone (ROUTER_MANDATORY): nothing to do */
     if (peer->envelope)
@@ -346,6 +360,14 @@ int vlad_server_publish(vlad_server *s, const char *kind, const ProtobufCMessage
         rc = vlad_frame_pack(topic, msg, s->buf, s->cap, &len, err);
     if (rc)
         return rc;
+    if (s->tap) {
+        size_t skip = strlen(topic) + 1; /* topic + ' ' + payload (frame.h) */
+        int k = !strcmp(kind, "action")  ? VLAD__RECORD_ENTRY__KIND__ACTION
+                : !strcmp(kind, "chunk") ? VLAD__RECORD_ENTRY__KIND__CHUNK
+                : !strcmp(kind, "lang")  ? VLAD__RECORD_ENTRY__KIND__LANGUAGE
+                                         : VLAD__RECORD_ENTRY__KIND__EVENT;
+        s->tap(s->tap_arg, k, s->buf + skip, len - skip, msg);
+    }
     if (zmq_send(s->pub, s->buf, len, ZMQ_DONTWAIT) < 0 && errno != EAGAIN)
         return vlad_err_set(err, VLAD_EIO, "publish %s: %s", topic, zmq_strerror(errno));
     return VLAD_OK;

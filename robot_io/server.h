@@ -101,6 +101,18 @@ int vlad_server_reply(vlad_server *s, const vlad_peer *peer, const Vlad__Reply *
  * messages beyond the send high-water mark are dropped by ZeroMQ. */
 int vlad_server_publish(vlad_server *s, const char *kind, const ProtobufCMessage *msg, vlad_err *err);
 
+/* A tap sees every message the server handles, as the bytes on the wire: each valid
+ * Observation and Command received (kind VLAD__RECORD_ENTRY__KIND__OBSERVATION / COMMAND, with
+ * the decoded message), each message published (ACTION, CHUNK, LANGUAGE, EVENT) and each Reply
+ * sent (REPLY), with the message packed. payload/len: the packed protobuf (no topic), valid only
+ * during the call; msg: the same message decoded. Called on the server's thread, inside the
+ * receive / publish / reply call: it must not block (daemon/record.h copies into a ring). */
+typedef void (*vlad_server_tap_fn)(void *arg, int kind, const uint8_t *payload, size_t len,
+                                   const ProtobufCMessage *msg);
+
+/* Install (fn non-NULL) or remove (NULL) the tap. Set it before the server's thread runs. */
+void vlad_server_set_tap(vlad_server *s, vlad_server_tap_fn fn, void *arg);
+
 /* True for the commands that move the robot or change what it does. */
 bool vlad_command_needs_command_right(const Vlad__Command *c);
 
