@@ -46,7 +46,7 @@ static const field top_fields[] = {
     {"lockstep_timeout_ms", F_DOUBLE, P(lockstep_timeout_ms), 1, 600000, "2000", NULL,
      "Lockstep: how long to wait for the next observation before the watchdog counts it stale."},
     {"realtime", F_BOOL, P(realtime), 0, 1, "false", NULL,
-     "Try SCHED_FIFO and mlockall for the control thread (needs CAP_SYS_NICE; warns if refused)."},
+     "Try SCHED_FIFO for the control thread (priority 80, with mlockall) and the I/O thread (79); needs CAP_SYS_NICE, warns if refused."},
     {"action_type", F_ENUM, P(action_type), 0, 0, "absolute_joint_position",
      "absolute_joint_position",
      "What an action is. Only absolute joint position targets are supported."},
@@ -174,7 +174,7 @@ static const field joint_fields[] = {
     {"max", F_DOUBLE, J(max), -1e6, 1e6, NULL, NULL, "Upper position limit (> min)."},
     {"max_velocity", F_DOUBLE, J(max_velocity), 1e-6, 1e6, NULL, NULL,
      "Largest speed, units/s; bounds the target change per tick."},
-    {"home", F_DOUBLE, J(home), -1e6, 1e6, "0", NULL, "Hold position before the robot reports."},
+    {"home", F_DOUBLE, J(home), -1e6, 1e6, "0", NULL, "Rest pose: where vlad-sim resets the arm, the state of the warm-up inference and the centre of the synthetic policy. Never a target: nothing is published before the robot reports (safety.h S4)."},
 };
 
 static const field camera_fields[] = {
