@@ -36,6 +36,7 @@ except ImportError as e:  # pragma: no cover - a source tree that was not built
         "PYTHONPATH=build/python, or install python3-protobuf if that is what is "
         f"missing ({e})") from e
 
+from .recording import RecordError, read_recording
 from .client import (RESEND_MS, Answer, Client, KeyFileError, NoReply, Refused, VladError,
                      chunk_values, load_client_key, targets)
 from .profile import Camera, Endpoints, Joint, Profile, ProfileError
@@ -51,6 +52,7 @@ TaskEvent = pb.TaskEvent
 Command = pb.Command
 Reply = pb.Reply
 Status = pb.Status
+RecordEntry = pb.RecordEntry      # one entry of a recording (vlad --record; read_recording)
 
 # Action.source
 POLICY = pb.ACTION_SOURCE_POLICY
@@ -86,7 +88,9 @@ def event_name(kind: int) -> str:
 __all__ = [
     "Action", "ActionChunk", "Answer", "Camera", "CameraImage", "Client", "Command",
     "Endpoints", "ESTOP", "Event", "HOLD", "Joint", "KeyFileError", "LanguageToken",
-    "NoReply", "Observation", "POLICY", "Profile", "ProfileError", "RESEND_MS", "Refused",
+    "NoReply", "Observation", "POLICY", "Profile", "ProfileError", "RESEND_MS", "RecordEntry",
+    "RecordError", "Refused",
     "Reply", "Status", "TaskEvent", "VladError", "WATCHDOG", "chunk_values", "event_name",
-    "load_client_key", "mode_name", "pb", "source_name", "targets", "__version__",
+    "load_client_key", "mode_name", "pb", "read_recording", "source_name", "targets",
+    "__version__",
 ]
