@@ -675,6 +675,31 @@ int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_e
                         key);
 }
 
+int vlad_sets_add(void *dst, const char *kv, vlad_err *err) {
+    vlad_sets *s = dst;
+    const char *eq = strchr(kv, '=');
+    if (!eq || eq == kv)
+        return vlad_err_set(err, VLAD_EINVAL, "expected KEY=VALUE, got '%s'", kv);
+    if (s->n >= VLAD_SETS_MAX)
+        return vlad_err_set(err, VLAD_ERANGE, "at most %d overrides", VLAD_SETS_MAX);
+    s->v[s->n++] = kv;
+    return VLAD_OK;
+}
+
+int vlad_profile_apply_sets(vlad_profile *p, const vlad_sets *s, vlad_err *err) {
+    for (int i = 0; i < s->n; i++) {
+        const char *eq = strchr(s->v[i], '=');
+        char key[128];
+        if (!eq || eq == s->v[i] || (size_t)(eq - s->v[i]) >= sizeof key)
+            return vlad_err_set(err, VLAD_EINVAL, "--set '%s': expected KEY=VALUE", s->v[i]);
+        snprintf(key, sizeof key, "%.*s", (int)(eq - s->v[i]), s->v[i]);
+        int rc = vlad_profile_set(p, key, eq + 1, err);
+        if (rc)
+            return rc;
+    }
+    return VLAD_OK;
+}
+
 /* ---- cross-field checks ------------------------------------------------------------ */
 
 bool vlad_endpoint_is_local(const char *ep) {

@@ -136,6 +136,22 @@ int vlad_profile_load_string(vlad_profile *p, const char *yaml, size_t len, cons
  * *p may hold the rejected value: discard it). */
 int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_err *err);
 
+/* The "KEY=VALUE" overrides of a command line (--set, repeatable), kept by pointer in the
+ * order given; every program that reads a profile takes them the same way. */
+#define VLAD_SETS_MAX 64
+typedef struct vlad_sets {
+    const char *v[VLAD_SETS_MAX];
+    int n;
+} vlad_sets;
+
+/* Append one "KEY=VALUE" to the vlad_sets at dst (the VLAD_OPT_CALL handler of opts.h):
+ * VLAD_EINVAL without '=' or with an empty key, VLAD_ERANGE past VLAD_SETS_MAX. */
+int vlad_sets_add(void *dst, const char *kv, vlad_err *err);
+
+/* vlad_profile_set for each override in order; stops at the first error (the message names
+ * the key; *p may then hold the rejected value: discard it). */
+int vlad_profile_apply_sets(vlad_profile *p, const vlad_sets *s, vlad_err *err);
+
 /* Checks across fields (limits ordered, home inside limits, unique names, endpoints
  * distinct, CURVE keys present for non-loopback endpoints, ...). Run by the loaders. */
 int vlad_profile_validate(const vlad_profile *p, vlad_err *err);

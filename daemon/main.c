@@ -23,6 +23,7 @@
 #include "clock.h"
 #include "daemon.h"
 #include "log.h"
+#include "opts.h"
 #include "profile.h"
 
 static volatile sig_atomic_t g_stop;
@@ -32,28 +33,10 @@ static void on_signal(int sig) {
     g_stop = 1;
 }
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: vlad --profile FILE [--set KEY=VALUE ...] [--log-level error|warn|info|debug]\n"
-               "            [--record DIR] [--check]\n"
-               "       vlad --print-config-doc\n");
-}
-
-/* Apply one "KEY=VALUE" override. Returns 0, or the exit code after printing why. */
-static int apply_set(vlad_profile *prof, const char *kv) {
-    char key[128];
-    const char *eq = strchr(kv, '=');
-    if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof key) {
-        fprintf(stderr, "vlad: --set '%s': expected KEY=VALUE\n", kv);
-        return 2;
-    }
-    snprintf(key, sizeof key, "%.*s", (int)(eq - kv), kv);
-    vlad_err err;
-    if (vlad_profile_set(prof, key, eq + 1, &err)) {
-        fprintf(stderr, "vlad: %s\n", err.msg);
-        return 1;
-    }
-    return 0;
-}
+#define SYNOPSIS                                                                                   \
+    "vlad --profile FILE [--set KEY=VALUE ...] [--log-level error|warn|info|debug]\n"                \
+    "            [--record DIR] [--check]\n"                                                        \
+    "       vlad --print-config-doc"
 
 #ifdef VLAD_HAVE_ENGINE
 /* What the daemon would run, for the ok line and the log: "model PATH: dims...",
@@ -81,49 +64,41 @@ static void describe_policy(const vlad_check_report *r, const vlad_profile *p, c
 
 int main(int argc, char **argv) {
     const char *profile_path = NULL, *level = NULL, *record_dir = NULL;
-    int check = 0;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--profile") && i + 1 < argc) {
-            profile_path = argv[++i];
-        } else if (!strcmp(argv[i], "--set") && i + 1 < argc) {
-            i++; /* applied below, in order, once the profile is loaded */
-        } else if (!strcmp(argv[i], "--log-level") && i + 1 < argc) {
-            level = argv[++i];
-        } else if (!strcmp(argv[i], "--record") && i + 1 < argc) {
-            record_dir = argv[++i];
-        } else if (!strcmp(argv[i], "--check")) {
-            check = 1;
-        } else if (!strcmp(argv[i], "--print-config-doc")) {
-            vlad_profile_write_doc(stdout);
-            return 0;
-        } else if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "vlad: unknown argument '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
+    int check = 0, print_doc = 0;
+    vlad_sets sets = {0};
+    const vlad_opt tab[] = {
+        {"profile", VLAD_OPT_STR, &profile_path, "FILE", "the robot profile (required)", 0, 0, NULL},
+        {"set", VLAD_OPT_CALL, &sets, "KEY=VALUE", "override a profile key after loading it (repeatable, in order)", 0, 0, vlad_sets_add},
+        {"log-level", VLAD_OPT_STR, &level, "LEVEL", "error, warn, info or debug (default: logging.level)", 0, 0, NULL},
+        {"record", VLAD_OPT_STR, &record_dir, "DIR", "record every message into DIR/vlad-record-<robot>-<UTC>.vrec", 0, 0, NULL},
+        {"check", VLAD_OPT_FLAG, &check, NULL, "validate the profile and its model, print every problem, exit", 0, 0, NULL},
+        {"print-config-doc", VLAD_OPT_FLAG, &print_doc, NULL, "print the profile key table (configs/README.md) and exit", 0, 0, NULL},
+        {0},
+    };
+    vlad_err err;
+    int prc = vlad_opts_parse(tab, argc, argv, NULL, 0, NULL, &err);
+    if (prc == VLAD_ESTATE) {
+        vlad_opts_usage(stdout, SYNOPSIS, tab);
+        return 0;
+    }
+    if (prc) {
+        fprintf(stderr, "vlad: %s\n", err.msg);
+        vlad_opts_usage(stderr, SYNOPSIS, tab);
+        return 2;
+    }
+    if (print_doc) {
+        vlad_profile_write_doc(stdout);
+        return 0;
     }
     if (!profile_path) {
-        usage(stderr);
+        fprintf(stderr, "vlad: --profile FILE is required\n");
+        vlad_opts_usage(stderr, SYNOPSIS, tab);
         return 2;
     }
     static vlad_profile prof;
-    vlad_err err;
-    if (vlad_profile_load(&prof, profile_path, &err)) {
+    if (vlad_profile_load(&prof, profile_path, &err) || vlad_profile_apply_sets(&prof, &sets, &err)) {
         fprintf(stderr, "vlad: %s\n", err.msg);
         return 1;
-    }
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--set")) {
-            int rc = apply_set(&prof, argv[++i]);
-            if (rc)
-                return rc;
-        } else if (!strcmp(argv[i], "--profile") || !strcmp(argv[i], "--log-level") ||
-                   !strcmp(argv[i], "--record")) {
-            i++; /* skip the value (it may itself read "--set") */
-        }
     }
     if (record_dir) { /* record.dir, relative to the working directory (not the profile's) */
         char abs[VLAD_PATH_MAX], cwd[VLAD_PATH_MAX];

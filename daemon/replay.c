@@ -51,34 +51,19 @@
 
 enum { EXIT_SAME = 0, EXIT_DIVERGENT = 1, EXIT_USAGE = 2, EXIT_IO = 3 };
 
-#define MAX_SETS 32
 #define MAX_CMDS 256 /* commands between two observations that are replayed */
-
-typedef struct set_list {
-    const char *v[MAX_SETS];
-    int n;
-} set_list;
 
 static struct {
     const char *profile, *json, *plot, *log;
-    set_list sets;
+    vlad_sets sets;
     int spawn, dump, timeout;
     double tolerance;
 } o = {.timeout = 10000};
 
-static int add_set(void *dst, const char *value, vlad_err *err) {
-    set_list *s = dst;
-    if (!strchr(value, '='))
-        return vlad_err_set(err, VLAD_EINVAL, "expected KEY=VALUE, got '%s'", value);
-    if (s->n >= MAX_SETS)
-        return vlad_err_set(err, VLAD_ERANGE, "at most %d --set options", MAX_SETS);
-    s->v[s->n++] = value;
-    return VLAD_OK;
-}
 
 static const vlad_opt k_opts[] = {
     {"profile", VLAD_OPT_STR, &o.profile, "FILE", "the profile the daemon runs (replay: endpoints, joints)", 0, 0, NULL},
-    {"set", VLAD_OPT_CALL, &o.sets, "KEY=VALUE", "override a profile key, as vlad --set (repeatable)", 0, 0, add_set},
+    {"set", VLAD_OPT_CALL, &o.sets, "KEY=VALUE", "override a profile key, as vlad --set (repeatable)", 0, 0, vlad_sets_add},
     {"spawn", VLAD_OPT_FLAG, &o.spawn, NULL, "start vlad in lockstep with the profile for the replay, stop it after", 0, 0, NULL},
     {"tolerance", VLAD_OPT_DOUBLE, &o.tolerance, "X", "largest |target difference| that is not a divergence", 0, 1e9, NULL},
     {"timeout", VLAD_OPT_INT, &o.timeout, "MS", "wait this long for each answer (and for a spawned daemon)", 1, 3600000, NULL},
@@ -758,7 +743,7 @@ static void vlad_path(char *buf, size_t cap) {
 static pid_t spawn(void) {
     static char bin[PATH_MAX + 8];
     vlad_path(bin, sizeof bin);
-    char *argv[8 + 2 * MAX_SETS + 10];
+    char *argv[8 + 2 * VLAD_SETS_MAX + 10];
     int n = 0;
     argv[n++] = bin;
     argv[n++] = "--profile";
@@ -855,14 +840,9 @@ int main(int argc, char **argv) {
             fprintf(stderr, "vlad-replay: %s\n", err.msg);
             return EXIT_USAGE;
         }
-        for (int i = 0; i < o.sets.n; i++) {
-            char key[128];
-            const char *eq = strchr(o.sets.v[i], '=');
-            snprintf(key, sizeof key, "%.*s", (int)(eq - o.sets.v[i]), o.sets.v[i]);
-            if (vlad_profile_set(&prof, key, eq + 1, &err)) {
-                fprintf(stderr, "vlad-replay: %s\n", err.msg);
-                return EXIT_USAGE;
-            }
+        if (vlad_profile_apply_sets(&prof, &o.sets, &err)) {
+            fprintf(stderr, "vlad-replay: %s\n", err.msg);
+            return EXIT_USAGE;
         }
         rp.p = &prof;
         r.nj = prof.n_joints;

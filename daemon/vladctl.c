@@ -221,30 +221,16 @@ static void print_text(const Vlad__Reply *r) {
 
 /* ---- options ------------------------------------------------------------------------ */
 
-typedef struct {
-    const char *v[32];
-    int n;
-} set_list;
-
-static int add_set(void *dst, const char *value, vlad_err *err) {
-    set_list *s = dst;
-    if (!strchr(value, '='))
-        return vlad_err_set(err, VLAD_EINVAL, "expected KEY=VALUE, got '%s'", value);
-    if (s->n >= 32)
-        return vlad_err_set(err, VLAD_ERANGE, "at most 32 --set options");
-    s->v[s->n++] = value;
-    return VLAD_OK;
-}
 
 static struct {
     const char *profile, *key, *prefix, *output, *name, *rights;
-    set_list sets;
+    vlad_sets sets;
     int timeout, json, watch, interval, count;
 } g_opt = {.prefix = "vlad", .rights = "observe", .timeout = 2000, .interval = 1000};
 
 static const vlad_opt k_opts[] = {
     {"profile", VLAD_OPT_STR, &g_opt.profile, "FILE", "the robot profile the daemon runs (endpoints, keys)", 0, 0, NULL},
-    {"set", VLAD_OPT_CALL, &g_opt.sets, "KEY=VALUE", "override a profile key, as vlad --set (repeatable)", 0, 0, add_set},
+    {"set", VLAD_OPT_CALL, &g_opt.sets, "KEY=VALUE", "override a profile key, as vlad --set (repeatable)", 0, 0, vlad_sets_add},
     {"key", VLAD_OPT_STR, &g_opt.key, "FILE", "CURVE client secret key (else $VLAD_CLIENT_KEY, security.client_key_file)", 0, 0, NULL},
     {"timeout", VLAD_OPT_INT, &g_opt.timeout, "MS", "wait this long for a reply (ask: for each piece)", 1, 3600000, NULL},
     {"json", VLAD_OPT_FLAG, &g_opt.json, NULL, "replies and errors as JSON on stdout (--watch: one object per line)", 0, 0, NULL},
@@ -821,14 +807,8 @@ int main(int argc, char **argv) {
     static vlad_profile prof;
     if (vlad_profile_load(&prof, g_opt.profile, &err))
         return fail(EXIT_USAGE, "%s", err.msg);
-    for (int k = 0; k < g_opt.sets.n; k++) { /* KEY=VALUE, as vlad --set */
-        char kv[VLAD_PATH_MAX + 128];
-        snprintf(kv, sizeof kv, "%s", g_opt.sets.v[k]);
-        char *eq = strchr(kv, '=');
-        *eq = '\0';
-        if (vlad_profile_set(&prof, kv, eq + 1, &err))
-            return fail(EXIT_USAGE, "--set %s: %s", g_opt.sets.v[k], err.msg);
-    }
+    if (vlad_profile_apply_sets(&prof, &g_opt.sets, &err)) /* as vlad --set */
+        return fail(EXIT_USAGE, "%s", err.msg);
     unsigned flags = VLAD_CLIENT_CONTROL | (cmd.body_case == VLAD__COMMAND__BODY_ASK ? VLAD_CLIENT_LANG : 0);
     vlad_client *c = vlad_client_new_keyed(&prof, flags, g_opt.key, &err);
     if (!c) /* connecting never fails for want of a daemon: a key or endpoint that cannot be used */

@@ -31,20 +31,8 @@ typedef struct cli {
     double noise[2];                      /* std, correlation time */
     vlad_task_params prm[VLAD_TASK_COUNT];
     bool prm_set[VLAD_TASK_COUNT];
-    const char *sets[64];                 /* --set KEY=VALUE, applied in order after loading */
-    int n_sets;
+    vlad_sets sets;                       /* --set KEY=VALUE, applied in order after loading */
 } cli;
-
-/* --set KEY=VALUE (checked when the profile is loaded) */
-static int opt_set(void *dst, const char *s, vlad_err *err) {
-    cli *c = dst;
-    if (!strchr(s, '=') || s[0] == '=')
-        return vlad_err_set(err, VLAD_EINVAL, "expected KEY=VALUE, got '%s'", s);
-    if (c->n_sets >= (int)(sizeof c->sets / sizeof c->sets[0]))
-        return vlad_err_set(err, VLAD_ERANGE, "at most %d", (int)(sizeof c->sets / sizeof c->sets[0]));
-    c->sets[c->n_sets++] = s;
-    return VLAD_OK;
-}
 
 /* --expert-noise "STD" or "STD,TAU" with 0 <= STD <= 1 and 0 < TAU <= 10 */
 static int opt_noise(void *dst, const char *s, vlad_err *err) {
@@ -153,7 +141,7 @@ int main(int argc, char **argv) {
         c.prm[k] = vlad_task_default_params((vlad_task_kind)k);
     const vlad_opt tab[] = {
         {"profile", VLAD_OPT_STR, &c.profile, "FILE", "the robot profile (required)", 0, 0, NULL},
-        {"set", VLAD_OPT_CALL, &c, "KEY=VALUE", "override a profile key, as vlad --set (repeatable)", 0, 0, opt_set},
+        {"set", VLAD_OPT_CALL, &c.sets, "KEY=VALUE", "override a profile key, as vlad --set (repeatable)", 0, 0, vlad_sets_add},
         {"task", VLAD_OPT_STR, &c.tasks, "NAME[,NAME...]", "reach, track, whack, push or all", 0, 0, NULL},
         {"episodes", VLAD_OPT_INT, &c.episodes, "N", "episodes per task", 0, 1000000, NULL},
         {"seed", VLAD_OPT_U64, &c.seed, "S", "layout seed", 0, 0, NULL},
@@ -198,14 +186,9 @@ int main(int argc, char **argv) {
         fprintf(stderr, "vlad-sim: %s\n", err.msg);
         return 2;
     }
-    for (int i = 0; i < c.n_sets; i++) {
-        char key[128];
-        const char *eq = strchr(c.sets[i], '=');
-        snprintf(key, sizeof key, "%.*s", (int)(eq - c.sets[i]), c.sets[i]);
-        if (vlad_profile_set(&p, key, eq + 1, &err)) {
-            fprintf(stderr, "vlad-sim: %s\n", err.msg);
-            return 2;
-        }
+    if (vlad_profile_apply_sets(&p, &c.sets, &err)) {
+        fprintf(stderr, "vlad-sim: %s\n", err.msg);
+        return 2;
     }
     if (c.snapshot) {
         if (vlad_sim_snapshots(&p, c.snapshot, c.seed, 18, 3, &err)) {

@@ -187,6 +187,30 @@ static void test_set_overrides(void **state) {
     /* cross-field checks run again */
     assert_int_equal(vlad_profile_set(&p, "async.trigger_threshold", "30", &err), VLAD_EINVAL);
     assert_non_null(strstr(err.msg, "exceeds async.execution_horizon"));
+
+    /* a command line's --set list (every program takes it the same way): in order, the last
+     * wins, the first bad one stops and is named; the list refuses what is not KEY=VALUE */
+    assert_int_equal(vlad_profile_load(&p, "tests/fixtures/profiles/good-minimal.yaml", &err), 0);
+    vlad_sets sets = {0};
+    assert_int_equal(vlad_sets_add(&sets, "control_hz=100", &err), VLAD_OK);
+    assert_int_equal(vlad_sets_add(&sets, "control_hz=200", &err), VLAD_OK);
+    assert_int_equal(vlad_sets_add(&sets, "clock=lockstep", &err), VLAD_OK);
+    assert_int_equal(vlad_sets_add(&sets, "novalue", &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "expected KEY=VALUE, got 'novalue'"));
+    assert_int_equal(vlad_sets_add(&sets, "=1", &err), VLAD_EINVAL);
+    assert_int_equal(sets.n, 3);
+    assert_int_equal(vlad_profile_apply_sets(&p, &sets, &err), VLAD_OK);
+    assert_true(p.control_hz == 200);
+    assert_int_equal(p.clock, VLAD_CLOCK_LOCKSTEP);
+    assert_int_equal(vlad_sets_add(&sets, "bogus.key=1", &err), VLAD_OK);
+    assert_int_equal(vlad_sets_add(&sets, "clock=wall", &err), VLAD_OK);
+    assert_int_equal(vlad_profile_apply_sets(&p, &sets, &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "bogus.key"));
+    assert_int_equal(p.clock, VLAD_CLOCK_LOCKSTEP); /* stopped at the bad one */
+    vlad_sets full = {0};
+    for (int i = 0; i < VLAD_SETS_MAX; i++)
+        assert_int_equal(vlad_sets_add(&full, "robot=r", &err), VLAD_OK);
+    assert_int_equal(vlad_sets_add(&full, "robot=r", &err), VLAD_ERANGE);
 }
 
 /* configs/README.md must end with the marker line (once), a blank line and exactly the table
