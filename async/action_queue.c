@@ -29,7 +29,8 @@ static bool valid(const vlad_action_queue *q, int64_t tick) {
     return tick >= 0 && tick >= q->now && q->tick_of[SLOT(q, tick)] == tick;
 }
 
-int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err) {
+/* The refusals shared by push and merge (action_queue.h). */
+static int check_chunk(const vlad_action_queue *q, const vlad_chunk *c, vlad_err *err) {
     if (c->dim != q->dim)
         return vlad_err_set(err, VLAD_EINVAL, "action queue: chunk dim %d, queue dim %d", c->dim,
                             q->dim);
@@ -57,17 +58,55 @@ int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err) {
                             "chunk's %lld",
                             (unsigned long long)c->id, (long long)c->start_tick,
                             (long long)q->newest_start);
+    return VLAD_OK;
+}
+
+/* The first tick of c that is not past: earlier ones are dropped by number. */
+static int64_t first_tick(const vlad_action_queue *q, const vlad_chunk *c) {
+    return c->start_tick > q->now ? c->start_tick : q->now;
+}
+
+int vlad_aq_merge(const vlad_action_queue *q, vlad_chunk *c, double w_new, int *blended,
+                  vlad_err *err) {
+    if (blended)
+        *blended = 0;
+    if (!(w_new >= 0.0 && w_new <= 1.0))
+        return vlad_err_set(err, VLAD_EINVAL, "action queue: merge weight %g not in [0, 1]", w_new);
+    int rc = check_chunk(q, c, err);
+    if (rc)
+        return rc;
+    int n = 0;
+    int64_t end = c->start_tick + c->len;
+    for (int64_t t = first_tick(q, c); t < end && t < q->end; t++) {
+        size_t s = SLOT(q, t);
+        if (!valid(q, t) || q->chunk_of[s] == c->id)
+            continue;
+        const float *old = &q->values[s * VLAD_AQ_MAX_DIM];
+        float *v = &c->values[(size_t)(t - c->start_tick) * (size_t)c->dim];
+        for (int j = 0; j < c->dim; j++)
+            v[j] = (float)(w_new * (double)v[j] + (1.0 - w_new) * (double)old[j]);
+        n++;
+    }
+    if (blended)
+        *blended = n;
+    return VLAD_OK;
+}
+
+int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err) {
+    int rc = check_chunk(q, c, err);
+    if (rc)
+        return rc;
     /* len <= VLAD_AQ_MAX_H = VLAD_AQ_CAP / 2: the chunk always fits the timeline */
     q->newest_start = c->start_tick;
     int64_t end = c->start_tick + c->len;
     /* the newer chunk supersedes everything queued from its start on */
-    for (int64_t t = c->start_tick > q->now ? c->start_tick : q->now; t < q->end; t++)
+    for (int64_t t = first_tick(q, c); t < q->end; t++)
         if (valid(q, t)) {
             q->tick_of[SLOT(q, t)] = -1;
             q->overwritten++;
         }
     /* ticks already past are dropped by number */
-    for (int64_t t = c->start_tick > q->now ? c->start_tick : q->now; t < end; t++) {
+    for (int64_t t = first_tick(q, c); t < end; t++) {
         size_t s = SLOT(q, t);
         memcpy(&q->values[s * VLAD_AQ_MAX_DIM], &c->values[(size_t)(t - c->start_tick) * (size_t)c->dim],
                sizeof(float) * (size_t)c->dim);

@@ -61,6 +61,18 @@ void vlad_aq_clear(vlad_action_queue *q);
  * a negative or overflowing start tick (VLAD_EINVAL). */
 int vlad_aq_push(vlad_action_queue *q, const vlad_chunk *c, vlad_err *err);
 
+/* LeRobot's asynchronous merge (async.mode merge), applied to chunk c before it is gated
+ * and pushed: for each tick t >= max(c->start_tick, now) of c where the queue still holds
+ * an action `old` from another chunk, c's action `new` for t becomes, joint by joint,
+ *     (float)(w_new * (double)new + (1 - w_new) * (double)old)
+ * (w_new in [0, 1]: 1 = new only, 0 = old only; a non-finite value stays non-finite, for
+ * the gate to reject). c's other ticks are left as they are; the queue is not changed
+ * (pushing c then supersedes the old actions from c's start, those beyond its end
+ * included). The same refusals as vlad_aq_push, with c unchanged; a w_new outside [0, 1]
+ * is VLAD_EINVAL. *blended (if non-NULL) gets the number of ticks blended. */
+int vlad_aq_merge(const vlad_action_queue *q, vlad_chunk *c, double w_new, int *blended,
+                  vlad_err *err);
+
 /* The action for `tick`, or NULL if none is queued. Ticks before `tick` become past.
  * *chunk_id and *obs_tick (if non-NULL) describe its origin. */
 const float *vlad_aq_get(vlad_action_queue *q, int64_t tick, uint64_t *chunk_id, int64_t *obs_tick);

@@ -19,6 +19,7 @@ int vlad_sched_init(vlad_sched *s, const vlad_profile *p, int horizon, int dim, 
     s->dim = dim;
     double tick_s = 1.0 / p->control_hz, lag_s = p->async.tracking_lag_ms / 1000.0;
     s->lag_alpha = lag_s > 0 ? 1.0 - exp(-tick_s / lag_s) : 1.0;
+    s->merge_weight = p->async.merge_weight;
     s->next_id = 1;
     return VLAD_OK;
 }
@@ -68,6 +69,7 @@ bool vlad_sched_want(vlad_sched *s, const vlad_action_queue *q, int64_t now, con
         memcpy(st, obs_state, sizeof(double) * (size_t)s->dim);
         break;
     case VLAD_ASYNC_NAIVE:
+    case VLAD_ASYNC_MERGE: /* naive's timing; the blend happens on install */
         req->start_tick = obs_tick;
         req->len = s->K + delay < s->horizon ? s->K + delay : s->horizon;
         memcpy(st, obs_state, sizeof(double) * (size_t)s->dim);

@@ -1,5 +1,6 @@
 /* scheduler.h — when to start an inference, what state to condition it on, and where
- * its chunk goes on the tick timeline: sync, naive and VLASH (future-state-aware).
+ * its chunk goes on the tick timeline: sync, naive, VLASH (future-state-aware) and merge
+ * (LeRobot's asynchronous client).
  *
  * Called by the control thread at the start of each tick τ, before the action for τ is
  * taken, with the number of queued actions rem = vlad_aq_remaining(q, τ) and the delay
@@ -18,6 +19,11 @@
  *          (optionally through a first-order tracking-lag model); no action is skipped;
  *          K actions are kept. A chunk arriving after s is still aligned by tick:
  *          actions for past ticks are dropped by number.
+ *   merge  LeRobot's async merge: trigger, conditioning, placement and length as naive;
+ *          on install, each tick of the new chunk that still has a queued action from an
+ *          older chunk executes merge_weight·new + (1 − merge_weight)·old (vlad_aq_merge,
+ *          called by the control thread before the gate); ticks beyond the new chunk's
+ *          end are dropped, as in every mode.
  * threshold = K re-plans whenever the worker is idle (lowest reaction latency);
  * threshold = 0 triggers at rem = Δ (each chunk fully executed).
  * Pure functions of their inputs; no allocation. */
@@ -34,10 +40,11 @@
 typedef struct vlad_sched {
     vlad_async_mode mode;
     int K;          /* execution horizon */
-    int threshold;  /* naive/vlash: trigger when this many actions (or Δ) remain */
+    int threshold;  /* naive/vlash/merge: trigger when this many actions (or Δ) remain */
     int horizon;    /* H of the model */
     int dim;
     double lag_alpha; /* per-tick tracking-lag factor in (0,1]; 1 = reaches each target */
+    double merge_weight; /* merge: weight of the new chunk on the overlap (async.merge_weight) */
     uint64_t next_id;
 } vlad_sched;
 

@@ -77,13 +77,15 @@ static const field top_fields[] = {
      "limits, jumps, late, failed), seeded by `policy.seed`."},
     {"policy.instruction", F_STR, P(policy.instruction), 0, 0, "", NULL,
      "Instruction (prompt) until a client sets one."},
-    {"async.mode", F_ENUM, P(async.mode), 0, 0, "vlash", "sync|naive|vlash",
+    {"async.mode", F_ENUM, P(async.mode), 0, 0, "vlash", "sync|naive|vlash|merge",
      "`sync`: execute K actions then stop and infer. `naive`: infer ahead on the current state. "
-     "`vlash`: infer ahead on the state rolled forward to the new chunk's start."},
+     "`vlash`: infer ahead on the state rolled forward to the new chunk's start. `merge`: "
+     "LeRobot's asynchronous merge: naive, and where the new chunk overlaps actions still "
+     "queued the executed action is a weighted average of the two (`async.merge_weight`)."},
     {"async.execution_horizon", F_INT, P(async.execution_horizon), 1, 1000, "10", NULL,
      "K: actions executed from each chunk."},
     {"async.trigger_threshold", F_INT, P(async.trigger_threshold), 0, 1000, "5", NULL,
-     "naive/vlash: start the next inference when this many actions remain queued."},
+     "naive/vlash/merge: start the next inference when this many actions remain queued."},
     {"async.delay_margin", F_INT, P(async.delay_margin), 0, 100, "1", NULL,
      "Ticks added to the estimated inference delay."},
     {"async.max_delay_ticks", F_INT, P(async.max_delay_ticks), 0, 256, "0", NULL,
@@ -94,6 +96,10 @@ static const field top_fields[] = {
     {"async.tracking_lag_ms", F_DOUBLE, P(async.tracking_lag_ms), 0, 10000, "0", NULL,
      "vlash: first-order tracking-lag time constant for the roll-forward; 0 = the robot reaches "
      "each target."},
+    {"async.merge_weight", F_DOUBLE, P(async.merge_weight), 0, 1, "0.7", NULL,
+     "merge: on each tick where a new chunk overlaps an action still queued from an older one, "
+     "execute w·new + (1 − w)·old. 0.7 = LeRobot's `weighted_average`; 1 = the newest only (as "
+     "naive); 0.5 = the mean; 0.3 = conservative (keeps more of the old chunk)."},
     {"safety.watchdog_ms", F_DOUBLE, P(safety.watchdog_ms), 1, 60000, "200", NULL,
      "Observations older than this: hold the last commanded target and emit WATCHDOG_TRIP."},
     {"safety.max_delta_per_tick", F_DOUBLE, P(safety.max_delta_per_tick), 1e-6, 10, "0.1", NULL,
@@ -829,8 +835,8 @@ int vlad_profile_camera_index(const vlad_profile *p, const char *name) {
 }
 
 const char *vlad_async_mode_name(vlad_async_mode m) {
-    static const char *n[] = {"sync", "naive", "vlash"};
-    return (m >= 0 && m <= 2) ? n[m] : "?";
+    static const char *n[] = {"sync", "naive", "vlash", "merge"};
+    return (m >= 0 && m <= VLAD_ASYNC_MERGE) ? n[m] : "?";
 }
 
 const char *vlad_clock_mode_name(vlad_clock_mode m) { return m == VLAD_CLOCK_LOCKSTEP ? "lockstep" : "wall"; }

@@ -34,7 +34,12 @@ typedef struct vlad_camera {
     double rate_hz;    /* frames per second the robot/sim publishes */
 } vlad_camera;
 
-typedef enum { VLAD_ASYNC_SYNC = 0, VLAD_ASYNC_NAIVE = 1, VLAD_ASYNC_VLASH = 2 } vlad_async_mode;
+typedef enum {
+    VLAD_ASYNC_SYNC = 0,
+    VLAD_ASYNC_NAIVE = 1,
+    VLAD_ASYNC_VLASH = 2,
+    VLAD_ASYNC_MERGE = 3 /* LeRobot's asynchronous merge: naive + a weighted blend on the overlap */
+} vlad_async_mode;
 typedef enum { VLAD_CLOCK_WALL = 0, VLAD_CLOCK_LOCKSTEP = 1 } vlad_clock_mode;
 typedef enum { VLAD_ACTION_ABS_JOINT_POS = 0 } vlad_action_type;
 /* record.images: what a recording keeps of each camera image (daemon/record.h) */
@@ -75,6 +80,7 @@ typedef struct vlad_profile {
         int delay_margin;
         double tracking_lag_ms;
         int max_delay_ticks;       /* 0 = from the checkpoint, else horizon - K */
+        double merge_weight;       /* merge: weight of the new chunk on the overlap, [0, 1] */
     } async;
     struct {
         double watchdog_ms;

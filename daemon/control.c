@@ -199,8 +199,10 @@ static void refuse(vlad_control *c, int64_t tick, const char *why, uint64_t id) 
          (unsigned long long)id, why);
 }
 
-/* Install a finished chunk at tick `tick`: trim what is past, pass it through the gate
- * along itself from the target pending at its first tick - 1, queue it, publish it. */
+/* Install a finished chunk at tick `tick`: trim what is past, (merge mode) blend it with
+ * the actions still queued where it overlaps them, pass it through the gate along itself
+ * from the target pending at its first tick - 1, queue it, publish it. What is gated,
+ * queued and published is the same: the blended values in merge mode. */
 static void install(vlad_control *c, int64_t tick, const vlad_infer_result *r) {
     vlad_shared *sh = c->sh;
     vlad_chunk_rec *cr = &c->staging;
@@ -215,11 +217,16 @@ static void install(vlad_control *c, int64_t tick, const vlad_infer_result *r) {
     }
     int64_t first = ch->start_tick > tick ? ch->start_tick : tick; /* earlier ticks have passed */
     int off = (int)(first - ch->start_tick);
+    vlad_err err;
+    if (c->sched.mode == VLAD_ASYNC_MERGE &&
+        vlad_aq_merge(&c->queue, ch, c->sched.merge_weight, NULL, &err) != VLAD_OK) {
+        refuse(c, tick, err.msg, ch->id);
+        return;
+    }
     double ref[VLAD_AQ_MAX_DIM];
     vlad_rollforward(&c->queue, tick, first, c->gate.prev, NULL, 1.0, c->sched.dim, ref);
     bool clamped = vlad_gate_chunk(&c->gate, ref, ch->values + (size_t)off * (size_t)ch->dim,
                                    ch->len - off);
-    vlad_err err;
     if (vlad_aq_push(&c->queue, ch, &err) != VLAD_OK) {
         refuse(c, tick, err.msg, ch->id);
         return;

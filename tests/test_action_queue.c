@@ -1,5 +1,7 @@
 /* The tick-keyed action queue: switching at start ticks, past ticks dropped by number,
- * chunks that would alias the timeline refused, and a randomized run against a model. */
+ * chunks that would alias the timeline refused, a randomized run against a model, and
+ * LeRobot's asynchronous merge (vlad_aq_merge). */
+#include <math.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -235,6 +237,199 @@ static void test_obs_robot_tick(void **state) {
     assert_int_equal(vlad_aq_obs_robot_tick(&q, 12), -1);
 }
 
+/* ---- LeRobot's asynchronous merge (vlad_aq_merge) ----------------------------------- */
+
+/* the documented blend of one value */
+static float blend(double w, float n, float o) { return (float)(w * (double)n + (1.0 - w) * (double)o); }
+
+/* A chunk merged over a queue with a known overlap: w·new + (1 − w)·old on the overlap, the
+ * new values after it and for past ticks, the queue untouched until the push; after the push
+ * the blended ticks belong to the new chunk and the old tail beyond its end is gone. */
+static void test_merge_overlap(void **state) {
+    (void)state;
+    vlad_action_queue q;
+    vlad_err err;
+    const double ws[] = {0.7, 0.5, 0.3, 1.0, 0.0};
+    for (size_t k = 0; k < sizeof ws / sizeof ws[0]; k++) {
+        double w = ws[k];
+        vlad_aq_init(&q, 2, NULL);
+        vlad_chunk a = chunk(1, 0, 10, 0.25f); /* ticks 0..9: 0.25 + t, -(0.25 + t) */
+        assert_int_equal(vlad_aq_push(&q, &a, NULL), 0);
+        /* ticks 0..2 pass without being taken, tick 3 is executed: now = 4 */
+        assert_true(vlad_aq_get(&q, 3, NULL, NULL)[0] == 3.25f);
+        /* conditioned on the observation at tick 2 (index 0 = tick 2): ticks 2, 3 are past */
+        vlad_chunk b = chunk(2, 2, 12, 100.5f), orig = b; /* ticks 2..13 */
+        int n = -1;
+        assert_int_equal(vlad_aq_merge(&q, &b, w, &n, &err), 0);
+        assert_int_equal(n, 6); /* ticks 4..9 overlap a */
+        for (int i = 0; i < 12; i++) {
+            int64_t t = 2 + i;
+            for (int j = 0; j < 2; j++) {
+                float nv = orig.values[i * 2 + j], got = b.values[i * 2 + j];
+                if (t >= 4 && t <= 9) {
+                    float ov = a.values[t * 2 + j];
+                    assert_true(got == blend(w, nv, ov));
+                    if (w == 1.0)
+                        assert_true(got == nv); /* the newest only: naive */
+                    if (w == 0.0)
+                        assert_true(got == ov); /* the old chunk only */
+                    if (w > 0.0 && w < 1.0) /* strictly between the two */
+                        assert_true(fminf(nv, ov) < got && got < fmaxf(nv, ov));
+                } else {
+                    assert_true(got == nv); /* past ticks and ticks beyond the old chunk */
+                }
+            }
+        }
+        /* merging changes the chunk, never the queue */
+        for (int64_t t = 4; t < 10; t++)
+            assert_true(vlad_aq_peek(&q, t)[0] == 0.25f + (float)t);
+        assert_int_equal(vlad_aq_push(&q, &b, NULL), 0);
+        for (int64_t t = 4; t < 14; t++) {
+            uint64_t id;
+            int64_t ot;
+            const float *x = vlad_aq_get(&q, t, &id, &ot);
+            assert_non_null(x);
+            assert_true(x[0] == b.values[(t - 2) * 2] && x[1] == b.values[(t - 2) * 2 + 1]);
+            assert_int_equal(id, 2);
+            assert_int_equal(ot, 0); /* the new chunk's observation */
+        }
+        assert_null(vlad_aq_get(&q, 14, NULL, NULL));
+
+        /* a new chunk ending before the old one: the old tail beyond its end is dropped */
+        vlad_aq_init(&q, 2, NULL);
+        assert_int_equal(vlad_aq_push(&q, &a, NULL), 0);
+        vlad_aq_get(&q, 3, NULL, NULL);
+        vlad_chunk s = chunk(3, 4, 3, -5), so = s; /* ticks 4..6 */
+        assert_int_equal(vlad_aq_merge(&q, &s, w, &n, &err), 0);
+        assert_int_equal(n, 3);
+        for (int i = 0; i < 3; i++)
+            for (int j = 0; j < 2; j++)
+                assert_true(s.values[i * 2 + j] == blend(w, so.values[i * 2 + j], a.values[(4 + i) * 2 + j]));
+        assert_int_equal(vlad_aq_push(&q, &s, NULL), 0);
+        assert_int_equal(vlad_aq_remaining(&q, 4), 3);
+        assert_null(vlad_aq_peek(&q, 7)); /* a's ticks 7..9 are gone */
+        assert_null(vlad_aq_peek(&q, 9));
+    }
+}
+
+/* The overlap is whatever is still queued from the chunk before: a chunk starts at or after
+ * the newest start (push refuses earlier), so that is the newest chunk's actions, which end
+ * where it ends or at a gap; an empty queue, the same chunk again; each joint of a wider
+ * action is blended with its own. */
+static void test_merge_ids_holes_dims(void **state) {
+    (void)state;
+    vlad_action_queue q;
+    vlad_err err;
+    const double w = 0.7;
+    int n = -1;
+    vlad_aq_init(&q, 2, NULL);
+    vlad_chunk e = chunk(1, 0, 5, 1), eo = e;
+    assert_int_equal(vlad_aq_merge(&q, &e, w, &n, &err), 0); /* an empty queue: nothing to blend */
+    assert_int_equal(n, 0);
+    assert_memory_equal(e.values, eo.values, sizeof(float) * 10);
+
+    /* a: ticks 0..9; c: 6..7 supersedes a from 6 (a's 8, 9 gone); d: 10..13 after a gap */
+    vlad_chunk a = chunk(1, 0, 10, 0), c = chunk(2, 6, 2, 60), d = chunk(3, 10, 4, 120);
+    vlad_aq_push(&q, &a, NULL);
+    vlad_aq_push(&q, &c, NULL);
+    vlad_aq_get(&q, 4, NULL, NULL); /* now = 5 */
+    vlad_chunk m = chunk(4, 6, 6, 500), mo = m; /* ticks 6..11 */
+    assert_int_equal(vlad_aq_merge(&q, &m, w, &n, &err), 0);
+    assert_int_equal(n, 2); /* 6, 7 of c; nothing at 8..11 */
+    for (int i = 0; i < 6; i++)
+        for (int j = 0; j < 2; j++) {
+            float o = (float)(60 + i) * (j ? -1.0f : 1.0f);
+            float want = i < 2 ? blend(w, mo.values[i * 2 + j], o) : mo.values[i * 2 + j];
+            assert_true(m.values[i * 2 + j] == want);
+        }
+    assert_int_equal(vlad_aq_push(&q, &d, NULL), 0); /* a gap at 8, 9 */
+    vlad_chunk g = chunk(5, 10, 6, 900), go = g;  /* ticks 10..15 over d's 10..13 */
+    assert_int_equal(vlad_aq_merge(&q, &g, w, &n, &err), 0);
+    assert_int_equal(n, 4);
+    for (int i = 0; i < 6; i++) {
+        float want = i < 4 ? blend(w, go.values[i * 2], (float)(120 + i)) : go.values[i * 2];
+        assert_true(g.values[i * 2] == want);
+    }
+    /* the same chunk pushed again is not blended with itself */
+    assert_int_equal(vlad_aq_push(&q, &g, NULL), 0);
+    vlad_chunk again = g;
+    assert_int_equal(vlad_aq_merge(&q, &again, w, &n, &err), 0);
+    assert_int_equal(n, 0);
+    assert_memory_equal(again.values, g.values, sizeof(float) * 12);
+    uint64_t id;
+    vlad_aq_get(&q, 9, NULL, NULL);
+    assert_true(vlad_aq_get(&q, 10, &id, NULL)[0] == g.values[0]);
+    assert_int_equal(id, 5); /* the blended tick is the new chunk's */
+
+    /* dim 3: the queue stores actions at a wider stride than the chunk; each joint is its own */
+    vlad_aq_init(&q, 3, NULL);
+    vlad_chunk a3, b3;
+    memset(&a3, 0, sizeof a3);
+    a3.id = 1, a3.start_tick = 0, a3.len = 4, a3.dim = 3;
+    for (int i = 0; i < 12; i++)
+        a3.values[i] = (float)(10 * (i / 3) + (i % 3)); /* tick*10 + joint */
+    assert_int_equal(vlad_aq_push(&q, &a3, NULL), 0);
+    b3 = a3;
+    b3.id = 2, b3.start_tick = 2, b3.len = 4;
+    for (int i = 0; i < 12; i++)
+        b3.values[i] = (float)(1000 + i);
+    vlad_chunk b3o = b3;
+    assert_int_equal(vlad_aq_merge(&q, &b3, 0.5, &n, &err), 0);
+    assert_int_equal(n, 2); /* ticks 2, 3 */
+    for (int i = 0; i < 4; i++)
+        for (int j = 0; j < 3; j++) {
+            float nv = b3o.values[i * 3 + j];
+            float want = i < 2 ? blend(0.5, nv, (float)(10 * (2 + i) + j)) : nv;
+            assert_true(b3.values[i * 3 + j] == want);
+        }
+}
+
+/* Merge refuses what push refuses, and a weight outside [0, 1], leaving the chunk as it was;
+ * a non-finite new value stays non-finite (for the gate to reject). */
+static void test_merge_refusals(void **state) {
+    (void)state;
+    vlad_action_queue q;
+    vlad_err err;
+    int n = -1;
+    vlad_aq_init(&q, 2, NULL);
+    vlad_chunk a = chunk(1, 5, 10, 0);
+    vlad_aq_push(&q, &a, NULL);
+    struct {
+        vlad_chunk c;
+        double w;
+        int rc;
+    } cases[] = {
+        {chunk(2, 6, 4, 50), 1.5, VLAD_EINVAL},
+        {chunk(2, 6, 4, 50), -0.1, VLAD_EINVAL},
+        {chunk(2, 6, 4, 50), NAN, VLAD_EINVAL},
+        {chunk(2, 4, 4, 50), 0.7, VLAD_ESTATE},                  /* before the newest start */
+        {chunk(2, 300, VLAD_AQ_MAX_H, 50), 0.7, VLAD_ERANGE},    /* would alias */
+        {chunk(2, -1, 4, 50), 0.7, VLAD_EINVAL},
+        {chunk(2, 6, 0, 50), 0.7, VLAD_EINVAL},
+        {chunk(2, 6, 4, 50), 0.7, VLAD_EINVAL}, /* dim 3, below */
+    };
+    cases[7].c.dim = 3;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        vlad_chunk before = cases[i].c;
+        err.msg[0] = 0;
+        assert_int_equal(vlad_aq_merge(&q, &cases[i].c, cases[i].w, &n, &err), cases[i].rc);
+        assert_true(err.msg[0] != 0);
+        assert_int_equal(n, 0);
+        assert_memory_equal(&before, &cases[i].c, sizeof before);
+    }
+    vlad_chunk f = chunk(2, 6, 3, 50);
+    f.values[0] = NAN, f.values[1] = INFINITY, f.values[3] = -INFINITY;
+    assert_int_equal(vlad_aq_merge(&q, &f, 0.7, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_true(isnan(f.values[0]) && isinf(f.values[1]) && isinf(f.values[3]));
+    assert_true(f.values[2] == blend(0.7, 51, 2)); /* the rest is blended as usual */
+    f = chunk(2, 6, 3, 50);
+    f.values[0] = INFINITY;
+    assert_int_equal(vlad_aq_merge(&q, &f, 0.0, &n, &err), 0);
+    assert_false(isfinite(f.values[0])); /* 0 · inf: not finite, never a number picked up */
+    assert_int_equal(vlad_aq_remaining(&q, 5), 10); /* the queue untouched throughout */
+}
+
 /* ---- randomized run against a model -------------------------------------------------- */
 
 static uint64_t splitmix64(uint64_t *s) {
@@ -397,6 +592,86 @@ static void test_random_against_model(void **state) {
     assert_true(pushed > 10000 && refused > 1000 && got > 10000 && empty > 1000);
 }
 
+/* Random merges and pushes in order (late, early, with gaps, over the ring's wrap) and gets,
+ * against a flat per-tick model of the timeline: every merge blends exactly the ticks the
+ * model has queued (not past, from another chunk) by the documented formula, and every action
+ * taken is the model's. */
+#define MT 6000
+static float m_val[MT][3];
+static uint64_t m_id[MT];
+static bool m_has[MT];
+
+static void test_merge_random_against_model(void **state) {
+    (void)state;
+    static vlad_action_queue q;
+    static vlad_chunk c, orig;
+    assert_int_equal(vlad_aq_init(&q, 3, NULL), 0);
+    memset(m_has, 0, sizeof m_has);
+    uint64_t rng = 0x5EED3E6Eull, next_id = 1;
+    int64_t tau = 0, newest = 0;
+    long blended = 0, merged = 0, got = 0;
+    while (tau < MT - 200) {
+        if (splitmix64(&rng) % 3 == 0) { /* a chunk: merged, then pushed */
+            memset(&c, 0, sizeof c);
+            c.id = next_id++;
+            c.dim = 3;
+            c.len = 1 + (int)(splitmix64(&rng) % 64);
+            int64_t st = tau - 8 + (int64_t)(splitmix64(&rng) % 24); /* late or early */
+            c.start_tick = st > newest ? st : newest;
+            for (int i = 0; i < c.len * 3; i++)
+                c.values[i] = (float)((double)(splitmix64(&rng) % 20001) / 1000.0 - 10.0);
+            orig = c;
+            const double ws[] = {0.7, 0.5, 0.3, 1.0, 0.0, 0.123};
+            double w = ws[splitmix64(&rng) % 6];
+            int n = -1;
+            assert_int_equal(vlad_aq_merge(&q, &c, w, &n, NULL), 0);
+            int want_n = 0;
+            for (int i = 0; i < c.len; i++) {
+                int64_t t = c.start_tick + i;
+                bool ov = t >= tau && m_has[t] && m_id[t] != c.id;
+                want_n += ov;
+                for (int j = 0; j < 3; j++) {
+                    float want = ov ? blend(w, orig.values[i * 3 + j], m_val[t][j]) : orig.values[i * 3 + j];
+                    if (c.values[i * 3 + j] != want)
+                        fail_msg("chunk %llu tick %lld joint %d: %.9g, expected %.9g", (unsigned long long)c.id,
+                                 (long long)t, j, (double)c.values[i * 3 + j], (double)want);
+                }
+            }
+            assert_int_equal(n, want_n);
+            blended += n;
+            merged++;
+            assert_int_equal(vlad_aq_push(&q, &c, NULL), 0);
+            newest = c.start_tick;
+            for (int64_t t = c.start_tick; t < MT; t++)
+                m_has[t] = false; /* superseded from its start on */
+            for (int i = 0; i < c.len; i++) {
+                int64_t t = c.start_tick + i;
+                if (t < tau)
+                    continue; /* past: dropped by number */
+                m_has[t] = true;
+                m_id[t] = c.id;
+                memcpy(m_val[t], &c.values[i * 3], sizeof m_val[t]);
+            }
+        } else { /* take this tick's action, sometimes skipping ticks */
+            tau += (int64_t)(splitmix64(&rng) % 3);
+            uint64_t id = 0;
+            const float *a = vlad_aq_get(&q, tau, &id, NULL);
+            assert_true((a != NULL) == m_has[tau]);
+            if (a) {
+                assert_memory_equal(a, m_val[tau], sizeof m_val[tau]);
+                assert_int_equal(id, m_id[tau]);
+                got++;
+            }
+            for (int64_t t = 0; t <= tau; t++)
+                m_has[t] = false; /* past or used */
+            tau++;
+        }
+    }
+    printf("# random merge: %ld chunks merged, %ld ticks blended, %ld actions taken\n", merged,
+           blended, got);
+    assert_true(merged > 1000 && blended > 5000 && got > 1000);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_empty_and_errors), cmocka_unit_test(test_single_chunk),
@@ -404,6 +679,8 @@ int main(void) {
         cmocka_unit_test(test_replace_waiting_and_refuse_older),
         cmocka_unit_test(test_push_refuses_alias), cmocka_unit_test(test_push_refuses_absurd_start),
         cmocka_unit_test(test_obs_robot_tick), cmocka_unit_test(test_random_against_model),
+        cmocka_unit_test(test_merge_overlap), cmocka_unit_test(test_merge_ids_holes_dims),
+        cmocka_unit_test(test_merge_refusals), cmocka_unit_test(test_merge_random_against_model),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

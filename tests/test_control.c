@@ -306,7 +306,8 @@ static void test_starts_estopped(void **state) {
 
 /* ---- the tick allocates nothing, in every mode, with a faulty policy ----------------------- */
 
-static const char *const MODES[] = {"sync", "naive", "vlash"};
+static const char *const MODES[] = {"sync", "naive", "vlash", "merge"};
+#define N_MODES (int)(sizeof MODES / sizeof MODES[0])
 
 static void run_no_alloc(const char *clock, const char *mode) {
     static vlad_profile p;
@@ -399,7 +400,7 @@ static void run_no_alloc(const char *clock, const char *mode) {
 
 static void test_tick_allocates_nothing(void **state) {
     (void)state;
-    for (int m = 0; m < 3; m++) {
+    for (int m = 0; m < N_MODES; m++) {
         run_no_alloc("lockstep", MODES[m]);
         run_no_alloc("wall", MODES[m]);
     }

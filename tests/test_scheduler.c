@@ -17,6 +17,8 @@
 
 static vlad_profile prof;
 
+static double g_merge_weight = 0.7; /* async.merge_weight of the next load() */
+
 static void load(const char *mode, int K, int threshold, double lag_ms) {
     char y[1024];
     snprintf(y, sizeof y,
@@ -24,8 +26,8 @@ static void load(const char *mode, int K, int threshold, double lag_ms) {
              "  - {name: a, min: -2, max: 2, max_velocity: 10}\n"
              "  - {name: b, min: -2, max: 2, max_velocity: 10, home: 0.5}\n"
              "async: {mode: %s, execution_horizon: %d, trigger_threshold: %d, delay_margin: 0, "
-             "tracking_lag_ms: %g}\n",
-             mode, K, threshold, lag_ms);
+             "tracking_lag_ms: %g, merge_weight: %.17g}\n",
+             mode, K, threshold, lag_ms, g_merge_weight);
     vlad_err err;
     if (vlad_profile_load_string(&prof, y, strlen(y), "s.yaml", &err))
         fail_msg("%s", err.msg);
@@ -94,6 +96,31 @@ static void test_want_conditions(void **state) {
     assert_int_equal(r.len, 13);                                         /* K + Δ */
     assert_true(r.state[1] == 0.2f);
 
+    /* merge: naive's trigger, conditioning, placement and length */
+    load("merge", 10, 2, 0);
+    vlad_sched_init(&s, &prof, 16, 2, NULL);
+    assert_true(s.merge_weight == 0.7); /* the default: LeRobot's weighted_average */
+    assert_false(vlad_sched_want(&s, &q, 6, obs, 6, cmd, 3, false, &r));
+    assert_true(vlad_sched_want(&s, &q, 7, obs, 5, cmd, 3, false, &r));
+    assert_int_equal(r.start_tick, 5); /* the obs tick */
+    assert_int_equal(r.obs_tick, 5);
+    assert_int_equal(r.len, 13);
+    assert_true(r.state[0] == 0.1f && r.state[1] == 0.2f); /* observed, not rolled forward */
+    assert_false(vlad_sched_want(&s, &q, 7, obs, 5, cmd, 3, true, &r)); /* busy */
+    /* async.merge_weight: [0, 1], what the profile says reaches the scheduler */
+    vlad_err err;
+    assert_int_equal(vlad_profile_set(&prof, "async.merge_weight", "0.3", &err), 0);
+    vlad_sched_init(&s, &prof, 16, 2, NULL);
+    assert_true(s.merge_weight == 0.3);
+    assert_int_equal(vlad_profile_set(&prof, "async.merge_weight", "1", &err), 0);
+    assert_int_equal(vlad_profile_set(&prof, "async.merge_weight", "0", &err), 0);
+    assert_int_equal(vlad_profile_set(&prof, "async.merge_weight", "1.01", &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "async.merge_weight"));
+    assert_int_equal(vlad_profile_set(&prof, "async.merge_weight", "-0.1", &err), VLAD_EINVAL);
+    assert_int_equal(vlad_profile_set(&prof, "async.mode", "merge", &err), 0);
+    assert_int_equal(prof.async.mode, VLAD_ASYNC_MERGE);
+    assert_string_equal(vlad_async_mode_name(VLAD_ASYNC_MERGE), "merge");
+
     load("vlash", 10, 2, 0);
     vlad_sched_init(&s, &prof, 16, 2, NULL);
     assert_true(vlad_sched_want(&s, &q, 7, obs, 6, cmd, 3, false, &r));
@@ -147,6 +174,8 @@ typedef struct loop_stats {
     int stalls, chunks;
     double max_jump, sum_jump; /* |change of commanded target| per tick */
     int misaligned;            /* vlash chunks not starting where the previous ended */
+    int blended;               /* merge: ticks blended with an older chunk */
+    double targets[400][2];    /* the commanded target per tick (runs of at most 400) */
 } loop_stats;
 
 typedef struct loop {
@@ -164,22 +193,29 @@ typedef struct loop {
 static void try_install(loop *L, int64_t t) {
     if (!L->busy || t < L->ready)
         return;
-    vlad_chunk c;
+    static vlad_chunk c;
     vlad_sched_place(&L->s, &L->req, L->acts, t, &c);
     if (L->prev_end >= 0 && strcmp(L->mode, "vlash") == 0 && c.start_tick != L->prev_end)
         L->st.misaligned++;
+    if (L->s.mode == VLAD_ASYNC_MERGE) { /* what the control thread does before the gate */
+        int n;
+        assert_int_equal(vlad_aq_merge(&L->q, &c, L->s.merge_weight, &n, NULL), 0);
+        L->st.blended += n;
+    }
     assert_int_equal(vlad_aq_push(&L->q, &c, NULL), 0);
     L->prev_end = c.start_tick + c.len;
     L->busy = false;
     L->st.chunks++;
 }
 
-static loop_stats run_loop(const char *mode, int K, int delta, int ticks, double lag_ms) {
+static loop_stats run_loop_th(const char *mode, int K, int threshold, int delta, int ticks,
+                              double lag_ms) {
     static loop L;
     memset(&L, 0, sizeof L);
     L.mode = mode;
     L.prev_end = -1;
-    load(mode, K, 0, lag_ms);
+    assert_true(ticks <= 400);
+    load(mode, K, threshold, lag_ms);
     vlad_synthetic pol;
     vlad_synthetic_init(&pol, &prof);
     vlad_policy_ops ops;
@@ -206,10 +242,15 @@ static loop_stats run_loop(const char *mode, int K, int delta, int ticks, double
         } else {
             L.st.stalls++;
         }
+        L.st.targets[t][0] = cmd[0], L.st.targets[t][1] = cmd[1];
         for (int k = 0; k < 2; k++)
             x[k] += alpha * (cmd[k] - x[k]);
     }
     return L.st;
+}
+
+static loop_stats run_loop(const char *mode, int K, int delta, int ticks, double lag_ms) {
+    return run_loop_th(mode, K, 0, delta, ticks, lag_ms);
 }
 
 static void test_loop_sync_stalls(void **state) {
@@ -237,6 +278,46 @@ static void test_loop_async_no_stalls(void **state) {
         /* VLASH continues from the pending target: chunk boundaries are smoother */
         assert_true(v.max_jump < n.max_jump);
         assert_true(v.chunks >= 400 / 10 - 2);
+    }
+}
+
+/* merge re-plans with an overlap (threshold > Δ): never stalls after the first chunk, blends
+ * on every overlap, and its chunk boundaries are smoother than naive's at the same trigger;
+ * weight 1 is naive exactly; with threshold 0 there is no overlap and merge is naive. */
+static void test_loop_merge(void **state) {
+    (void)state;
+    static loop_stats n, m, m1, z, nz;
+    for (int d = 1; d <= 4; d *= 2) {
+        n = run_loop_th("naive", 10, 6, d, 400, 0);
+        g_merge_weight = 0.7;
+        m = run_loop_th("merge", 10, 6, d, 400, 0);
+        g_merge_weight = 1.0;
+        m1 = run_loop_th("merge", 10, 6, d, 400, 0);
+        g_merge_weight = 0.7;
+        z = run_loop_th("merge", 10, 0, d, 400, 0);
+        nz = run_loop_th("naive", 10, 0, d, 400, 0);
+        printf("# Δ=%d naive: stalls %d chunks %d max jump %.4f sum %.4f | merge 0.7: stalls %d "
+               "chunks %d blended %d max jump %.4f sum %.4f\n",
+               d, n.stalls, n.chunks, n.max_jump, n.sum_jump, m.stalls, m.chunks, m.blended,
+               m.max_jump, m.sum_jump);
+        assert_true(m.stalls <= d);
+        assert_int_equal(m.chunks, n.chunks); /* the same trigger */
+        /* each chunk after the first overlaps the 6 - Δ actions still queued when it lands */
+        assert_int_equal(m.blended, (m.chunks - 1) * (6 - d));
+        /* the largest step between ticks once the first chunk runs (its start is a jump from
+         * the initial target in both) */
+        double jn = 0, jm = 0;
+        for (int t = 20; t < 400; t++)
+            for (int j = 0; j < 2; j++) {
+                jn = fmax(jn, fabs(n.targets[t][j] - n.targets[t - 1][j]));
+                jm = fmax(jm, fabs(m.targets[t][j] - m.targets[t - 1][j]));
+            }
+        printf("#   max step after tick 20: naive %.4f, merge %.4f\n", jn, jm);
+        assert_true(jm < jn);
+        assert_true(m.sum_jump < n.sum_jump);
+        assert_memory_equal(m1.targets, n.targets, sizeof n.targets); /* w = 1: naive */
+        assert_int_equal(z.blended, 0);
+        assert_memory_equal(z.targets, nz.targets, sizeof nz.targets);
     }
 }
 
@@ -310,7 +391,7 @@ int main(void) {
         cmocka_unit_test(test_rollforward),      cmocka_unit_test(test_want_conditions),
         cmocka_unit_test(test_place),            cmocka_unit_test(test_loop_sync_stalls),
         cmocka_unit_test(test_loop_async_no_stalls), cmocka_unit_test(test_loop_vlash_late_chunk),
-        cmocka_unit_test(test_rollforward_far_start),
+        cmocka_unit_test(test_rollforward_far_start), cmocka_unit_test(test_loop_merge),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
