@@ -1,19 +1,28 @@
 /* vlad-bench vlash — future-state-aware asynchronous inference against the baselines.
  *
- * Lockstep part: the default model, tasks reach/track/whack, modes sync/naive/vlash x
+ * Lockstep part: the default model, tasks reach/track/whack, modes sync/naive/vlash/merge x
  * emulated delay Δ (policy.min_latency_ms = Δ ticks), N episodes each (same seeds for
- * every cell): success, completion time and speed-up vs sync (and the ideal (K+Δ)/K),
- * reaction latency and its ratio vs sync, chunk-boundary discontinuity, jerk, stalls.
+ * every cell): success with its Wilson 95% interval; mean completion time of the successful
+ * episodes with a percentile-bootstrap 95% interval; the completion-time speed-up over sync at
+ * the same Δ, paired by episode (the episodes both succeeded: mean time of sync / mean time of
+ * the mode, bootstrap 95% interval) against the ideal (K+Δ)/K; the execution-rate speed-up
+ * (a proxy: ticks that ran a policy action, not time to finish); reaction latency and its
+ * ratio vs sync, chunk-boundary discontinuity, jerk, stalls; which modes' intervals are
+ * disjoint. Seed sets: dev (run seed --seed, below 1000000; the README's figures use 1) or
+ * held-out (run seed 1000000 + --seed; checked disjoint from the training data's episodes).
  * Wall-clock part: the real engine latency, execution horizon 0.5 s, sync vs VLASH
  * re-planning continuously (threshold = K): reaction latency in ms.
  * Pictures (--plot DIR, gnuplot): DIR/vlash-trajectory.png, the executed trajectory of joint 0
- * for the three modes over the same episode with chunk starts and inference intervals;
- * vlash-latency.png, per-episode reaction latency per mode; vlash-success.png and
- * vlash-completion.png, success (Wilson 95%) and completion time (Student-t 95%) against Δ
+ * for each mode over the same episode with chunk starts and inference intervals;
+ * vlash-latency.png, per-episode reaction latency per mode; vlash-success.png,
+ * vlash-completion.png and vlash-speedup.png, success (Wilson 95%), completion time and the
+ * paired completion-time speed-up over sync (bootstrap 95%, the ideal (K+Δ)/K drawn) against Δ
  * per mode, one panel per task.
  *
  *   vlad-bench vlash [--model M] [--profile P] [--episodes N] [--deltas 0,1,2,4,8] [--K K]
- *                    [--tasks reach,track,whack] [--seed S] [--jobs J] [--work DIR]
+ *                    [--tasks reach,track,whack] [--modes sync,naive,vlash,merge]
+ *                    [--seed S] [--seed-set dev|held-out] [--held-out] [--seeds-only]
+ *                    [--bootstrap B] [--merge-weight W] [--jobs J] [--work DIR]
  *                    [--json FILE] [--plot DIR] [--no-wall] [--wall-episodes N]
  *                    [--wall-K K] [--noise-scale X] [--only-wall]   (--help: the table)
  * The wall-clock VLASH run re-plans whenever the worker is idle (threshold K) with no delay
@@ -31,12 +40,16 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "bstats.h"
 #include "closedloop.h"
 #include "clock.h"
+#include "proc.h"
+#include "run.h"
 
 #define MAX_DELTAS 8
-#define N_MODES 3
-static const char *k_modes[N_MODES] = {"sync", "naive", "vlash"};
+#define MAX_MODES 4
+/* every mode, in table order; a run's modes are a subset (--modes), sync always among them */
+static const char *k_all_modes[MAX_MODES] = {"sync", "naive", "vlash", "merge"};
 
 typedef struct job {
     bench_run run;
@@ -94,12 +107,26 @@ static double ratio(double a, double b) { return (b > 0 && !isnan(a) && !isnan(b
 
 /* ---- pictures (--plot DIR) ------------------------------------------------------------- */
 
-static const char *k_mode_rgb[N_MODES] = {"#4477aa", "#ee6677", "#228833"};
+static const char *k_mode_rgb[MAX_MODES] = {"#4477aa", "#ee6677", "#228833", "#aa3377"};
+
+/* The statistics of one cell (task, Δ, mode) of the lockstep grid. */
+typedef struct cell {
+    const bench_task_stats *s; /* NULL: the run failed */
+    double wlo, whi;           /* success, Wilson 95% */
+    int n_done;                /* successful episodes */
+    double comp, comp_lo, comp_hi; /* mean completion time (s) of those, bootstrap 95% */
+    double sp, sp_lo, sp_hi;   /* completion-time speed-up over sync at this Δ, paired; bootstrap */
+    int pairs;                 /* episodes where both this mode and sync succeeded */
+    double ideal;              /* (K + Δ) / K */
+    double rate_sp;            /* execution-rate speed-up over sync (a proxy) */
+} cell;
 
 typedef struct vplot {
     const char *dir, *traj_png; /* the folder; the trajectory picture (DIR/vlash-trajectory.png) */
-    job *grid;                  /* nd x N_MODES lockstep runs (NULL: none) */
-    int nd, K;
+    job *grid;                  /* nd x nm lockstep runs (NULL: none) */
+    const cell *cells;          /* nt x nd x nm, same order */
+    int nd, K, nm;
+    const int *modes;           /* nm indices into k_all_modes */
     const int *deltas;
     double hz;
     char tasks[BENCH_MAX_TASKS][16];
@@ -234,15 +261,15 @@ static vlad_plot *new_plot(const char *png, int w, int h) {
  * tick; without that column, the Δ ticks before it (lockstep emulates exactly Δ). */
 static void plot_trajectory(const vplot *v, int d, const char *task) {
     int delta = v->deltas[d];
-    traj_row *rows[N_MODES] = {NULL};
-    int n[N_MODES] = {0};
+    traj_row *rows[MAX_MODES] = {NULL};
+    int n[MAX_MODES] = {0}, nm = v->nm;
     bool obs = true;
     double tmax = 0;
-    for (int m = 0; m < N_MODES; m++) {
+    for (int m = 0; m < nm; m++) {
         char csv[1100];
         vlad_err err;
         bool has_obs;
-        bench_trajectory_path(v->grid[d * N_MODES + m].dir, csv, sizeof csv);
+        bench_trajectory_path(v->grid[d * nm + m].dir, csv, sizeof csv);
         if (read_trajectory(csv, task, 0, &rows[m], &n[m], &has_obs, &err)) {
             fprintf(stderr, "%s: trajectory picture: %s\n", who, err.msg);
             for (int i = 0; i < m; i++)
@@ -252,18 +279,18 @@ static void plot_trajectory(const vplot *v, int d, const char *task) {
         obs = obs && has_obs;
         tmax = fmax(tmax, (rows[m][n[m] - 1].k + 1) / v->hz);
     }
-    vlad_plot *p = new_plot(v->traj_png, 1000, 780);
+    vlad_plot *p = new_plot(v->traj_png, 1000, 120 + 220 * nm);
     if (!p)
         goto out;
-    vlad_plot_printf(p, "set multiplot layout 3,1 title \"vlad-bench vlash: %s, delta = %d ticks, K = %d, "
+    vlad_plot_printf(p, "set multiplot layout %d,1 title \"vlad-bench vlash: %s, delta = %d ticks, K = %d, "
                         "episode 0 (same seed in every mode), joint 0\\nshaded: %s\"\n"
                         "set xrange [0:%g]\nset ylabel 'joint 0 (rad)'\n"
                         "set key outside right top vertical Left reverse samplen 2\n",
-                     task, delta, v->K,
+                     nm, task, delta, v->K,
                      obs ? "each inference, from its observation to the first action of its chunk"
                          : "the delta ticks before the first action of each chunk (lockstep emulates the inference)",
                      tmax);
-    for (int m = 0; m < N_MODES; m++) {
+    for (int m = 0; m < nm; m++) {
         char name[16];
         snprintf(name, sizeof name, "t%d", m);
         vlad_plot_data(p, name);
@@ -294,18 +321,18 @@ static void plot_trajectory(const vplot *v, int d, const char *task) {
         for (int i = 0; i < n[m]; i++)
             stall += rows[m][i].chunk == 0;
         vlad_plot_printf(p, "set title '%s: %d chunks, %d of %d ticks without a policy action'\n",
-                         k_modes[m], chunks, stall, n[m]);
-        vlad_plot_printf(p, "set xlabel '%s'\n", m == N_MODES - 1 ? "time in episode (s)" : "");
+                         k_all_modes[v->modes[m]], chunks, stall, n[m]);
+        vlad_plot_printf(p, "set xlabel '%s'\n", m == nm - 1 ? "time in episode (s)" : "");
         vlad_plot_printf(p, "plot $%s using 1:2 with lines lw 2 lc rgb '%s' title 'target', "
                             "$%s using 1:3 with lines lw 1 lc rgb '#999999' title 'position', "
                             "keyentry with boxes fc rgb '#f2c14e' fs solid 0.35 title 'inference', "
                             "keyentry with lines dt 2 lc rgb '#777777' title 'chunk start'\n",
-                         name, k_mode_rgb[m], name);
+                         name, k_mode_rgb[v->modes[m]], name);
     }
     vlad_plot_printf(p, "unset multiplot\n");
     bench_plot_done(who, p, v->traj_png, "joint 0 per mode, chunk starts and inference intervals");
 out:
-    for (int m = 0; m < N_MODES; m++)
+    for (int m = 0; m < nm; m++)
         free(rows[m]);
 }
 
@@ -323,7 +350,7 @@ static void hist_panel(vlad_plot *p, const char *name, const char *title, const 
     double w = hi > lo ? (hi - lo) / nb : 1;
     vlad_plot_data(p, name);
     for (int b = 0; b < nb + 1; b++) {
-        double row[1 + N_MODES] = {lo + (b + 0.5) * w, 0, 0, 0};
+        double row[1 + MAX_MODES] = {lo + (b + 0.5) * w};
         for (int s = 0; s < ns; s++)
             for (int i = 0; i < cnt[s]; i++) {
                 int bi = (int)floor((vals[s][i] - lo) / w);
@@ -348,8 +375,8 @@ static void hist_panel(vlad_plot *p, const char *name, const char *title, const 
  * world changes) and the wall-clock runs (whack, real engine latency) when they ran. */
 static void plot_latency(const vplot *v, int d) {
     enum { CAP = 4096 };
-    double *vals[2][N_MODES] = {{NULL}};
-    int cnt[2][N_MODES] = {{0}}, panels = (v->grid != NULL) + (v->wall != NULL);
+    double *vals[2][MAX_MODES] = {{NULL}};
+    int cnt[2][MAX_MODES] = {{0}}, panels = (v->grid != NULL) + (v->wall != NULL);
     char png[1100];
     bench_plot_path(v->dir, "vlash-latency.png", png, sizeof png);
     vlad_plot *p = panels ? new_plot(png, 560 * panels + 80, 440) : NULL;
@@ -360,12 +387,12 @@ static void plot_latency(const vplot *v, int d) {
     for (int pi = 0; pi < 2; pi++) {
         if ((pi == 0 && !v->grid) || (pi == 1 && !v->wall))
             continue;
-        int ns = pi == 0 ? N_MODES : 2;
-        const char *labels[N_MODES], *rgb[N_MODES];
+        int ns = pi == 0 ? v->nm : 2;
+        const char *labels[MAX_MODES], *rgb[MAX_MODES];
         for (int s = 0; s < ns; s++) {
-            int m = pi == 0 ? s : (s ? 2 : 0);
-            const job *j = pi == 0 ? &v->grid[d * N_MODES + m] : &v->wall[s];
-            labels[s] = pi == 0 ? k_modes[m] : (s ? "vlash (re-plan when idle)" : "sync");
+            int m = pi == 0 ? v->modes[s] : (s ? 2 : 0); /* index into k_all_modes */
+            const job *j = pi == 0 ? &v->grid[d * v->nm + s] : &v->wall[s];
+            labels[s] = pi == 0 ? k_all_modes[m] : (s ? "vlash (re-plan when idle)" : "sync");
             rgb[s] = k_mode_rgb[m];
             vals[pi][s] = malloc(CAP * sizeof(double));
             if (!vals[pi][s] || j->rc)
@@ -391,63 +418,67 @@ static void plot_latency(const vplot *v, int d) {
     vlad_plot_printf(p, "unset multiplot\n");
     bench_plot_done(who, p, png, "histogram of per-episode reaction latency per mode");
     for (int pi = 0; pi < 2; pi++)
-        for (int s = 0; s < N_MODES; s++)
+        for (int s = 0; s < MAX_MODES; s++)
             free(vals[pi][s]);
 }
 
 /* vlash-success.png (what = 0): success rate against Δ per mode, Wilson 95% intervals;
  * vlash-completion.png (what = 1): mean completion time of the successful episodes against Δ
- * per mode, 95% Student-t interval of the mean. One panel per task; modes offset a little in x. */
+ * per mode, percentile-bootstrap 95% interval of the mean; vlash-speedup.png (what = 2): the
+ * paired completion-time speed-up over sync at each Δ, bootstrap 95%, with the ideal (K+Δ)/K.
+ * One panel per task; modes offset a little in x. */
 static void plot_vs_delta(const vplot *v, int what) {
+    static const char *png_name[3] = {"vlash-success.png", "vlash-completion.png", "vlash-speedup.png"};
+    static const char *title[3] = {"success, 95% Wilson interval",
+                                   "completion time of successful episodes, 95% bootstrap interval",
+                                   "completion-time speed-up over sync (paired episodes), 95% bootstrap "
+                                   "interval; dashed: the ideal (K+delta)/K"};
+    static const char *ylabel[3] = {"success (%)", "completion (s)", "speed-up vs sync"};
     char png[1100];
-    bench_plot_path(v->dir, what ? "vlash-completion.png" : "vlash-success.png", png, sizeof png);
+    bench_plot_path(v->dir, png_name[what], png, sizeof png);
     vlad_plot *p = v->nt ? new_plot(png, 420 * v->nt + 220, 470) : NULL;
     if (!p)
         return;
-    int dmax = 0;
+    int dmax = 0, nm = v->nm;
     for (int d = 0; d < v->nd; d++)
         dmax = v->deltas[d] > dmax ? v->deltas[d] : dmax;
     double off = 0.03 * (dmax > 0 ? dmax : 1);
     vlad_plot_printf(p, "set multiplot layout 1,%d title 'vlad-bench vlash, lockstep, K = %d: %s'\n"
                         "set xlabel 'delta (ticks)'\nset xrange [%g:%g]\nset xtics (",
-                     v->nt, v->K, what ? "completion time of successful episodes, 95% t interval"
-                                       : "success, 95% Wilson interval",
-                     -4 * off, dmax + 4 * off);
+                     v->nt, v->K, title[what], -4 * off, dmax + 4 * off);
     for (int d = 0; d < v->nd; d++)
         vlad_plot_printf(p, "%s%d", d ? ", " : "", v->deltas[d]);
-    const char *yr = what ? "set yrange [0:*]" : "set yrange [0:105]";
+    const char *yr = what == 0 ? "set yrange [0:105]" : what == 1 ? "set yrange [0:*]" : "set yrange [*:*]";
     vlad_plot_printf(p, ")\nset ylabel '%s'\nset bmargin 5\n"
                         "set key at screen 0.5, 0.035 center horizontal\n",
-                     what ? "completion (s)" : "success (%)");
+                     ylabel[what]);
     for (int t = 0; t < v->nt; t++) {
         char name[16];
         snprintf(name, sizeof name, "s%d", t);
         vlad_plot_data(p, name);
         bool any = false;
+        int eps = 0;
         for (int d = 0; d < v->nd; d++) {
-            double row[1 + 3 * N_MODES];
+            double row[1 + 3 * MAX_MODES];
             row[0] = v->deltas[d];
-            for (int m = 0; m < N_MODES; m++) {
-                const bench_task_stats *s = find(&v->grid[d * N_MODES + m], v->tasks[t]);
+            for (int m = 0; m < nm; m++) {
+                const cell *c = &v->cells[(t * v->nd + d) * nm + m];
                 double y = NAN, lo = NAN, hi = NAN;
-                if (s && !what) {
-                    bench_wilson(s->successes, s->episodes, &lo, &hi);
-                    y = 100 * s->success, lo *= 100, hi *= 100;
-                } else if (s) {
-                    y = s->completion_s;
-                    lo = y - s->completion_ci95, hi = y + s->completion_ci95;
-                }
+                if (c->s && what == 0)
+                    y = 100 * c->s->success, lo = 100 * c->wlo, hi = 100 * c->whi;
+                else if (c->s && what == 1)
+                    y = c->comp, lo = c->comp_lo, hi = c->comp_hi;
+                else if (c->s)
+                    y = c->sp, lo = c->sp_lo, hi = c->sp_hi;
+                if (c->s)
+                    eps = c->s->episodes;
                 row[1 + 3 * m] = y, row[2 + 3 * m] = lo, row[3 + 3 * m] = hi;
                 any = any || isfinite(y);
             }
-            vlad_plot_row(p, row, 1 + 3 * N_MODES);
+            vlad_plot_row(p, row, 1 + 3 * nm);
         }
         vlad_plot_end_data(p);
-        const bench_task_stats *any_s = NULL;
-        for (int i = 0; i < v->nd * N_MODES && !any_s; i++)
-            any_s = find(&v->grid[i], v->tasks[t]);
-        vlad_plot_printf(p, "set title '%s, %d episodes per point'\n", v->tasks[t],
-                         any_s ? any_s->episodes : 0);
+        vlad_plot_printf(p, "set title '%s, %d episodes per point'\n", v->tasks[t], eps);
         if (!any) { /* gnuplot refuses a plot without a point: say why the panel is empty */
             vlad_plot_printf(p, "set yrange [0:1]\nset label 1 '%s' at graph 0.5, 0.5 center\n"
                                 "plot 1/0 notitle\nunset label 1\n",
@@ -455,19 +486,25 @@ static void plot_vs_delta(const vplot *v, int what) {
             continue;
         }
         vlad_plot_printf(p, "%s\nplot ", yr);
-        for (int m = 0; m < N_MODES; m++) {
-            double dx = (m - 1) * off;
+        for (int m = 0; m < nm; m++) {
+            double dx = (m - (nm - 1) / 2.0) * off;
+            int mi = v->modes[m];
             vlad_plot_printf(p, "%s$%s using ($1+%g):%d with linespoints lw 2 pt 7 lc rgb '%s' "
                                 "title '%s', $%s using ($1+%g):%d:%d:%d with yerrorbars pt 7 lc rgb "
                                 "'%s' notitle",
-                             m ? ", " : "", name, dx, 2 + 3 * m, k_mode_rgb[m], k_modes[m], name, dx,
-                             2 + 3 * m, 3 + 3 * m, 4 + 3 * m, k_mode_rgb[m]);
+                             m ? ", " : "", name, dx, 2 + 3 * m, k_mode_rgb[mi], k_all_modes[mi], name,
+                             dx, 2 + 3 * m, 3 + 3 * m, 4 + 3 * m, k_mode_rgb[mi]);
         }
+        if (what == 2)
+            vlad_plot_printf(p, ", (%d + x) / %d.0 with lines dt 2 lw 1 lc rgb '#000000' title 'ideal'",
+                             v->K, v->K);
         vlad_plot_printf(p, "\n");
     }
     vlad_plot_printf(p, "unset multiplot\n");
-    bench_plot_done(who, p, png, what ? "completion time vs delta per mode, 95% t intervals"
-                                      : "success vs delta per mode, Wilson 95% intervals");
+    static const char *what_s[3] = {"success vs delta per mode, Wilson 95% intervals",
+                                    "completion time vs delta per mode, bootstrap 95% intervals",
+                                    "paired completion-time speed-up vs delta per mode and the ideal"};
+    bench_plot_done(who, p, png, what_s[what]);
 }
 
 /* All pictures: the trajectory at the largest Δ <= 4 on the first of track, whack, reach in
@@ -487,26 +524,198 @@ static void write_pictures(vplot *v) {
                 if (!strcmp(v->tasks[t], pref[i]))
                     ptask = v->tasks[t];
         bool ok = true;
-        for (int m = 0; m < N_MODES; m++)
-            ok = ok && !v->grid[dp * N_MODES + m].rc;
+        for (int m = 0; m < v->nm; m++)
+            ok = ok && !v->grid[dp * v->nm + m].rc;
         if (ok)
             plot_trajectory(v, dp, ptask);
         plot_latency(v, dp);
-        plot_vs_delta(v, 0);
-        plot_vs_delta(v, 1);
+        for (int w = 0; w < 3; w++)
+            plot_vs_delta(v, w);
     } else if (v->wall) {
         plot_latency(v, 0);
     }
 }
 
+/* --modes: a comma-separated subset of k_all_modes into out[] (indices, table order, no
+ * repeats); sync must be among them (every speed-up is relative to it). */
+static int parse_modes(const char *list, int *out, int *n, vlad_err *err) {
+    bool want[MAX_MODES] = {false};
+    for (const char *p = list; *p;) {
+        size_t len = strcspn(p, ",");
+        int m = -1;
+        for (int i = 0; i < MAX_MODES; i++)
+            if (len == strlen(k_all_modes[i]) && !strncmp(p, k_all_modes[i], len))
+                m = i;
+        if (m < 0)
+            return vlad_err_set(err, VLAD_EINVAL, "--modes: '%.*s': expected sync, naive, vlash or "
+                                "merge", (int)len, p);
+        want[m] = true;
+        p += len;
+        if (*p == ',')
+            p++;
+    }
+    if (!want[0])
+        return vlad_err_set(err, VLAD_EINVAL, "--modes: '%s': sync must be listed (every speed-up is "
+                            "relative to it)", list);
+    *n = 0;
+    for (int i = 0; i < MAX_MODES; i++)
+        if (want[i])
+            out[(*n)++] = i;
+    return VLAD_OK;
+}
+
+/* Whether the daemon takes async.mode merge: `vlad --check --profile P --set async.mode=merge`. */
+static bool daemon_accepts_merge(const char *profile) {
+    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--check", "--profile", (char *)profile, "--set",
+                    "async.mode=merge", NULL};
+    pid_t pid = vlad_proc_start(argv, "/dev/null");
+    if (pid < 0)
+        return false;
+    int st = vlad_proc_wait(pid, 20000);
+    if (st < 0)
+        vlad_proc_kill(pid);
+    return st == 0;
+}
+
+/* ---- seed sets ----
+ * Episode e of task k in a run with run seed S has the layout seed vlad_sim_episode_seed(S, k, e)
+ * (sim/run.c). dev: S = --seed (< BENCH_HELDOUT_BASE; the README's figures use 1). held-out:
+ * S = BENCH_HELDOUT_BASE + --seed. The check enumerates the episode seeds of the training data
+ * (bench_training_runs: training/make_default_model.sh) and, for held-out, a dev sample (run
+ * seeds 0..63 x 1000 episodes and run seed 1 x 100000, every task) and counts the run's episode
+ * seeds found among them. */
+typedef struct seed_check {
+    long long n_train, n_dev; /* reference episode seeds enumerated */
+    int shared_train, shared_dev;
+} seed_check;
+
+static int check_seeds(unsigned run_seed, const vlad_task_kind *kinds, int nk, int episodes,
+                       bool vs_dev, seed_check *out) {
+    memset(out, 0, sizeof *out);
+    long long cap = 0;
+    for (int r = 0; r < bench_n_training_runs; r++)
+        cap += (long long)bench_training_runs[r].episodes *
+               (bench_training_runs[r].task < 0 ? VLAD_TASK_COUNT : 1);
+    long long n_train = cap, dev_lo = 1000, dev_hi = 100000;
+    if (vs_dev)
+        cap += 64LL * VLAD_TASK_COUNT * dev_lo + (long long)VLAD_TASK_COUNT * (dev_hi - dev_lo);
+    uint64_t *ref = malloc((size_t)cap * sizeof *ref), *mine = malloc((size_t)nk * episodes * sizeof *mine);
+    if (!ref || !mine) {
+        free(ref);
+        free(mine);
+        return VLAD_ENOMEM;
+    }
+    long long n = 0;
+    for (int r = 0; r < bench_n_training_runs; r++) {
+        const bench_seed_run *t = &bench_training_runs[r];
+        for (int k = 0; k < VLAD_TASK_COUNT; k++)
+            for (int e = 0; (t->task < 0 || t->task == k) && e < t->episodes; e++)
+                ref[n++] = vlad_sim_episode_seed(t->seed, (vlad_task_kind)k, e);
+    }
+    for (int i = 0; i < nk; i++)
+        for (int e = 0; e < episodes; e++)
+            mine[i * episodes + e] = vlad_sim_episode_seed(run_seed, kinds[i], e);
+    int m = nk * episodes;
+    out->n_train = n_train;
+    uint64_t *tr = malloc((size_t)n_train * sizeof *tr);
+    if (tr) { /* the training set alone, for its own count */
+        memcpy(tr, ref, (size_t)n_train * sizeof *tr);
+        out->shared_train = bench_count_common(tr, (int)n_train, mine, m);
+        free(tr);
+    }
+    if (vs_dev) {
+        long long d0 = n;
+        for (unsigned sd = 0; sd < 64; sd++)
+            for (int k = 0; k < VLAD_TASK_COUNT; k++)
+                for (int e = 0; e < dev_lo; e++)
+                    ref[n++] = vlad_sim_episode_seed(sd, (vlad_task_kind)k, e);
+        for (int k = 0; k < VLAD_TASK_COUNT; k++)
+            for (int e = (int)dev_lo; e < dev_hi; e++)
+                ref[n++] = vlad_sim_episode_seed(1, (vlad_task_kind)k, e);
+        out->n_dev = n - d0;
+        out->shared_dev = bench_count_common(ref + d0, (int)(n - d0), mine, m);
+    }
+    free(ref);
+    free(mine);
+    return VLAD_OK;
+}
+
+static void add_num(cJSON *o, const char *k, double v) { cJSON_AddNumberToObject(o, k, isfinite(v) ? v : -1); }
+
+/* The compact mark of the table's last column and the JSON's "disjoint" entries: where this
+ * cell's interval lies wholly on the better side of another mode's at the same task and Δ. */
+static void disjoint_marks(const cell *row, int nm, const int *modes, int m, const char *task,
+                           int delta, char *buf, size_t cap, cJSON *list, FILE *notes) {
+    const cell *c = &row[m];
+    size_t len = 0;
+    buf[0] = 0;
+    for (int o = 0; o < nm && c->s; o++) {
+        const cell *x = &row[o];
+        if (o == m || !x->s)
+            continue;
+        const char *om = k_all_modes[modes[o]], *mm = k_all_modes[modes[m]];
+        /* enough values behind both intervals (sync's speed-up is exactly 1: its pairs) */
+        const int N = BENCH_MIN_CLAIM_N;
+        bool n_ok[3] = {c->s->episodes >= N && x->s->episodes >= N, c->n_done >= N && x->n_done >= N,
+                        c->pairs >= N && x->pairs >= N};
+        struct {
+            const char *metric, *interval, *word;
+            int better;
+        } cmp[3] = {
+            {"success", "wilson95", "success", bench_interval_order(c->wlo, c->whi, x->wlo, x->whi)},
+            {"completion_s", "bootstrap95", "time",
+             -bench_interval_order(c->comp_lo, c->comp_hi, x->comp_lo, x->comp_hi)},
+            {"completion_speedup_vs_sync", "bootstrap95", "speed-up",
+             bench_interval_order(c->sp_lo, c->sp_hi, x->sp_lo, x->sp_hi)},
+        };
+        for (int i = 0; i < 3; i++)
+            cmp[i].better = n_ok[i] ? cmp[i].better : 0;
+        for (int i = 0; i < 3; i++) {
+            if (cmp[i].better != 1)
+                continue;
+            const char *rel = i == 1 ? "<" : ">";
+            len += (size_t)snprintf(buf + len, len < cap ? cap - len : 0, "%s%s %s %s", len ? "; " : "",
+                                    cmp[i].word, rel, om);
+            if (len >= cap)
+                len = cap - 1;
+            fprintf(notes, "  %s, delta %d: %s %s %s on %s (%s intervals disjoint)\n", task, delta, mm,
+                    i == 1 ? "faster than" : ">", om, cmp[i].metric, cmp[i].interval);
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddStringToObject(e, "task", task);
+            cJSON_AddNumberToObject(e, "delta", delta);
+            cJSON_AddStringToObject(e, "metric", cmp[i].metric);
+            cJSON_AddStringToObject(e, "better", mm);
+            cJSON_AddStringToObject(e, "worse", om);
+            cJSON_AddStringToObject(e, "interval", cmp[i].interval);
+            cJSON_AddItemToArray(list, e);
+        }
+    }
+}
+
+/* A value with its interval, "1.234 [1.100, 1.300]" (vf for the value, bf for the bounds);
+ * "-" when the value is not finite, "[n/a]" when the interval is not (fewer than 2 values). */
+static const char *fmt_ci(char *buf, size_t cap, const char *vf, const char *bf, double v, double lo,
+                          double hi) {
+    char fs[64];
+    if (!isfinite(v))
+        snprintf(buf, cap, "-");
+    else if (!isfinite(lo) || !isfinite(hi))
+        snprintf(fs, sizeof fs, "%s [n/a]", vf), snprintf(buf, cap, fs, v);
+    else
+        snprintf(fs, sizeof fs, "%s [%s, %s]", vf, bf, bf), snprintf(buf, cap, fs, v, lo, hi);
+    return buf;
+}
+
 int bench_vlash_main(int argc, char **argv) {
     const char *model = "models/vlad-default.safetensors", *profile = "configs/sim-arm.yaml";
     const char *tasks = "reach,track,whack", *work = "/tmp/vlad-bench-vlash", *json = NULL;
-    const char *plot_arg = ".";
+    const char *plot_arg = ".", *modes_arg = NULL;
     int episodes = 50, K = 10, jobs = 2, no_wall = 0, wall_eps = 20, wall_K = 25, only_wall = 0;
-    double noise = 1.0;
+    int held_out = 0, seeds_only = 0, B = 2000, threshold = 0;
+    double noise = 1.0, merge_weight = -1;
     uint64_t seed64 = 1;
     bench_int_list dl = {.v = {0, 1, 2, 4, 8}, .n = 5, .lo = 0, .hi = 64};
+    bench_choice seed_set = {.allowed = "dev|held-out", .value = "dev", .index = 0};
     const vlad_opt opts[] = {
         BENCH_STR("model", &model, "M", "checkpoint"),
         BENCH_STR("profile", &profile, "P", "base robot profile"),
@@ -515,7 +724,19 @@ int bench_vlash_main(int argc, char **argv) {
                    "0,1,2,4,8)", bench_opt_int_list),
         BENCH_INT("K", &K, "K", "execution horizon (ticks) of the lockstep grid", 1, 1000),
         BENCH_STR("tasks", &tasks, "T,T", "vlad-sim tasks of the lockstep grid"),
-        BENCH_U64("seed", &seed64, "S", "first episode seed", 0, 1e9),
+        BENCH_STR("modes", &modes_arg, "M,M", "async modes of the lockstep grid, sync among them (default "
+                  "sync,naive,vlash,merge; without merge when the daemon refuses async.mode merge)"),
+        BENCH_U64("seed", &seed64, "S", "run seed (dev: below 1000000; held-out: 1000000 + S)", 0, 1e9),
+        BENCH_CALL("seed-set", &seed_set, "dev|held-out", "episode seeds: dev (run seed S; the README's "
+                   "figures) or held-out (run seed 1000000 + S, disjoint from training) (default dev)",
+                   bench_opt_choice),
+        BENCH_FLAG("held-out", &held_out, "the same as --seed-set held-out"),
+        BENCH_FLAG("seeds-only", &seeds_only, "print the seed set and its disjointness check, run nothing"),
+        BENCH_INT("threshold", &threshold, "T", "async.trigger_threshold of the grid's asynchronous "
+                  "modes (0: trigger at Δ remaining, no overlap, so merge acts as naive)", 0, 1000),
+        BENCH_INT("bootstrap", &B, "B", "bootstrap resamples per interval (fixed seed)", 100, 100000),
+        BENCH_DBL("merge-weight", &merge_weight, "W", "merge: async.merge_weight (default: the daemon's)",
+                  0, 1),
         BENCH_INT("jobs", &jobs, "J", "lockstep runs at a time", 1, 8),
         BENCH_STR("work", &work, "DIR", "folder for the runs"),
         BENCH_STR("json", &json, "FILE", "write the results as JSON"),
@@ -531,31 +752,105 @@ int bench_vlash_main(int argc, char **argv) {
     int status;
     if (!bench_opts("vlad-bench vlash", "vlad-bench vlash [options]", opts, argc, argv, &status))
         return status;
-    const unsigned seed = (unsigned)seed64;
+    vlad_err perr;
+    int modes[MAX_MODES], nm = 0;
+    if (modes_arg && parse_modes(modes_arg, modes, &nm, &perr)) {
+        fprintf(stderr, "%s: %s\n", who, perr.msg);
+        return 2;
+    }
+    vlad_task_kind kinds[BENCH_MAX_TASKS];
+    char tnames[BENCH_MAX_TASKS][16];
+    int nt = split_tasks(tasks, tnames, BENCH_MAX_TASKS);
+    if (!nt) {
+        fprintf(stderr, "%s: --tasks: '%s': no task\n", who, tasks);
+        return 2;
+    }
+    for (int t = 0; t < nt; t++)
+        if (vlad_task_parse(tnames[t], &kinds[t])) {
+            fprintf(stderr, "%s: --tasks: '%s' is not a task (reach, track, whack, push)\n", who, tnames[t]);
+            return 2;
+        }
+    held_out = held_out || seed_set.index == 1;
+    if (!held_out && seed64 >= BENCH_HELDOUT_BASE) {
+        fprintf(stderr, "%s: --seed: %llu: run seeds from %u on are the held-out set (--seed-set held-out "
+                "--seed %llu)\n", who, (unsigned long long)seed64, BENCH_HELDOUT_BASE,
+                (unsigned long long)(seed64 - BENCH_HELDOUT_BASE));
+        return 2;
+    }
+    const unsigned seed = (unsigned)(held_out ? BENCH_HELDOUT_BASE + seed64 : seed64);
+    const char *set_name = held_out ? "held-out" : "dev";
+    seed_check sc;
+    int eps_checked = only_wall ? wall_eps : episodes;
+    if (only_wall)
+        nt = 1, kinds[0] = VLAD_TASK_WHACK; /* the wall-clock runs: whack */
+    if (check_seeds(seed, kinds, nt, eps_checked, held_out, &sc)) {
+        fprintf(stderr, "%s: out of memory\n", who);
+        return 1;
+    }
+    char seedline[600];
+    snprintf(seedline, sizeof seedline,
+             "seed set %s: run seed %u%s; episode e of task k has the layout seed "
+             "vlad_sim_episode_seed(%u, k, e), e < %d; shared with the %lld training episodes "
+             "(training/make_default_model.sh): %d%s",
+             set_name, seed, held_out ? " (1000000 + --seed)" : "", seed, eps_checked, sc.n_train,
+             sc.shared_train, "");
+    if (held_out)
+        snprintf(seedline + strlen(seedline), sizeof seedline - strlen(seedline),
+                 "; with %lld dev episodes (run seeds 0..63 x 1000, run seed 1 x 100000, every task): %d",
+                 sc.n_dev, sc.shared_dev);
+    if (sc.shared_train || sc.shared_dev)
+        fprintf(stderr, "%s: WARNING: %s\n", who, seedline);
+    if (seeds_only) {
+        printf("%s\n", seedline);
+        for (int t = 0; t < nt; t++)
+            printf("  %s: episode 0 %016llx ... episode %d %016llx\n", vlad_task_name(kinds[t]),
+                   (unsigned long long)vlad_sim_episode_seed(seed, kinds[t], 0), eps_checked - 1,
+                   (unsigned long long)vlad_sim_episode_seed(seed, kinds[t], eps_checked - 1));
+        return (sc.shared_train || sc.shared_dev) ? 1 : 0;
+    }
     const int wall = !no_wall, lockstep = !only_wall, nd = dl.n;
     const int *deltas = dl.v;
     static vlad_profile p;
     if (bench_setup("vlad-bench vlash", profile, &p))
         return 2;
+    bool merge_ok = daemon_accepts_merge(profile);
+    if (!modes_arg) {
+        static const int def[MAX_MODES] = {0, 1, 2, 3};
+        nm = merge_ok ? 4 : 3;
+        memcpy(modes, def, sizeof def);
+        if (!merge_ok)
+            fprintf(stderr, "%s: the daemon refuses async.mode merge: modes sync,naive,vlash\n", who);
+    } else if (!merge_ok && modes[nm - 1] == 3) {
+        fprintf(stderr, "%s: --modes %s: the daemon refuses async.mode merge (vlad --check --profile %s "
+                "--set async.mode=merge)\n", who, modes_arg, profile);
+        return 2;
+    }
+    char mode_list[64] = "";
+    for (int m = 0; m < nm; m++)
+        snprintf(mode_list + strlen(mode_list), sizeof mode_list - strlen(mode_list), "%s%s", m ? "," : "",
+                 k_all_modes[modes[m]]);
     double tick_ms = 1000.0 / p.control_hz;
     int64_t t0 = vlad_now_ns();
 
     /* ---- lockstep grid ---- */
-    int nj = lockstep ? nd * N_MODES : 0;
+    int nj = lockstep ? nd * nm : 0;
     job *grid = calloc((size_t)nj + 2, sizeof *grid);
     if (!grid)
         return 1;
     for (int d = 0; lockstep && d < nd; d++)
-        for (int m = 0; m < N_MODES; m++) {
-            job *j = &grid[d * N_MODES + m];
-            j->run = (bench_run){.base = &p, .model = model, .mode = k_modes[m], .K = K,
-                                 .threshold = 0, .margin = 0, .min_latency_ms = deltas[d] * tick_ms,
+        for (int m = 0; m < nm; m++) {
+            job *j = &grid[d * nm + m];
+            const char *mn = k_all_modes[modes[m]];
+            j->run = (bench_run){.base = &p, .model = model, .mode = mn, .K = K,
+                                 .threshold = modes[m] ? threshold : 0, .margin = 0,
+                                 .min_latency_ms = deltas[d] * tick_ms,
                                  .threads = 1, .tasks = tasks, .episodes = episodes, .seed = seed,
-                                 .trajectory = true, .noise_scale = noise};
-            snprintf(j->dir, sizeof j->dir, "%s/lockstep-d%d-%s", work, deltas[d], k_modes[m]);
+                                 .trajectory = true, .noise_scale = noise,
+                                 .set_merge_weight = merge_weight >= 0, .merge_weight = merge_weight};
+            snprintf(j->dir, sizeof j->dir, "%s/lockstep-d%d-%s", work, deltas[d], mn);
         }
-    fprintf(stderr, "vlad-bench vlash: %d lockstep runs (%s x %d episodes), %d at a time\n", nj, tasks,
-            episodes, jobs);
+    fprintf(stderr, "vlad-bench vlash: %d lockstep runs (%s x %d episodes, modes %s, seed set %s), %d at a "
+            "time\n", nj, tasks, episodes, mode_list, set_name, jobs);
     run_pool(grid, nj, jobs);
 
     /* ---- wall clock: real engine latency, 0.5 s execution horizon ---- */
@@ -576,81 +871,217 @@ int bench_vlash_main(int argc, char **argv) {
         run_pool(wj, 2, 1); /* one at a time: real time must not share the CPU */
     }
 
-    /* ---- report ---- */
-    printf("\nvlad-bench vlash: model %s, K=%d (%.0f ms), %d episodes per cell, seed %u, lockstep; "
-           "%.0f s\n", model, K, K * tick_ms, episodes, seed, (double)(vlad_now_ns() - t0) / 1e9);
-    printf("\n| task  | Δ | mode  | success | completion s | speed-up vs sync (ideal) | execution-rate speed-up "
-           "| reaction ticks mean/max | vs sync | discontinuity rad | sq jerk | stalls/ep |\n");
-    printf("|-------|--:|-------|--------:|-------------:|-------------------------:|-----------------------:"
-           "|------------------------:|--------:|------------------:|--------:|----------:|\n");
-    cJSON *root = cJSON_CreateObject();
-    cJSON_AddStringToObject(root, "model", model);
-    cJSON_AddNumberToObject(root, "K", K);
-    cJSON_AddNumberToObject(root, "episodes", episodes);
-    cJSON_AddNumberToObject(root, "seed", seed);
-    cJSON_AddNumberToObject(root, "control_hz", p.control_hz);
-    cJSON_AddNumberToObject(root, "noise_scale", noise);
-    cJSON *cells = cJSON_AddArrayToObject(root, "lockstep");
+    /* ---- the cells' statistics ---- */
     int failures = 0;
     for (int i = 0; i < nj; i++)
         if (grid[i].rc) {
             fprintf(stderr, "vlad-bench vlash: %s: %s\n", grid[i].dir, grid[i].err);
             failures++;
         }
-    const char *tl = tasks;
-    char tbuf[128];
-    snprintf(tbuf, sizeof tbuf, "%s", tl);
-    for (char *save = NULL, *task = lockstep ? strtok_r(tbuf, ",", &save) : NULL; task;
-         task = strtok_r(NULL, ",", &save)) {
+    int ntl = lockstep ? nt : 0;
+    cell *cells = calloc((size_t)(ntl * nd * nm) + 1, sizeof *cells);
+    bool *ok_s = malloc((size_t)episodes * sizeof *ok_s), *ok_m = malloc((size_t)episodes * sizeof *ok_m);
+    double *t_s = malloc((size_t)episodes * sizeof *t_s), *t_m = malloc((size_t)episodes * sizeof *t_m);
+    double *done = malloc((size_t)episodes * sizeof *done);
+    if (!cells || !ok_s || !ok_m || !t_s || !t_m || !done) {
+        fprintf(stderr, "%s: out of memory\n", who);
+        return 1;
+    }
+    for (int t = 0; t < ntl; t++)
         for (int d = 0; d < nd; d++) {
-            const bench_task_stats *sy = find(&grid[d * N_MODES], task);
-            for (int m = 0; m < N_MODES; m++) {
-                const bench_task_stats *s = find(&grid[d * N_MODES + m], task);
+            int ns = 0; /* sync's episodes (modes[0] is sync) */
+            vlad_err err;
+            if (bench_episode_outcomes(grid[d * nm].dir, tnames[t], ok_s, t_s, episodes, &ns, &err))
+                ns = 0;
+            for (int m = 0; m < nm; m++) {
+                cell *c = &cells[(t * nd + d) * nm + m];
+                const job *j = &grid[d * nm + m];
+                *c = (cell){.s = find(j, tnames[t]), .wlo = NAN, .whi = NAN, .comp = NAN, .comp_lo = NAN,
+                            .comp_hi = NAN, .sp = NAN, .sp_lo = NAN, .sp_hi = NAN,
+                            .ideal = (double)(K + deltas[d]) / K, .rate_sp = NAN};
+                const bench_task_stats *sy = find(&grid[d * nm], tnames[t]);
+                if (!c->s)
+                    continue;
+                bench_wilson(c->s->successes, c->s->episodes, &c->wlo, &c->whi);
+                /* execution rate: the share of ticks that executed a fresh policy action; its
+                 * ratio to sync is a proxy of the completion-time speed-up (defined whether or
+                 * not episodes succeed; blind to what the actions achieve) */
+                if (sy)
+                    c->rate_sp = ratio(1.0 - c->s->stall_ticks / c->s->ticks, 1.0 - sy->stall_ticks / sy->ticks);
+                int n = 0;
+                if (bench_episode_outcomes(j->dir, tnames[t], ok_m, t_m, episodes, &n, &err))
+                    continue;
+                for (int i = 0; i < n; i++)
+                    if (ok_m[i] && isfinite(t_m[i]))
+                        done[c->n_done++] = t_m[i];
+                c->comp = bench_mean(done, c->n_done);
+                bench_boot_mean(done, c->n_done, B, BENCH_BOOT_SEED, &c->comp_lo, &c->comp_hi);
+                if (sy && ns && m == 0) /* sync against itself: exactly 1 */
+                    c->pairs = c->n_done, c->sp = c->sp_lo = c->sp_hi = c->n_done ? 1 : NAN;
+                else if (sy && ns)
+                    bench_paired_speedup(ok_s, t_s, ok_m, t_m, n < ns ? n : ns, B, BENCH_BOOT_SEED,
+                                         &c->sp, &c->sp_lo, &c->sp_hi, &c->pairs);
+            }
+        }
+    free(ok_s);
+    free(ok_m);
+    free(t_s);
+    free(t_m);
+    free(done);
+
+    /* ---- report ---- */
+    printf("\nvlad-bench vlash: model %s, K=%d (%.0f ms), trigger threshold %d, %d episodes per cell, "
+           "modes %s, lockstep; %.0f s\n%s\n", model, K, K * tick_ms, threshold, episodes, mode_list,
+           (double)(vlad_now_ns() - t0) / 1e9, seedline);
+    if (lockstep) {
+        printf("success: Wilson 95%%; completion: mean of the successful episodes, percentile bootstrap "
+               "95%% (%d resamples, fixed seed); speed-up: completion time of sync / this mode at the same "
+               "delta, over the episodes both succeeded (paired), bootstrap 95%%; ideal (K+delta)/K; "
+               "execution-rate speed-up: a proxy (ticks that ran a policy action, not time to finish)\n", B);
+        printf("\n| task  | Δ | mode  | success [Wilson 95%%] | completion s [bootstrap 95%%] (n) "
+               "| completion speed-up vs sync, paired [95%%] (pairs) | ideal | of ideal [95%%] "
+               "| proxy: execution-rate speed-up | reaction ticks mean/max | vs sync | discontinuity rad "
+               "| sq jerk | stalls/ep | intervals disjoint (this mode better) |\n");
+        printf("|-------|--:|-------|--------------------:|-----------------------------:"
+               "|------------------------------------------------:|------:|--------------:"
+               "|------------------------------:|------------------------:|--------:|------------------:"
+               "|--------:|----------:|---|\n");
+    }
+    cJSON *root = cJSON_CreateObject();
+    cJSON_AddStringToObject(root, "model", model);
+    cJSON_AddNumberToObject(root, "K", K);
+    cJSON_AddNumberToObject(root, "trigger_threshold", threshold);
+    cJSON_AddNumberToObject(root, "episodes", episodes);
+    cJSON_AddNumberToObject(root, "seed", seed);
+    cJSON *ss = cJSON_AddObjectToObject(root, "seed_set");
+    cJSON_AddStringToObject(ss, "name", set_name);
+    cJSON_AddNumberToObject(ss, "run_seed", seed);
+    cJSON_AddNumberToObject(ss, "held_out_base", BENCH_HELDOUT_BASE);
+    cJSON_AddStringToObject(ss, "episode_seed", "vlad_sim_episode_seed(run_seed, task, episode)");
+    cJSON_AddNumberToObject(ss, "training_episode_seeds_checked", (double)sc.n_train);
+    cJSON_AddNumberToObject(ss, "shared_with_training", sc.shared_train);
+    if (held_out) {
+        cJSON_AddNumberToObject(ss, "dev_episode_seeds_checked", (double)sc.n_dev);
+        cJSON_AddNumberToObject(ss, "shared_with_dev", sc.shared_dev);
+    }
+    cJSON *eseeds = cJSON_AddObjectToObject(ss, "episode_seeds");
+    for (int t = 0; t < nt; t++) {
+        cJSON *arr = cJSON_AddArrayToObject(eseeds, vlad_task_name(kinds[t]));
+        for (int e = 0; e < eps_checked; e++) {
+            char hx[24];
+            snprintf(hx, sizeof hx, "%016llx", (unsigned long long)vlad_sim_episode_seed(seed, kinds[t], e));
+            cJSON_AddItemToArray(arr, cJSON_CreateString(hx));
+        }
+    }
+    cJSON *jm = cJSON_AddArrayToObject(root, "modes");
+    for (int m = 0; m < nm; m++)
+        cJSON_AddItemToArray(jm, cJSON_CreateString(k_all_modes[modes[m]]));
+    if (merge_weight >= 0)
+        cJSON_AddNumberToObject(root, "merge_weight", merge_weight);
+    cJSON_AddNumberToObject(root, "control_hz", p.control_hz);
+    cJSON_AddNumberToObject(root, "noise_scale", noise);
+    cJSON *bj = cJSON_AddObjectToObject(root, "bootstrap");
+    cJSON_AddStringToObject(bj, "method", "percentile, 95%, resampling episodes with replacement");
+    cJSON_AddNumberToObject(bj, "resamples", B);
+    cJSON_AddNumberToObject(bj, "seed", (double)BENCH_BOOT_SEED);
+    cJSON_AddStringToObject(bj, "table", "the table's completion and speed-up intervals are these; "
+                            "completion_ci95_s (Student t) is kept beside them");
+    cJSON_AddNumberToObject(bj, "min_n_for_disjoint", BENCH_MIN_CLAIM_N);
+    cJSON *defs = cJSON_AddObjectToObject(root, "definitions");
+    cJSON_AddStringToObject(defs, "completion_speedup_vs_sync",
+                            "mean completion_s of sync / mean completion_s of this mode at the same task "
+                            "and delta, over the episodes (same seeds) where both succeeded; the table's "
+                            "speed-up; comparable with ideal_speedup = (K + delta) / K");
+    cJSON_AddStringToObject(defs, "execution_rate_speedup_vs_sync",
+                            "a proxy: (1 - stall ticks / ticks) of this mode / that of sync; counts ticks "
+                            "that ran a policy action, not time to finish the task");
+    cJSON_AddStringToObject(defs, "speedup_vs_sync_unpaired",
+                            "mean completion_s of sync's successful episodes / this mode's (each over its "
+                            "own successes)");
+    cJSON_AddStringToObject(defs, "completion_ci95_s",
+                            "half-width of the Student-t 95% interval of completion_s (the table shows the "
+                            "bootstrap interval)");
+    cJSON *cells_j = cJSON_AddArrayToObject(root, "lockstep");
+    cJSON *disj = cJSON_AddArrayToObject(root, "disjoint");
+    char *notes_buf = NULL;
+    size_t notes_len = 0;
+    FILE *notes = open_memstream(&notes_buf, &notes_len);
+    if (!notes) {
+        fprintf(stderr, "%s: out of memory\n", who);
+        return 1;
+    }
+    for (int t = 0; t < ntl; t++) {
+        const char *task = tnames[t];
+        for (int d = 0; d < nd; d++) {
+            const cell *row = &cells[(t * nd + d) * nm];
+            for (int m = 0; m < nm; m++) {
+                const cell *c = &row[m];
+                const bench_task_stats *s = c->s, *sy = row[0].s;
                 if (!s)
                     continue;
-                double ideal = (double)(K + deltas[d]) / K;
-                double speed = sy ? ratio(sy->completion_s, s->completion_s) : NAN;
-                /* execution rate: the share of ticks that executed a fresh policy action; its
-                 * ratio to sync is the completion-time speed-up for a fixed amount of policy
-                 * work, defined whether or not episodes succeed */
-                double rate = 1.0 - s->stall_ticks / s->ticks;
-                double rate_sp = sy ? ratio(rate, 1.0 - sy->stall_ticks / sy->ticks) : NAN;
                 double rr = sy ? ratio(sy->react_mean_ticks, s->react_mean_ticks) : NAN;
-                printf("| %-5s | %d | %-5s | %6.0f%% | %12.3f | %10.2fx (%.2fx) %5.0f%% | %7.2fx = %4.0f%% of ideal "
-                       "| %10.1f / %-10.0f | %6.1fx | %17.4f | %7.3g | %9.2f |\n",
-                       task, deltas[d], k_modes[m], 100 * s->success, s->completion_s, speed, ideal,
-                       100 * speed / ideal, rate_sp, 100 * rate_sp / ideal, s->react_mean_ticks,
-                       s->react_max_ticks, rr, s->disc_mean, s->jerk, s->stall_ticks);
+                double unp = sy ? ratio(sy->completion_s, s->completion_s) : NAN;
+                char b1[64], b2[64], b3[64], b4[64], marks[400];
+                snprintf(b1, sizeof b1, "%3.0f%% [%3.0f, %3.0f]", 100 * s->success, 100 * c->wlo, 100 * c->whi);
+                fmt_ci(b2, sizeof b2, "%.3f", "%.3f", c->comp, c->comp_lo, c->comp_hi);
+                fmt_ci(b3, sizeof b3, "%.2fx", "%.2f", c->sp, c->sp_lo, c->sp_hi);
+                fmt_ci(b4, sizeof b4, "%.0f%%", "%.0f", 100 * c->sp / c->ideal, 100 * c->sp_lo / c->ideal,
+                       100 * c->sp_hi / c->ideal);
+                disjoint_marks(row, nm, modes, m, task, deltas[d], marks, sizeof marks, disj, notes);
+                char b5[48] = "-", b6[16] = "-"; /* no world change (reach): no reaction */
+                if (isfinite(s->react_mean_ticks))
+                    snprintf(b5, sizeof b5, "%.1f / %.0f", s->react_mean_ticks, s->react_max_ticks);
+                if (isfinite(rr))
+                    snprintf(b6, sizeof b6, "%.1fx", rr);
+                printf("| %-5s | %d | %-5s | %20s | %22s (%3d) | %37s (%3d) | %4.2fx | %14s "
+                       "| %7.2fx = %4.0f%% of ideal | %23s | %7s | %17.4f | %7.3g | %9.2f | %s |\n",
+                       task, deltas[d], k_all_modes[modes[m]], b1, b2, c->n_done, b3, c->pairs, c->ideal,
+                       b4, c->rate_sp, 100 * c->rate_sp / c->ideal, b5, b6, s->disc_mean, s->jerk,
+                       s->stall_ticks, marks[0] ? marks : "-");
                 cJSON *o = cJSON_CreateObject();
                 cJSON_AddStringToObject(o, "task", task);
                 cJSON_AddNumberToObject(o, "delta", deltas[d]);
-                cJSON_AddStringToObject(o, "mode", k_modes[m]);
+                cJSON_AddStringToObject(o, "mode", k_all_modes[modes[m]]);
+                cJSON_AddNumberToObject(o, "episodes", s->episodes);
+                cJSON_AddNumberToObject(o, "successes", s->successes);
                 cJSON_AddNumberToObject(o, "success", s->success);
-                double wlo, whi;
-                bench_wilson(s->successes, s->episodes, &wlo, &whi);
-                cJSON_AddNumberToObject(o, "success_wilson95_lo", wlo);
-                cJSON_AddNumberToObject(o, "success_wilson95_hi", whi);
-                cJSON_AddNumberToObject(o, "completion_s", isnan(s->completion_s) ? -1 : s->completion_s);
-                cJSON_AddNumberToObject(o, "completion_sd_s", isnan(s->completion_sd) ? -1 : s->completion_sd);
-                /* half-width of the Student-t 95% interval of the mean (-1: fewer than 2 successes) */
-                cJSON_AddNumberToObject(o, "completion_ci95_s",
-                                        isnan(s->completion_ci95) ? -1 : s->completion_ci95);
-                cJSON_AddNumberToObject(o, "speedup_vs_sync", isnan(speed) ? -1 : speed);
-                cJSON_AddNumberToObject(o, "ideal_speedup", ideal);
-                cJSON_AddNumberToObject(o, "execution_rate_speedup_vs_sync", isnan(rate_sp) ? -1 : rate_sp);
+                cJSON_AddNumberToObject(o, "success_wilson95_lo", c->wlo);
+                cJSON_AddNumberToObject(o, "success_wilson95_hi", c->whi);
+                add_num(o, "completion_s", s->completion_s);
+                cJSON_AddNumberToObject(o, "completion_n", c->n_done);
+                add_num(o, "completion_boot95_lo_s", c->comp_lo);
+                add_num(o, "completion_boot95_hi_s", c->comp_hi);
+                add_num(o, "completion_sd_s", s->completion_sd);
+                add_num(o, "completion_ci95_s", s->completion_ci95);
+                add_num(o, "completion_speedup_vs_sync", c->sp);
+                add_num(o, "completion_speedup_boot95_lo", c->sp_lo);
+                add_num(o, "completion_speedup_boot95_hi", c->sp_hi);
+                cJSON_AddNumberToObject(o, "completion_speedup_pairs", c->pairs);
+                cJSON_AddNumberToObject(o, "ideal_speedup", c->ideal);
+                add_num(o, "fraction_of_ideal", c->sp / c->ideal);
+                add_num(o, "fraction_of_ideal_boot95_lo", c->sp_lo / c->ideal);
+                add_num(o, "fraction_of_ideal_boot95_hi", c->sp_hi / c->ideal);
+                add_num(o, "speedup_vs_sync_unpaired", unp);
+                add_num(o, "execution_rate_speedup_vs_sync", c->rate_sp);
+                add_num(o, "execution_rate_fraction_of_ideal", c->rate_sp / c->ideal);
                 cJSON_AddNumberToObject(o, "episode_ticks", s->ticks);
-                cJSON_AddNumberToObject(o, "reaction_mean_ticks", isnan(s->react_mean_ticks) ? -1 : s->react_mean_ticks);
-                cJSON_AddNumberToObject(o, "reaction_max_ticks", isnan(s->react_max_ticks) ? -1 : s->react_max_ticks);
-                cJSON_AddNumberToObject(o, "reaction_mean_ms", isnan(s->react_mean_ticks) ? -1 : s->react_mean_ticks * tick_ms);
-                cJSON_AddNumberToObject(o, "reaction_ratio_vs_sync", isnan(rr) ? -1 : rr);
-                cJSON_AddNumberToObject(o, "discontinuity_mean", isnan(s->disc_mean) ? -1 : s->disc_mean);
-                cJSON_AddNumberToObject(o, "discontinuity_max", isnan(s->disc_max) ? -1 : s->disc_max);
+                add_num(o, "reaction_mean_ticks", s->react_mean_ticks);
+                add_num(o, "reaction_max_ticks", s->react_max_ticks);
+                add_num(o, "reaction_mean_ms", s->react_mean_ticks * tick_ms);
+                add_num(o, "reaction_ratio_vs_sync", rr);
+                add_num(o, "discontinuity_mean", s->disc_mean);
+                add_num(o, "discontinuity_max", s->disc_max);
                 cJSON_AddNumberToObject(o, "mean_sq_jerk", s->jerk);
                 cJSON_AddNumberToObject(o, "stall_ticks_per_episode", s->stall_ticks);
-                cJSON_AddItemToArray(cells, o);
+                cJSON_AddItemToArray(cells_j, o);
             }
         }
     }
+    fclose(notes);
+    if (ntl)
+        printf("\ndifferences outside both 95%% intervals (Wilson for success, bootstrap for time and "
+               "speed-up):\n%s", notes_len ? notes_buf : "  none\n");
+    free(notes_buf);
     if (wall) {
         const bench_task_stats *ws = find(&wj[0], "whack"), *wv = find(&wj[1], "whack");
         printf("\nwall clock, whack, real engine latency, execution horizon %d ticks (%.0f ms):\n", wall_K,
@@ -698,9 +1129,9 @@ int bench_vlash_main(int argc, char **argv) {
             snprintf(dirbuf, sizeof dirbuf, "%s", plot_arg);
             bench_plot_path(dirbuf, "vlash-trajectory.png", trajbuf, sizeof trajbuf);
         }
-        vplot v = {.dir = dirbuf, .traj_png = trajbuf, .grid = lockstep ? grid : NULL, .nd = nd,
-                   .K = K, .deltas = deltas, .hz = p.control_hz, .wall = wall ? wj : NULL,
-                   .wall_K = wall_K};
+        vplot v = {.dir = dirbuf, .traj_png = trajbuf, .grid = lockstep ? grid : NULL, .cells = cells,
+                   .nd = nd, .K = K, .nm = nm, .modes = modes, .deltas = deltas, .hz = p.control_hz,
+                   .wall = wall ? wj : NULL, .wall_K = wall_K};
         v.nt = split_tasks(tasks, v.tasks, BENCH_MAX_TASKS);
         printf("\n");
         write_pictures(&v);
@@ -710,5 +1141,6 @@ int bench_vlash_main(int argc, char **argv) {
     else
         cJSON_Delete(root);
     free(grid);
+    free(cells);
     return failures ? 1 : 0;
 }

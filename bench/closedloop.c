@@ -92,6 +92,8 @@ static int write_profile(const bench_run *r, const char *dir, const char *path, 
     fprintf(f, "async:\n  mode: %s\n  execution_horizon: %d\n  trigger_threshold: %d\n"
                "  delay_margin: %d\n",
             r->mode ? r->mode : "sync", r->K, r->threshold, r->margin);
+    if (r->set_merge_weight && r->mode && !strcmp(r->mode, "merge"))
+        fprintf(f, "  merge_weight: %.17g\n", r->merge_weight);
     fprintf(f, "safety:\n  watchdog_ms: %g\n  max_delta_per_tick: %g\n  estop_file: none\n",
             b->safety.watchdog_ms, b->safety.max_delta_per_tick);
     fprintf(f, "lang:\n  max_streams: %d\n  tokens_per_frame: %d\n",
@@ -157,6 +159,32 @@ int bench_episode_values(const char *dir, const char *task, const char *key, dou
         double v = num(e, key);
         if (cJSON_IsString(tk) && !strcmp(tk->valuestring, task) && !isnan(v) && *n < cap)
             out[(*n)++] = v;
+    }
+    cJSON_Delete(root);
+    return VLAD_OK;
+}
+
+int bench_episode_outcomes(const char *dir, const char *task, bool *ok, double *completion_s,
+                           int cap, int *n, vlad_err *err) {
+    char path[PATH_MAX];
+    sim_json_path(dir, path, sizeof path);
+    const cJSON *eps, *e;
+    cJSON *root = read_sim_json(path, &eps, err);
+    *n = 0;
+    if (!root)
+        return err ? err->code : VLAD_EIO;
+    for (int i = 0; i < cap; i++)
+        ok[i] = false, completion_s[i] = NAN;
+    cJSON_ArrayForEach(e, eps) {
+        const cJSON *tk = cJSON_GetObjectItemCaseSensitive(e, "task");
+        double ep = num(e, "episode");
+        if (!cJSON_IsString(tk) || strcmp(tk->valuestring, task) || !(ep >= 0 && ep < cap))
+            continue;
+        int i = (int)ep;
+        ok[i] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(e, "success"));
+        completion_s[i] = ok[i] ? num(e, "completion_s") : NAN;
+        if (i + 1 > *n)
+            *n = i + 1;
     }
     cJSON_Delete(root);
     return VLAD_OK;
@@ -290,20 +318,18 @@ static void *load_main(void *arg) {
         } else if (m.kind == VLAD_MSG_CHUNK) { /* a new frame: a new request (or a probe) */
             Vlad__Command cmd = VLAD__COMMAND__INIT;
             Vlad__Ask a = VLAD__ASK__INIT;
-            Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
             if (L->ask) {
                 a.question = (char *)k_load_questions[q++ % 4];
                 cmd.body_case = VLAD__COMMAND__BODY_ASK;
                 cmd.ask = &a;
                 L->st->asks++;
-            } else {
-                cmd.body_case = VLAD__COMMAND__BODY_STATUS;
-                cmd.status = &sr;
             }
             Vlad__Reply *rep;
             if (!L->first_ns)
                 L->first_ns = vlad_now_ns();
-            if (vlad_client_command(c, &cmd, 2000, &rep, &err) == VLAD_OK) {
+            int rc = L->ask ? vlad_client_command(c, &cmd, 2000, &rep, &err)
+                            : vlad_client_status(c, 2000, &rep, &err);
+            if (rc == VLAD_OK) {
                 if (L->ask && rep->ok)
                     L->st->asks_ok++;
                 else if (L->ask)

@@ -30,7 +30,9 @@ typedef struct bench_run {
     const vlad_profile *base; /* robot, joints, cameras, control_hz, sim model */
     const char *model;        /* checkpoint; NULL: the sim's scripted expert, no daemon */
     bool synthetic;           /* the daemon's built-in synthetic policy instead of a model */
-    const char *mode;         /* sync | naive | vlash */
+    const char *mode;         /* sync | naive | vlash | merge */
+    bool set_merge_weight;    /* merge: write async.merge_weight (else the daemon's default) */
+    double merge_weight;
     int K, threshold, margin;
     double min_latency_ms;    /* emulated inference latency (lockstep: Δ ticks) */
     bool wall;                /* wall clock for daemon and sim (default lockstep) */
@@ -91,6 +93,12 @@ int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out
  * null are left out), in episode order: out[0..*n), at most cap. */
 int bench_episode_values(const char *dir, const char *task, const char *key, double *out, int cap,
                          int *n, vlad_err *err);
+
+/* The outcome of every episode of `task` in a run folder's sim.json, indexed by its "episode"
+ * field: ok[e] (success) and completion_s[e] (NAN unless successful) for e < *n, where *n is one
+ * more than the largest index seen (at most cap; an index missing from the file is a failure). */
+int bench_episode_outcomes(const char *dir, const char *task, bool *ok, double *completion_s,
+                           int cap, int *n, vlad_err *err);
 
 /* Path of the folder's trajectory CSV (when r->trajectory). */
 void bench_trajectory_path(const char *dir, char *buf, size_t cap);

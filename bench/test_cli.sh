@@ -3,7 +3,9 @@
 #   test_cli.sh opts BIN       every subcommand's option table: a bad value or an unknown option
 #                              exits 2 naming the option; --help exits 0 with the table
 #   test_cli.sh plot BIN DIR   --plot DIR writes PNGs (vlash in its quickest setting, engine
-#                              --quick); without gnuplot the benchmark still exits 0 and says so
+#                              --quick); without gnuplot the benchmark still exits 0 and says so;
+#                              vlash's table columns and JSON fields
+#   test_cli.sh determinism BIN DIR   vlash twice with one seed: the same JSON
 set -u
 mode=$1 bin=$2
 fail=0
@@ -29,6 +31,13 @@ opts)
     expect_bad "--deltas" vlash --deltas 0,x
     expect_bad "--deltas" vlash --deltas 0,99
     expect_bad "--jobs: 9 is out of range" vlash --jobs 9
+    expect_bad "--modes: 'fast': expected sync, naive, vlash or merge" vlash --modes sync,fast
+    expect_bad "--modes: 'naive,vlash': sync must be listed" vlash --modes naive,vlash
+    expect_bad "--seed-set: 'test': expected one of dev|held-out" vlash --seed-set test
+    expect_bad "--seed: 1000000: run seeds from 1000000 on are the held-out set" vlash --seed 1000000
+    expect_bad "--bootstrap: 5 is out of range" vlash --bootstrap 5
+    expect_bad "--merge-weight: 2 is out of range" vlash --merge-weight 2
+    expect_bad "--tasks: 'fly' is not a task" vlash --tasks reach,fly --seeds-only
     expect_bad "--episodes: 0 is out of range" policy --episodes 0
     expect_bad "--mode: 'fast': expected one of sync|naive|vlash" policy --mode fast
     expect_bad "--K: -1 is out of range" policy --K -1
@@ -48,6 +57,20 @@ opts)
     done
     "$bin" vlash --help | grep -q -- "--episodes N .*\[1..100000\] (default 50)" ||
         err "vlad-bench vlash --help: --episodes without its bounds and default"
+    for o in --modes --seed-set --held-out --bootstrap --merge-weight --seeds-only; do
+        "$bin" vlash --help | grep -q -- "^  $o" || err "vlad-bench vlash --help: $o not listed"
+    done
+    # the held-out seed set: none of its episode seeds among the training data's or the dev
+    # sample's (exit 0, both counts 0); a run seed of the training data shares them all (exit 1)
+    out=$("$bin" vlash --seeds-only --held-out --episodes 200 --tasks reach,track,whack 2>&1); rc=$?
+    [ "$rc" -eq 0 ] || err "vlash --seeds-only --held-out: exit $rc"
+    grep -q "^seed set held-out: run seed 1000001 " <<<"$out" || err "held-out: no seed line: $out"
+    grep -q "training episodes (training/make_default_model.sh): 0;" <<<"$out" ||
+        err "held-out: shares episodes with the training data: $out"
+    grep -q "every task): 0$" <<<"$out" || err "held-out: shares episodes with the dev seeds: $out"
+    out=$("$bin" vlash --seeds-only --seed 101 --tasks reach --episodes 300 2>/dev/null); rc=$?
+    [ "$rc" -eq 1 ] || err "vlash --seeds-only --seed 101 (a training seed): exit $rc, want 1"
+    grep -q "make_default_model.sh): 300$" <<<"$out" || err "seed 101: the overlap not counted: $out"
     ;;
 plot)
     dir=$3
@@ -63,9 +86,18 @@ plot)
         --work "$work" --json "$dir/vlash.json" --plot "$dir/png" >"$dir/vlash.out" 2>&1 ||
         err "vlad-bench vlash --plot: exit $? (see $dir/vlash.out; runs in $work, kept)"
     [ $fail -eq 0 ] || trap - EXIT
-    for f in vlash-trajectory vlash-latency vlash-success vlash-completion; do
+    for f in vlash-trajectory vlash-latency vlash-success vlash-completion vlash-speedup; do
         is_png "$dir/png/$f.png" || err "$dir/png/$f.png: missing or not a PNG"
         grep -q "^picture: $dir/png/$f.png" "$dir/vlash.out" || err "vlash did not report $f.png"
+    done
+    # the table's columns and the JSON's fields for every cell
+    grep -q "| success \[Wilson 95%\] | completion s \[bootstrap 95%\] (n) | completion speed-up vs sync, paired" \
+        "$dir/vlash.out" || err "vlash: the table lacks its success/completion/speed-up columns"
+    grep -q "^seed set dev: run seed 1;" "$dir/vlash.out" || err "vlash: no seed set line"
+    for k in success_wilson95_lo completion_boot95_lo_s completion_speedup_vs_sync \
+             completion_speedup_boot95_hi completion_speedup_pairs fraction_of_ideal \
+             execution_rate_speedup_vs_sync '"seed_set"' '"disjoint"'; do
+        grep -q "$k" "$dir/vlash.json" || err "vlash.json: no $k"
     done
     "$bin" engine --quick --only default --no-twin --plot "$dir/png" >"$dir/engine.out" 2>&1 ||
         err "vlad-bench engine --plot: exit $? (see $dir/engine.out)"
@@ -76,8 +108,23 @@ plot)
     grep -q "gnuplot not found" "$dir/nognuplot.out" || err "no 'gnuplot not found' message"
     [ ! -e "$dir/nognuplot/engine-breakdown.png" ] || err "a picture without gnuplot?"
     ;;
+determinism)
+    # vlash with a fixed seed (episodes and bootstrap): the same JSON twice (4 short runs)
+    dir=$3
+    rm -rf "$dir"; mkdir -p "$dir"
+    work=$(mktemp -d "${TMPDIR:-/tmp}/vlad-bench-det.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    for i in 1 2; do
+        "$bin" vlash --episodes 2 --deltas 4 --tasks whack --modes sync,naive --no-wall --jobs 2 \
+            --work "$work/r$i" --json "$dir/det$i.json" --plot '' >"$dir/det$i.out" 2>&1 ||
+            err "vlad-bench vlash (run $i): exit $? (see $dir/det$i.out)"
+    done
+    [ -s "$dir/det1.json" ] || err "vlash wrote no JSON"
+    cmp -s "$dir/det1.json" "$dir/det2.json" || err "vlash: two runs with one seed wrote different JSON"
+    grep -q '"completion_speedup_vs_sync"' "$dir/det1.json" || err "det1.json: no completion_speedup_vs_sync"
+    ;;
 *)
-    echo "usage: test_cli.sh opts|plot BIN [DIR]" >&2
+    echo "usage: test_cli.sh opts|plot|determinism BIN [DIR]" >&2
     exit 2
     ;;
 esac
