@@ -1,6 +1,6 @@
-/* daemon.h — a whole vlad daemon for one robot profile: wiring of the I/O and control
- * threads (and, later, the inference worker). Used by main.c and by tests that run a
- * daemon in-process. */
+/* daemon.h — a whole vlad daemon for one robot profile: wiring of the I/O, control and
+ * inference worker threads (and the recorder's writer when recording). Used by main.c and by
+ * tests that run a daemon in-process. */
 #ifndef VLAD_DAEMON_H
 #define VLAD_DAEMON_H
 

@@ -22,7 +22,8 @@
  * computed from; -1: none), source (Vlad__ActionSource; -1: no action this tick).
  * Metrics per episode: success, completion time, mean squared jerk of the measured joint
  * trajectory, stall ticks, reaction latency (WORLD_CHANGE at c -> first executed action
- * at e >= c with chunk_id != 0 and obs_tick >= c; latency e - c ticks). */
+ * at e >= c with chunk_id != 0 whose Action.obs_robot_tick >= c -- its chunk saw the change;
+ * latency e - c ticks). */
 #ifndef VLAD_SIM_RUN_H
 #define VLAD_SIM_RUN_H
 
