@@ -244,6 +244,43 @@ static const vlad_opt k_opts[] = {
     {0},
 };
 
+/* An e-stop or a release takes effect on the daemon's next tick, after the reply was made: poll
+ * the status (every 20 ms, up to --timeout, at most 1 s) until the e-stop is latched (want) or
+ * not, and show that status instead of the reply's. A lockstep daemon with no robot ticking
+ * does not get there: the reply is shown with a line that says so. */
+static void settle(vlad_client *c, bool want, Vlad__Reply **r) {
+    char reason[8];
+    int64_t end = vlad_now_ns() + (int64_t)(g_opt.timeout < 1000 ? g_opt.timeout : 1000) * VLAD_NS_PER_MS;
+    for (;;) {
+        const Vlad__Status *st = (*r)->status;
+        if (!st)
+            return;
+        bool latched = estop_latched(st, reason, sizeof reason);
+        /* in effect: the control thread's mode says so (waiting: no robot, then the latch) */
+        bool in_effect = want ? st->mode == VLAD__MODE__MODE_ESTOP ||
+                                    (st->mode == VLAD__MODE__MODE_WAITING && latched)
+                              : !latched && st->mode != VLAD__MODE__MODE_ESTOP;
+        if (in_effect)
+            return;
+        if (vlad_now_ns() >= end) {
+            if (!g_json)
+                printf("(%s accepted; it takes effect on the daemon's next tick)\n",
+                       want ? "e-stop" : "release");
+            return;
+        }
+        vlad_sleep_until_ns(vlad_now_ns() + 20 * VLAD_NS_PER_MS);
+        Vlad__Reply *s = NULL;
+        vlad_err err;
+        if (vlad_client_status(c, g_opt.timeout, &s, &err) || !s->ok) {
+            if (s)
+                vlad__reply__free_unpacked(s, NULL);
+            return;
+        }
+        vlad__reply__free_unpacked(*r, NULL);
+        *r = s;
+    }
+}
+
 static void usage_to(FILE *f) {
     vlad_opts_usage(f,
         "vladctl --profile FILE [options] COMMAND\n"
@@ -825,6 +862,9 @@ int main(int argc, char **argv) {
         if (vlad_client_command(c, &cmd, g_opt.timeout, &r, &err)) {
             rc = no_reply(&err);
         } else {
+            if (r->ok && (cmd.body_case == VLAD__COMMAND__BODY_ESTOP ||
+                          cmd.body_case == VLAD__COMMAND__BODY_RELEASE_ESTOP))
+                settle(c, cmd.body_case == VLAD__COMMAND__BODY_ESTOP, &r);
             if (g_json)
                 print_json(r);
             else
