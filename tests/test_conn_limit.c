@@ -32,6 +32,7 @@
 
 #include "client.h"
 #include "clock.h"
+#include "harness.h"
 #include "keys.h"
 #include "proc.h"
 #include "server.h"
@@ -39,19 +40,6 @@
 #include "zutil.h"
 
 static char dir[64];
-
-static int free_ports(int *pp, int n) {
-    for (int i = 0; i < n; i++) {
-        bool dup;
-        do {
-            pp[i] = vlad_proc_free_port();
-            dup = false;
-            for (int k = 0; k < i; k++)
-                dup |= pp[k] == pp[i];
-        } while (pp[i] <= 0 || dup);
-    }
-    return 0;
-}
 
 /* a plain (loopback) profile at `path` with max connections `maxc` (0: the default); extra:
  * more YAML */
@@ -72,12 +60,6 @@ static void write_profile(const char *path, const int *pp, int maxc, const char 
     if (extra)
         fputs(extra, f);
     fclose(f);
-}
-
-static void load(vlad_profile *p, const char *path) {
-    vlad_err err;
-    if (vlad_profile_load(p, path, &err))
-        fail_msg("%s", err.msg);
 }
 
 /* ---- an in-process server, served by a thread (the daemon's I/O thread's role) ---------- */
@@ -232,7 +214,7 @@ static int ms_until_closed(int fd, int timeout_ms) {
 static void test_null_mechanism_asks_zap_with_a_domain(void **state) {
     (void)state;
     int pp[2];
-    free_ports(pp, 2);
+    vh_free_ports(pp, 2);
     void *ctx = zmq_ctx_new(), *cctx = zmq_ctx_new();
     vlad_err err;
     vlad_zap *z = vlad_zap_new(ctx, NULL, 4, &err);
@@ -286,12 +268,12 @@ static void test_null_mechanism_asks_zap_with_a_domain(void **state) {
 static void test_cap_null_mechanism(void **state) {
     (void)state;
     int pp[3];
-    free_ports(pp, 3);
+    vh_free_ports(pp, 3);
     char path[128];
     snprintf(path, sizeof path, "%s/null.yaml", dir);
     write_profile(path, pp, CAP, NULL);
     static vlad_profile p;
-    load(&p, path);
+    vh_load_profile(&p, path);
     assert_int_equal(p.security.max_connections, CAP);
     static served t; /* (static: a failed assertion leaves its thread running) */
     serve_start(&t, &p);
@@ -454,12 +436,12 @@ static void test_cap_null_mechanism(void **state) {
 static void test_cap_burst(void **state) {
     (void)state;
     int pp[3];
-    free_ports(pp, 3);
+    vh_free_ports(pp, 3);
     char path[128];
     snprintf(path, sizeof path, "%s/burst.yaml", dir);
     write_profile(path, pp, CAP, NULL);
     static vlad_profile p;
-    load(&p, path);
+    vh_load_profile(&p, path);
     static served t;
     serve_start(&t, &p);
     enum { N = 12 };
@@ -484,38 +466,25 @@ static void test_cap_burst(void **state) {
     serve_stop(&t);
 }
 
-static void gen(const char *b, const char *name, const char *rights, const char *keys_dir) {
-    unsigned r;
-    assert_int_equal(vlad_rights_parse(rights, &r, NULL), 0);
-    vlad_err err;
-    if (vlad_cert_generate(b, name, r, &err))
-        fail_msg("%s", err.msg);
-    if (keys_dir) {
-        char cmd[1024];
-        snprintf(cmd, sizeof cmd, "cp %s.key %s/", b, keys_dir);
-        assert_int_equal(system(cmd), 0);
-    }
-}
-
 /* CURVE, cap 2: known keys beyond the cap are refused (and counted as such); an unknown key
  * is refused as unknown, not for the cap. */
 static void test_cap_curve(void **state) {
     (void)state;
     int pp[3];
-    free_ports(pp, 3);
+    vh_free_ports(pp, 3);
     static char keys_dir[128], srv[128], ops[3][128], stranger[128], sk[640], extra[1024], path[128];
     snprintf(keys_dir, sizeof keys_dir, "%s/clients", dir);
     assert_int_equal(mkdir(keys_dir, 0755), 0);
     snprintf(srv, sizeof srv, "%s/server", dir);
-    gen(srv, "daemon", "", NULL);
+    vh_gen_key(srv, "daemon", "", NULL);
     for (int i = 0; i < 3; i++) {
         snprintf(ops[i], sizeof ops[i], "%s/op%d", dir, i);
         char name[16];
         snprintf(name, sizeof name, "op%d", i);
-        gen(ops[i], name, "observe,command", keys_dir);
+        vh_gen_key(ops[i], name, "observe,command", keys_dir);
     }
     snprintf(stranger, sizeof stranger, "%s/stranger", dir);
-    gen(stranger, "stranger", "all", NULL);
+    vh_gen_key(stranger, "stranger", "all", NULL);
     vlad_cert sc;
     snprintf(sk, sizeof sk, "%s.key_secret", srv);
     assert_int_equal(vlad_cert_read(sk, true, &sc, NULL), 0);
@@ -525,7 +494,7 @@ static void test_cap_curve(void **state) {
     snprintf(path, sizeof path, "%s/curve.yaml", dir);
     write_profile(path, pp, 2, extra);
     static vlad_profile p;
-    load(&p, path);
+    vh_load_profile(&p, path);
     static served t;
     serve_start(&t, &p);
     assert_true(snap(&t).curve);
@@ -565,9 +534,7 @@ static void test_cap_curve(void **state) {
         vlad_client_free(c[i]);
     WAIT_SEC(&t, sec.connections == 0, 2000);
     serve_stop(&t);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", keys_dir);
-    assert_int_equal(system(cmd), 0);
+    assert_int_equal(vh_rmdir(keys_dir), 0);
 }
 
 /* The real daemon with --set security.max_connections=4: more control clients than that
@@ -576,17 +543,15 @@ static void test_cap_curve(void **state) {
 static void test_cap_daemon(void **state) {
     (void)state;
     int pp[3];
-    free_ports(pp, 3);
+    vh_free_ports(pp, 3);
     char path[128], log[128];
     snprintf(path, sizeof path, "%s/daemon.yaml", dir);
     snprintf(log, sizeof log, "%s/vlad.log", dir);
     write_profile(path, pp, 0, NULL); /* the default cap (64) in the file ... */
     static vlad_profile p;
-    load(&p, path);
-    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", path, "--set",
-                    "security.max_connections=4", NULL}; /* ... 4 from the command line */
-    pid_t pid = vlad_proc_start(argv, log);
-    assert_true(pid > 0);
+    vh_load_profile(&p, path);
+    const char *args[] = {"--set", "security.max_connections=4", NULL}; /* ... 4 from the command line */
+    pid_t pid = vh_start("vlad", path, log, args);
     vlad_err err;
     /* the robot and a watcher: one connection each on the other two sockets */
     vlad_client *robot = vlad_client_new(&p, VLAD_CLIENT_PUBLISH | VLAD_CLIENT_ACTIONS, &err);
@@ -664,25 +629,18 @@ static void test_cap_daemon(void **state) {
     for (int i = 0; i < CAP; i++)
         vlad_client_free(in[i]);
     vlad_client_free(robot);
-    kill(pid, SIGTERM);
-    int rc = vlad_proc_wait(pid, 10000);
-    if (rc < 0)
-        vlad_proc_kill(pid);
-    assert_int_equal(rc, 0);
+    assert_int_equal(vh_stop(&pid, 10000), 0);
 }
 
 static int setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/vlad-cap-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    vh_tmpdir(dir, sizeof dir, "cap");
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    return system(cmd) ? -1 : 0;
+    return vh_rmdir(dir);
 }
 
 int main(void) {

@@ -21,6 +21,7 @@
 #include "client.h"
 #include "clock.h"
 #include "frame.h"
+#include "harness.h"
 #include "proc.h"
 
 #define HZ 50
@@ -33,33 +34,23 @@ static vlad_client *cli;
 
 static int setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/vlad-it-XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    for (int i = 0; i < 3; i++) {
-        do
-            ports[i] = vlad_proc_free_port();
-        while (ports[i] <= 0 || (i > 0 && ports[i] == ports[i - 1]) || (i > 1 && ports[i] == ports[0]));
-    }
+    vh_tmpdir(dir, sizeof dir, "it");
+    vh_free_ports(ports, 3);
     snprintf(profile_path, sizeof profile_path, "%s/it.yaml", dir);
     snprintf(log_path, sizeof log_path, "%s/vlad.log", dir);
-    FILE *f = fopen(profile_path, "w");
-    fprintf(f,
-            "robot: itbot\ncontrol_hz: %d\n"
-            "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 5, home: 0.1}\n"
-            "  - {name: b, min: -1, max: 1, max_velocity: 5, home: -0.1}\n"
-            "  - {name: c, min: -1, max: 1, max_velocity: 5, home: 0.0}\n"
-            "cameras:\n  - {name: front, width: 8, height: 8}\n"
-            "endpoints:\n  observations: tcp://127.0.0.1:%d\n  actions: tcp://127.0.0.1:%d\n"
-            "  control: tcp://127.0.0.1:%d\n"
-            "safety: {watchdog_ms: 150, estop_file: %s/estop}\nlogging: {level: debug}\n",
-            HZ, ports[0], ports[1], ports[2], dir);
-    fclose(f);
+    vh_write_file(profile_path,
+                  "robot: itbot\ncontrol_hz: %d\n"
+                  "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 5, home: 0.1}\n"
+                  "  - {name: b, min: -1, max: 1, max_velocity: 5, home: -0.1}\n"
+                  "  - {name: c, min: -1, max: 1, max_velocity: 5, home: 0.0}\n"
+                  "cameras:\n  - {name: front, width: 8, height: 8}\n"
+                  "endpoints:\n  observations: tcp://127.0.0.1:%d\n  actions: tcp://127.0.0.1:%d\n"
+                  "  control: tcp://127.0.0.1:%d\n"
+                  "safety: {watchdog_ms: 150, estop_file: %s/estop}\nlogging: {level: debug}\n",
+                  HZ, ports[0], ports[1], ports[2], dir);
+    vh_load_profile(&prof, profile_path);
+    daemon_pid = vh_start("vlad", profile_path, log_path, NULL);
     vlad_err err;
-    if (vlad_profile_load(&prof, profile_path, &err))
-        fail_msg("%s", err.msg);
-    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", profile_path, NULL};
-    daemon_pid = vlad_proc_start(argv, log_path);
-    assert_true(daemon_pid > 0);
     cli = vlad_client_new(&prof, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_EVENTS | VLAD_CLIENT_CONTROL |
                                      VLAD_CLIENT_PUBLISH,
                           &err);
@@ -72,10 +63,7 @@ static int teardown(void **state) {
     vlad_client_free(cli);
     if (daemon_pid > 0 && vlad_proc_wait(daemon_pid, 0) < 0)
         vlad_proc_kill(daemon_pid);
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        return 0;
+    vh_rmdir(dir);
     return 0;
 }
 
@@ -113,15 +101,11 @@ static void drain(void) {
         vlad_msg_clear(&m);
 }
 
-static Vlad__Status *status(Vlad__Reply **keep) {
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    Vlad__Command c = VLAD__COMMAND__INIT;
-    c.body_case = VLAD__COMMAND__BODY_STATUS, c.status = &sr;
-    vlad_err err;
-    if (vlad_client_command(cli, &c, 3000, keep, &err))
-        fail_msg("status: %s", err.msg);
-    assert_true((*keep)->ok);
-    return (*keep)->status;
+static Vlad__Status *status(void) {
+    Vlad__Status *st = vh_status(cli, 3000);
+    if (!st)
+        fail_msg("status: no ok reply in 3 s");
+    return st;
 }
 
 static void simple_command(Vlad__Command *c) {
@@ -226,10 +210,9 @@ static void raw_garbage(int port) {
 
 static void test_garbage_everywhere(void **state) {
     (void)state;
-    Vlad__Reply *rep;
-    Vlad__Status *st = status(&rep);
+    Vlad__Status *st = status();
     uint64_t bad_obs0 = st->bad_observations, bad_cmd0 = st->bad_commands;
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
 
     void *ctx = zmq_ctx_new();
     /* observation socket: a PUB of our own */
@@ -294,13 +277,11 @@ static void test_garbage_everywhere(void **state) {
     zmq_send(dealer, "a", 1, ZMQ_SNDMORE);
     zmq_send(dealer, "b", 1, 0);
     {
-        Vlad__SetInstruction si = VLAD__SET_INSTRUCTION__INIT;
-        si.text = "bad \xC3\x28";                                         /* invalid UTF-8 */
-        Vlad__Command c = VLAD__COMMAND__INIT;
-        c.body_case = VLAD__COMMAND__BODY_SET_INSTRUCTION, c.set_instruction = &si;
+        vh_cmd b; /* invalid UTF-8 */
+        Vlad__Command *c = vh_command(&b, VLAD__COMMAND__BODY_SET_INSTRUCTION, "bad \xC3\x28");
         uint8_t buf[128];
         size_t len;
-        vlad_frame_pack("cmd", &c.base, buf, sizeof buf, &len, NULL);
+        vlad_frame_pack("cmd", &c->base, buf, sizeof buf, &len, NULL);
         zmq_send(dealer, buf, len, 0), sent_cmd++;
     }
     uint8_t sub_junk[3] = {5, 'x', 'y'};
@@ -343,7 +324,7 @@ static void test_garbage_everywhere(void **state) {
         last = a->tick;
         vlad__action__free_unpacked(a, NULL);
     }
-    st = status(&rep);
+    st = status();
     printf("# bad observations %llu (+%d sent), bad commands %llu (+%d sent)\n",
            (unsigned long long)st->bad_observations, sent_obs,
            (unsigned long long)st->bad_commands, sent_cmd);
@@ -351,7 +332,7 @@ static void test_garbage_everywhere(void **state) {
     assert_int_equal(st->bad_commands - bad_cmd0, (uint64_t)sent_cmd);
     assert_int_equal(st->bad_messages, st->bad_observations + st->bad_commands);
     assert_int_equal(st->mode, VLAD__MODE__MODE_RUNNING);
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
 
     /* raw bytes on every TCP port: libzmq may parse junk as legacy ZMTP frames, which
      * then must be counted and dropped like any bad message; nothing else may change */
@@ -366,11 +347,11 @@ static void test_garbage_everywhere(void **state) {
         last = a->tick;
         vlad__action__free_unpacked(a, NULL);
     }
-    st = status(&rep);
+    st = status();
     assert_int_equal(st->mode, VLAD__MODE__MODE_RUNNING);
     assert_true(st->bad_observations - bad_obs0 >= (uint64_t)sent_obs);
     assert_true(st->bad_commands - bad_cmd0 >= (uint64_t)sent_cmd);
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
 }
 
 static void test_estop_holds(void **state) {
@@ -380,11 +361,8 @@ static void test_estop_holds(void **state) {
     memset(reason, 'x', sizeof reason - 1);
     reason[sizeof reason - 1] = 0;
     reason[10] = (char)0xff;
-    Vlad__EStop es = VLAD__ESTOP__INIT;
-    es.reason = reason;
-    Vlad__Command c = VLAD__COMMAND__INIT;
-    c.body_case = VLAD__COMMAND__BODY_ESTOP, c.estop = &es;
-    simple_command(&c);
+    vh_cmd b;
+    simple_command(vh_command(&b, VLAD__COMMAND__BODY_ESTOP, reason));
     drain();
     Vlad__Action *a = NULL;
     for (int i = 0; i < 100; i++) {
@@ -406,15 +384,14 @@ static void test_estop_holds(void **state) {
         assert_memory_equal(a->joint_targets, held, sizeof held);
         vlad__action__free_unpacked(a, NULL);
     }
-    Vlad__Reply *rep;
-    Vlad__Status *st = status(&rep);
+    Vlad__Status *st = status();
     assert_int_equal(st->mode, VLAD__MODE__MODE_ESTOP);
     /* the latch is on disk where status says */
     char latch[160];
     snprintf(latch, sizeof latch, "%s/estop", dir);
     assert_string_equal(st->estop_file, latch);
     assert_int_equal(access(latch, F_OK), 0);
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
     /* vladctl sees it too */
     char cmd[512];
     snprintf(cmd, sizeof cmd, "%s --profile %s status | grep -q 'mode estop'", vlad_proc_bin("vladctl"),
@@ -456,11 +433,10 @@ static void test_watchdog_holds(void **state) {
     }
     assert_true(tripped_event);
     assert_true(watchdog_actions > 0);
-    Vlad__Reply *rep;
-    Vlad__Status *st = status(&rep);
+    Vlad__Status *st = status();
     assert_int_equal(st->mode, VLAD__MODE__MODE_STALE);
     assert_true(st->watchdog_trips >= 1);
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
 }
 
 static void test_sigterm_exits_zero(void **state) {
@@ -473,9 +449,7 @@ static void test_sigterm_exits_zero(void **state) {
     assert_int_equal(rc, 0);
     daemon_pid = -1;
     /* the log says it shut down cleanly, with its counters */
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "grep -q 'vlad: ticks=' %s", log_path);
-    assert_int_equal(system(cmd), 0);
+    assert_true(vh_file_has(log_path, "vlad: ticks="));
 }
 
 int main(void) {

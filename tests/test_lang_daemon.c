@@ -37,6 +37,7 @@
 #include "client.h"
 #include "clock.h"
 #include "engine.h"
+#include "harness.h"
 #include "model.h"
 #include "proc.h"
 #include "profile.h"
@@ -201,12 +202,20 @@ static Vlad__Reply *command(robot *r, Vlad__Command *cmd) {
     return rep;
 }
 
-static Vlad__Reply *status(robot *r) {
-    Vlad__Reply *rep = NULL;
-    vlad_err err;
-    if (vlad_client_status(r->c, 5000, &rep, &err))
-        fail_msg("status: %s", err.msg);
-    return rep;
+/* the daemon's Status (free with vlad__status__free_unpacked) */
+static Vlad__Status *status(robot *r) {
+    Vlad__Status *st = vh_status(r->c, 5000);
+    if (!st)
+        fail_msg("status: no ok reply in 5 s");
+    return st;
+}
+
+/* the daemon's stall ticks and overruns so far */
+static void stall_counts(robot *r, uint64_t *stall, uint64_t *over) {
+    Vlad__Status *st = status(r);
+    *stall = st->stall_ticks;
+    *over = st->overruns;
+    vlad__status__free_unpacked(st, NULL);
 }
 
 /* ask; on success the stream is recorded. Returns the reply (caller frees). */
@@ -272,11 +281,20 @@ static void check_answers(robot *r, vlad_runstate *rs) {
 
 static char g_prof[4200];
 
+/* the test's overrides as command-line arguments (--set KEY=VALUE ...) into args; how many */
+static int set_args(const char **args) {
+    int n = 0;
+    for (int i = 0; i < g_nsets; i++) {
+        args[n++] = "--set";
+        args[n++] = g_sets[i];
+    }
+    return n;
+}
+
 /* Start the daemon on configs/sim-arm.yaml in clock `clock` with the test's overrides (its own
  * folder), and r's client; returns once status answers (the model is loaded). */
 static void daemon_up(robot *r, const char *clock) {
-    snprintf(g_dir, sizeof g_dir, "/tmp/vlad-lang-XXXXXX");
-    assert_non_null(mkdtemp(g_dir));
+    vh_tmpdir(g_dir, sizeof g_dir, "lang");
     char ep[3][128], estop[128], logp[128];
     const char *names[3] = {"obs", "act", "ctl"};
     for (int i = 0; i < 3; i++)
@@ -305,18 +323,9 @@ static void daemon_up(robot *r, const char *clock) {
             fail_msg("%s", err.msg);
         *eq = '=';
     }
-    char *argv[3 + 2 * 10 + 1];
-    int ac = 0;
-    argv[ac++] = (char *)vlad_proc_bin("vlad");
-    argv[ac++] = "--profile";
-    argv[ac++] = g_prof;
-    for (int i = 0; i < g_nsets; i++) {
-        argv[ac++] = "--set";
-        argv[ac++] = g_sets[i];
-    }
-    argv[ac] = NULL;
-    g_vlad = vlad_proc_start(argv, logp);
-    assert_true(g_vlad > 0);
+    const char *args[2 * 10 + 1];
+    args[set_args(args)] = NULL;
+    g_vlad = vh_start("vlad", g_prof, logp, args);
 
     memset(r, 0, sizeof *r);
     make_images(r);
@@ -328,27 +337,19 @@ static void daemon_up(robot *r, const char *clock) {
                                      VLAD_CLIENT_CONTROL, &err);
     assert_non_null(r->c);
     /* up: the model loads, then status answers */
-    Vlad__Reply *rep = NULL;
-    for (int i = 0; i < 150 && !rep; i++)
-        if (vlad_client_status(r->c, 200, &rep, &err))
-            assert_int_equal(vlad_proc_wait(g_vlad, 0), -1); /* still running */
-    assert_non_null(rep);
-    assert_int_equal(rep->status->lang_max_streams, SLOTS);
-    assert_int_equal(rep->status->prefix_blocks, SLOTS + 2);
-    vlad__reply__free_unpacked(rep, NULL);
+    Vlad__Status *st = vh_wait_status(r->c, 200, 150, &g_vlad, logp);
+    assert_non_null(st);
+    assert_int_equal(st->lang_max_streams, SLOTS);
+    assert_int_equal(st->prefix_blocks, SLOTS + 2);
+    vlad__status__free_unpacked(st, NULL);
 }
 
 /* SIGTERM: the daemon exits 0; its folder goes */
 static void daemon_down(robot *r) {
     vlad_client_free(r->c);
     r->c = NULL;
-    kill(g_vlad, SIGTERM);
-    assert_int_equal(vlad_proc_wait(g_vlad, 10000), 0);
-    g_vlad = -1;
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    assert_int_equal(system(cmd), 0);
-    g_dir[0] = 0;
+    assert_int_equal(vh_stop(&g_vlad, 10000), 0);
+    assert_int_equal(vh_rmdir(g_dir), 0);
 }
 
 /* the in-process engine the answers are checked against */
@@ -376,15 +377,13 @@ static void test_language_while_acting(void **state) {
     assert_true(r.seen_policy);
 
     /* 1. without language */
-    rep = status(&r);
-    uint64_t stall0 = rep->status->stall_ticks, over0 = rep->status->overruns;
-    vlad__reply__free_unpacked(rep, NULL);
+    uint64_t stall0, over0;
+    stall_counts(&r, &stall0, &over0);
     int64_t t0 = r.tick;
     r.actions = r.holds_after_policy = 0;
     run_ticks(&r, 150, &deadline);
-    rep = status(&r);
-    uint64_t stall1 = rep->status->stall_ticks, over1 = rep->status->overruns;
-    vlad__reply__free_unpacked(rep, NULL);
+    uint64_t stall1, over1;
+    stall_counts(&r, &stall1, &over1);
     int actions1 = r.actions, holds1 = r.holds_after_policy, gaps1 = r.gaps;
     int64_t ticks1 = r.tick - t0;
 
@@ -405,31 +404,22 @@ static void test_language_while_acting(void **state) {
         asked += rep->ok;
         vlad__reply__free_unpacked(rep, NULL);
         if (i == 2) {
-            char *cargv[2 * 12 + 12];
-            int n = 0;
-            cargv[n++] = (char *)vlad_proc_bin("vladctl");
-            cargv[n++] = "--profile";
-            cargv[n++] = prof;
-            for (int k = 0; k < g_nsets; k++) {
-                cargv[n++] = "--set";
-                cargv[n++] = g_sets[k];
-            }
-            cargv[n++] = "--json";
-            cargv[n++] = "--timeout";
-            cargv[n++] = "5000";
-            cargv[n++] = "ask";
-            cargv[n++] = "which colour is the target?";
-            cargv[n] = NULL;
-            ctl = vlad_proc_start(cargv, ctl_out);
-            assert_true(ctl > 0);
+            const char *cargs[2 * 10 + 8];
+            int n = set_args(cargs);
+            cargs[n++] = "--json";
+            cargs[n++] = "--timeout";
+            cargs[n++] = "5000";
+            cargs[n++] = "ask";
+            cargs[n++] = "which colour is the target?";
+            cargs[n] = NULL;
+            ctl = vh_start("vladctl", prof, ctl_out, cargs);
         }
         run_ticks(&r, 15, &deadline);
     }
     for (int i = 0; i < 200 && !all_done(&r); i++)
         run_ticks(&r, 1, &deadline);
-    rep = status(&r);
-    uint64_t stall2 = rep->status->stall_ticks, over2 = rep->status->overruns;
-    vlad__reply__free_unpacked(rep, NULL);
+    uint64_t stall2, over2;
+    stall_counts(&r, &stall2, &over2);
     int actions2 = r.actions, holds2 = r.holds_after_policy, gaps2 = r.gaps;
     int64_t ticks2 = r.tick - t0;
     printf("without language: %lld ticks, %d actions, %d ticks skipped, %d holds, %llu stall "
@@ -505,12 +495,8 @@ static void test_language_while_acting(void **state) {
     assert_true(all_done(&r));
 
     /* 4. during an e-stop a question is answered; every action holds */
-    Vlad__Command ecmd = VLAD__COMMAND__INIT;
-    Vlad__EStop es = VLAD__ESTOP__INIT;
-    es.reason = "test";
-    ecmd.body_case = VLAD__COMMAND__BODY_ESTOP;
-    ecmd.estop = &es;
-    rep = command(&r, &ecmd);
+    vh_cmd b;
+    rep = command(&r, vh_command(&b, VLAD__COMMAND__BODY_ESTOP, "test"));
     assert_true(rep->ok);
     vlad__reply__free_unpacked(rep, NULL);
     run_ticks(&r, 5, &deadline);
@@ -524,18 +510,13 @@ static void test_language_while_acting(void **state) {
     assert_true(all_done(&r));
     assert_true(r.actions > 0);
     assert_int_equal(r.estop_actions, r.actions);
-    Vlad__Command rcmd = VLAD__COMMAND__INIT;
-    Vlad__ReleaseEStop rel = VLAD__RELEASE_ESTOP__INIT;
-    rcmd.body_case = VLAD__COMMAND__BODY_RELEASE_ESTOP;
-    rcmd.release_estop = &rel;
-    rep = command(&r, &rcmd);
+    rep = command(&r, vh_command(&b, VLAD__COMMAND__BODY_RELEASE_ESTOP, NULL));
     vlad__reply__free_unpacked(rep, NULL);
     check_answers(&r, rs);
 
     /* 5. status */
     run_ticks(&r, 10, &deadline);
-    rep = status(&r);
-    const Vlad__Status *st = rep->status;
+    Vlad__Status *st = status(&r);
     printf("status: %llu prefills for %llu frames, blocks %u/%u, %llu requests, %llu refused, "
            "%llu done, %llu tokens, %llu preempted\n", (unsigned long long)st->prefills,
            (unsigned long long)st->frames, st->prefix_blocks_in_use, st->prefix_blocks,
@@ -550,7 +531,7 @@ static void test_language_while_acting(void **state) {
     assert_int_equal(st->lang_refused, (uint64_t)refused);
     assert_int_equal(st->lang_streams_done, (uint64_t)asked + 1);
     assert_true(st->lang_tokens > 0);
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
 
     daemon_down(&r);
 }
@@ -627,13 +608,8 @@ static int teardown(void **state) {
     if (g_vlad > 0)
         vlad_proc_kill(g_vlad);
     g_vlad = -1;
-    if (g_dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-        if (system(cmd) != 0)
-            fprintf(stderr, "could not remove %s\n", g_dir);
-        g_dir[0] = 0;
-    }
+    if (vh_rmdir(g_dir) != 0)
+        fprintf(stderr, "could not remove the test's folder\n");
     return 0;
 }
 

@@ -42,6 +42,7 @@
 
 #include "client.h"
 #include "clock.h"
+#include "harness.h"
 #include "proc.h"
 #include "safety.h"
 
@@ -311,29 +312,30 @@ static Vlad__Action *pump(int timeout_ms, int64_t want) {
 
 /* ---- the daemon ---- */
 static void start_daemon(void) {
-    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", profile_path, NULL};
-    daemon_pid = vlad_proc_start(argv, log_path);
-    assert_true(daemon_pid > 0);
+    daemon_pid = vh_start("vlad", profile_path, log_path, NULL);
     ck.run++;
     ck.started_seen = false;
     new_run_seen();
 }
 
-/* a command and its reply; returns the reply's tick, or -1 if the daemon did not answer */
+/* a command (NULL: a StatusRequest, vlad_client_status) and its reply; returns the reply's
+ * tick, or -1 if the daemon did not answer */
 static int64_t command(Vlad__Command *c, bool must) {
     Vlad__Reply *r = NULL;
     vlad_err err;
     int64_t t = -1;
     for (int attempt = 0; attempt < 10 && t < 0; attempt++) {
-        if (vlad_client_command(cli, c, 1000, &r, &err) == VLAD_OK) {
-            if (!r->ok && c->body_case == VLAD__COMMAND__BODY_ESTOP)
+        int rc = c ? vlad_client_command(cli, c, 1000, &r, &err) : vlad_client_status(cli, 1000, &r, &err);
+        if (rc == VLAD_OK) {
+            if (c && !r->ok && c->body_case == VLAD__COMMAND__BODY_ESTOP)
                 violation("an e-stop was refused: %s", r->error);
             t = r->status ? r->status->tick : 0;
             vlad__reply__free_unpacked(r, NULL);
         } else if (!must) {
             break;
         }
-        c->request_id = 0;
+        if (c)
+            c->request_id = 0;
     }
     if (must && t < 0)
         fail_msg("the daemon did not answer a command");
@@ -341,10 +343,7 @@ static int64_t command(Vlad__Command *c, bool must) {
 }
 
 static void wait_up(void) {
-    Vlad__Command c = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    c.body_case = VLAD__COMMAND__BODY_STATUS, c.status = &sr;
-    command(&c, true);
+    command(NULL, true);
     pump(300, -1); /* let the subscription reconnect */
 }
 
@@ -355,12 +354,11 @@ static void send_estop(void) {
     memset(big, 'e', sizeof big - 1);
     big[sizeof big - 1] = 0;
     char bad[8] = {'s', 't', 'o', 'p', (char)0xC3, (char)0x28, 0};
-    Vlad__EStop es = VLAD__ESTOP__INIT;
     int k = (int)(rnd() % 4);
-    es.reason = k == 2 ? big : k == 3 ? bad : (char *)reasons[k];
-    Vlad__Command c = VLAD__COMMAND__INIT;
-    c.body_case = VLAD__COMMAND__BODY_ESTOP, c.estop = &es;
-    int64_t t = command(&c, true);
+    vh_cmd b;
+    int64_t t = command(vh_command(&b, VLAD__COMMAND__BODY_ESTOP,
+                                   k == 2 ? big : k == 3 ? bad : reasons[k]),
+                        true);
     if (!ck.estop_acked) {
         ck.estop_acked = true;
         ck.estop_tick = t;
@@ -370,19 +368,9 @@ static void send_estop(void) {
 }
 
 static void send_simple(int body) {
-    Vlad__Command c = VLAD__COMMAND__INIT;
-    Vlad__ReleaseEStop rel = VLAD__RELEASE_ESTOP__INIT;
-    Vlad__Reset rs = VLAD__RESET__INIT;
-    Vlad__SetInstruction si = VLAD__SET_INSTRUCTION__INIT;
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    c.body_case = (Vlad__Command__BodyCase)body;
-    switch (body) {
-    case VLAD__COMMAND__BODY_RELEASE_ESTOP: c.release_estop = &rel; break;
-    case VLAD__COMMAND__BODY_RESET: c.reset = &rs; break;
-    case VLAD__COMMAND__BODY_SET_INSTRUCTION: si.text = "touch the red ball"; c.set_instruction = &si; break;
-    default: c.status = &sr; break;
-    }
-    command(&c, true);
+    vh_cmd b;
+    command(body == VLAD__COMMAND__BODY_STATUS ? NULL : vh_command(&b, body, "touch the red ball"),
+            true);
     if (body == VLAD__COMMAND__BODY_RELEASE_ESTOP) {
         ck.estop_acked = false;
         ck.releases++;
@@ -534,29 +522,26 @@ static void run(void) {
 
 static int setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/vlad-prop-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    vh_tmpdir(dir, sizeof dir, "prop");
     snprintf(profile_path, sizeof profile_path, "%s/p.yaml", dir);
     snprintf(log_path, sizeof log_path, "%s/vlad.log", dir);
     lockstep = !strcmp(g_clock, "lockstep");
-    FILE *f = fopen(profile_path, "w");
-    fprintf(f,
-            "robot: prop\ncontrol_hz: %d\nclock: %s\nlockstep_timeout_ms: 300\n"
-            "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 2}\n"
-            "  - {name: b, min: 0, max: 2.5, max_velocity: 10, home: 1}\n"
-            "  - {name: c, min: -0.3, max: 0.2, max_velocity: 1}\n"
-            "endpoints:\n  observations: ipc://%s/obs\n  actions: ipc://%s/act\n"
-            "  control: ipc://%s/ctl\n"
-            "policy: {synthetic: true, synthetic_faults: 0.3, seed: %llu, min_latency_ms: 15}\n"
-            "async: {mode: %s, execution_horizon: 8, trigger_threshold: 2, delay_margin: 1}\n"
-            "safety: {max_delta_per_tick: 0.02, watchdog_ms: 60, obs_limit_margin: 0.05, "
-            "estop_file: %s/estop}\nlogging: {level: warn}\n",
-            lockstep ? 50 : HZ_WALL, g_clock, dir, dir, dir, (unsigned long long)g_seed, g_mode, dir);
-    fclose(f);
-    vlad_err err;
-    if (vlad_profile_load(&prof, profile_path, &err))
-        fail_msg("%s", err.msg);
+    vh_write_file(profile_path,
+                  "robot: prop\ncontrol_hz: %d\nclock: %s\nlockstep_timeout_ms: 300\n"
+                  "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 2}\n"
+                  "  - {name: b, min: 0, max: 2.5, max_velocity: 10, home: 1}\n"
+                  "  - {name: c, min: -0.3, max: 0.2, max_velocity: 1}\n"
+                  "endpoints:\n  observations: ipc://%s/obs\n  actions: ipc://%s/act\n"
+                  "  control: ipc://%s/ctl\n"
+                  "policy: {synthetic: true, synthetic_faults: 0.3, seed: %llu, min_latency_ms: 15}\n"
+                  "async: {mode: %s, execution_horizon: 8, trigger_threshold: 2, delay_margin: 1}\n"
+                  "safety: {max_delta_per_tick: 0.02, watchdog_ms: 60, obs_limit_margin: 0.05, "
+                  "estop_file: %s/estop}\nlogging: {level: warn}\n",
+                  lockstep ? 50 : HZ_WALL, g_clock, dir, dir, dir, (unsigned long long)g_seed,
+                  g_mode, dir);
+    vh_load_profile(&prof, profile_path);
     vlad_safety_steps(&prof, step_j);
+    vlad_err err;
     cli = vlad_client_new(&prof, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CHUNKS | VLAD_CLIENT_EVENTS |
                                      VLAD_CLIENT_CONTROL | VLAD_CLIENT_PUBLISH,
                           &err);
@@ -567,18 +552,12 @@ static int setup(void **state) {
 static int teardown(void **state) {
     (void)state;
     vlad_client_free(cli);
-    if (daemon_pid > 0) {
-        kill(daemon_pid, SIGTERM);
-        if (vlad_proc_wait(daemon_pid, 5000) < 0)
-            vlad_proc_kill(daemon_pid);
-    }
+    vh_stop(&daemon_pid, 5000);
     char cmd[256];
     snprintf(cmd, sizeof cmd, "echo '# the daemon log (warnings):'; tail -n 15 %s", log_path);
     if (system(cmd) != 0)
         return 0;
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        return 0;
+    vh_rmdir(dir);
     return 0;
 }
 
@@ -586,13 +565,8 @@ static void test_contract_holds(void **state) {
     (void)state;
     run();
     /* status: the daemon saw the faults it was given */
-    Vlad__Command c = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    c.body_case = VLAD__COMMAND__BODY_STATUS, c.status = &sr;
-    Vlad__Reply *r = NULL;
-    vlad_err err;
-    assert_int_equal(vlad_client_command(cli, &c, 2000, &r, &err), 0);
-    const Vlad__Status *st = r->status;
+    Vlad__Status *st = vh_status(cli, 2000);
+    assert_non_null(st);
     printf("# %s %s seed %llu: %ld actions (%ld policy, %ld anchored, %ld e-stop), %ld chunks "
            "(%ld clamped); %ld e-stops, %ld releases, %ld resets, %ld robot restarts, %ld daemon "
            "restarts; last run: %llu obs out of limits, %llu absurd, %llu bad, %llu refused chunks, "
@@ -603,7 +577,7 @@ static void test_contract_holds(void **state) {
            (unsigned long long)st->obs_absurd, (unsigned long long)st->bad_observations,
            (unsigned long long)st->chunks_refused, (unsigned long long)st->inference_errors,
            (unsigned long long)st->watchdog_trips, ck.violations);
-    vlad__reply__free_unpacked(r, NULL);
+    vlad__status__free_unpacked(st, NULL);
     assert_int_equal(vlad_client_bad_messages(cli), 0); /* nothing invalid left the daemon */
     assert_int_equal(ck.violations, 0);
     /* the run exercised what it claims to */

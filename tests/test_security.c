@@ -21,6 +21,7 @@
 #include "client.h"
 #include "clock.h"
 #include "frame.h"
+#include "harness.h"
 #include "keys.h"
 #include "proc.h"
 
@@ -34,38 +35,22 @@ static void base(char *out, size_t n, const char *name) { snprintf(out, n, "%s/%
 
 /* write a profile; extra: more YAML lines */
 static void write_profile(const char *server_pub, const char *extra) {
-    FILE *f = fopen(profile_path, "w");
-    assert_non_null(f);
-    fprintf(f,
-            "robot: secbot\ncontrol_hz: 50\n"
-            "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 5}\n"
-            "  - {name: b, min: -1, max: 1, max_velocity: 5}\n"
-            "endpoints:\n  observations: tcp://127.0.0.1:%d\n  actions: tcp://127.0.0.1:%d\n"
-            "  control: tcp://127.0.0.1:%d\n"
-            "safety: {watchdog_ms: 200, estop_file: %s/estop}\n"
-            "security:\n  curve_server_public_key: \"%s\"\n  server_key_file: %s.key_secret\n"
-            "  client_keys_dir: %s\n%s",
-            ports[0], ports[1], ports[2], dir, server_pub, key_server, keys_dir, extra ? extra : "");
-    fclose(f);
-}
-
-static void gen(const char *b, const char *name, const char *rights, bool install) {
-    unsigned r;
-    assert_int_equal(vlad_rights_parse(rights, &r, NULL), 0);
-    vlad_err err;
-    if (vlad_cert_generate(b, name, r, &err))
-        fail_msg("%s", err.msg);
-    if (install) {
-        char cmd[512];
-        snprintf(cmd, sizeof cmd, "cp %s.key %s/", b, keys_dir);
-        assert_int_equal(system(cmd), 0);
-    }
+    vh_write_file(profile_path,
+                  "robot: secbot\ncontrol_hz: 50\n"
+                  "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 5}\n"
+                  "  - {name: b, min: -1, max: 1, max_velocity: 5}\n"
+                  "endpoints:\n  observations: tcp://127.0.0.1:%d\n  actions: tcp://127.0.0.1:%d\n"
+                  "  control: tcp://127.0.0.1:%d\n"
+                  "safety: {watchdog_ms: 200, estop_file: %s/estop}\n"
+                  "security:\n  curve_server_public_key: \"%s\"\n  server_key_file: %s.key_secret\n"
+                  "  client_keys_dir: %s\n%s",
+                  ports[0], ports[1], ports[2], dir, server_pub, key_server, keys_dir,
+                  extra ? extra : "");
 }
 
 static int setup(void **state) {
     (void)state;
-    snprintf(dir, sizeof dir, "/tmp/vlad-sec-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    vh_tmpdir(dir, sizeof dir, "sec");
     snprintf(profile_path, sizeof profile_path, "%s/p.yaml", dir);
     snprintf(log_path, sizeof log_path, "%s/vlad.log", dir);
     snprintf(keys_dir, sizeof keys_dir, "%s/clients", dir);
@@ -75,40 +60,26 @@ static int setup(void **state) {
     base(key_operator, sizeof key_operator, "operator");
     base(key_viewer, sizeof key_viewer, "viewer");
     base(key_stranger, sizeof key_stranger, "stranger");
-    gen(key_server, "daemon", "", false);
-    gen(key_robot, "robot", "publish,observe", true);
-    gen(key_operator, "operator", "observe,command", true);
-    gen(key_viewer, "viewer", "observe", true);
-    gen(key_stranger, "stranger", "all", false); /* never given to the daemon */
-    for (int i = 0; i < 3; i++)
-        do
-            ports[i] = vlad_proc_free_port();
-        while (ports[i] <= 0 || (i > 0 && ports[i] == ports[i - 1]) || (i > 1 && ports[i] == ports[0]));
+    vh_gen_key(key_server, "daemon", "", NULL);
+    vh_gen_key(key_robot, "robot", "publish,observe", keys_dir);
+    vh_gen_key(key_operator, "operator", "observe,command", keys_dir);
+    vh_gen_key(key_viewer, "viewer", "observe", keys_dir);
+    vh_gen_key(key_stranger, "stranger", "all", NULL); /* never given to the daemon */
+    vh_free_ports(ports, 3);
     vlad_cert sc;
     char p[200];
     snprintf(p, sizeof p, "%s.key_secret", key_server);
     assert_int_equal(vlad_cert_read(p, true, &sc, NULL), 0);
     write_profile(sc.public_key, NULL);
-    vlad_err err;
-    if (vlad_profile_load(&prof, profile_path, &err))
-        fail_msg("%s", err.msg);
-    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", profile_path, NULL};
-    daemon_pid = vlad_proc_start(argv, log_path);
-    assert_true(daemon_pid > 0);
+    vh_load_profile(&prof, profile_path);
+    daemon_pid = vh_start("vlad", profile_path, log_path, NULL);
     return 0;
 }
 
 static int teardown(void **state) {
     (void)state;
-    if (daemon_pid > 0) {
-        kill(daemon_pid, SIGTERM);
-        if (vlad_proc_wait(daemon_pid, 5000) < 0)
-            vlad_proc_kill(daemon_pid);
-    }
-    char cmd[256];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-    if (system(cmd) != 0)
-        return 0;
+    vh_stop(&daemon_pid, 5000);
+    vh_rmdir(dir);
     return 0;
 }
 
@@ -123,33 +94,21 @@ static vlad_client *client(const char *b, unsigned flags) {
 }
 
 static Vlad__Reply *command(vlad_client *c, int body, const char *text, int timeout_ms) {
-    Vlad__Command cmd = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    Vlad__Reset rs = VLAD__RESET__INIT;
-    Vlad__EStop es = VLAD__ESTOP__INIT;
-    Vlad__ReleaseEStop rel = VLAD__RELEASE_ESTOP__INIT;
-    Vlad__SetInstruction si = VLAD__SET_INSTRUCTION__INIT;
-    cmd.body_case = (Vlad__Command__BodyCase)body;
-    switch (body) {
-    case VLAD__COMMAND__BODY_RESET: cmd.reset = &rs; break;
-    case VLAD__COMMAND__BODY_ESTOP: es.reason = "test"; cmd.estop = &es; break;
-    case VLAD__COMMAND__BODY_RELEASE_ESTOP: cmd.release_estop = &rel; break;
-    case VLAD__COMMAND__BODY_SET_INSTRUCTION: si.text = (char *)text; cmd.set_instruction = &si; break;
-    default: cmd.status = &sr; break;
-    }
+    vh_cmd b;
+    Vlad__Command *cmd = vh_command(&b, body, body == VLAD__COMMAND__BODY_ESTOP ? "test" : text);
     Vlad__Reply *r = NULL;
     vlad_err err;
-    if (vlad_client_command(c, &cmd, timeout_ms, &r, &err))
+    if (vlad_client_command(c, cmd, timeout_ms, &r, &err))
         return NULL;
     return r;
 }
 
-static Vlad__Status *status_of(vlad_client *c, Vlad__Reply **keep) {
-    for (int i = 0; i < 20 && !(*keep = command(c, VLAD__COMMAND__BODY_STATUS, NULL, 500)); i++)
-        ;
-    if (!*keep)
+/* the daemon's Status (free with vlad__status__free_unpacked), asked up to 20 times */
+static Vlad__Status *status_of(vlad_client *c) {
+    Vlad__Status *st = vh_wait_status(c, 500, 20, NULL, NULL);
+    if (!st)
         fail_msg("no status reply");
-    return (*keep)->status;
+    return st;
 }
 
 static void publish_obs(vlad_client *c, int64_t tick) {
@@ -165,11 +124,10 @@ static void publish_obs(vlad_client *c, int64_t tick) {
 static void test_keys_and_rights(void **state) {
     (void)state;
     vlad_client *op = client(key_operator, VLAD_CLIENT_CONTROL | VLAD_CLIENT_ACTIONS);
-    Vlad__Reply *rep;
-    Vlad__Status *st = status_of(op, &rep);
+    Vlad__Status *st = status_of(op);
     assert_true(st->curve);
     assert_int_equal(st->client_keys, 3);
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
 
     /* the robot publishes; the operator sees actions */
     vlad_client *robot = client(key_robot, VLAD_CLIENT_PUBLISH);
@@ -184,9 +142,9 @@ static void test_keys_and_rights(void **state) {
     vlad__action__free_unpacked(a, NULL);
 
     /* a stranger (a fresh keypair the daemon was never given) gets nothing and commands nothing */
-    st = status_of(op, &rep);
+    st = status_of(op);
     uint64_t refused0 = st->handshakes_refused, obs0 = st->observations_received;
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
     vlad_client *stranger = client(key_stranger, VLAD_CLIENT_CONTROL | VLAD_CLIENT_ACTIONS |
                                                      VLAD_CLIENT_PUBLISH);
     assert_null(command(stranger, VLAD__COMMAND__BODY_ESTOP, NULL, 500));
@@ -196,18 +154,18 @@ static void test_keys_and_rights(void **state) {
     vlad_err err;
     assert_int_equal(vlad_client_recv_action(stranger, 300, &a, &err), VLAD_ETIMEOUT);
     vlad_client_free(stranger);
-    st = status_of(op, &rep);
+    st = status_of(op);
     printf("# handshakes refused %llu -> %llu\n", (unsigned long long)refused0,
            (unsigned long long)st->handshakes_refused);
     assert_true(st->handshakes_refused >= refused0 + 3); /* control, actions, observations */
     assert_int_not_equal(st->mode, VLAD__MODE__MODE_ESTOP); /* the stranger's e-stop did nothing */
     uint64_t obs_now = st->observations_received;
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
     (void)obs0;
     /* none of the stranger's observations were counted (only the robot's earlier ones) */
-    st = status_of(op, &rep);
+    st = status_of(op);
     assert_int_equal(st->observations_received, obs_now);
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
 
     /* a viewer may watch and e-stop, not command: its reset is refused with the reason and
      * its request id (so vladctl prints the reason and exits 1) */
@@ -279,17 +237,17 @@ static void test_keys_and_rights(void **state) {
             vlad__action__free_unpacked(a, NULL);
         }
     }
-    st = status_of(op, &rep);
+    st = status_of(op);
     printf("# subscriptions refused %llu; %d actions in the second after the flood\n",
            (unsigned long long)st->subscriptions_refused, got);
     assert_true(st->subscriptions_refused >= 1000); /* (the client side drops beyond its HWM) */
     assert_true(got >= 25); /* 50 Hz: the stream did not stall */
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
 
     /* an observation frame over the cap (under twice it) is counted, not silently lost */
-    st = status_of(op, &rep);
+    st = status_of(op);
     uint64_t over0 = st->oversized_frames;
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
     {
         ctx = zmq_ctx_new();
         void *pub = zmq_socket(ctx, ZMQ_PUB);
@@ -312,11 +270,11 @@ static void test_keys_and_rights(void **state) {
         zmq_close(pub);
         zmq_ctx_term(ctx);
     }
-    st = status_of(op, &rep);
+    st = status_of(op);
     printf("# oversized frames %llu -> %llu\n", (unsigned long long)over0,
            (unsigned long long)st->oversized_frames);
     assert_true(st->oversized_frames >= over0 + 1);
-    vlad__reply__free_unpacked(rep, NULL);
+    vlad__status__free_unpacked(st, NULL);
     vlad_client_free(viewer);
     vlad_client_free(robot);
     vlad_client_free(op);
@@ -379,25 +337,17 @@ static void test_loopback_names_bind(void **state) {
     snprintf(p2, sizeof p2, "%s/plain.yaml", dir);
     snprintf(l2, sizeof l2, "%s/plain.log", dir);
     int pp[3];
-    for (int i = 0; i < 3; i++)
-        do
-            pp[i] = vlad_proc_free_port();
-        while (pp[i] <= 0 || (i > 0 && pp[i] == pp[i - 1]) || (i > 1 && pp[i] == pp[0]));
-    FILE *f = fopen(p2, "w");
-    fprintf(f,
-            "robot: plainbot\ncontrol_hz: 50\n"
-            "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 5}\n"
-            "endpoints:\n  observations: tcp://localhost:%d\n  actions: tcp://[::1]:%d\n"
-            "  control: tcp://localhost:%d\nsafety: {estop_file: none}\n",
-            pp[0], pp[1], pp[2]);
-    fclose(f);
+    vh_free_ports(pp, 3);
+    vh_write_file(p2,
+                  "robot: plainbot\ncontrol_hz: 50\n"
+                  "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 5}\n"
+                  "endpoints:\n  observations: tcp://localhost:%d\n  actions: tcp://[::1]:%d\n"
+                  "  control: tcp://localhost:%d\nsafety: {estop_file: none}\n",
+                  pp[0], pp[1], pp[2]);
     static vlad_profile pr;
+    vh_load_profile(&pr, p2);
+    pid_t pid = vh_start("vlad", p2, l2, NULL);
     vlad_err err;
-    if (vlad_profile_load(&pr, p2, &err))
-        fail_msg("%s", err.msg);
-    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", p2, NULL};
-    pid_t pid = vlad_proc_start(argv, l2);
-    assert_true(pid > 0);
     vlad_client *c = vlad_client_new(&pr, VLAD_CLIENT_CONTROL | VLAD_CLIENT_ACTIONS | VLAD_CLIENT_PUBLISH,
                                      &err);
     assert_non_null(c);
@@ -413,8 +363,7 @@ static void test_loopback_names_bind(void **state) {
     assert_non_null(a); /* observations over localhost, actions over [::1] */
     vlad__action__free_unpacked(a, NULL);
     vlad_client_free(c);
-    kill(pid, SIGTERM);
-    assert_int_equal(vlad_proc_wait(pid, 5000), 0);
+    assert_int_equal(vh_stop(&pid, 5000), 0);
 }
 
 int main(void) {

@@ -23,7 +23,6 @@
  * The robot restart: vlad-sim twice against one daemon, the second run from --start-tick 0
  * after the first ended at 1234716: the daemon counts a robot restart (Status.robot_restarts,
  * Event ROBOT_RESTART) and policy actions flow in the second run too. */
-#include <cjson/cJSON.h>
 #include <limits.h>
 #include <math.h>
 #include <setjmp.h>
@@ -39,6 +38,7 @@
 
 #include "client.h"
 #include "clock.h"
+#include "harness.h"
 #include "proc.h"
 
 #define START_TICK 1234567
@@ -46,40 +46,19 @@
 #define WAIT_S 3
 #define MAX_REC 40000
 #define MAX_EP 8
-#define MAX_ROWS 4096
 
 /* ---- what the subscriber saw, in arrival order (one PUB socket: the daemon's order) ---- */
 
-typedef struct rec {
-    vlad_msg_kind kind;
-    int64_t t_ns;        /* receive time */
-    int64_t tick;        /* Action.tick, ActionChunk.start_tick, Event.tick */
-    int64_t robot_tick;  /* Action.robot_tick */
-    int64_t obs_tick;    /* Action/ActionChunk.obs_tick */
-    int64_t obs_robot_tick;
-    uint64_t chunk_id;
-    int source;          /* Action.source */
-    int ev;              /* Event.kind */
-    bool anchored;
-    uint32_t horizon;
-    double q[VLAD_MAX_JOINTS]; /* Action.joint_targets / ActionChunk.conditioned_state */
-} rec;
-
 typedef struct timeline {
     int n;
-    rec r[MAX_REC];
+    vh_rec r[MAX_REC];
 } timeline;
 
 /* one vlad-sim run: its JSON episodes and its trajectory CSV */
 typedef struct sim_run {
     int64_t start_tick;
-    int n_ep;
-    int64_t first_tick[MAX_EP];
-    int ticks[MAX_EP], stalls[MAX_EP];
-    int n_rows;
-    int64_t row_tick[MAX_ROWS];
-    int row_k[MAX_ROWS];
-    double row_target[MAX_ROWS][VLAD_MAX_JOINTS], row_pos[MAX_ROWS][VLAD_MAX_JOINTS];
+    vh_sim_json js;
+    vh_traj traj;
 } sim_run;
 
 static char dir[64], prof_path[128], daemon_log[128];
@@ -90,85 +69,30 @@ static sim_run runs[2];
 
 static void write_profile(const char *mode) {
     /* the profile lives in the temporary folder: the model's path must be absolute */
-    char src[PATH_MAX];
-    if (!realpath(getenv("VLAD_SRC") ? getenv("VLAD_SRC") : ".", src))
-        fail_msg("cannot resolve the source folder");
-    snprintf(dir, sizeof dir, "/tmp/vlad-wall-XXXXXX");
-    assert_non_null(mkdtemp(dir));
+    const char *src = vh_src_dir();
+    vh_tmpdir(dir, sizeof dir, "wall");
     snprintf(prof_path, sizeof prof_path, "%s/p.yaml", dir);
     snprintf(daemon_log, sizeof daemon_log, "%s/vlad.log", dir);
-    FILE *f = fopen(prof_path, "w");
-    assert_non_null(f);
     /* joints, cameras and sim.model of configs/sim-arm.yaml; the synthetic policy */
-    fprintf(f,
-            "robot: sim-arm\ncontrol_hz: 50\nclock: wall\nrealtime: false\n"
-            "joints:\n"
-            "  - {name: base_yaw,       min: -2.6, max: 2.6, max_velocity: 5.0, home: 0.0}\n"
-            "  - {name: shoulder_pitch, min: -1.6, max: 1.6, max_velocity: 5.0, home: 0.5}\n"
-            "  - {name: elbow_pitch,    min: -2.6, max: 2.6, max_velocity: 5.0, home: 1.5}\n"
-            "  - {name: wrist_pitch,    min: -2.0, max: 2.0, max_velocity: 5.0, home: 1.0}\n"
-            "cameras:\n  - {name: front, width: 64, height: 64, rate_hz: 50}\n"
-            "endpoints:\n  observations: ipc://%s/obs\n  actions: ipc://%s/act\n"
-            "  control: ipc://%s/ctl\n"
-            "policy: {synthetic: true}\n"
-            "async: {mode: %s, execution_horizon: 10}\n"
-            "safety: {watchdog_ms: 200, max_delta_per_tick: 0.1, estop_file: %s/estop}\n"
-            "logging: {level: info}\n"
-            "sim: {model: %s/sim/models/arm4.xml, substeps: 10}\n",
-            dir, dir, dir, mode, dir, src);
-    fclose(f);
-    vlad_err err;
-    if (vlad_profile_load(&prof, prof_path, &err))
-        fail_msg("%s", err.msg);
-}
-
-static void print_file(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return;
-    char line[512];
-    fprintf(stderr, "---- %s\n", path);
-    while (fgets(line, sizeof line, f))
-        fputs(line, stderr);
-    fclose(f);
+    vh_write_file(prof_path,
+                  "robot: sim-arm\ncontrol_hz: 50\nclock: wall\nrealtime: false\n" VH_SIM_ARM_JOINTS
+                  "endpoints:\n  observations: ipc://%s/obs\n  actions: ipc://%s/act\n"
+                  "  control: ipc://%s/ctl\n"
+                  "policy: {synthetic: true}\n"
+                  "async: {mode: %s, execution_horizon: 10}\n"
+                  "safety: {watchdog_ms: 200, max_delta_per_tick: 0.1, estop_file: %s/estop}\n"
+                  "logging: {level: info}\n"
+                  "sim: {model: %s/sim/models/arm4.xml, substeps: 10}\n",
+                  dir, dir, dir, mode, dir, src);
+    vh_load_profile(&prof, prof_path);
 }
 
 static void add(const vlad_msg *m) {
-    if (tl.n >= MAX_REC)
+    if (tl.n >= MAX_REC || !vh_rec_of(&tl.r[tl.n], m))
         return;
-    rec *r = &tl.r[tl.n++];
-    memset(r, 0, sizeof *r);
-    r->kind = m->kind;
-    r->t_ns = vlad_now_ns();
-    int n = prof.n_joints;
-    if (m->kind == VLAD_MSG_ACTION) {
-        const Vlad__Action *a = m->u.action;
-        r->tick = a->tick;
-        r->robot_tick = a->robot_tick;
-        r->obs_tick = a->obs_tick;
-        r->obs_robot_tick = a->obs_robot_tick;
-        r->chunk_id = a->chunk_id;
-        r->source = a->source;
-        r->anchored = a->anchored;
-        assert_int_equal(a->n_joint_targets, n);
-        for (int j = 0; j < n; j++)
-            r->q[j] = a->joint_targets[j];
-    } else if (m->kind == VLAD_MSG_CHUNK) {
-        const Vlad__ActionChunk *c = m->u.chunk;
-        r->tick = c->start_tick;
-        r->obs_tick = c->obs_tick;
-        r->obs_robot_tick = c->obs_robot_tick;
-        r->chunk_id = c->chunk_id;
-        r->horizon = c->horizon;
-        assert_int_equal(c->n_conditioned_state, n);
-        for (int j = 0; j < n; j++)
-            r->q[j] = c->conditioned_state[j];
-    } else if (m->kind == VLAD_MSG_EVENT) {
-        r->tick = m->u.event->tick;
-        r->ev = m->u.event->kind;
-    } else {
-        tl.n--;
-    }
+    if (m->kind != VLAD_MSG_EVENT)
+        assert_int_equal(tl.r[tl.n].n, prof.n_joints);
+    tl.n++;
 }
 
 /* Receive for `ms` milliseconds. */
@@ -193,73 +117,11 @@ static int count_kind(int from, vlad_msg_kind k) {
 
 /* ---- vlad-sim ---------------------------------------------------------------------- */
 
-static char *slurp(const char *path) {
-    FILE *f = fopen(path, "r");
-    if (!f)
-        return NULL;
-    fseek(f, 0, SEEK_END);
-    long len = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *s = malloc((size_t)len + 1);
-    size_t got = fread(s, 1, (size_t)len, f);
-    s[got] = 0;
-    fclose(f);
-    return s;
-}
-
 static void read_results(const char *json, const char *csv, sim_run *out) {
-    char *txt = slurp(json);
-    if (!txt)
-        fail_msg("vlad-sim wrote no %s", json);
-    cJSON *root = cJSON_Parse(txt);
-    free(txt);
-    assert_non_null(root);
-    const cJSON *eps = cJSON_GetObjectItemCaseSensitive(root, "episodes");
-    assert_true(cJSON_IsArray(eps));
-    out->n_ep = 0;
-    const cJSON *e;
-    cJSON_ArrayForEach(e, eps) {
-        assert_true(out->n_ep < MAX_EP);
-        int i = out->n_ep++;
-        out->first_tick[i] = (int64_t)cJSON_GetObjectItemCaseSensitive(e, "first_tick")->valuedouble;
-        out->ticks[i] = cJSON_GetObjectItemCaseSensitive(e, "ticks")->valueint;
-        out->stalls[i] = cJSON_GetObjectItemCaseSensitive(e, "stall_ticks")->valueint;
-    }
-    cJSON_Delete(root);
-    /* task,episode,tick,k,chunk,target_*,pos_* */
-    FILE *f = fopen(csv, "r");
-    if (!f)
+    vh_read_sim_json(json, &out->js);
+    if (!vh_read_trajectory(csv, &prof, &out->traj))
         fail_msg("vlad-sim wrote no %s", csv);
-    char line[1024];
-    out->n_rows = 0;
-    assert_non_null(fgets(line, sizeof line, f)); /* header */
-    while (fgets(line, sizeof line, f) && out->n_rows < MAX_ROWS) {
-        int i = out->n_rows;
-        char *p = strchr(line, ',');          /* after task */
-        p = p ? strchr(p + 1, ',') : NULL;    /* after episode */
-        if (!p)
-            fail_msg("bad trajectory line: %s", line);
-        char *end;
-        out->row_tick[i] = strtoll(p + 1, &end, 10);
-        out->row_k[i] = (int)strtol(end + 1, &end, 10);
-        (void)strtoull(end + 1, &end, 10); /* chunk */
-        for (int j = 0; j < prof.n_joints; j++)
-            out->row_target[i][j] = strtod(end + 1, &end);
-        for (int j = 0; j < prof.n_joints; j++)
-            out->row_pos[i][j] = strtod(end + 1, &end);
-        out->n_rows++;
-    }
-    fclose(f);
 }
-
-/* The row of the trajectory for robot tick t, or NULL. */
-static int row_of(const sim_run *s, int64_t t) {
-    for (int i = 0; i < s->n_rows; i++)
-        if (s->row_tick[i] == t)
-            return i;
-    return -1;
-}
-
 
 /* ---- the daemon and the runs ------------------------------------------------------- */
 
@@ -270,22 +132,14 @@ static bool passed;
 static void start_daemon(const char *mode) {
     passed = false;
     write_profile(mode);
-    char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", prof_path, NULL};
-    daemon_pid = vlad_proc_start(argv, daemon_log);
-    assert_true(daemon_pid > 0);
+    daemon_pid = vh_start("vlad", prof_path, daemon_log, NULL);
     vlad_err err;
     sub = vlad_client_new(&prof, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CHUNKS | VLAD_CLIENT_EVENTS, &err);
     if (!sub)
         fail_msg("%s", err.msg);
     tl.n = 0;
     collect_for(sub, WAIT_S * 1000);
-    int rc = vlad_proc_wait(daemon_pid, 0);
-    if (rc >= 0) {
-        daemon_pid = -1;
-        print_file(daemon_log);
-        fail_msg("%s: vlad exited with %d during the wait (127: %s missing?)", mode, rc,
-                 vlad_proc_bin("vlad"));
-    }
+    vh_alive(&daemon_pid, "vlad", daemon_log, "during the wait");
     /* before the first observation the daemon publishes no Action (safety.h S4) */
     if (count_kind(0, VLAD_MSG_ACTION) || count_kind(0, VLAD_MSG_CHUNK))
         fail_msg("%s: %d Actions and %d chunks before any observation", mode,
@@ -295,20 +149,18 @@ static void start_daemon(const char *mode) {
 /* Run vlad-sim (task reach) from robot tick `start` while collecting what the daemon
  * publishes into tl.r[*from, *to); fills *out from its JSON and trajectory. */
 static void run_sim(int idx, int64_t start, int episodes, sim_run *out, int *from, int *to) {
-    char json[160], csv[160], log[160], st[32], ne[16], bin[512];
+    char json[160], csv[160], log[160], st[32], ne[16];
     snprintf(json, sizeof json, "%s/run%d.json", dir, idx);
     snprintf(csv, sizeof csv, "%s/run%d.csv", dir, idx);
     snprintf(log, sizeof log, "%s/sim%d.log", dir, idx);
     snprintf(st, sizeof st, "%lld", (long long)start);
     snprintf(ne, sizeof ne, "%d", episodes);
-    snprintf(bin, sizeof bin, "%s", vlad_proc_bin("vlad-sim"));
-    char *argv[] = {bin, "--profile", prof_path, "--task", "reach", "--episodes", ne,
-                    "--clock", "wall", "--start-tick", st, "--expect-policy", "--json", json,
-                    "--trajectory", csv, "--quiet", NULL};
+    const char *args[] = {"--task", "reach", "--episodes", ne, "--clock", "wall",
+                          "--start-tick", st, "--expect-policy", "--json", json,
+                          "--trajectory", csv, "--quiet", NULL};
     *from = tl.n;
     int64_t t0 = vlad_now_ns();
-    sim_pid = vlad_proc_start(argv, log);
-    assert_true(sim_pid > 0);
+    sim_pid = vh_start("vlad-sim", prof_path, log, args);
     int rc = -1;
     while ((rc = vlad_proc_wait(sim_pid, 0)) < 0) {
         if (vlad_now_ns() - t0 > 90 * VLAD_NS_PER_S)
@@ -319,26 +171,18 @@ static void run_sim(int idx, int64_t start, int episodes, sim_run *out, int *fro
     collect_for(sub, 300); /* what the daemon published for the last observations */
     *to = tl.n;
     if (rc != 0) {
-        print_file(log);
+        vh_print_file(log, 0);
         fail_msg("vlad-sim exited with %d", rc);
     }
     printf("# vlad-sim run %d (start tick %lld): %.1f s, %d messages from the daemon\n", idx,
            (long long)start, (double)(vlad_now_ns() - t0) / 1e9, *to - *from);
-    memset(out, 0, sizeof *out);
     out->start_tick = start;
     read_results(json, csv, out);
-    assert_int_equal(out->n_ep, episodes);
-    assert_int_equal(out->first_tick[0], start);
+    assert_int_equal(out->js.n, episodes);
+    assert_int_equal(out->js.ep[0].first_tick, start);
 }
 
-static double maxdiff(const double *a, const double *b, int n) {
-    double d = 0;
-    for (int j = 0; j < n; j++)
-        d = fmax(d, fabs(a[j] - b[j]));
-    return d;
-}
-
-static bool is_policy(const rec *r) { return r->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY; }
+static bool is_policy(const vh_rec *r) { return r->source == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY; }
 
 /* The arm waits at home, commanded home, while the daemon picks up the episode's first
  * observation; gravity sags it by ~1e-3 rad per tick under its position servos (shoulder
@@ -357,19 +201,19 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
     double home[VLAD_MAX_JOINTS];
     for (int j = 0; j < n; j++)
         home[j] = prof.joints[j].home;
-    const int64_t last_robot_tick = s->first_tick[s->n_ep - 1] + s->ticks[s->n_ep - 1] - 1;
+    const int64_t last_robot_tick = s->js.ep[s->js.n - 1].first_tick + s->js.ep[s->js.n - 1].ticks - 1;
 
     /* 1. policy actions were executed in every episode. The old bug (the daemon placed chunks
      * at the robot's tick, 1234567, far in the future of its own ~150, and the simulator
      * waited for them) stalled 149 of 150 ticks; working, a stall is a tick where the
      * unsynchronised clocks delivered no new action, plus the first Δ ticks of an episode
      * (sync: ~Δ per chunk of 10): a few percent. Half the episode separates both by far. */
-    for (int i = 0; i < s->n_ep; i++) {
+    for (int i = 0; i < s->js.n; i++) {
         printf("#   %s episode %d: first tick %lld, %d ticks, %d stalls\n", what, i,
-               (long long)s->first_tick[i], s->ticks[i], s->stalls[i]);
-        if (!(s->ticks[i] >= 10 && 2 * s->stalls[i] < s->ticks[i]))
+               (long long)s->js.ep[i].first_tick, s->js.ep[i].ticks, s->js.ep[i].stall_ticks);
+        if (!(s->js.ep[i].ticks >= 10 && 2 * s->js.ep[i].stall_ticks < s->js.ep[i].ticks))
             fail_msg("%s: episode %d stalled %d of %d ticks (policy actions not executed)", what, i,
-                     s->stalls[i], s->ticks[i]);
+                     s->js.ep[i].stall_ticks, s->js.ep[i].ticks);
     }
 
     /* 2. no Action before the first observation: the daemon's first Action is an anchor at a
@@ -381,7 +225,7 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
     if (first_action < 0)
         fail_msg("%s: no Action at all", what);
     if (first_run) {
-        const rec *a = &tl.r[first_action];
+        const vh_rec *a = &tl.r[first_action];
         if (!a->anchored || a->robot_tick < s->start_tick || a->robot_tick > last_robot_tick)
             fail_msg("%s: the first Action (tick %lld, robot tick %lld, anchored %d) is not an anchor "
                      "at an observation of the run",
@@ -393,7 +237,7 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
     int chunks = 0;
     int64_t last_tick = -1;
     for (int i = from; i < to; i++) {
-        const rec *r = &tl.r[i];
+        const vh_rec *r = &tl.r[i];
         if (r->kind == VLAD_MSG_ACTION) {
             if (r->tick >= START_TICK / 2 || (last_tick >= 0 && r->tick <= last_tick))
                 fail_msg("%s: Action tick %lld after %lld: not the daemon's increasing timeline",
@@ -422,7 +266,7 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
                          (long long)s->start_tick, (long long)last_robot_tick);
         }
     }
-    assert_true(chunks >= s->n_ep);
+    assert_true(chunks >= s->js.n);
 
     /* 4. each reset: hold, anchor on the new episode, infer from there */
     int resets[MAX_EP + 1], nr = 0;
@@ -432,14 +276,14 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
                 fail_msg("%s: too many RESET events", what);
             resets[nr++] = i;
         }
-    if (nr != s->n_ep)
-        fail_msg("%s: %d RESET events for %d episodes", what, nr, s->n_ep);
+    if (nr != s->js.n)
+        fail_msg("%s: %d RESET events for %d episodes", what, nr, s->js.n);
     resets[nr] = to;
     for (int e = 0; e < nr; e++) {
-        const int64_t ft = s->first_tick[e], lt = ft + s->ticks[e] - 1;
+        const int64_t ft = s->js.ep[e].first_tick, lt = ft + s->js.ep[e].ticks - 1;
         int anchor = -1, chunk = -1;
         for (int i = resets[e] + 1; i < resets[e + 1] && anchor < 0; i++) {
-            const rec *r = &tl.r[i];
+            const vh_rec *r = &tl.r[i];
             if (r->kind == VLAD_MSG_CHUNK)
                 fail_msg("%s episode %d: chunk %llu published after the reset, before the anchor",
                          what, e, (unsigned long long)r->chunk_id);
@@ -454,14 +298,14 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
         }
         if (anchor < 0)
             fail_msg("%s episode %d: no anchored Action after the reset", what, e);
-        const rec *a = &tl.r[anchor];
+        const vh_rec *a = &tl.r[anchor];
         /* the anchor is an observation of this episode, held exactly as measured */
         if (!(a->robot_tick >= ft && a->robot_tick < lt))
             fail_msg("%s episode %d: anchored at robot tick %lld, the episode is [%lld, %lld]", what,
                      e, (long long)a->robot_tick, (long long)ft, (long long)lt);
-        int row = row_of(s, a->robot_tick);
+        int row = vh_traj_row(&s->traj, a->robot_tick);
         assert_true(row >= 0);
-        double d_meas = maxdiff(a->q, s->row_pos[row], n), d_home = maxdiff(a->q, home, n);
+        double d_meas = vh_maxdiff(a->q, s->traj.rows[row].pos, n), d_home = vh_maxdiff(a->q, home, n);
         if (a->robot_tick == ft && d_home > 1e-6)
             fail_msg("%s episode %d: anchored at the episode's first observation, %g from home", what,
                      e, d_home);
@@ -475,13 +319,13 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
                 chunk = i;
         if (chunk < 0)
             fail_msg("%s episode %d: no chunk after the anchor", what, e);
-        const rec *c = &tl.r[chunk];
-        double d_cond = maxdiff(c->q, home, n);
+        const vh_rec *c = &tl.r[chunk];
+        double d_cond = vh_maxdiff(c->q, home, n);
         /* how far the previous episode ended from home (what a stale conditioning would show) */
         double d_prev = NAN;
-        int prow = e > 0 ? row_of(s, ft - 2) : -1;
+        int prow = e > 0 ? vh_traj_row(&s->traj, ft - 2) : -1;
         if (prow >= 0)
-            d_prev = maxdiff(s->row_pos[prow], home, n);
+            d_prev = vh_maxdiff(s->traj.rows[prow].pos, home, n);
         printf("#   %s episode %d: anchor at robot tick +%lld (%.2e from home), first chunk %llu "
                "from robot tick +%lld, conditioned %.2e from home (previous episode ended %.3f "
                "from home)\n",
@@ -497,22 +341,22 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
                      (unsigned long long)c->chunk_id, d_cond);
         /* every policy action of the episode comes from a chunk of the episode */
         for (int i = anchor; i < resets[e + 1]; i++) {
-            const rec *r = &tl.r[i];
+            const vh_rec *r = &tl.r[i];
             if (r->kind == VLAD_MSG_ACTION && is_policy(r) && r->obs_robot_tick < ft)
                 fail_msg("%s episode %d: policy Action at tick %lld from a chunk conditioned on "
                          "robot tick %lld, before the episode's reset (%lld)",
                          what, e, (long long)r->tick, (long long)r->obs_robot_tick, (long long)ft);
         }
         /* the simulator executed nothing from before the reset on the episode's first tick */
-        int r0 = row_of(s, ft);
+        int r0 = vh_traj_row(&s->traj, ft);
         assert_true(r0 >= 0);
-        assert_int_equal(s->row_k[r0], 0);
-        double d0 = maxdiff(s->row_target[r0], home, n);
+        assert_int_equal(s->traj.rows[r0].k, 0);
+        double d0 = vh_maxdiff(s->traj.rows[r0].target, home, n);
         if (d0 > CSV_TOL) {
             /* what the daemon was publishing when the reset came: the candidate */
             for (int i = resets[e] - 1; i >= from; i--)
                 if (tl.r[i].kind == VLAD_MSG_ACTION) {
-                    const rec *r = &tl.r[i];
+                    const vh_rec *r = &tl.r[i];
                     fprintf(stderr, "# last Action before the reset: tick %lld, robot_tick %lld, "
                             "source %d, targets", (long long)r->tick, (long long)r->robot_tick,
                             r->source);
@@ -520,7 +364,7 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
                         fprintf(stderr, " %.6f", r->q[j]);
                     fprintf(stderr, "; vlad-sim applied");
                     for (int j = 0; j < n; j++)
-                        fprintf(stderr, " %.6f", s->row_target[r0][j]);
+                        fprintf(stderr, " %.6f", s->traj.rows[r0].target[j]);
                     fprintf(stderr, " (home rate-limited toward it by max_velocity / control_hz)\n");
                     break;
                 }
@@ -532,34 +376,19 @@ static void check_run(const char *what, const sim_run *s, int from, int to, bool
 }
 
 static Vlad__Status *status_now(void) {
-    vlad_err err;
-    vlad_client *c = vlad_client_new(&prof, VLAD_CLIENT_CONTROL, &err);
-    if (!c)
-        fail_msg("%s", err.msg);
-    Vlad__Command cmd = VLAD__COMMAND__INIT;
-    Vlad__StatusRequest sr = VLAD__STATUS_REQUEST__INIT;
-    cmd.body_case = VLAD__COMMAND__BODY_STATUS;
-    cmd.status = &sr;
-    Vlad__Reply *rep = NULL;
-    int rc = vlad_client_command(c, &cmd, 2000, &rep, &err);
-    vlad_client_free(c);
-    if (rc || !rep || !rep->ok || !rep->status)
-        fail_msg("status: no reply (%s)", rc ? err.msg : "not ok");
-    Vlad__Status *st = rep->status;
-    rep->status = NULL;
-    vlad__reply__free_unpacked(rep, NULL);
+    Vlad__Status *st = vh_status_of(&prof, 2000);
+    if (!st)
+        fail_msg("status: no reply in 2 s");
     return st;
 }
 
 static void stop_daemon(void) {
     vlad_client_free(sub);
     sub = NULL;
-    kill(daemon_pid, SIGTERM);
-    int rc = vlad_proc_wait(daemon_pid, 10000);
+    int rc = vh_stop(&daemon_pid, 10000);
     if (rc != 0)
-        print_file(daemon_log);
+        vh_print_file(daemon_log, 0);
     assert_int_equal(rc, 0);
-    daemon_pid = -1;
 }
 
 /* ---- the tests ----------------------------------------------------------------------- */
@@ -612,25 +441,13 @@ static void test_robot_restart(void **st) {
 
 static int teardown(void **st) {
     (void)st;
-    if (sim_pid > 0)
-        vlad_proc_kill(sim_pid);
-    sim_pid = -1;
-    if (daemon_pid > 0)
-        vlad_proc_kill(daemon_pid);
-    daemon_pid = -1;
+    vh_kill(&sim_pid);
+    vh_kill(&daemon_pid);
     vlad_client_free(sub);
     sub = NULL;
-    if (!passed) {
-        fprintf(stderr, "# kept %s for inspection\n", dir);
-        print_file(daemon_log);
-    } else if (dir[0]) {
-        char cmd[128];
-        snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
-        if (system(cmd) != 0)
-            return -1;
-    }
-    dir[0] = 0;
-    return 0;
+    for (int i = 0; i < 2; i++)
+        vh_traj_free(&runs[i].traj);
+    return vh_finish_dir(dir, passed, daemon_log);
 }
 
 int main(void) {
