@@ -63,8 +63,18 @@ vlad_client *vlad_client_new_keyed(const vlad_profile *p, unsigned flags, const 
             goto fail;
     }
     if (flags & VLAD_CLIENT_PUBLISH) {
-        c->pub = vlad_zsock_open(c->ctx, ZMQ_PUB, &curve, NULL, p->endpoints.observations, -1, err);
+        /* ZMQ_IMMEDIATE: observations go only to a connected daemon. Without it the socket
+         * queues them (up to its high-water mark) while the daemon is down, and a restarted
+         * daemon would first receive -- and anchor on -- states the robot has long left. */
+        int one = 1;
+        c->pub = vlad_zsock_new(c->ctx, ZMQ_PUB, &curve, NULL, -1, err);
         if (!c->pub)
+            goto fail;
+        if (zmq_setsockopt(c->pub, ZMQ_IMMEDIATE, &one, sizeof one)) {
+            vlad_err_set(err, VLAD_EIO, "ZMQ_IMMEDIATE: %s", zmq_strerror(errno));
+            goto fail;
+        }
+        if (vlad_zsock_attach(c->pub, &curve, p->endpoints.observations, err))
             goto fail;
     }
     return c;

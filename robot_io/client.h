@@ -55,7 +55,9 @@ vlad_client *vlad_client_new_keyed(const vlad_profile *p, unsigned flags, const 
                                    vlad_err *err);
 void vlad_client_free(vlad_client *c);
 
-/* Publish an observation (robot name and sequence filled in if empty/zero). */
+/* Publish an observation (robot name and sequence filled in if empty/zero). Observations go
+ * only to a connected daemon (ZMQ_IMMEDIATE): while none is there they are dropped, never
+ * queued for a daemon that starts later (it would act on states the robot has left). */
 int vlad_client_publish_observation(vlad_client *c, Vlad__Observation *o, vlad_err *err);
 
 /* Next subscribed message within timeout_ms (-1 forever, 0 poll). VLAD_OK with *m

@@ -772,6 +772,14 @@ static void test_daemon_killed(void **st) {
      * episode's reset. For that tick the measurement recorded last, one tick earlier, stands
      * in: the arm has held one target through the dead window before it. */
     const int64_t rt2 = tl[first2].robot_tick;
+    /* ... and it answers the robot's present: an observation published after it came up, not
+     * one the simulator's socket queued while no daemon was there (the client publishes only
+     * to a connected peer, ZMQ_IMMEDIATE: an anchor on a state the robot has long left would
+     * be a step from where it was, not from where it is) */
+    if (rt2 < restart_t)
+        fail_msg("the restarted daemon first answered robot tick %lld, before its own start (the "
+                 "simulator was at tick %lld or later): a stale observation queued while it was dead",
+                 (long long)rt2, (long long)restart_t);
     int row = vh_traj_row(&traj, rt2);
     if (row < 0) {
         bool final_tick = false;

@@ -339,6 +339,9 @@ class Client:
                 self._dealer.connect(self._addr(p.endpoints.control, self._dealer))
             if publish:
                 self._pub = self._open(zmq.PUB, p.endpoints.observations, -1, curve)
+                # only to a connected daemon: a restarted one must not get (and anchor on)
+                # the states queued while it was down (the C client does the same)
+                self._pub.setsockopt(zmq.IMMEDIATE, 1)
                 self._pub.connect(self._addr(p.endpoints.observations, self._pub))
         except BaseException:
             self.close()
