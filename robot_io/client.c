@@ -58,8 +58,18 @@ vlad_client *vlad_client_new_keyed(const vlad_profile *p, unsigned flags, const 
             }
     }
     if (flags & VLAD_CLIENT_CONTROL) {
-        c->dealer = vlad_zsock_open(c->ctx, ZMQ_DEALER, &curve, NULL, p->endpoints.control, 1 << 20, err);
+        /* ZMQ_IMMEDIATE: a command is sent only over a completed connection (the handshake
+         * done, the key admitted). Without it a command sent while the daemon is down waits in
+         * the socket and reaches a daemon started later -- a release nobody meant for it. */
+        int one = 1;
+        c->dealer = vlad_zsock_new(c->ctx, ZMQ_DEALER, &curve, NULL, 1 << 20, err);
         if (!c->dealer)
+            goto fail;
+        if (zmq_setsockopt(c->dealer, ZMQ_IMMEDIATE, &one, sizeof one)) {
+            vlad_err_set(err, VLAD_EIO, "ZMQ_IMMEDIATE: %s", zmq_strerror(errno));
+            goto fail;
+        }
+        if (vlad_zsock_attach(c->dealer, &curve, p->endpoints.control, err))
             goto fail;
     }
     if (flags & VLAD_CLIENT_PUBLISH) {
@@ -285,10 +295,25 @@ int vlad_client_command(vlad_client *c, Vlad__Command *cmd, int timeout_ms, Vlad
         return vlad_err_set(err, VLAD_ESTATE, "client: not created with VLAD_CLIENT_CONTROL");
     if (!cmd->request_id)
         cmd->request_id = c->next_request++;
+    int64_t deadline = vlad_now_ns() + (int64_t)timeout_ms * VLAD_NS_PER_MS;
+    /* the DEALER is ZMQ_IMMEDIATE: writable once a connection is complete; wait for that
+     * within the timeout (a client just made, a daemon starting), never queue for later */
+    for (;;) {
+        zmq_pollitem_t out = {c->dealer, 0, ZMQ_POLLOUT, 0};
+        int64_t left = deadline - vlad_now_ns();
+        int n = zmq_poll(&out, 1, left > 0 ? (int)((left + VLAD_NS_PER_MS - 1) / VLAD_NS_PER_MS) : 0);
+        if (n < 0 && errno != EINTR)
+            return vlad_err_set(err, VLAD_EIO, "poll: %s", zmq_strerror(errno));
+        if (n > 0 && (out.revents & ZMQ_POLLOUT))
+            break;
+        if (vlad_now_ns() >= deadline)
+            return vlad_err_set(err, VLAD_ETIMEOUT,
+                                "no reply from %s within %d ms (no connection: the command was not sent)",
+                                c->p->endpoints.control, timeout_ms);
+    }
     int rc = send_packed(c, c->dealer, "cmd", &cmd->base, err);
     if (rc)
         return rc;
-    int64_t deadline = vlad_now_ns() + (int64_t)timeout_ms * VLAD_NS_PER_MS;
     for (;;) {
         int64_t left = deadline - vlad_now_ns();
         if (left <= 0)

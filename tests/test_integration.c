@@ -452,12 +452,62 @@ static void test_sigterm_exits_zero(void **state) {
     assert_true(vh_file_has(log_path, "vlad: ticks="));
 }
 
+/* Nothing sent while no daemon is there reaches a daemon started later: the client publishes
+ * observations and sends commands only over a completed connection (ZMQ_IMMEDIATE, client.h).
+ * Run after test_sigterm_exits_zero, with the same long-lived client: a command to the dead
+ * daemon times out saying it was not sent, and the new daemon neither takes the stale
+ * instruction nor anchors on the stale observations. */
+static void test_nothing_stale_after_restart(void **state) {
+    (void)state;
+    assert_true(daemon_pid < 0); /* the previous test stopped it */
+    Vlad__Command c = VLAD__COMMAND__INIT;
+    Vlad__SetInstruction si = VLAD__SET_INSTRUCTION__INIT;
+    si.text = "stale instruction";
+    c.body_case = VLAD__COMMAND__BODY_SET_INSTRUCTION;
+    c.set_instruction = &si;
+    Vlad__Reply *r = NULL;
+    vlad_err err;
+    assert_int_equal(vlad_client_command(cli, &c, 300, &r, &err), VLAD_ETIMEOUT);
+    assert_null(r);
+    assert_non_null(strstr(err.msg, "not sent"));
+    double stale[3] = {0.9, 0.9, 0.9};
+    memcpy(obs_pos, stale, sizeof stale);
+    for (int i = 0; i < 50; i++)
+        publish_obs(3);
+    char log2[160];
+    snprintf(log2, sizeof log2, "%s/vlad2.log", dir);
+    daemon_pid = vh_start("vlad", profile_path, log2, NULL);
+    Vlad__Status *st = vh_wait_status(cli, 500, 40, &daemon_pid, log2);
+    assert_non_null(st);
+    assert_null(strstr(st->instruction ? st->instruction : "", "stale"));
+    vlad__status__free_unpacked(st, NULL);
+    /* the present position; the first Action anchors there, a step at most away */
+    double now_pos[3] = {-0.4, 0.2, 0.0};
+    memcpy(obs_pos, now_pos, sizeof now_pos);
+    drain();
+    Vlad__Action *a = NULL;
+    for (int i = 0; i < 100 && !a; i++) {
+        publish_obs(3);
+        if (vlad_client_recv_action(cli, 40, &a, &err) != VLAD_OK)
+            a = NULL;
+    }
+    assert_non_null(a);
+    assert_true(a->anchored);
+    for (int j = 0; j < 3; j++)
+        if (fabs(a->joint_targets[j] - now_pos[j]) > 0.1 + 1e-9)
+            fail_msg("the restarted daemon's first Action joint %d is %g: not at the robot's present "
+                     "position %g (a stale observation %g?)",
+                     j, a->joint_targets[j], now_pos[j], stale[j]);
+    vlad__action__free_unpacked(a, NULL);
+    assert_int_equal(vh_stop(&daemon_pid, 5000), 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_rate_and_ticks),   cmocka_unit_test(test_holds_reported_position),
         cmocka_unit_test(test_garbage_everywhere), cmocka_unit_test(test_estop_holds),
         cmocka_unit_test(test_watchdog_holds),   cmocka_unit_test(test_ask_without_model),
-        cmocka_unit_test(test_sigterm_exits_zero),
+        cmocka_unit_test(test_sigterm_exits_zero), cmocka_unit_test(test_nothing_stale_after_restart),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -336,6 +336,9 @@ class Client:
             if control:
                 self._dealer = self._open(zmq.DEALER, p.endpoints.control, DEALER_MAX_MSG,
                                           curve)
+                # a command goes only over a completed connection: one sent while the daemon
+                # is down must not reach a daemon started later (the C client does the same)
+                self._dealer.setsockopt(zmq.IMMEDIATE, 1)
                 self._dealer.connect(self._addr(p.endpoints.control, self._dealer))
             if publish:
                 self._pub = self._open(zmq.PUB, p.endpoints.observations, -1, curve)
@@ -775,8 +778,15 @@ class Client:
             self._next_request += 1
         if timeout_ms is None:
             timeout_ms = self.command_timeout_ms
-        self._send(self._dealer, b"cmd", cmd)
         deadline = _now_ns() + int(timeout_ms * 1_000_000)
+        # writable once a connection is complete: wait for it within the timeout, never
+        # queue the command for a daemon that is not there
+        while not self._dealer.poll(_left_ms(deadline) or 0, zmq.POLLOUT):
+            if _left_ms(deadline) == 0:
+                raise NoReply(f"no reply from {self.profile.endpoints.control} within "
+                              f"{timeout_ms:g} ms (no connection: the command was not sent; "
+                              "is vlad running with this profile?)")
+        self._send(self._dealer, b"cmd", cmd)
         while True:
             left = _left_ms(deadline)
             if left == 0:
