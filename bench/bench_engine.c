@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "bench.h"
+#include "cpu.h"
 #include "engine.h"
 #include "model.h"
 #include "rng.h"
@@ -109,6 +110,16 @@ typedef struct {
     double vision_ms, backbone_ms, prefix_ms, flow_step_ms, full_ms, decode_ms;
     double prefix_gflops, flow_gflops, sgemm_gflops;
     double rss_mb;
+    double peak_gflops;           /* same-run register-only FMA kernel, one core */
+    const char *peak_isa;
+    double peak_avx512, peak_avx2; /* each kernel (0: not run) */
+    double decode_gflops;
+    /* breakdown (profiling run): [phase][category], ms; phase 0 prefix, 1 flow step, 2 decode
+     * token; category VLAD_TCAT_* then "other" (phase time not in any kernel) */
+    double cat_ms[3][VLAD_TCAT_N + 1];
+    double phase_prof_ms[3];
+    /* threads: 1 and 2 OpenBLAS threads, interleaved rounds */
+    double thr_prefix_ms[2], thr_flow_ms[2], thr_full_ms[2];
     int twin_ok;
     double t_prefix_ms, t_flow_step_ms, t_full_ms, t_decode_ms;
     jitter jit[3];
@@ -154,6 +165,138 @@ static double sgemm_gflops(int reps) {
     free(b);
     free(c);
     return 2.0 * n * n * n / (median(t, reps) * 1e-3) * 1e-9;
+}
+
+/* ---- peak FMA throughput of one core ------------------------------------------------------
+ * A register-only kernel: NACC independent accumulators (more than FMA latency x FMA ports),
+ * each updated a = a * b + c per iteration, nothing loaded or stored in the loop. The widest
+ * ISA the CPU and OS support is chosen at run time (AVX-512F, else AVX2+FMA, else scalar). */
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define NACC 16
+/* The loops are written in assembly so that the compiler can neither spill the
+ * accumulators nor fold anything: per iteration 16 (AVX-512) or 12 (AVX2) independent
+ * vfmadd231ps on registers, sources zero (no denormals). */
+#define FMA16(R) "vfmadd231ps %%zmm16, %%zmm17, %%zmm" #R "\n\t"
+__attribute__((target("avx512f"))) static float fma_loop_avx512(long iters, float seed) {
+    (void)seed;
+    __asm__ volatile("vpxord %%zmm16, %%zmm16, %%zmm16\n\tvpxord %%zmm17, %%zmm17, %%zmm17\n\t"
+                     "vpxord %%zmm0, %%zmm0, %%zmm0\n\tvpxord %%zmm1, %%zmm1, %%zmm1\n\t"
+                     "vpxord %%zmm2, %%zmm2, %%zmm2\n\tvpxord %%zmm3, %%zmm3, %%zmm3\n\t"
+                     "vpxord %%zmm4, %%zmm4, %%zmm4\n\tvpxord %%zmm5, %%zmm5, %%zmm5\n\t"
+                     "vpxord %%zmm6, %%zmm6, %%zmm6\n\tvpxord %%zmm7, %%zmm7, %%zmm7\n\t"
+                     "vpxord %%zmm8, %%zmm8, %%zmm8\n\tvpxord %%zmm9, %%zmm9, %%zmm9\n\t"
+                     "vpxord %%zmm10, %%zmm10, %%zmm10\n\tvpxord %%zmm11, %%zmm11, %%zmm11\n\t"
+                     "vpxord %%zmm12, %%zmm12, %%zmm12\n\tvpxord %%zmm13, %%zmm13, %%zmm13\n\t"
+                     "vpxord %%zmm14, %%zmm14, %%zmm14\n\tvpxord %%zmm15, %%zmm15, %%zmm15\n\t"
+                     "1:\n\t" FMA16(0) FMA16(1) FMA16(2) FMA16(3) FMA16(4) FMA16(5) FMA16(6)
+                         FMA16(7) FMA16(8) FMA16(9) FMA16(10) FMA16(11) FMA16(12) FMA16(13)
+                             FMA16(14) FMA16(15) "dec %0\n\tjnz 1b\n\tvzeroupper\n\t"
+                     : "+r"(iters)
+                     :
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+                       "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "xmm14", "xmm15", "xmm16",
+                       "xmm17", "cc");
+    return (float)iters;
+}
+#define FMA12(R) "vfmadd231ps %%ymm12, %%ymm13, %%ymm" #R "\n\t"
+__attribute__((target("avx2,fma"))) static float fma_loop_avx2(long iters, float seed) {
+    (void)seed;
+    __asm__ volatile("vxorps %%ymm12, %%ymm12, %%ymm12\n\tvxorps %%ymm13, %%ymm13, %%ymm13\n\t"
+                     "vxorps %%ymm0, %%ymm0, %%ymm0\n\tvxorps %%ymm1, %%ymm1, %%ymm1\n\t"
+                     "vxorps %%ymm2, %%ymm2, %%ymm2\n\tvxorps %%ymm3, %%ymm3, %%ymm3\n\t"
+                     "vxorps %%ymm4, %%ymm4, %%ymm4\n\tvxorps %%ymm5, %%ymm5, %%ymm5\n\t"
+                     "vxorps %%ymm6, %%ymm6, %%ymm6\n\tvxorps %%ymm7, %%ymm7, %%ymm7\n\t"
+                     "vxorps %%ymm8, %%ymm8, %%ymm8\n\tvxorps %%ymm9, %%ymm9, %%ymm9\n\t"
+                     "vxorps %%ymm10, %%ymm10, %%ymm10\n\tvxorps %%ymm11, %%ymm11, %%ymm11\n\t"
+                     "1:\n\t" FMA12(0) FMA12(1) FMA12(2) FMA12(3) FMA12(4) FMA12(5) FMA12(6)
+                         FMA12(7) FMA12(8) FMA12(9) FMA12(10) FMA12(11)
+                             "dec %0\n\tjnz 1b\n\tvzeroupper\n\t"
+                     : "+r"(iters)
+                     :
+                     : "xmm0", "xmm1", "xmm2", "xmm3", "xmm4", "xmm5", "xmm6", "xmm7", "xmm8",
+                       "xmm9", "xmm10", "xmm11", "xmm12", "xmm13", "cc");
+    return (float)iters;
+}
+#endif
+
+typedef struct {
+    const char *isa;
+    double gflops;
+    double gflops_avx512, gflops_avx2;
+} peak_fma;
+
+static volatile float g_sink;
+
+/* FLOP/s of the kernel, median of 7 runs of ~20 ms. */
+static peak_fma measure_peak_fma(void) {
+    peak_fma pk = {"scalar", 0, 0, 0};
+    int kind = 0;
+#if defined(__x86_64__) && defined(__GNUC__)
+    __builtin_cpu_init();
+    if (__builtin_cpu_supports("avx512f"))
+        kind = 2;
+    else if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma"))
+        kind = 1;
+#endif
+    double per_iter = 0;
+    long iters = 2000000;
+    double t[7];
+    for (int r = 0; r < 8; r++) {
+        double t0 = now_ms();
+        float v = 0;
+        volatile double fallback = 1.0;
+#if defined(__x86_64__) && defined(__GNUC__)
+        if (kind == 2)
+            v = fma_loop_avx512(iters, (float)r), per_iter = 16.0 * NACC * 2;
+        else if (kind == 1)
+            v = fma_loop_avx2(iters, (float)r), per_iter = 8.0 * 12 * 2;
+        else
+#endif
+        {
+            double a0 = fallback, a1 = fallback, a2 = fallback, a3 = fallback;
+            for (long i = 0; i < iters; i++) {
+                a0 = a0 * 0.999999 + 1e-7;
+                a1 = a1 * 0.999999 + 1e-7;
+                a2 = a2 * 0.999999 + 1e-7;
+                a3 = a3 * 0.999999 + 1e-7;
+            }
+            v = (float)(a0 + a1 + a2 + a3);
+            per_iter = 8;
+        }
+        g_sink = v;
+        if (r > 0) /* the first run warms up the clock and the wide units */
+            t[r - 1] = now_ms() - t0;
+    }
+    pk.isa = kind == 2 ? "avx512f" : kind == 1 ? "avx2+fma" : "scalar";
+    pk.gflops_avx512 = kind == 2 ? per_iter * (double)iters / (median(t, 7) * 1e-3) * 1e-9 : 0;
+    pk.gflops = per_iter * (double)iters / (median(t, 7) * 1e-3) * 1e-9;
+#if defined(__x86_64__) && defined(__GNUC__)
+    /* with one 512-bit FMA port (or a lower AVX-512 clock) AVX2 can be as fast: the peak is
+     * the faster of the two */
+    if (kind == 2) {
+        for (int r = 0; r < 8; r++) {
+            double t0 = now_ms();
+            g_sink = fma_loop_avx2(iters, (float)r);
+            if (r > 0)
+                t[r - 1] = now_ms() - t0;
+        }
+        double g2 = 8.0 * 12 * 2 * (double)iters / (median(t, 7) * 1e-3) * 1e-9;
+        pk.gflops_avx2 = g2;
+        if (g2 > pk.gflops) {
+            pk.gflops = g2;
+            pk.isa = "avx2+fma (avx512f slower)";
+        }
+    }
+#endif
+    return pk;
+}
+
+/* FLOPs of one decoded token with `ctx` keys (all layers, attention, tied LM head). */
+static double decode_flops(const vlad_config *c, int ctx) {
+    double wd = c->width, kvd = vlad_cfg_kv_dim(c);
+    return c->depth * (2 * (3 * wd * kvd + kvd * wd + 2 * wd * c->mlp) + 4.0 * ctx * kvd) +
+           2 * wd * c->vocab_size;
 }
 
 static int have_torch(void) {
@@ -240,7 +383,7 @@ static void measure_jitter(infer_ctx *x, int blas_threads, double seconds, jitte
 }
 
 static int bench_config(result *r, int threads, int quick, int twin, int widen,
-                        const char *dir, int keep) {
+                        const char *dir, int keep, int timing_only) {
     vlad_err err = {0};
     char ckpt[4200];
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", dir, r->name);
@@ -314,16 +457,94 @@ static int bench_config(result *r, int threads, int quick, int twin, int widen,
     r->prefix_gflops = vlad_flops_prefix(c, r->S) / (r->prefix_ms * 1e-3) * 1e-9;
     r->flow_gflops = vlad_flops_flow_step(c, r->S) / (r->flow_step_ms * 1e-3) * 1e-9;
     r->sgemm_gflops = sgemm_gflops(quick ? 3 : 7);
+    peak_fma pk = measure_peak_fma();
+    r->peak_gflops = pk.gflops;
+    r->peak_isa = pk.isa;
+    r->peak_avx512 = pk.gflops_avx512;
+    r->peak_avx2 = pk.gflops_avx2;
+    /* decode: one token at ~S + question + 8 keys */
+    r->decode_gflops = decode_flops(c, r->S + 12) / (r->decode_ms * 1e-3) * 1e-9;
+    /* breakdown: a separate profiled run (the timers cost a little, the figures above have
+     * them off) */
+    {
+        int np = n < 5 ? n : 5;
+        double *pv[3][VLAD_TCAT_N + 1], *ph[3];
+        for (int q = 0; q < 3; q++) {
+            ph[q] = calloc((size_t)np, sizeof(double));
+            for (int k = 0; k <= VLAD_TCAT_N; k++)
+                pv[q][k] = calloc((size_t)np, sizeof(double));
+        }
+        vlad_runstate_set_profile(rs, 1);
+        for (int i = 0; i < np; i++) {
+            full_inference(&x, &err);
+            vlad_lang_begin(rs, 0, "what now?", 9, &err);
+            vlad_lang_step(rs, dk, &err);
+            vlad_lang_end(rs, 0);
+            int tok = t->lang_step_tokens ? t->lang_step_tokens : 1;
+            const double *src[3] = {t->prefix_cat_ms, t->flow_step_cat_ms, t->lang_step_cat_ms};
+            double tot[3] = {t->prefix_ms, t->flow_step_ms, t->lang_step_ms / tok};
+            double div[3] = {1, 1, tok};
+            for (int q = 0; q < 3; q++) {
+                double sum = 0;
+                for (int k = 0; k < VLAD_TCAT_N; k++) {
+                    pv[q][k][i] = src[q][k] / div[q];
+                    sum += pv[q][k][i];
+                }
+                pv[q][VLAD_TCAT_N][i] = fmax(tot[q] - sum, 0);
+                ph[q][i] = tot[q];
+            }
+        }
+        vlad_runstate_set_profile(rs, 0);
+        for (int q = 0; q < 3; q++) {
+            r->phase_prof_ms[q] = median(ph[q], np);
+            for (int k = 0; k <= VLAD_TCAT_N; k++) {
+                r->cat_ms[q][k] = median(pv[q][k], np);
+                free(pv[q][k]);
+            }
+            free(ph[q]);
+        }
+    }
+    /* thread scaling: 1 and 2 OpenBLAS threads, alternating rounds */
+    if (!timing_only) {
+        double *v[2][3];
+        for (int a = 0; a < 2; a++)
+            for (int q = 0; q < 3; q++)
+                v[a][q] = calloc((size_t)n, sizeof(double));
+        for (int a = 0; a < 2; a++) { /* warm-up of each setting */
+            vlad_runstate_set_threads(rs, a + 1);
+            full_inference(&x, &err);
+        }
+        for (int i = 0; i < n; i++)
+            for (int a0 = 0; a0 < 2; a0++) {
+                int a = (i & 1) ? 1 - a0 : a0; /* ABBA order */
+                vlad_runstate_set_threads(rs, a + 1);
+                double t0 = now_ms();
+                full_inference(&x, &err);
+                v[a][2][i] = now_ms() - t0;
+                v[a][0][i] = t->prefix_ms;
+                v[a][1][i] = t->flow_step_ms;
+            }
+        vlad_runstate_set_threads(rs, threads);
+        for (int a = 0; a < 2; a++) {
+            r->thr_prefix_ms[a] = median(v[a][0], n);
+            r->thr_flow_ms[a] = median(v[a][1], n);
+            r->thr_full_ms[a] = median(v[a][2], n);
+            for (int q = 0; q < 3; q++)
+                free(v[a][q]);
+        }
+    }
     r->rss_mb = peak_rss_mb();
     /* jitter: engine idle, then 1 and 2 BLAS threads */
     double js = quick ? 1.0 : 3.0;
     if (r->full_ms > 400)
         js = quick ? 3.0 : 6.0;
-    fprintf(stderr, "[%s] jitter probe (100 Hz), %.0f s each: idle, 1 and 2 BLAS threads\n",
-            r->name, js);
-    measure_jitter(&x, 0, js / 2, &r->jit[0]);
-    measure_jitter(&x, 1, js, &r->jit[1]);
-    measure_jitter(&x, 2, js, &r->jit[2]);
+    if (!timing_only) {
+        fprintf(stderr, "[%s] jitter probe (100 Hz), %.0f s each: idle, 1 and 2 BLAS threads\n",
+                r->name, js);
+        measure_jitter(&x, 0, js / 2, &r->jit[0]);
+        measure_jitter(&x, 1, js, &r->jit[1]);
+        measure_jitter(&x, 2, js, &r->jit[2]);
+    }
     vlad_runstate_set_threads(rs, threads);
     if (twin) {
         fprintf(stderr, "[%s] PyTorch twin, %d thread(s)\n", r->name, threads);
@@ -347,6 +568,14 @@ static int bench_config(result *r, int threads, int quick, int twin, int widen,
     if (!keep)
         unlink(ckpt);
     return 0;
+}
+
+static const char *fmt2(const double *v) {
+    static char buf[4][48];
+    static int k;
+    k = (k + 1) & 3;
+    snprintf(buf[k], sizeof buf[k], "%.3f / %.3f", v[0], v[1]);
+    return buf[k];
 }
 
 static void print_table(result *rs, int nr, int threads) {
@@ -380,6 +609,41 @@ static void print_table(result *rs, int nr, int threads) {
     ROW("flow step GFLOP/s", ".1f", r->flow_gflops);
     ROW("sgemm 1024^3 GFLOP/s", ".1f", r->sgemm_gflops);
     ROW("prefix / sgemm", ".0f%%", 100.0 * r->prefix_gflops / r->sgemm_gflops);
+    ROW("decode GFLOP/s", ".1f", r->decode_gflops);
+    ROW("OpenBLAS core", "s", vlad_blas_corename());
+    ROW("peak FMA ISA", "s", r->peak_isa);
+    ROW("peak FMA GFLOP/s (1 core)", ".1f", r->peak_gflops);
+    ROW("  avx512f / avx2 kernels", "s", fmt2((double[2]){r->peak_avx512, r->peak_avx2}));
+    ROW("sgemm / peak", ".0f%%", 100.0 * r->sgemm_gflops / r->peak_gflops);
+    ROW("prefix / peak", ".0f%%", 100.0 * r->prefix_gflops / r->peak_gflops);
+    ROW("flow step / peak", ".0f%%", 100.0 * r->flow_gflops / r->peak_gflops);
+    ROW("decode / peak", ".1f%%", 100.0 * r->decode_gflops / r->peak_gflops);
+    {
+        static const char *ph[3] = {"prefix", "flow step", "decode token"};
+        static const char *cn[VLAD_TCAT_N + 1] = {"GEMM", "attention", "norm/act/rope",
+                                                   "copy/convert", "other"};
+        for (int q = 0; q < 3; q++) {
+            char lab[64];
+            snprintf(lab, sizeof lab, "%s profiled (ms)", ph[q]);
+            ROW(lab, ".3f", r->phase_prof_ms[q]);
+            for (int k = 0; k <= VLAD_TCAT_N; k++) {
+                snprintf(lab, sizeof lab, "  %s ms (%%)", cn[k]);
+                printf("%-34s", lab);
+                for (int i = 0; i < nr; i++) {
+                    char cell[64];
+                    double tot = rs[i].phase_prof_ms[q] > 0 ? rs[i].phase_prof_ms[q] : 1;
+                    snprintf(cell, sizeof cell, "%.3f (%.0f%%)", rs[i].cat_ms[q][k],
+                             100.0 * rs[i].cat_ms[q][k] / tot);
+                    printf(" %20s", cell);
+                }
+                printf("\n");
+            }
+        }
+    }
+    ROW("prefix 1 / 2 threads (ms)", "s", fmt2(r->thr_prefix_ms));
+    ROW("flow step 1 / 2 threads (ms)", "s", fmt2(r->thr_flow_ms));
+    ROW("full 1 / 2 threads (ms)", "s", fmt2(r->thr_full_ms));
+    ROW("speed-up full, 2 threads", ".2fx", r->thr_full_ms[0] / r->thr_full_ms[1]);
     ROW("twin prefix (ms)", ".3f", r->twin_ok ? r->t_prefix_ms : NAN);
     ROW("twin one flow step (ms)", ".3f", r->twin_ok ? r->t_flow_step_ms : NAN);
     ROW("twin full inference (ms)", ".3f", r->twin_ok ? r->t_full_ms : NAN);
@@ -428,6 +692,36 @@ static void write_json(const char *path, result *rs, int nr, int threads) {
         cJSON_AddNumberToObject(j, "flow_step_gflops", r->flow_gflops);
         cJSON_AddNumberToObject(j, "sgemm_1024_gflops", r->sgemm_gflops);
         cJSON_AddNumberToObject(j, "prefix_vs_sgemm", r->prefix_gflops / r->sgemm_gflops);
+        cJSON_AddNumberToObject(j, "decode_gflops", r->decode_gflops);
+        cJSON_AddStringToObject(j, "openblas_core", vlad_blas_corename());
+        cJSON *pk = cJSON_AddObjectToObject(j, "peak");
+        cJSON_AddStringToObject(pk, "isa", r->peak_isa);
+        cJSON_AddNumberToObject(pk, "fma_gflops_1core", r->peak_gflops);
+        cJSON_AddNumberToObject(pk, "avx512f_gflops", r->peak_avx512);
+        cJSON_AddNumberToObject(pk, "avx2_gflops", r->peak_avx2);
+        cJSON_AddNumberToObject(pk, "sgemm_frac", r->sgemm_gflops / r->peak_gflops);
+        cJSON_AddNumberToObject(pk, "prefix_frac", r->prefix_gflops / r->peak_gflops);
+        cJSON_AddNumberToObject(pk, "flow_step_frac", r->flow_gflops / r->peak_gflops);
+        cJSON_AddNumberToObject(pk, "decode_frac", r->decode_gflops / r->peak_gflops);
+        static const char *phk[3] = {"prefix", "flow_step", "decode_token"};
+        static const char *ck[VLAD_TCAT_N + 1] = {"gemm_ms", "attention_ms", "norm_act_ms",
+                                                   "copy_convert_ms", "other_ms"};
+        cJSON *bd = cJSON_AddObjectToObject(j, "breakdown");
+        for (int q = 0; q < 3; q++) {
+            cJSON *e = cJSON_AddObjectToObject(bd, phk[q]);
+            cJSON_AddNumberToObject(e, "total_ms", r->phase_prof_ms[q]);
+            for (int k = 0; k <= VLAD_TCAT_N; k++)
+                cJSON_AddNumberToObject(e, ck[k], r->cat_ms[q][k]);
+        }
+        cJSON *ts = cJSON_AddArrayToObject(j, "threads_scaling");
+        for (int a = 0; a < 2; a++) {
+            cJSON *e = cJSON_CreateObject();
+            cJSON_AddNumberToObject(e, "threads", a + 1);
+            cJSON_AddNumberToObject(e, "prefix_ms", r->thr_prefix_ms[a]);
+            cJSON_AddNumberToObject(e, "flow_step_ms", r->thr_flow_ms[a]);
+            cJSON_AddNumberToObject(e, "full_inference_ms", r->thr_full_ms[a]);
+            cJSON_AddItemToArray(ts, e);
+        }
         if (r->twin_ok) {
             cJSON *t = cJSON_AddObjectToObject(j, "twin");
             cJSON_AddNumberToObject(t, "prefix_ms", r->t_prefix_ms);
@@ -506,7 +800,7 @@ static void plot_breakdown(const char *dir, const result *rs, int nr, int thread
 
 int bench_engine_main(int argc, char **argv) {
     const char *json = NULL, *keep = NULL, *plot_dir = NULL;
-    int threads = 1, quick = 0, no_twin = 0;
+    int threads = 1, quick = 0, no_twin = 0, timing_only = 0;
     bench_choice only = {.allowed = "default|smolvla"};
     bench_choice widen = {.allowed = "none|expert|all", .value = "all", .index = 2};
     const vlad_opt opts[] = {
@@ -514,6 +808,8 @@ int bench_engine_main(int argc, char **argv) {
         BENCH_INT("threads", &threads, "N", "OpenBLAS threads of the engine and the twin", 1, 64),
         BENCH_FLAG("quick", &quick, "fewer iterations, the default config only measured briefly"),
         BENCH_FLAG("no-twin", &no_twin, "skip the PyTorch twin"),
+        BENCH_FLAG("timing-only", &timing_only,
+                   "skip the jitter probes and the 1-vs-2-thread rounds (A/B runs)"),
         BENCH_CALL("only", &only, "default|smolvla", "one configuration (default: both)",
                    bench_opt_choice),
         BENCH_CALL("widen", &widen, "none|expert|all",
@@ -556,7 +852,8 @@ int bench_engine_main(int argc, char **argv) {
     for (int i = 0; i < 2; i++) {
         if (only.value && strcmp(only.value, rs[i].name))
             continue;
-        if (bench_config(&rs[i], threads, quick, twin, widen.index, dir, keep != NULL)) {
+        if (bench_config(&rs[i], threads, quick, twin, widen.index, dir, keep != NULL,
+                         timing_only)) {
             rc = 1;
             continue;
         }

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "bench.h"
+#include "cpu.h"
 #include "closedloop.h"
 
 typedef struct {
@@ -136,6 +137,7 @@ void bench_plot_done(const char *who, vlad_plot *p, const char *path, const char
 }
 
 int main(int argc, char **argv) {
+    vlad_blas_coretype_init(argv); /* OpenBLAS kernels for this CPU (cpu.h); may re-exec */
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

@@ -21,6 +21,7 @@
 #include "check.h"
 #endif
 #include "clock.h"
+#include "cpu.h"
 #include "daemon.h"
 #include "log.h"
 #include "opts.h"
@@ -63,6 +64,7 @@ static void describe_policy(const vlad_check_report *r, const vlad_profile *p, c
 #endif
 
 int main(int argc, char **argv) {
+    vlad_blas_coretype_init(argv); /* OpenBLAS kernels for this CPU (cpu.h); may re-exec */
     const char *profile_path = NULL, *level = NULL, *record_dir = NULL;
     int check = 0, print_doc = 0;
     vlad_sets sets = {0};

@@ -1,12 +1,19 @@
 #include "engine.h"
 
 #include <cblas.h>
+#include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
 #include <time.h>
+#include <unistd.h>
 
+#include "cpu.h"
 #include "kernels.h"
+#include "pool.h"
 #include "rng.h"
 #include "tokenizer.h"
 
@@ -22,6 +29,8 @@ struct vlad_runstate {
     const vlad_model *m;
     vlad_config c;
     int n_threads;
+    vlad_pool *pool;      /* n_threads > 1: helpers for the packed GEMMs (pool.h) */
+    int caller_nice;      /* nice given to the pool and OpenBLAS's threads, INT_MIN: none yet */
     vlad_kvcache *kv;
     int cur;              /* current prefix block, -1 none */
     vlad_scratch scr;     /* BF16 tiles */
@@ -54,10 +63,13 @@ struct vlad_runstate {
     int *l_lim;                /* [Tl] */
     int *l_tok;                /* [Tl] */
     float *scores;
+    size_t n_scores;      /* floats of scores */
     lang_stream *ls;
     int max_streams;
     int ignore_end;
     vlad_timing t;
+    int prof;                  /* opts.profile */
+    double acc[VLAD_TCAT_N];   /* per-category ms of the phase in progress */
     size_t bytes;
     void **allocs; /* every rs_alloc block, freed with the runstate; grows as needed */
     int n_allocs, cap_allocs;
@@ -67,6 +79,32 @@ static double now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
+}
+
+/* Per-category timers (off unless opts.profile): PROF(cat, call) times one kernel call. */
+#define PROF(cat, ...)                         \
+    do {                                       \
+        if (rs->prof) {                        \
+            double t_ = now_ms();              \
+            __VA_ARGS__;                       \
+            rs->acc[cat] += now_ms() - t_;     \
+        } else {                               \
+            __VA_ARGS__;                       \
+        }                                      \
+    } while (0)
+
+static void prof_begin(vlad_runstate *rs) {
+    memset(rs->acc, 0, sizeof rs->acc);
+    rs->scr.conv_ms = 0;
+}
+/* The BF16 tile conversions ran inside vlad_matmul: move them from GEMM to COPY. */
+static void prof_end(vlad_runstate *rs, double *out, double div) {
+    if (!rs->prof)
+        return;
+    rs->acc[VLAD_TCAT_GEMM] -= rs->scr.conv_ms;
+    rs->acc[VLAD_TCAT_COPY] += rs->scr.conv_ms;
+    for (int i = 0; i < VLAD_TCAT_N; i++)
+        out[i] = rs->acc[i] / div;
 }
 
 /* A zeroed, 64-byte aligned block owned by rs (freed by vlad_runstate_free); NULL when out of
@@ -125,8 +163,10 @@ vlad_runstate *vlad_runstate_new(const vlad_model *m, const vlad_runstate_opts *
     rs->m = m;
     rs->c = m->cfg;
     rs->cur = -1;
+    rs->caller_nice = INT_MIN;
     rs->max_streams = o.max_streams;
     rs->ignore_end = o.lang_ignore_end;
+    rs->prof = rs->scr.prof = o.profile != 0;
     const vlad_config *c = &rs->c;
     rs->kv = vlad_kvcache_new(c, o.n_prefix, o.max_streams, err);
     if (!rs->kv) {
@@ -150,6 +190,13 @@ vlad_runstate *vlad_runstate_new(const vlad_model *m, const vlad_runstate_opts *
         ok = ok && (ptr) != NULL;                        \
     } while (0)
     A_(rs->scr.buf, rs->scr.cap);
+    {
+        int kmax = Smax > H1 ? Smax : H1;
+        kmax = kmax > Tmax ? kmax : Tmax;
+        rs->scr.kcap = zmax(vlad_attention_scratch_floats(P, vw / c->vit_heads),
+                            vlad_attention_scratch_floats(kmax, c->head_dim));
+    }
+    A_(rs->scr.kbuf, rs->scr.kcap);
     A_(rs->rope_cos, (size_t)rs->max_pos * half);
     A_(rs->rope_sin, (size_t)rs->max_pos * half);
     A_(rs->v_patch, (size_t)Mv * 3 * c->patch_size * c->patch_size);
@@ -194,6 +241,7 @@ vlad_runstate *vlad_runstate_new(const vlad_model *m, const vlad_runstate_opts *
     A_(rs->l_lim, (size_t)Tl);
     A_(rs->l_tok, (size_t)Tl);
     A_(rs->scores, sc);
+    rs->n_scores = sc;
     A_(rs->ls, (size_t)(o.max_streams + 1));
     for (int i = 0; ok && i < o.max_streams; i++)
         A_(rs->ls[i].text, (size_t)c->max_text_tokens);
@@ -222,6 +270,7 @@ vlad_runstate *vlad_runstate_new(const vlad_model *m, const vlad_runstate_opts *
 void vlad_runstate_free(vlad_runstate *rs) {
     if (!rs)
         return;
+    vlad_pool_free(rs->pool);
     vlad_kvcache_free(rs->kv);
     for (int i = 0; i < rs->n_allocs; i++)
         free(rs->allocs[i]);
@@ -231,9 +280,35 @@ void vlad_runstate_free(vlad_runstate *rs) {
 
 size_t vlad_runstate_bytes(const vlad_runstate *rs) { return rs->bytes; }
 
+void vlad_runstate_set_profile(vlad_runstate *rs, int on) { rs->prof = rs->scr.prof = on != 0; }
+
 void vlad_runstate_set_threads(vlad_runstate *rs, int n_threads) {
-    rs->n_threads = n_threads < 1 ? 1 : n_threads;
-    openblas_set_num_threads(rs->n_threads);
+    n_threads = n_threads < 1 ? 1 : n_threads;
+    if (n_threads != vlad_pool_threads(rs->pool)) {
+        vlad_pool_free(rs->pool);
+        /* NULL for 1 (or failure: single-threaded); helpers get attention scratch */
+        rs->pool = vlad_pool_new(n_threads, rs->scr.kcap + rs->n_scores);
+        rs->caller_nice = INT_MIN;
+    }
+    rs->scr.pool = rs->pool;
+    rs->scr.pool_scores = rs->n_scores;
+    rs->n_threads = n_threads;
+    vlad_blas_set_threads(rs->n_threads);
+}
+
+/* More than one thread: the helpers (ours and OpenBLAS's pool, which OpenBLAS starts before
+ * main at nice 0) take the calling thread's nice, so a worker at +10 does not leave threads
+ * at 0 that compete with the control thread. One getpriority per call. */
+static void sync_nice(vlad_runstate *rs) {
+    if (rs->n_threads < 2)
+        return;
+    errno = 0;
+    int n = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
+    if (errno || n == rs->caller_nice)
+        return;
+    rs->caller_nice = n;
+    vlad_pool_set_nice(rs->pool, n);
+    vlad_blas_pool_set_nice(n);
 }
 
 int vlad_runstate_prefix_len(const vlad_runstate *rs) {
@@ -252,6 +327,7 @@ static void vision(vlad_runstate *rs, const uint8_t *const *images) {
     int vw = c->vit_width, pp = 3 * p * p, isz = c->image_size;
     int hd = vw / c->vit_heads;
     float eps = (float)c->norm_eps;
+    double tp0 = rs->prof ? now_ms() : 0;
     /* patches: row-major patch order, each flattened (row, column, channel) */
     for (int cam = 0; cam < c->n_cameras; cam++) {
         const uint8_t *img = images[cam];
@@ -265,32 +341,40 @@ static void vision(vlad_runstate *rs, const uint8_t *const *images) {
                 }
             }
     }
-    vlad_matmul(&rs->scr, rs->v_x, vw, rs->v_patch, pp, Mv, &w->patch_embed, w->patch_embed_b);
+    if (rs->prof)
+        rs->acc[VLAD_TCAT_COPY] += now_ms() - tp0;
+    PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_x, vw, rs->v_patch, pp, Mv, &w->patch_embed,
+                                     w->patch_embed_b));
     for (int cam = 0; cam < c->n_cameras; cam++)
-        vlad_add(rs->v_x + (size_t)cam * P * vw, w->pos_embed, (size_t)P * vw);
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->v_x + (size_t)cam * P * vw, w->pos_embed,
+                                      (size_t)P * vw));
     for (int L = 0; L < c->vit_depth; L++) {
         const vlad_vit_block *b = &w->vit[L];
-        vlad_rmsnorm(rs->v_xb, rs->v_x, b->norm1, Mv, vw, eps);
-        vlad_matmul(&rs->scr, rs->v_q, vw, rs->v_xb, vw, Mv, &b->q, b->qb);
-        vlad_matmul(&rs->scr, rs->v_k, vw, rs->v_xb, vw, Mv, &b->k, b->kb);
-        vlad_matmul(&rs->scr, rs->v_v, vw, rs->v_xb, vw, Mv, &b->v, b->vb);
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->v_xb, rs->v_x, b->norm1, Mv, vw, eps));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_q, vw, rs->v_xb, vw, Mv, &b->q, b->qb));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_k, vw, rs->v_xb, vw, Mv, &b->k, b->kb));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_v, vw, rs->v_xb, vw, Mv, &b->v, b->vb));
         for (int cam = 0; cam < c->n_cameras; cam++) {
             size_t off = (size_t)cam * P * vw;
             vlad_kvseg seg = {rs->v_k + off, rs->v_v + off, P, vw, NULL};
-            vlad_attention(rs->v_att + off, vw, rs->v_q + off, vw, P, c->vit_heads, hd, &seg, 1,
-                           rs->scores);
+            PROF(VLAD_TCAT_ATTN, vlad_attention_s(&rs->scr, rs->v_att + off, vw, rs->v_q + off, vw,
+                                                  P, c->vit_heads, hd, &seg, 1,
+                                                  rs->scores));
         }
-        vlad_matmul(&rs->scr, rs->v_tmp, vw, rs->v_att, vw, Mv, &b->o, b->ob);
-        vlad_add(rs->v_x, rs->v_tmp, (size_t)Mv * vw);
-        vlad_rmsnorm(rs->v_xb, rs->v_x, b->norm2, Mv, vw, eps);
-        vlad_matmul(&rs->scr, rs->v_h, c->vit_mlp, rs->v_xb, vw, Mv, &b->fc1, b->fc1b);
-        vlad_gelu_tanh(rs->v_h, (size_t)Mv * c->vit_mlp);
-        vlad_matmul(&rs->scr, rs->v_tmp, vw, rs->v_h, c->vit_mlp, Mv, &b->fc2, b->fc2b);
-        vlad_add(rs->v_x, rs->v_tmp, (size_t)Mv * vw);
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_tmp, vw, rs->v_att, vw, Mv, &b->o, b->ob));
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->v_x, rs->v_tmp, (size_t)Mv * vw));
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->v_xb, rs->v_x, b->norm2, Mv, vw, eps));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_h, c->vit_mlp, rs->v_xb, vw, Mv, &b->fc1,
+                                         b->fc1b));
+        PROF(VLAD_TCAT_ELEM, vlad_gelu_tanh(rs->v_h, (size_t)Mv * c->vit_mlp));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_tmp, vw, rs->v_h, c->vit_mlp, Mv, &b->fc2,
+                                         b->fc2b));
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->v_x, rs->v_tmp, (size_t)Mv * vw));
     }
-    vlad_rmsnorm(rs->v_xb, rs->v_x, w->vit_norm, Mv, vw, eps);
+    PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->v_xb, rs->v_x, w->vit_norm, Mv, vw, eps));
     /* -> the first Mv rows of the prefix */
-    vlad_matmul(&rs->scr, rs->p_x, c->width, rs->v_xb, vw, Mv, &w->vit_proj, w->vit_proj_b);
+    PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->p_x, c->width, rs->v_xb, vw, Mv, &w->vit_proj,
+                                     w->vit_proj_b));
 }
 
 /* ---- prefix ----------------------------------------------------------------------------- */
@@ -317,6 +401,8 @@ int vlad_encode_prefix(vlad_runstate *rs, const uint8_t *const *images, const ch
         return vlad_err_set(err, VLAD_EAGAIN,
                             "encode_prefix: all %d prefix KV blocks are held by language streams",
                             rs->kv->n_prefix);
+    sync_nice(rs);
+    prof_begin(rs);
     double t0 = now_ms();
     vision(rs, images);
     double t1 = now_ms();
@@ -325,29 +411,35 @@ int vlad_encode_prefix(vlad_runstate *rs, const uint8_t *const *images, const ch
     float eps = (float)c->norm_eps;
     int nt = vlad_tok_prompt(prompt, prompt_len, c->max_prompt_tokens, rs->l_tok);
     for (int i = 0; i < nt; i++)
-        memcpy(rs->p_x + (size_t)(Mv + i) * wd, w->embed + (size_t)rs->l_tok[i] * wd,
-               (size_t)wd * sizeof(float));
+        PROF(VLAD_TCAT_COPY, memcpy(rs->p_x + (size_t)(Mv + i) * wd,
+                                    w->embed + (size_t)rs->l_tok[i] * wd,
+                                    (size_t)wd * sizeof(float)));
     for (int L = 0; L < c->depth; L++) {
         const vlad_tlayer *l = &w->vlm[L];
         float *K = vlad_kv_prefix_k(rs->kv, blk, L), *V = vlad_kv_prefix_v(rs->kv, blk, L);
-        vlad_rmsnorm(rs->p_xb, rs->p_x, l->attn_norm, S, wd, eps);
-        vlad_matmul(&rs->scr, rs->p_q, kvd, rs->p_xb, wd, S, &l->q, NULL);
-        vlad_matmul(&rs->scr, K, kvd, rs->p_xb, wd, S, &l->k, NULL);
-        vlad_matmul(&rs->scr, V, kvd, rs->p_xb, wd, S, &l->v, NULL);
-        vlad_rope(K, kvd, S, c->n_heads, c->head_dim, 0, rs->rope_cos, rs->rope_sin);
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->p_xb, rs->p_x, l->attn_norm, S, wd, eps));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->p_q, kvd, rs->p_xb, wd, S, &l->q, NULL));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, K, kvd, rs->p_xb, wd, S, &l->k, NULL));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, V, kvd, rs->p_xb, wd, S, &l->v, NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_rope(K, kvd, S, c->n_heads, c->head_dim, 0, rs->rope_cos,
+                                       rs->rope_sin));
         if (L == c->depth - 1)
             break; /* only the last layer's K/V are needed; its output is never read */
-        vlad_rope(rs->p_q, kvd, S, c->n_heads, c->head_dim, 0, rs->rope_cos, rs->rope_sin);
+        PROF(VLAD_TCAT_ELEM, vlad_rope(rs->p_q, kvd, S, c->n_heads, c->head_dim, 0, rs->rope_cos,
+                                       rs->rope_sin));
         vlad_kvseg seg = {K, V, S, kvd, NULL};
-        vlad_attention(rs->p_att, kvd, rs->p_q, kvd, S, c->n_heads, c->head_dim, &seg, 1,
-                       rs->scores);
-        vlad_matmul(&rs->scr, rs->p_tmp, wd, rs->p_att, kvd, S, &l->o, NULL);
-        vlad_add(rs->p_x, rs->p_tmp, (size_t)S * wd);
-        vlad_rmsnorm(rs->p_xb, rs->p_x, l->mlp_norm, S, wd, eps);
-        vlad_matmul(&rs->scr, rs->p_h, c->mlp, rs->p_xb, wd, S, &l->fc1, NULL);
-        vlad_gelu_tanh(rs->p_h, (size_t)S * c->mlp);
-        vlad_matmul(&rs->scr, rs->p_tmp, wd, rs->p_h, c->mlp, S, &l->fc2, NULL);
-        vlad_add(rs->p_x, rs->p_tmp, (size_t)S * wd);
+        PROF(VLAD_TCAT_ATTN, vlad_attention_s(&rs->scr, rs->p_att, kvd, rs->p_q, kvd, S,
+                                              c->n_heads, c->head_dim, &seg, 1,
+                                              rs->scores));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->p_tmp, wd, rs->p_att, kvd, S, &l->o, NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->p_x, rs->p_tmp, (size_t)S * wd));
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->p_xb, rs->p_x, l->mlp_norm, S, wd, eps));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->p_h, c->mlp, rs->p_xb, wd, S, &l->fc1,
+                                         NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_gelu_tanh(rs->p_h, (size_t)S * c->mlp));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->p_tmp, wd, rs->p_h, c->mlp, S, &l->fc2,
+                                         NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->p_x, rs->p_tmp, (size_t)S * wd));
     }
     rs->kv->prefix[blk].len = S;
     if (rs->cur >= 0 && rs->cur != blk)
@@ -357,6 +449,7 @@ int vlad_encode_prefix(vlad_runstate *rs, const uint8_t *const *images, const ch
     rs->t.vision_ms = t1 - t0;
     rs->t.backbone_ms = t2 - t1;
     rs->t.prefix_ms = t2 - t0;
+    prof_end(rs, rs->t.prefix_cat_ms, 1.0);
     return blk;
 }
 
@@ -371,8 +464,10 @@ static void expert_velocity(vlad_runstate *rs, int blk, double t) {
     int half = e / 2, S = rs->kv->prefix[blk].len;
     float eps = (float)c->norm_eps;
     /* action tokens: time_mlp_out(silu(time_mlp_in([action_in(x_i), temb(t)]))) */
-    vlad_matmul(&rs->scr, rs->e_cat, 2 * e, rs->e_xt, c->action_dim, H, &w->action_in,
-                w->action_in_b);
+    PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_cat, 2 * e, rs->e_xt, c->action_dim, H,
+                                     &w->action_in,
+                                     w->action_in_b));
+    double te0 = rs->prof ? now_ms() : 0;
     for (int j = 0; j < half; j++) {
         double f = pow(10000.0, -(double)j / half);
         double a = 1000.0 * t * f;
@@ -382,35 +477,45 @@ static void expert_velocity(vlad_runstate *rs, int blk, double t) {
             rs->e_cat[(size_t)i * 2 * e + e + half + j] = cv;
         }
     }
-    vlad_matmul(&rs->scr, rs->e_tmp, e, rs->e_cat, 2 * e, H, &w->time_in, w->time_in_b);
-    vlad_silu(rs->e_tmp, (size_t)H * e);
-    vlad_matmul(&rs->scr, rs->e_x + e, e, rs->e_tmp, e, H, &w->time_out, w->time_out_b);
-    memcpy(rs->e_x, rs->e_state, (size_t)e * sizeof(float));
+    if (rs->prof)
+        rs->acc[VLAD_TCAT_ELEM] += now_ms() - te0;
+    PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_tmp, e, rs->e_cat, 2 * e, H, &w->time_in,
+                                     w->time_in_b));
+    PROF(VLAD_TCAT_ELEM, vlad_silu(rs->e_tmp, (size_t)H * e));
+    PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_x + e, e, rs->e_tmp, e, H, &w->time_out,
+                                     w->time_out_b));
+    PROF(VLAD_TCAT_COPY, memcpy(rs->e_x, rs->e_state, (size_t)e * sizeof(float)));
     for (int L = 0; L < c->depth; L++) {
         const vlad_tlayer *l = &w->exp[L];
-        vlad_rmsnorm(rs->e_xb, rs->e_x, l->attn_norm, H1, e, eps);
-        vlad_matmul(&rs->scr, rs->e_q, kvd, rs->e_xb, e, H1, &l->q, NULL);
-        vlad_matmul(&rs->scr, rs->e_k, kvd, rs->e_xb, e, H1, &l->k, NULL);
-        vlad_matmul(&rs->scr, rs->e_v, kvd, rs->e_xb, e, H1, &l->v, NULL);
-        vlad_rope(rs->e_q, kvd, H1, c->n_heads, c->head_dim, S, rs->rope_cos, rs->rope_sin);
-        vlad_rope(rs->e_k, kvd, H1, c->n_heads, c->head_dim, S, rs->rope_cos, rs->rope_sin);
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->e_xb, rs->e_x, l->attn_norm, H1, e, eps));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_q, kvd, rs->e_xb, e, H1, &l->q, NULL));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_k, kvd, rs->e_xb, e, H1, &l->k, NULL));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_v, kvd, rs->e_xb, e, H1, &l->v, NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_rope(rs->e_q, kvd, H1, c->n_heads, c->head_dim, S, rs->rope_cos,
+                                       rs->rope_sin));
+        PROF(VLAD_TCAT_ELEM, vlad_rope(rs->e_k, kvd, H1, c->n_heads, c->head_dim, S, rs->rope_cos,
+                                       rs->rope_sin));
         vlad_kvseg segs[2] = {
             {vlad_kv_prefix_k(rs->kv, blk, L), vlad_kv_prefix_v(rs->kv, blk, L), S, kvd, NULL},
             {rs->e_k, rs->e_v, H1, kvd, rs->e_lim},
         };
-        vlad_attention(rs->e_att, kvd, rs->e_q, kvd, H1, c->n_heads, c->head_dim, segs, 2,
-                       rs->scores);
-        vlad_matmul(&rs->scr, rs->e_tmp, e, rs->e_att, kvd, H1, &l->o, NULL);
-        vlad_add(rs->e_x, rs->e_tmp, (size_t)H1 * e);
-        vlad_rmsnorm(rs->e_xb, rs->e_x, l->mlp_norm, H1, e, eps);
-        vlad_matmul(&rs->scr, rs->e_h, c->expert_mlp, rs->e_xb, e, H1, &l->fc1, NULL);
-        vlad_gelu_tanh(rs->e_h, (size_t)H1 * c->expert_mlp);
-        vlad_matmul(&rs->scr, rs->e_tmp, e, rs->e_h, c->expert_mlp, H1, &l->fc2, NULL);
-        vlad_add(rs->e_x, rs->e_tmp, (size_t)H1 * e);
+        PROF(VLAD_TCAT_ATTN, vlad_attention_s(&rs->scr, rs->e_att, kvd, rs->e_q, kvd, H1,
+                                              c->n_heads, c->head_dim, segs, 2,
+                                              rs->scores));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_tmp, e, rs->e_att, kvd, H1, &l->o, NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->e_x, rs->e_tmp, (size_t)H1 * e));
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->e_xb, rs->e_x, l->mlp_norm, H1, e, eps));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_h, c->expert_mlp, rs->e_xb, e, H1,
+                                         &l->fc1, NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_gelu_tanh(rs->e_h, (size_t)H1 * c->expert_mlp));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_tmp, e, rs->e_h, c->expert_mlp, H1,
+                                         &l->fc2, NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->e_x, rs->e_tmp, (size_t)H1 * e));
     }
-    vlad_rmsnorm(rs->e_xb, rs->e_x + e, w->exp_norm, H, e, eps);
-    vlad_matmul(&rs->scr, rs->e_vel, c->action_dim, rs->e_xb, e, H, &w->action_out,
-                w->action_out_b);
+    PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->e_xb, rs->e_x + e, w->exp_norm, H, e, eps));
+    PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_vel, c->action_dim, rs->e_xb, e, H,
+                                     &w->action_out,
+                                     w->action_out_b));
 }
 
 int vlad_sample_actions(vlad_runstate *rs, const float *state, const float *noise, uint64_t seed,
@@ -430,19 +535,22 @@ int vlad_sample_actions(vlad_runstate *rs, const float *state, const float *nois
             if (!isfinite(noise[i]))
                 return vlad_err_set(err, VLAD_EINVAL, "sample_actions: noise[%d] is not finite",
                                     i);
-        memcpy(rs->e_xt, noise, (size_t)H * A * sizeof(float));
+        PROF(VLAD_TCAT_COPY, memcpy(rs->e_xt, noise, (size_t)H * A * sizeof(float)));
     } else {
         vlad_rng r;
         vlad_rng_seed(&r, seed);
         for (int i = 0; i < H * A; i++)
             rs->e_xt[i] = (float)vlad_rng_normal(&r);
     }
+    sync_nice(rs);
+    prof_begin(rs);
     double t0 = now_ms();
     int blk = rs->cur;
     for (int i = 0; i < c->state_dim; i++)
         rs->e_sn[i] = (state[i] - w->state_mean[i]) / w->state_std[i];
-    vlad_matmul(&rs->scr, rs->e_state, c->expert_width, rs->e_sn, c->state_dim, 1,
-                &w->state_proj, w->state_proj_b);
+    PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->e_state, c->expert_width, rs->e_sn,
+                                     c->state_dim, 1,
+                                     &w->state_proj, w->state_proj_b));
     for (int k = 0; k < N; k++) {
         double t = 1.0 - (double)k / N;
         expert_velocity(rs, blk, t);
@@ -456,6 +564,7 @@ int vlad_sample_actions(vlad_runstate *rs, const float *state, const float *nois
     double t1 = now_ms();
     rs->t.sample_ms = t1 - t0;
     rs->t.flow_step_ms = (t1 - t0) / N;
+    prof_end(rs, rs->t.flow_step_cat_ms, N);
     return 0;
 }
 
@@ -477,26 +586,30 @@ static void lang_forward(vlad_runstate *rs, const lseg *segs, int nseg) {
     int M = 0;
     for (int s = 0; s < nseg; s++)
         for (int i = 0; i < segs[s].n; i++, M++)
-            memcpy(rs->l_x + (size_t)M * wd, w->embed + (size_t)segs[s].toks[i] * wd,
-                   (size_t)wd * sizeof(float));
+            PROF(VLAD_TCAT_COPY, memcpy(rs->l_x + (size_t)M * wd,
+                                        w->embed + (size_t)segs[s].toks[i] * wd,
+                                        (size_t)wd * sizeof(float)));
     for (int L = 0; L < c->depth; L++) {
         const vlad_tlayer *l = &w->vlm[L];
-        vlad_rmsnorm(rs->l_xb, rs->l_x, l->attn_norm, M, wd, eps);
-        vlad_matmul(&rs->scr, rs->l_q, kvd, rs->l_xb, wd, M, &l->q, NULL);
-        vlad_matmul(&rs->scr, rs->l_k, kvd, rs->l_xb, wd, M, &l->k, NULL);
-        vlad_matmul(&rs->scr, rs->l_v, kvd, rs->l_xb, wd, M, &l->v, NULL);
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->l_xb, rs->l_x, l->attn_norm, M, wd, eps));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->l_q, kvd, rs->l_xb, wd, M, &l->q, NULL));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->l_k, kvd, rs->l_xb, wd, M, &l->k, NULL));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->l_v, kvd, rs->l_xb, wd, M, &l->v, NULL));
         int r0 = 0;
         for (int s = 0; s < nseg; s++) {
             const lseg *g = &segs[s];
             vlad_stream_block *sb = &kv->streams[g->slot];
             int S = kv->prefix[sb->prefix].len, len = sb->len;
             float *q = rs->l_q + (size_t)r0 * kvd, *k = rs->l_k + (size_t)r0 * kvd;
-            vlad_rope(q, kvd, g->n, c->n_heads, c->head_dim, S + len, rs->rope_cos, rs->rope_sin);
-            vlad_rope(k, kvd, g->n, c->n_heads, c->head_dim, S + len, rs->rope_cos, rs->rope_sin);
+            PROF(VLAD_TCAT_ELEM, vlad_rope(q, kvd, g->n, c->n_heads, c->head_dim, S + len,
+                                           rs->rope_cos, rs->rope_sin));
+            PROF(VLAD_TCAT_ELEM, vlad_rope(k, kvd, g->n, c->n_heads, c->head_dim, S + len,
+                                           rs->rope_cos, rs->rope_sin));
             float *SK = vlad_kv_stream_k(kv, g->slot, L), *SV = vlad_kv_stream_v(kv, g->slot, L);
-            memcpy(SK + (size_t)len * kvd, k, (size_t)g->n * kvd * sizeof(float));
-            memcpy(SV + (size_t)len * kvd, rs->l_v + (size_t)r0 * kvd,
-                   (size_t)g->n * kvd * sizeof(float));
+            PROF(VLAD_TCAT_COPY, memcpy(SK + (size_t)len * kvd, k,
+                                        (size_t)g->n * kvd * sizeof(float)));
+            PROF(VLAD_TCAT_COPY, memcpy(SV + (size_t)len * kvd, rs->l_v + (size_t)r0 * kvd,
+                                        (size_t)g->n * kvd * sizeof(float)));
             for (int i = 0; i < g->n; i++)
                 rs->l_lim[i] = len + i + 1; /* causal among the stream's own tokens */
             vlad_kvseg ks[2] = {
@@ -504,26 +617,31 @@ static void lang_forward(vlad_runstate *rs, const lseg *segs, int nseg) {
                  NULL},
                 {SK, SV, len + g->n, kvd, rs->l_lim},
             };
-            vlad_attention(rs->l_att + (size_t)r0 * kvd, kvd, q, kvd, g->n, c->n_heads,
-                           c->head_dim, ks, 2, rs->scores);
+            PROF(VLAD_TCAT_ATTN, vlad_attention_s(&rs->scr, rs->l_att + (size_t)r0 * kvd, kvd, q,
+                                                  kvd, g->n, c->n_heads,
+                                                  c->head_dim, ks, 2, rs->scores));
             r0 += g->n;
         }
-        vlad_matmul(&rs->scr, rs->l_tmp, wd, rs->l_att, kvd, M, &l->o, NULL);
-        vlad_add(rs->l_x, rs->l_tmp, (size_t)M * wd);
-        vlad_rmsnorm(rs->l_xb, rs->l_x, l->mlp_norm, M, wd, eps);
-        vlad_matmul(&rs->scr, rs->l_h, c->mlp, rs->l_xb, wd, M, &l->fc1, NULL);
-        vlad_gelu_tanh(rs->l_h, (size_t)M * c->mlp);
-        vlad_matmul(&rs->scr, rs->l_tmp, wd, rs->l_h, c->mlp, M, &l->fc2, NULL);
-        vlad_add(rs->l_x, rs->l_tmp, (size_t)M * wd);
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->l_tmp, wd, rs->l_att, kvd, M, &l->o, NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->l_x, rs->l_tmp, (size_t)M * wd));
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->l_xb, rs->l_x, l->mlp_norm, M, wd, eps));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->l_h, c->mlp, rs->l_xb, wd, M, &l->fc1,
+                                         NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_gelu_tanh(rs->l_h, (size_t)M * c->mlp));
+        PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->l_tmp, wd, rs->l_h, c->mlp, M, &l->fc2,
+                                         NULL));
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->l_x, rs->l_tmp, (size_t)M * wd));
     }
     int r = 0;
     for (int s = 0; s < nseg; s++) {
         r += segs[s].n;
         kv->streams[segs[s].slot].len += segs[s].n;
-        vlad_rmsnorm(rs->l_last + (size_t)s * wd, rs->l_x + (size_t)(r - 1) * wd, w->vlm_norm, 1,
-                     wd, eps);
+        PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->l_last + (size_t)s * wd,
+                                          rs->l_x + (size_t)(r - 1) * wd, w->vlm_norm, 1,
+                                          wd, eps));
     }
-    vlad_matmul(&rs->scr, rs->l_logits, c->vocab_size, rs->l_last, wd, nseg, &w->embed_mat, NULL);
+    PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->l_logits, c->vocab_size, rs->l_last, wd, nseg,
+                                     &w->embed_mat, NULL));
     for (int s = 0; s < nseg; s++) {
         const float *lg = rs->l_logits + (size_t)s * c->vocab_size;
         int best = 0;
@@ -548,6 +666,7 @@ int vlad_lang_begin(vlad_runstate *rs, int slot, const char *question, size_t ql
         qlen = 0;
     if (qlen > (size_t)c->max_prompt_tokens)
         qlen = (size_t)c->max_prompt_tokens;
+    sync_nice(rs);
     double t0 = now_ms();
     int n = vlad_tok_question(question, qlen, c->max_prompt_tokens, rs->l_tok);
     vlad_stream_block *sb = &rs->kv->streams[slot];
@@ -571,6 +690,8 @@ int vlad_lang_step(vlad_runstate *rs, int k, vlad_err *err) {
     const vlad_config *c = &rs->c;
     if (k < 0)
         return vlad_err_set(err, VLAD_EINVAL, "lang_step: k = %d", k);
+    sync_nice(rs);
+    prof_begin(rs);
     double t0 = now_ms();
     int tokens = 0;
     lseg segs[MAX_STREAMS];
@@ -610,6 +731,7 @@ int vlad_lang_step(vlad_runstate *rs, int k, vlad_err *err) {
         left += rs->ls[s].active && !rs->ls[s].done;
     rs->t.lang_step_ms = now_ms() - t0;
     rs->t.lang_step_tokens = tokens;
+    prof_end(rs, rs->t.lang_step_cat_ms, 1.0);
     return left;
 }
 

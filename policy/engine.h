@@ -15,9 +15,12 @@
  *   vlad_lang_end(rs, slot)                    frees the slot (and the frame's prefix block
  *                                              when nothing else reads it)
  *
- * Threads: OpenBLAS runs every GEMM with opts.n_threads threads. openblas_set_num_threads is
- * process-global; vlad_runstate_new sets it, vlad_runstate_set_threads changes it. A runstate
- * is used by one thread at a time; the model may be shared. */
+ * Threads: with opts.n_threads > 1 the runstate's pool (pool.h) splits the GEMMs on packed
+ * weights (of >= 4 MFLOP) and attention, and OpenBLAS runs what remains on it with n_threads
+ * threads. openblas_set_num_threads is process-global; vlad_runstate_new sets it,
+ * vlad_runstate_set_threads changes it. Every helper thread (the pool's and OpenBLAS's) is
+ * given the nice value of the thread that calls the engine (per call, when it changes). A
+ * runstate is used by one thread at a time; the model may be shared. */
 #ifndef VLAD_POLICY_ENGINE_H
 #define VLAD_POLICY_ENGINE_H
 
@@ -35,7 +38,18 @@ typedef struct vlad_runstate_opts {
                            sit on a different frame while a new frame is encoded) */
     int lang_ignore_end; /* benchmarks: a non-byte token does not end a stream (it is fed
                             back, not added to the text); streams run to max_text_tokens */
+    int profile;        /* per-category timers (vlad_timing.*_cat_ms); off by default: they
+                           cost two clock reads per kernel call. vlad_runstate_set_profile */
 } vlad_runstate_opts;
+
+/* Categories of the per-phase breakdown (opts.profile). */
+enum {
+    VLAD_TCAT_GEMM,   /* vlad_matmul: the Linear layers (cblas_sgemm / packed / BF16 GEMV) */
+    VLAD_TCAT_ATTN,   /* vlad_attention: scores, softmax, weighted sum */
+    VLAD_TCAT_ELEM,   /* rmsnorm, GELU, SiLU, RoPE, residual adds, time embedding */
+    VLAD_TCAT_COPY,   /* patch extraction, embedding rows, K/V appends, BF16 -> F32 tiles */
+    VLAD_TCAT_N
+};
 
 /* Timing of the last call of each kind, milliseconds (CLOCK_MONOTONIC). */
 typedef struct vlad_timing {
@@ -47,6 +61,11 @@ typedef struct vlad_timing {
     double lang_begin_ms; /* last vlad_lang_begin (question prefill) */
     double lang_step_ms;  /* last vlad_lang_step */
     int lang_step_tokens; /* tokens decoded (summed over streams) by the last vlad_lang_step */
+    /* With opts.profile: the same phases split by VLAD_TCAT_* (ms; the rest of the phase
+     * is bookkeeping). Flow step: mean per step; lang step: the whole last vlad_lang_step. */
+    double prefix_cat_ms[VLAD_TCAT_N];
+    double flow_step_cat_ms[VLAD_TCAT_N];
+    double lang_step_cat_ms[VLAD_TCAT_N];
 } vlad_timing;
 
 typedef struct vlad_runstate vlad_runstate;
@@ -60,6 +79,8 @@ void vlad_runstate_free(vlad_runstate *rs);
 size_t vlad_runstate_bytes(const vlad_runstate *rs);
 /* Change the OpenBLAS thread count (process-global). */
 void vlad_runstate_set_threads(vlad_runstate *rs, int n_threads);
+/* Turn the per-category timers on or off (opts.profile). */
+void vlad_runstate_set_profile(vlad_runstate *rs, int on);
 
 /* Encode a frame: images[c] is camera c, image_size x image_size RGB uint8, row-major HWC;
  * prompt is raw bytes (the first max_prompt_tokens are used). Writes a new prefix KV block

@@ -8,6 +8,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
+#include "kernels.h"
 #include "rng.h"
 
 typedef enum { K_MAT, K_NORM, K_BIAS, K_EMBED, K_POS, K_MEAN, K_STD } tkind;
@@ -285,6 +286,8 @@ int vlad_model_load(const char *path, vlad_model **out, vlad_err *err) {
                                 .rows = m->cfg.vocab_size, .cols = m->cfg.width};
     m->matrix_dtype = cx.any_f32_mat ? VLAD_DT_F32 : VLAD_DT_BF16;
     m->file_bytes = vlad_st_file_size(m->file);
+    if (m->w.exp[0].q.dtype == VLAD_DT_F32 && (rc = vlad_model_pack_all(m, err)))
+        goto fail;
     *out = m;
     return 0;
 fail:
@@ -400,7 +403,7 @@ done:
 }
 
 static int widen(vlad_model *m, vlad_mat *mt, vlad_err *err) {
-    if (mt->dtype != VLAD_DT_BF16)
+    if (mt->dtype != VLAD_DT_BF16 || mt->packed)
         return 0;
     size_t n = (size_t)mt->rows * mt->cols;
     float *b = own_alloc(m, n * sizeof(float));
@@ -418,8 +421,70 @@ static int widen(vlad_model *m, vlad_mat *mt, vlad_err *err) {
     return 0;
 }
 
+/* Release the pages of a mapped source matrix that no longer needs to be resident. */
+static void release_pages(vlad_model *m, const void *data, size_t bytes) {
+    uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t a0 = ((uintptr_t)data + pg - 1) & ~(pg - 1);
+    uintptr_t a1 = ((uintptr_t)data + bytes) & ~(pg - 1);
+    if (vlad_st_owns(m->file, data) && a1 > a0)
+        madvise((void *)a0, a1 - a0, MADV_DONTNEED);
+}
+
+static int pack(vlad_model *m, vlad_mat *mt, vlad_err *err) {
+    if (mt->packed)
+        return 0;
+    float *b = own_alloc(m, vlad_pack_floats(mt->rows, mt->cols) * sizeof(float));
+    if (!b)
+        return vlad_err_set(err, VLAD_ENOMEM, "pack: out of memory");
+    vlad_pack(b, mt);
+    release_pages(m, mt->data, (size_t)mt->rows * mt->cols * vlad_dtype_size(mt->dtype));
+    mt->packed = b;
+    return 0;
+}
+
+int vlad_model_pack_expert(vlad_model *m, vlad_err *err) {
+    if (!vlad_pack_supported())
+        return 0;
+    vlad_weights *w = &m->w;
+    for (int L = 0; L < m->cfg.depth; L++) {
+        vlad_tlayer *l = &w->exp[L];
+        vlad_mat *ms[] = {&l->q, &l->k, &l->v, &l->o, &l->fc1, &l->fc2};
+        for (int i = 0; i < 6; i++)
+            TRY(pack(m, ms[i], err));
+    }
+    TRY(pack(m, &w->action_in, err));
+    TRY(pack(m, &w->time_in, err));
+    TRY(pack(m, &w->time_out, err));
+    return pack(m, &w->action_out, err);
+}
+
+int vlad_model_pack_all(vlad_model *m, vlad_err *err) {
+    if (!vlad_pack_supported())
+        return 0;
+    TRY(vlad_model_pack_expert(m, err));
+    if (vlad_pack_scope() < 2)
+        return 0;
+    vlad_weights *w = &m->w;
+    TRY(pack(m, &w->patch_embed, err));
+    for (int L = 0; L < m->cfg.vit_depth; L++) {
+        vlad_vit_block *b = &w->vit[L];
+        vlad_mat *ms[] = {&b->q, &b->k, &b->v, &b->o, &b->fc1, &b->fc2};
+        for (int i = 0; i < 6; i++)
+            TRY(pack(m, ms[i], err));
+    }
+    TRY(pack(m, &w->vit_proj, err));
+    for (int L = 0; L < m->cfg.depth; L++) {
+        vlad_tlayer *l = &w->vlm[L];
+        vlad_mat *ms[] = {&l->q, &l->k, &l->v, &l->o, &l->fc1, &l->fc2};
+        for (int i = 0; i < 6; i++)
+            TRY(pack(m, ms[i], err));
+    }
+    return 0;
+}
+
 int vlad_model_widen_expert(vlad_model *m, vlad_err *err) {
     vlad_weights *w = &m->w;
+    TRY(vlad_model_pack_expert(m, err)); /* packed matrices need no row-major F32 copy */
     for (int L = 0; L < m->cfg.depth; L++) {
         vlad_tlayer *l = &w->exp[L];
         vlad_mat *ms[] = {&l->q, &l->k, &l->v, &l->o, &l->fc1, &l->fc2};
@@ -435,6 +500,7 @@ int vlad_model_widen_expert(vlad_model *m, vlad_err *err) {
 
 int vlad_model_widen_all(vlad_model *m, vlad_err *err) {
     vlad_weights *w = &m->w;
+    TRY(vlad_model_pack_all(m, err)); /* packed matrices are not widened again */
     TRY(vlad_model_widen_expert(m, err));
     TRY(widen(m, &w->patch_embed, err));
     for (int L = 0; L < m->cfg.vit_depth; L++) {

@@ -15,11 +15,14 @@
 #include "err.h"
 #include "safetensors.h"
 
-/* A Linear weight [rows=out, cols=in], row-major, F32 or BF16. */
+/* A Linear weight [rows=out, cols=in], row-major, F32 or BF16. `packed`, when set
+ * (vlad_model_pack_expert), is an F32 copy in the layout of vlad_matmul's own kernel
+ * (kernels.h: panels of 32 outputs, [ceil(rows/32)][cols][32]); `data` stays valid. */
 typedef struct vlad_mat {
     const void *data;
     vlad_dtype dtype;
     int rows, cols;
+    const float *packed;
 } vlad_mat;
 
 typedef struct vlad_vit_block {
@@ -86,11 +89,26 @@ void vlad_model_free(vlad_model *m);
 
 /* Replace the action expert's BF16 matrices (the ones every flow step re-reads) by F32
  * copies owned by the model: more memory (4 bytes/param for the expert), no per-step BF16
- * conversion. No-op for F32 checkpoints. Call before creating runstates. */
+ * conversion. Where the packed kernel runs (kernels.h) the copies are packed panels
+ * (vlad_model_pack_expert) instead of row-major F32. No-op for F32 checkpoints. Call before
+ * creating runstates. */
 int vlad_model_widen_expert(vlad_model *m, vlad_err *err);
-/* The same for every BF16 matrix of the model. The checkpoint's BF16 pages are released from
- * the process (madvise) as they are converted, so peak RSS stays about the F32 size. */
+/* The same for every BF16 matrix of the model (packed: vlad_model_pack_all). The
+ * checkpoint's BF16 pages are released from the process (madvise) as they are converted, so
+ * peak RSS stays about the F32 size. */
 int vlad_model_widen_all(vlad_model *m, vlad_err *err);
+
+/* Pack the action expert's matrices (the ones every flow step re-reads, at few rows) once
+ * into the panel layout of the engine's own GEMM kernel (kernels.h), F32. The source pages
+ * are released (madvise) when they lie in the mapping, so memory stays about the F32 size.
+ * No-op when the CPU has neither AVX-512F nor AVX2+FMA, or VLAD_PACK=0 in the environment.
+ * Called through vlad_model_pack_all by vlad_model_load for F32 checkpoints, and by
+ * vlad_model_widen_expert / _all for BF16 ones (instead of a row-major F32 copy). */
+int vlad_model_pack_expert(vlad_model *m, vlad_err *err);
+/* The expert and, when vlad_pack_scope() is 2 (the default), the vision encoder and the
+ * backbone too. vlad_model_load calls it for F32 checkpoints, vlad_model_widen_all for BF16
+ * ones. */
+int vlad_model_pack_all(vlad_model *m, vlad_err *err);
 
 /* Number of parameters actually stored. */
 int64_t vlad_model_param_count(const vlad_model *m);

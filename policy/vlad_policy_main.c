@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "engine.h"
+#include "cpu.h"
 #include "model.h"
 #include "obs.h"
 #include "tokenizer.h"
@@ -226,6 +227,7 @@ static int cmd_random(int argc, char **argv) {
 }
 
 int main(int argc, char **argv) {
+    vlad_blas_coretype_init(argv); /* OpenBLAS kernels for this CPU (cpu.h); may re-exec */
     if (argc < 2) {
         usage(stderr);
         return 2;

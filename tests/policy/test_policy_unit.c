@@ -13,7 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <signal.h>
+#include <dirent.h>
+#include <pthread.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cjson/cJSON.h>
@@ -25,6 +29,7 @@
 #include "kernels.h"
 #include "model.h"
 #include "obs.h"
+#include "pool.h"
 #include "policy_testutil.h"
 #include "rng.h"
 #include "alloc_count.h"
@@ -530,9 +535,10 @@ static void test_matmul_bf16(void **state) {
     }
     for (int i = 0; i < N; i++)
         bias[i] = (float)i;
-    vlad_scratch s = {malloc(vlad_matmul_scratch_floats(K) * sizeof(float)),
-                      vlad_matmul_scratch_floats(K)};
-    vlad_mat A = {wf, VLAD_DT_F32, N, K}, B = {wb, VLAD_DT_BF16, N, K};
+    vlad_scratch s = {.buf = malloc(vlad_matmul_scratch_floats(K) * sizeof(float)),
+                      .cap = vlad_matmul_scratch_floats(K)};
+    vlad_mat A = {.data = wf, .dtype = VLAD_DT_F32, .rows = N, .cols = K},
+             B = {.data = wb, .dtype = VLAD_DT_BF16, .rows = N, .cols = K};
     vlad_matmul(&s, y1, N, x, K, M, &A, bias);
     vlad_matmul(&s, y2, N, x, K, M, &B, bias);
     for (int i = 0; i < M; i++)
@@ -548,7 +554,8 @@ static void test_matmul_bf16(void **state) {
     float x2[2 * K2], y3[2 * N];
     for (int i = 0; i < 2 * K2; i++)
         x2[i] = (float)vlad_rng_normal(&r);
-    vlad_mat C = {wb, VLAD_DT_BF16, N2, K2}, D = {wf, VLAD_DT_F32, N2, K2};
+    vlad_mat C = {.data = wb, .dtype = VLAD_DT_BF16, .rows = N2, .cols = K2},
+             D = {.data = wf, .dtype = VLAD_DT_F32, .rows = N2, .cols = K2};
     vlad_matmul(&s, y3, N2, x2, K2, 2, &C, NULL);
     vlad_matmul(&s, y1, N2, x2, K2, 2, &D, NULL);
     for (int i = 0; i < 2 * N2; i++)
@@ -563,6 +570,138 @@ static void test_matmul_bf16(void **state) {
     float q[4] = {1, 2, 3, 4};
     vlad_rope(q, 4, 1, 1, 4, 1, cs, sn);
     assert_true(q[0] == -3 && q[1] == -4 && q[2] == 1 && q[3] == 2);
+}
+
+/* The GEMM on pre-packed weights (the flow step's path) against a double reference: every
+ * row-block remainder (M = 1..13), a partial last panel (N = 37, 70), odd K, bias or none,
+ * strided x and y, F32 and BF16 sources. */
+static void test_matmul_packed(void **st) {
+    (void)st;
+    if (!vlad_pack_supported()) {
+        skip();
+        return;
+    }
+    enum { MM = 13, NN = 70, KK = 29, LDX = KK + 3, LDY = NN + 5 };
+    float x[MM * LDX], wf[NN * KK], bias[NN], y[MM * LDY];
+    uint16_t wb[NN * KK];
+    vlad_rng r;
+    vlad_rng_seed(&r, 7);
+    for (int i = 0; i < MM * LDX; i++)
+        x[i] = (float)vlad_rng_normal(&r);
+    for (int i = 0; i < NN * KK; i++) {
+        wb[i] = vlad_f32_to_bf16((float)vlad_rng_normal(&r));
+        wf[i] = vlad_bf16_to_f32(wb[i]);
+    }
+    for (int i = 0; i < NN; i++)
+        bias[i] = (float)i * 0.25f;
+    int ns[2] = {37, NN};
+    for (int src = 0; src < 2; src++)
+        for (int ni = 0; ni < 2; ni++) {
+            int N = ns[ni];
+            vlad_mat W = {.data = src ? (const void *)wb : (const void *)wf,
+                          .dtype = src ? VLAD_DT_BF16 : VLAD_DT_F32, .rows = N, .cols = KK};
+            float *pk = aligned_alloc(64, vlad_pack_floats(N, KK) * sizeof(float));
+            assert_non_null(pk);
+            vlad_pack(pk, &W);
+            W.packed = pk;
+            vlad_scratch s = {.buf = NULL, .cap = 0};
+            for (int M = 1; M <= MM; M++)
+                for (int hb = 0; hb < 2; hb++) {
+                    for (int i = 0; i < MM * LDY; i++)
+                        y[i] = -999.0f;
+                    vlad_matmul(&s, y, LDY, x, LDX, M, &W, hb ? bias : NULL);
+                    for (int i = 0; i < MM; i++)
+                        for (int j = 0; j < LDY; j++) {
+                            if (i >= M || j >= N) { /* nothing written outside y[M, N] */
+                                assert_true(y[i * LDY + j] == -999.0f);
+                                continue;
+                            }
+                            double ref = hb ? bias[j] : 0.0;
+                            for (int k = 0; k < KK; k++)
+                                ref += (double)x[i * LDX + k] * wf[j * KK + k];
+                            assert_true(fabs(y[i * LDY + j] - ref) < 1e-4);
+                        }
+                }
+            free(pk);
+        }
+    /* >= 4 MFLOP: split over a 2-thread pool by column panels; each panel is computed as
+     * without the pool, so the result is bit-identical */
+    {
+        enum { M2 = 20, N2 = 200, K2 = 600 };
+        float *x2 = malloc(sizeof(float) * M2 * K2), *w2 = malloc(sizeof(float) * N2 * K2);
+        float *pk = aligned_alloc(64, vlad_pack_floats(N2, K2) * sizeof(float));
+        float *ya = malloc(sizeof(float) * M2 * N2), *yb = malloc(sizeof(float) * M2 * N2);
+        assert_true(x2 && w2 && pk && ya && yb);
+        for (int i = 0; i < M2 * K2; i++)
+            x2[i] = (float)vlad_rng_normal(&r);
+        for (int i = 0; i < N2 * K2; i++)
+            w2[i] = (float)vlad_rng_normal(&r);
+        vlad_mat W = {.data = w2, .dtype = VLAD_DT_F32, .rows = N2, .cols = K2};
+        vlad_pack(pk, &W);
+        W.packed = pk;
+        vlad_scratch s1 = {.buf = NULL, .cap = 0}, s2 = s1;
+        s2.pool = vlad_pool_new(2, 0);
+        assert_non_null(s2.pool);
+        vlad_matmul(&s1, ya, N2, x2, K2, M2, &W, NULL);
+        vlad_matmul(&s2, yb, N2, x2, K2, M2, &W, NULL);
+        assert_memory_equal(ya, yb, sizeof(float) * M2 * N2);
+        double ref = 0.0;
+        for (int k = 0; k < K2; k++)
+            ref += (double)x2[3 * K2 + k] * w2[5 * K2 + k];
+        assert_true(fabs(ya[3 * N2 + 5] - ref) < 1e-3);
+        vlad_pool_free(s2.pool);
+        free(x2);
+        free(w2);
+        free(pk);
+        free(ya);
+        free(yb);
+    }
+}
+
+/* The attention on the packed kernel against the cblas one: two segments (the second with a
+ * causal row limit), head_dim 64 (packed path) and 48 (falls back), strided q/K/V/out; alone
+ * and with the heads split over a 2-thread pool. */
+static void test_attention_packed(void **st) {
+    (void)st;
+    enum { MQ = 40, N1 = 200, N2 = 11, NH = 3, LD = 3 * 64 + 8 };
+    int hds[2] = {64, 48};
+    float *q = malloc(sizeof(float) * MQ * LD), *k1 = malloc(sizeof(float) * N1 * LD),
+          *v1 = malloc(sizeof(float) * N1 * LD), *k2 = malloc(sizeof(float) * N2 * LD),
+          *v2 = malloc(sizeof(float) * N2 * LD), *o1 = malloc(sizeof(float) * MQ * LD),
+          *o2 = malloc(sizeof(float) * MQ * LD), *sc = malloc(sizeof(float) * MQ * (N1 + N2));
+    vlad_rng r;
+    vlad_rng_seed(&r, 11);
+    float *all[5] = {q, k1, v1, k2, v2};
+    int rows[5] = {MQ, N1, N1, N2, N2};
+    for (int a = 0; a < 5; a++)
+        for (int i = 0; i < rows[a] * LD; i++)
+            all[a][i] = (float)vlad_rng_normal(&r);
+    int lim[MQ];
+    for (int i = 0; i < MQ; i++)
+        lim[i] = i == 0 ? 1 : (i < N2 ? i + 1 : N2);
+    vlad_scratch s = {.buf = NULL, .cap = 0};
+    s.kcap = vlad_attention_scratch_floats(N1, 64);
+    s.kbuf = malloc(sizeof(float) * s.kcap);
+    vlad_pool *pool = vlad_pool_new(2, s.kcap + (size_t)MQ * (N1 + N2));
+    assert_non_null(pool);
+    for (int t = 0; t < 4; t++) {
+        int hd = hds[t & 1];
+        s.pool = t >= 2 ? pool : NULL;
+        s.pool_scores = (size_t)MQ * (N1 + N2);
+        vlad_kvseg segs[2] = {{k1, v1, N1, LD, NULL}, {k2, v2, N2, LD, lim}};
+        vlad_attention(o1, LD, q, LD, MQ, NH, hd, segs, 2, sc);
+        vlad_attention_s(&s, o2, LD, q, LD, MQ, NH, hd, segs, 2, sc);
+        for (int i = 0; i < MQ; i++)
+            for (int j = 0; j < NH * hd; j++)
+                assert_true(fabsf(o1[i * LD + j] - o2[i * LD + j]) < 1e-5f);
+    }
+    vlad_pool_free(pool);
+    free(s.kbuf);
+    for (int a = 0; a < 5; a++)
+        free(all[a]);
+    free(o1);
+    free(o2);
+    free(sc);
 }
 
 /* ---- unified KV cache ----------------------------------------------------------------------------- */
@@ -780,6 +919,90 @@ static void test_no_alloc_after_warmup(void **state) {
     }
 }
 
+/* ---- threads take the inferring thread's nice ------------------------------------------------------
+ * With n_threads > 1 the engine's own helpers and OpenBLAS's pool threads (started before main
+ * by OpenBLAS's constructor, or by openblas_set_num_threads from whoever created the runstate)
+ * must not stay at nice 0 while the inferring thread runs at +10 (async/worker.c): they would
+ * compete with the control thread at its priority. The runstate is made on the main thread
+ * (nice 0) and used from a thread at +10; afterwards every thread but main has nice 10. */
+typedef struct {
+    vlad_runstate *rs;
+    loaded *L;
+    int rc; /* checked on the main thread (cmocka's asserts are not for other threads) */
+} nice_ctx;
+
+static void *nice_worker(void *a) {
+    nice_ctx *c = a;
+    vlad_err err = {0};
+    float act[256];
+    c->rc = setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), 10) ? -100 : 0;
+    if (!c->rc && vlad_encode_prefix(c->rs, c->L->imgs, c->L->obs.prompt,
+                                     strlen(c->L->obs.prompt), &err) < 0)
+        c->rc = -1;
+    if (!c->rc)
+        c->rc = vlad_sample_actions(c->rs, c->L->obs.state, c->L->obs.noise, 0, act, &err);
+    return NULL;
+}
+
+static int task_nice(int tid, long *nice) {
+    char p[96], buf[1024];
+    snprintf(p, sizeof p, "/proc/self/task/%d/stat", tid);
+    FILE *f = fopen(p, "r");
+    if (!f)
+        return -1;
+    size_t n = fread(buf, 1, sizeof buf - 1, f);
+    fclose(f);
+    buf[n] = 0;
+    char *q = strrchr(buf, ')');
+    if (!q)
+        return -1;
+    /* after "pid (comm)": field 3 is the state, field 19 the nice value */
+    int field = 2;
+    for (char *t = q + 1; *t; t++)
+        if (*t == ' ' && ++field == 19) {
+            *nice = strtol(t + 1, NULL, 10);
+            return 0;
+        }
+    return -1;
+}
+
+static void test_threads_take_worker_nice(void **state) {
+    (void)state;
+    errno = 0;
+    if (getpriority(PRIO_PROCESS, 0) != 0 || errno) {
+        skip(); /* run at a nice other than 0: the check below would mean nothing */
+        return;
+    }
+    loaded L = {0};
+    load_fixture(&L, "tiny_f32_1cam");
+    vlad_err err = {0};
+    vlad_runstate_opts o = {.n_threads = 2, .max_streams = 1};
+    vlad_runstate *rs = vlad_runstate_new(L.m, &o, &err);
+    assert_non_null(rs);
+    nice_ctx c = {rs, &L, -2};
+    pthread_t th;
+    assert_int_equal(pthread_create(&th, NULL, nice_worker, &c), 0);
+    assert_int_equal(pthread_join(th, NULL), 0);
+    assert_int_equal(c.rc, 0);
+    DIR *d = opendir("/proc/self/task");
+    assert_non_null(d);
+    struct dirent *e;
+    int others = 0;
+    while ((e = readdir(d))) {
+        int tid = atoi(e->d_name);
+        long nice = 0;
+        if (tid <= 0 || tid == (int)getpid() || task_nice(tid, &nice))
+            continue;
+        printf("thread %d: nice %ld\n", tid, nice);
+        assert_int_equal(nice, 10);
+        others++;
+    }
+    closedir(d);
+    assert_true(others >= 1); /* at least the engine's own helper */
+    vlad_runstate_free(rs);
+    unload_fixture(&L);
+}
+
 /* ---- bad inputs ------------------------------------------------------------------------------------ */
 
 static void test_bad_inputs(void **state) {
@@ -889,9 +1112,12 @@ int main(void) {
         cmocka_unit_test(test_bf16_checkpoint_loads),
         cmocka_unit_test(test_random_checkpoint),
         cmocka_unit_test(test_matmul_bf16),
+        cmocka_unit_test(test_matmul_packed),
+        cmocka_unit_test(test_attention_packed),
         cmocka_unit_test(test_kv_streams),
         cmocka_unit_test(test_many_streams),
         cmocka_unit_test(test_no_alloc_after_warmup),
+        cmocka_unit_test(test_threads_take_worker_nice),
         cmocka_unit_test(test_bad_inputs),
         cmocka_unit_test(test_images_and_obs),
     };
