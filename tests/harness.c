@@ -73,6 +73,30 @@ void vh_load_profile(vlad_profile *p, const char *path) {
         fail_msg("%s", err.msg);
 }
 
+void vh_sets_add(vh_sets *s, const char *key, const char *value) {
+    if (s->n >= VH_SETS_MAX)
+        fail_msg("vh_sets: more than %d overrides", VH_SETS_MAX);
+    snprintf(s->kv[s->n++], sizeof s->kv[0], "%s=%s", key, value);
+}
+
+void vh_sets_apply(const vh_sets *s, vlad_profile *p) {
+    vlad_sets l = {0};
+    vlad_err err;
+    for (int i = 0; i < s->n; i++)
+        if (vlad_sets_add(&l, s->kv[i], &err))
+            fail_msg("%s", err.msg);
+    if (vlad_profile_apply_sets(p, &l, &err))
+        fail_msg("%s", err.msg);
+}
+
+int vh_sets_args(const vh_sets *s, const char **args, int at) {
+    for (int i = 0; i < s->n; i++) {
+        args[at++] = "--set";
+        args[at++] = s->kv[i];
+    }
+    return at;
+}
+
 char *vh_slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f)

@@ -48,6 +48,19 @@ void vh_write_file(const char *path, const char *fmt, ...) __attribute__((format
 /* Load the profile at path into *p (the loader's message on failure). */
 void vh_load_profile(vlad_profile *p, const char *path);
 
+/* A test's profile overrides, kept as "KEY=VALUE" strings: added one by one, applied to a
+ * loaded profile (failing the test on a refused one), and passed to a started program as
+ * "--set KEY=VALUE" arguments -- the same overrides both ways. */
+#define VH_SETS_MAX 24
+typedef struct vh_sets {
+    char kv[VH_SETS_MAX][300];
+    int n;
+} vh_sets;
+void vh_sets_add(vh_sets *s, const char *key, const char *value);
+void vh_sets_apply(const vh_sets *s, vlad_profile *p);
+/* Append "--set", kv for each override to args from index at; returns the new count. */
+int vh_sets_args(const vh_sets *s, const char **args, int at);
+
 /* The whole file as a NUL-terminated string (free it), its length in *len when not NULL;
  * NULL if it cannot be read. */
 char *vh_slurp(const char *path, size_t *len);

@@ -49,8 +49,7 @@
 #define MAX_STREAMS_SEEN 64
 
 static char g_dir[64];
-static char g_sets[10][300];
-static int g_nsets;
+static vh_sets g_sets;
 static pid_t g_vlad = -1;
 static vlad_profile g_p;
 
@@ -80,9 +79,7 @@ typedef struct robot {
     int pieces_foreign;        /* pieces of streams this test did not ask for (vladctl's) */
 } robot;
 
-static void add_set(const char *key, const char *value) {
-    snprintf(g_sets[g_nsets++], sizeof g_sets[0], "%s=%s", key, value);
-}
+static void add_set(const char *key, const char *value) { vh_sets_add(&g_sets, key, value); }
 
 static void make_images(robot *r) {
     for (int y = 0; y < 64; y++)
@@ -281,16 +278,6 @@ static void check_answers(robot *r, vlad_runstate *rs) {
 
 static char g_prof[4200];
 
-/* the test's overrides as command-line arguments (--set KEY=VALUE ...) into args; how many */
-static int set_args(const char **args) {
-    int n = 0;
-    for (int i = 0; i < g_nsets; i++) {
-        args[n++] = "--set";
-        args[n++] = g_sets[i];
-    }
-    return n;
-}
-
 /* Start the daemon on configs/sim-arm.yaml in clock `clock` with the test's overrides (its own
  * folder), and r's client; returns once status answers (the model is loaded). */
 static void daemon_up(robot *r, const char *clock) {
@@ -301,7 +288,7 @@ static void daemon_up(robot *r, const char *clock) {
         snprintf(ep[i], sizeof ep[i], "ipc://%s/%s", g_dir, names[i]);
     snprintf(estop, sizeof estop, "%s/estop", g_dir);
     snprintf(logp, sizeof logp, "%s/vlad.log", g_dir);
-    g_nsets = 0;
+    g_sets.n = 0;
     add_set("endpoints.observations", ep[0]);
     add_set("endpoints.actions", ep[1]);
     add_set("endpoints.control", ep[2]);
@@ -311,20 +298,11 @@ static void daemon_up(robot *r, const char *clock) {
     add_set("lang.tokens_per_frame", "2");
     add_set("policy.instruction", "touch the red ball");
     add_set("clock", clock);
-    snprintf(g_prof, sizeof g_prof, "%s/configs/sim-arm.yaml",
-             getenv("VLAD_SRC") ? getenv("VLAD_SRC") : ".");
-    vlad_err err;
-    if (vlad_profile_load(&g_p, g_prof, &err))
-        fail_msg("%s", err.msg);
-    for (int i = 0; i < g_nsets; i++) {
-        char *eq = strchr(g_sets[i], '=');
-        *eq = 0;
-        if (vlad_profile_set(&g_p, g_sets[i], eq + 1, &err))
-            fail_msg("%s", err.msg);
-        *eq = '=';
-    }
-    const char *args[2 * 10 + 1];
-    args[set_args(args)] = NULL;
+    snprintf(g_prof, sizeof g_prof, "%s/configs/sim-arm.yaml", vh_src_dir());
+    vh_load_profile(&g_p, g_prof);
+    vh_sets_apply(&g_sets, &g_p);
+    const char *args[2 * VH_SETS_MAX + 1];
+    args[vh_sets_args(&g_sets, args, 0)] = NULL;
     g_vlad = vh_start("vlad", g_prof, logp, args);
 
     memset(r, 0, sizeof *r);
@@ -333,6 +311,7 @@ static void daemon_up(robot *r, const char *clock) {
         r->pos[j] = g_p.joints[j].home;
     r->switch_tick = INT64_MAX;
     r->last_action_tick = -1;
+    vlad_err err;
     r->c = vlad_client_new(&g_p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_LANG | VLAD_CLIENT_PUBLISH |
                                      VLAD_CLIENT_CONTROL, &err);
     assert_non_null(r->c);
@@ -404,8 +383,8 @@ static void test_language_while_acting(void **state) {
         asked += rep->ok;
         vlad__reply__free_unpacked(rep, NULL);
         if (i == 2) {
-            const char *cargs[2 * 10 + 8];
-            int n = set_args(cargs);
+            const char *cargs[2 * VH_SETS_MAX + 8];
+            int n = vh_sets_args(&g_sets, cargs, 0);
             cargs[n++] = "--json";
             cargs[n++] = "--timeout";
             cargs[n++] = "5000";

@@ -40,6 +40,7 @@
 #include <cmocka.h>
 
 #include "client.h"
+#include "harness.h"
 #include "clock.h"
 #include "proc.h"
 #include "profile.h"
@@ -278,29 +279,17 @@ static void test_images_full_and_hash(void **state) {
 #define RESET_AT 50
 #define IMG (64 * 64 * 3)
 
-static char g_sets[12][300];
-static int g_nsets;
+static vh_sets g_sets;
 static vlad_profile g_p;
 static char g_prof[4200];
 
-static void add_set(const char *key, const char *value) {
-    snprintf(g_sets[g_nsets++], sizeof g_sets[0], "%s=%s", key, value);
-}
+static void add_set(const char *key, const char *value) { vh_sets_add(&g_sets, key, value); }
 
 /* the profile of the daemons here: sim-arm.yaml with the test's overrides */
 static void load_profile(void) {
-    snprintf(g_prof, sizeof g_prof, "%s/configs/sim-arm.yaml",
-             getenv("VLAD_SRC") ? getenv("VLAD_SRC") : ".");
-    vlad_err err;
-    if (vlad_profile_load(&g_p, g_prof, &err))
-        fail_msg("%s", err.msg);
-    for (int i = 0; i < g_nsets; i++) {
-        char *eq = strchr(g_sets[i], '=');
-        *eq = 0;
-        if (vlad_profile_set(&g_p, g_sets[i], eq + 1, &err))
-            fail_msg("%s", err.msg);
-        *eq = '=';
-    }
+    snprintf(g_prof, sizeof g_prof, "%s/configs/sim-arm.yaml", vh_src_dir());
+    vh_load_profile(&g_p, g_prof);
+    vh_sets_apply(&g_sets, &g_p);
 }
 
 /* argv: prog, the given words, then --set for each of g_sets; NULL-terminated */
@@ -309,10 +298,7 @@ static int build_argv(char **argv, const char *prog, const char **words, int nwo
     argv[ac++] = (char *)vlad_proc_bin(prog);
     for (int i = 0; i < nwords; i++)
         argv[ac++] = (char *)words[i];
-    for (int i = 0; i < g_nsets; i++) {
-        argv[ac++] = "--set";
-        argv[ac++] = g_sets[i];
-    }
+    ac = vh_sets_args(&g_sets, (const char **)argv, ac);
     argv[ac] = NULL;
     return ac;
 }
@@ -568,7 +554,7 @@ static void test_record_and_replay(void **state) {
     snprintf(estop, sizeof estop, "%s/estop", g_dir);
     snprintf(logp, sizeof logp, "%s/vlad.log", g_dir);
     snprintf(recdir, sizeof recdir, "%s/rec", g_dir);
-    g_nsets = 0;
+    g_sets.n = 0;
     add_set("endpoints.observations", ep[0]);
     add_set("endpoints.actions", ep[1]);
     add_set("endpoints.control", ep[2]);
@@ -714,10 +700,10 @@ static void test_record_and_replay(void **state) {
     snprintf(dump_out, sizeof dump_out, "%s/dump.txt", g_dir);
     const char *dw[] = {"--dump", file};
     char *dargv[8];
-    int sv = g_nsets;
-    g_nsets = 0;
+    int sv = g_sets.n;
+    g_sets.n = 0;
     build_argv(dargv, "vlad-replay", dw, 2);
-    g_nsets = sv;
+    g_sets.n = sv;
     assert_int_equal(run_prog(dargv, dump_out, 60000), 0);
     FILE *f = fopen(dump_out, "r");
     assert_non_null(f);
