@@ -464,11 +464,16 @@ void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64
 void vlad_control_resend(vlad_control *c, int64_t now_ns) {
     if (c->last_rec.kind != VLAD_OUT_ACTION)
         return; /* nothing was published yet */
+    /* the same Action again, anchored flag included: a client that missed the answer (its
+     * subscription not yet live) gets exactly what it missed, so a lockstep run is
+     * bit-identical however the first messages met the sockets; the target is the same, a
+     * zero step from the original */
     vlad_out_rec rec = c->last_rec;
     rec.deadline_ns = now_ns; /* not a late tick: a repeated answer */
-    rec.anchored = false;     /* the same target again: a zero step from the previous one */
     if (c->estop && rec.source != VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP) {
-        /* an e-stop arrived since the answer: the resend says so */
+        /* an e-stop arrived since the answer: the resend says so (and is no anchor: none
+         * happens while the e-stop is latched, S4) */
+        rec.anchored = false;
         rec.source = VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP;
         rec.chunk_id = 0;
         rec.obs_tick = rec.obs_robot_tick = -1;

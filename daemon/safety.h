@@ -16,7 +16,8 @@
  *       not know where the robot is, and any target — the profile's home included — would ask a
  *       robot that is elsewhere to jump; polymetis holds the measured state the same way); the
  *       first observation received after a reset; the first observation after a robot restart
- *       (its tick went back). None happens while the e-stop is latched — except the very first
+ *       (its tick went back); a lockstep resend of an anchor's observation repeats that same
+ *       Action, flag included. None happens while the e-stop is latched — except the very first
  *       Action of a daemon that restarted while e-stopped, which has no previous target and so
  *       holds the measured position exactly;
  *   S5  the values of an ActionChunk obey S1, S2 and S3 along the chunk: values[0] against the

@@ -327,8 +327,11 @@ class TestLockstep(DaemonTestCase):
             b.CopyFrom(a)
             b.stamp_ns = 0          # the publication time is the only field that may differ
             return b.SerializeToString()
-        same = sum(wire(a) == wire(b) for a, b in zip(first, second))
-        self.assertEqual(same, len(first), "a second lockstep run of the same ticks differs")
+        diff = [(i, a, b) for i, (a, b) in enumerate(zip(first, second)) if wire(a) != wire(b)]
+        if diff:
+            i, a, b = diff[0]
+            self.fail(f"a second lockstep run of the same ticks differs at {len(diff)} of "
+                      f"{len(first)} ticks; the first, robot tick {i}:\n{a}\nvs\n{b}")
         t1 = np.array([vlad.targets(a) for a in first])
         t2 = np.array([vlad.targets(a) for a in second])
         self.assertTrue(np.array_equal(t1.view(np.uint64), t2.view(np.uint64)))
