@@ -89,6 +89,20 @@ void vh_sets_apply(const vh_sets *s, vlad_profile *p) {
         fail_msg("%s", err.msg);
 }
 
+void vh_sets_private(vh_sets *s, const char *dir) {
+    static const char *const keys[3] = {"endpoints.observations", "endpoints.actions",
+                                        "endpoints.control"};
+    static const char *const names[3] = {"obs", "act", "ctl"};
+    char v[300];
+    for (int i = 0; i < 3; i++) {
+        snprintf(v, sizeof v, "ipc://%s/%s", dir, names[i]);
+        vh_sets_add(s, keys[i], v);
+    }
+    vh_sets_add(s, "realtime", "false");
+    snprintf(v, sizeof v, "%s/estop", dir);
+    vh_sets_add(s, "safety.estop_file", v);
+}
+
 int vh_sets_args(const vh_sets *s, const char **args, int at) {
     for (int i = 0; i < s->n; i++) {
         args[at++] = "--set";

@@ -53,11 +53,14 @@ void vh_load_profile(vlad_profile *p, const char *path);
  * "--set KEY=VALUE" arguments -- the same overrides both ways. */
 #define VH_SETS_MAX 24
 typedef struct vh_sets {
-    char kv[VH_SETS_MAX][300];
+    char kv[VH_SETS_MAX][512];
     int n;
 } vh_sets;
 void vh_sets_add(vh_sets *s, const char *key, const char *value);
 void vh_sets_apply(const vh_sets *s, vlad_profile *p);
+/* The overrides of a daemon private to this test: its three endpoints as ipc:// sockets in
+ * dir (obs, act, ctl), realtime off, its e-stop latch in dir/estop. */
+void vh_sets_private(vh_sets *s, const char *dir);
 /* Append "--set", kv for each override to args from index at; returns the new count. */
 int vh_sets_args(const vh_sets *s, const char **args, int at);
 

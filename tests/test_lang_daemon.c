@@ -282,18 +282,10 @@ static char g_prof[4200];
  * folder), and r's client; returns once status answers (the model is loaded). */
 static void daemon_up(robot *r, const char *clock) {
     vh_tmpdir(g_dir, sizeof g_dir, "lang");
-    char ep[3][128], estop[128], logp[128];
-    const char *names[3] = {"obs", "act", "ctl"};
-    for (int i = 0; i < 3; i++)
-        snprintf(ep[i], sizeof ep[i], "ipc://%s/%s", g_dir, names[i]);
-    snprintf(estop, sizeof estop, "%s/estop", g_dir);
+    char logp[128];
     snprintf(logp, sizeof logp, "%s/vlad.log", g_dir);
     g_sets.n = 0;
-    add_set("endpoints.observations", ep[0]);
-    add_set("endpoints.actions", ep[1]);
-    add_set("endpoints.control", ep[2]);
-    add_set("realtime", "false");
-    add_set("safety.estop_file", estop);
+    vh_sets_private(&g_sets, g_dir);
     add_set("lang.max_streams", "4");
     add_set("lang.tokens_per_frame", "2");
     add_set("policy.instruction", "touch the red ball");
