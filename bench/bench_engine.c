@@ -13,6 +13,7 @@
 #include <cjson/cJSON.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -66,7 +67,7 @@ static double peak_rss_mb(void) {
 /* ---- jitter probe ------------------------------------------------------------------------ */
 
 typedef struct {
-    volatile int stop;
+    atomic_int stop; /* set by the measuring thread, read by the probe */
     double *lat_us;
     int n, cap;
 } probe;
@@ -75,7 +76,7 @@ static void *probe_main(void *arg) {
     probe *p = arg;
     struct timespec next;
     clock_gettime(CLOCK_MONOTONIC, &next);
-    while (!p->stop && p->n < p->cap) {
+    while (!atomic_load(&p->stop) && p->n < p->cap) {
         next.tv_nsec += 10000000L; /* 100 Hz */
         if (next.tv_nsec >= 1000000000L) {
             next.tv_nsec -= 1000000000L;
@@ -371,7 +372,7 @@ static void measure_jitter(infer_ctx *x, int blas_threads, double seconds, jitte
             usleep(10000);
         }
     }
-    p.stop = 1;
+    atomic_store(&p.stop, 1);
     pthread_join(th, NULL);
     qsort(p.lat_us, (size_t)p.n, sizeof(double), cmp_d);
     j->ticks = p.n;
