@@ -492,13 +492,18 @@ static void test_nothing_stale_after_restart(void **state) {
             a = NULL;
     }
     assert_non_null(a);
-    assert_true(a->anchored);
+    /* the first Action received (the anchor itself may go out before this subscription is
+     * live on the new daemon: a slow test process, valgrind): with no policy the daemon holds
+     * its anchor, so any of its Actions is within a step of the observation it anchored on --
+     * the present position, not the stale one */
+    double got[3];
+    memcpy(got, a->joint_targets, sizeof got);
+    vlad__action__free_unpacked(a, NULL);
     for (int j = 0; j < 3; j++)
-        if (fabs(a->joint_targets[j] - now_pos[j]) > 0.1 + 1e-9)
+        if (fabs(got[j] - now_pos[j]) > 0.1 + 1e-9)
             fail_msg("the restarted daemon's first Action joint %d is %g: not at the robot's present "
                      "position %g (a stale observation %g?)",
-                     j, a->joint_targets[j], now_pos[j], stale[j]);
-    vlad__action__free_unpacked(a, NULL);
+                     j, got[j], now_pos[j], stale[j]);
     assert_int_equal(vh_stop(&daemon_pid, 5000), 0);
 }
 
