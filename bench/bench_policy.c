@@ -18,6 +18,7 @@
 #include "clock.h"
 #include "dataset.h"
 #include "engine.h"
+#include "views.h"
 #include "model.h"
 
 #define LANG_MAX_QUESTIONS 32
@@ -73,6 +74,7 @@ static int language_eval(const char *model_path, const char *dir, int stride, la
     }
     double t_answers = 0;
     int n_answers = 0;
+    vlad_views views; /* the model's image inputs: camera c of frame t - lag (views.h) */
     for (size_t i = 0; i < g.gl_pathc && !rc; i++) {
         vlad_st_file *f = NULL;
         if ((rc = vlad_st_open(g.gl_pathv[i], &f, err)))
@@ -80,9 +82,12 @@ static int language_eval(const char *model_path, const char *dir, int stride, la
         const vlad_st_tensor *im = vlad_st_find(f, "images");
         const char *instr = vlad_st_meta(f, "instruction");
         cJSON *labels = cJSON_Parse(vlad_st_meta(f, "labels") ? vlad_st_meta(f, "labels") : "");
-        if (!im || im->ndim != 5 || !cJSON_IsArray(labels) || im->shape[1] != m->cfg.n_cameras ||
-            im->shape[2] != m->cfg.image_size) {
-            rc = vlad_err_set(err, VLAD_EINVAL, "%s: images/labels do not fit the model", g.gl_pathv[i]);
+        vlad_err verr = {0};
+        if (!im || im->ndim != 5 || !cJSON_IsArray(labels) || im->shape[2] != m->cfg.image_size ||
+            vlad_views_parse(m->file ? vlad_st_meta(m->file, "vlad.views") : NULL,
+                             m->cfg.n_cameras, (int)im->shape[1], &views, &verr)) {
+            rc = vlad_err_set(err, VLAD_EINVAL, "%s: images/labels do not fit the model%s%s",
+                              g.gl_pathv[i], verr.msg[0] ? ": " : "", verr.msg);
             cJSON_Delete(labels);
             vlad_st_close(f);
             break;
@@ -93,8 +98,10 @@ static int language_eval(const char *model_path, const char *dir, int stride, la
         size_t cam = frame / (size_t)im->shape[1];
         for (int t = 0; t < T && !rc; t += stride) {
             const uint8_t *cams[VLAD_MAX_CAMERAS];
-            for (int c = 0; c < m->cfg.n_cameras; c++)
-                cams[c] = (const uint8_t *)im->data + (size_t)t * frame + (size_t)c * cam;
+            for (int v = 0; v < views.n; v++)
+                cams[v] = (const uint8_t *)im->data +
+                          (size_t)vlad_views_frame_index(&views, v, t) * frame +
+                          (size_t)views.v[v].camera * cam;
             if ((rc = vlad_encode_prefix(rs, cams, instr ? instr : "", instr ? strlen(instr) : 0, err)) < 0)
                 break;
             rc = 0;

@@ -8,6 +8,7 @@
 
 #include "action_queue.h"
 #include "config.h"
+#include "engine_policy.h"
 #include "model.h"
 #include "synthetic.h"
 
@@ -54,6 +55,12 @@ static void check_model(const vlad_profile *p, vlad_check_report *r) {
     r->model.n_cameras = c.n_cameras;
     r->model.image_size = c.image_size;
     r->model.params = vlad_model_param_count(m);
+    vlad_views views;
+    vlad_err vwe = {0};
+    if (vlad_model_views(m, p, &views, &vwe))
+        ERR(r, "cameras", "cameras: policy.model %s: %s", path, vwe.msg);
+    else
+        r->model.max_view_lag = views.max_lag;
     vlad_model_free(m);
 
     if (c.action_dim != p->n_joints)
@@ -69,11 +76,6 @@ static void check_model(const vlad_profile *p, vlad_check_report *r) {
     if (c.action_dim > VLAD_AQ_MAX_DIM)
         ERR(r, "policy.model", "policy.model %s: action_dim %d exceeds the daemon's maximum %d",
             path, c.action_dim, VLAD_AQ_MAX_DIM);
-    if (c.n_cameras != p->n_cameras)
-        ERR(r, "cameras",
-            "cameras: the profile has %d camera%s, but policy.model %s takes %d camera image%s",
-            p->n_cameras, p->n_cameras == 1 ? "" : "s", path, c.n_cameras,
-            c.n_cameras == 1 ? "" : "s");
     for (int i = 0; i < p->n_cameras; i++) {
         const vlad_camera *cam = &p->cameras[i];
         if (cam->width != c.image_size || cam->height != c.image_size) {

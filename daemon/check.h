@@ -52,7 +52,8 @@ typedef struct vlad_check_report {
         bool loaded; /* policy.model was loaded (the fields below are valid) */
         int state_dim, action_dim, chunk_size;
         int flow_steps; /* the steps the daemon would run (profile override applied) */
-        int n_cameras, image_size;
+        int n_cameras, image_size; /* n_cameras: image inputs (views) */
+        int max_view_lag;          /* oldest view, robot ticks (0: current frames only) */
         int64_t params;
     } model;
     int n_items, n_errors, n_warnings;

@@ -32,10 +32,34 @@ struct vlad_daemon {
     bool started_io, started_ctl;
 };
 
+/* The frames the worker reads: one image per view (views.h), composed by io from its frame
+ * history of the robot's cameras. */
+static int make_frames(vlad_daemon *d, const vlad_views *v, vlad_err *err) {
+    const vlad_profile *p = d->sh.p;
+    size_t cam_bytes[VLAD_MAX_VIEWS] = {0};
+    for (int c = 0; c < p->n_cameras && c < VLAD_MAX_VIEWS; c++)
+        cam_bytes[c] = (size_t)p->cameras[c].width * (size_t)p->cameras[c].height * 3;
+    d->io.views = vlad_view_hist_new(v, p->n_cameras, cam_bytes, err);
+    if (!d->io.views)
+        return err ? err->code : VLAD_ENOMEM;
+    d->sh.image_bytes = vlad_view_hist_frame_bytes(d->io.views);
+    d->sh.frames = vlad_frames_new(d->sh.image_bytes, err);
+    if (!d->sh.frames)
+        return err ? err->code : VLAD_ENOMEM;
+    if (vlad_views_have_lag(v)) {
+        char text[256];
+        vlad_views_format(v, text, sizeof text);
+        VLAD_LOGI("policy: image views %s (camera, robot ticks back)", text);
+    }
+    return VLAD_OK;
+}
+
 /* Create the policy named by the profile (none, synthetic, or a checkpoint) and its worker. */
 static int attach_policy(vlad_daemon *d, vlad_err *err) {
     const vlad_profile *p = d->sh.p;
     vlad_policy_ops ops;
+    vlad_views views;
+    vlad_views_identity(p->n_cameras, &views);
     d->sh.lang_off = "no language model: policy.model is not set";
     if (p->policy.synthetic) {
         d->sh.lang_off = "no language model: the synthetic policy has none";
@@ -59,13 +83,16 @@ static int attach_policy(vlad_daemon *d, vlad_err *err) {
             return err ? err->code : VLAD_EINVAL;
         d->sh.lang_off = p->lang.max_streams ? NULL : "language is off (lang.max_streams is 0)";
         vlad_engine_policy_ops(d->engine, &ops);
+        views = *vlad_engine_policy_views(d->engine);
 #else
         return vlad_err_set(err, VLAD_EINVAL, "policy.model %s: this build has no inference engine",
                             p->policy.model);
 #endif
     } else {
-        return VLAD_OK; /* no policy: hold */
+        return make_frames(d, &views, err); /* no policy: hold */
     }
+    if (make_frames(d, &views, err))
+        return err ? err->code : VLAD_ENOMEM;
     int64_t min_lat = (int64_t)(p->policy.min_latency_ms * 1e6);
     d->worker = vlad_worker_new(&ops, d->sh.image_bytes, min_lat, p->clock == VLAD_CLOCK_WALL,
                                 &d->sh.text_mu, d->sh.instruction, err);
@@ -89,13 +116,8 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     snprintf(sh->instruction, sizeof sh->instruction, "%s", p->policy.instruction);
     vlad_hist_init(&sh->jitter);
     vlad_hist_init(&sh->inference);
-    for (int c = 0; c < p->n_cameras; c++)
-        sh->image_bytes += (size_t)p->cameras[c].width * (size_t)p->cameras[c].height * 3;
     sh->obs = vlad_latest_new(sizeof(vlad_obs_state), err);
     if (!sh->obs)
-        goto fail;
-    sh->frames = vlad_frames_new(sh->image_bytes, err);
-    if (!sh->frames)
         goto fail;
     sh->out = vlad_spsc_new(sizeof(vlad_out_rec), 1024, err);
     if (!sh->out)
@@ -213,6 +235,7 @@ void vlad_daemon_free(vlad_daemon *d) {
     vlad_lang_free(d->sh.lang);
     vlad_server_free(d->io.srv);
     vlad_frames_free(d->sh.frames);
+    vlad_view_hist_free(d->io.views);
     vlad_spsc_free(d->sh.chunks);
     vlad_latest_free(d->sh.obs);
     vlad_spsc_free(d->sh.out);

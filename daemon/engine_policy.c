@@ -19,7 +19,18 @@ struct vlad_engine_policy {
     size_t cam_bytes;       /* image_size^2 * 3 */
     vlad_lang_sched *lang;  /* language streams (NULL: none attached) */
     vlad_lang *ch;          /* their channel (the daemon's) */
+    vlad_views views;       /* the model's image inputs, from the robot's cameras */
 };
+
+int vlad_model_views(const vlad_model *m, const vlad_profile *p, vlad_views *out, vlad_err *err) {
+    const vlad_config *c = &m->cfg;
+    const char *meta = m->file ? vlad_st_meta(m->file, "vlad.views") : NULL;
+    if (vlad_views_parse(meta, c->n_cameras, p->n_cameras, out, err))
+        return err ? err->code : VLAD_EINVAL;
+    return VLAD_OK;
+}
+
+const vlad_views *vlad_engine_policy_views(const vlad_engine_policy *e) { return &e->views; }
 
 vlad_engine_policy *vlad_engine_policy_new(const vlad_profile *p, vlad_err *err) {
     vlad_engine_policy *e = calloc(1, sizeof *e);
@@ -37,9 +48,8 @@ vlad_engine_policy *vlad_engine_policy_new(const vlad_profile *p, vlad_err *err)
                      p->policy.model, c->state_dim, c->action_dim, p->n_joints);
         goto fail;
     }
-    if (c->n_cameras != p->n_cameras) {
-        vlad_err_set(err, VLAD_EINVAL, "policy.model %s: %d cameras, the profile has %d",
-                     p->policy.model, c->n_cameras, p->n_cameras);
+    if (vlad_model_views(e->m, p, &e->views, err)) {
+        vlad_err_prefix(err, "policy.model %s: ", p->policy.model);
         goto fail;
     }
     for (int i = 0; i < p->n_cameras; i++)

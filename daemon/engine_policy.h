@@ -10,7 +10,9 @@
 
 #include "err.h"
 #include "lang.h"
+#include "model.h"
 #include "profile.h"
+#include "views.h"
 #include "worker.h"
 
 typedef struct vlad_engine_policy vlad_engine_policy;
@@ -20,6 +22,14 @@ typedef struct vlad_engine_policy vlad_engine_policy;
  * the engine's range; p->lang.max_streams language stream slots and their KV, all now). */
 vlad_engine_policy *vlad_engine_policy_new(const vlad_profile *p, vlad_err *err);
 void vlad_engine_policy_free(vlad_engine_policy *e);
+
+/* The model's image inputs as views of the profile's cameras (views.h: the checkpoint's
+ * "vlad.views", else camera i at lag 0 and the camera counts must agree). The one check both vlad_engine_policy_new and
+ * `vlad --check` (check.h) make. */
+int vlad_model_views(const vlad_model *m, const vlad_profile *p, vlad_views *out, vlad_err *err);
+
+/* The views of the loaded model (what the daemon's frame history composes for the worker). */
+const vlad_views *vlad_engine_policy_views(const vlad_engine_policy *e);
 
 /* The longest question the model reads (bytes). */
 int vlad_engine_policy_max_question(const vlad_engine_policy *e);

@@ -243,20 +243,16 @@ static void on_observations(vlad_io *io) {
             vlad__observation__free_unpacked(o, NULL);
             continue;
         }
-        /* camera frames: a new frame set carries every camera's newest image forward */
-        if (o->n_images && sh->frames) {
-            uint8_t *buf = vlad_frames_write_buf(sh->frames);
-            for (size_t i = 0; i < o->n_images; i++) {
-                size_t off = 0;
-                for (int c = 0; c < p->n_cameras; c++) {
-                    size_t bytes = (size_t)p->cameras[c].width * (size_t)p->cameras[c].height * 3;
+        /* camera frames: the history takes each camera's image; the frame set is every view
+         * of this tick (a camera that did not send one is carried forward: its newest) */
+        if (o->n_images && sh->frames && io->views) {
+            for (size_t i = 0; i < o->n_images; i++)
+                for (int c = 0; c < p->n_cameras; c++)
                     if (!strcmp(p->cameras[c].name, o->images[i]->name)) {
-                        memcpy(buf + off, o->images[i]->data.data, bytes);
+                        vlad_view_hist_put(io->views, c, o->tick, o->images[i]->data.data);
                         break;
                     }
-                    off += bytes;
-                }
-            }
+            vlad_view_hist_compose(io->views, o->tick, vlad_frames_write_buf(sh->frames));
             io->frame_id = vlad_frames_publish(sh->frames);
             io->image_tick = o->tick;
         }
@@ -436,6 +432,8 @@ static void on_commands(vlad_io *io) {
                 break;
             case VLAD__COMMAND__BODY_RESET:
                 atomic_store(&sh->reset_from_tick, c->reset->from_robot_tick);
+                if (io->views) /* a new episode: no view looks back into the last one */
+                    vlad_view_hist_reset(io->views, c->reset->from_robot_tick);
                 atomic_fetch_add(&sh->reset_req, 1);
                 signal_fd(sh->req_fd);
                 break;

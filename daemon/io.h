@@ -1,5 +1,6 @@
 /* io.h — the daemon's I/O thread: owns the robot_io server (every socket).
- * Receives observations (→ frames and the obs slot), commands (→ requests / replies),
+ * Receives observations (→ the camera history, whose views of each observation's tick go to
+ * frames, and the obs slot), commands (→ requests / replies),
  * publishes what the control thread queued in `out` in its order, persists the e-stop latch,
  * and reports bad and rejected messages as rate-limited events. At most IO_BATCH messages
  * per socket per poll, publishing in between, so a flood cannot starve the action stream.
@@ -19,6 +20,7 @@
 #include "record.h"
 #include "server.h"
 #include "shared.h"
+#include "views.h"
 
 typedef struct vlad_io {
     vlad_shared *sh;
@@ -26,6 +28,7 @@ typedef struct vlad_io {
     uint64_t obs_count;
     uint64_t frame_id;        /* newest frame published in sh->frames (0: none) */
     int64_t image_tick;       /* robot tick of its newest image (-1: none) */
+    vlad_view_hist *views;    /* camera history -> the model's views (views.h; io only) */
     int64_t last_bad_report_ns[3]; /* bad obs, bad cmd, rejected obs */
     uint64_t bad_reported[3];
     uint64_t bad_total[3];    /* the totals last seen per kind (a burst's tail is reported later) */

@@ -47,11 +47,12 @@ static void describe_policy(const vlad_check_report *r, const vlad_profile *p, c
     switch (r->policy) {
     case VLAD_CHECK_POLICY_MODEL:
         snprintf(buf, cap,
-                 "model %s: state_dim %d, action_dim %d, chunk_size %d, %d flow steps, %d camera%s "
-                 "%dx%d, %.2f M parameters",
+                 "model %s: state_dim %d, action_dim %d, chunk_size %d, %d flow steps, %d image "
+                 "input%s %dx%d (oldest %d ticks back), %.2f M parameters",
                  p->policy.model, r->model.state_dim, r->model.action_dim, r->model.chunk_size,
                  r->model.flow_steps, r->model.n_cameras, r->model.n_cameras == 1 ? "" : "s",
-                 r->model.image_size, r->model.image_size, (double)r->model.params / 1e6);
+                 r->model.image_size, r->model.image_size, r->model.max_view_lag,
+                 (double)r->model.params / 1e6);
         break;
     case VLAD_CHECK_POLICY_SYNTHETIC:
         snprintf(buf, cap, "synthetic policy: horizon %d, %d joints", r->horizon, r->dim);

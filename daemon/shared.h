@@ -105,7 +105,7 @@ typedef struct vlad_shared {
     vlad_frames *frames;
     vlad_spsc *out;
     vlad_spsc *chunks;
-    size_t image_bytes; /* sum over cameras of W*H*3 */
+    size_t image_bytes; /* one frame set: the sum over the model's views of W*H*3 (views.h) */
     int wake_fd;
     int obs_fd;
     int req_fd;

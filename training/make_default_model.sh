@@ -1,15 +1,22 @@
 #!/usr/bin/env bash
-# Regenerate the demonstrations and retrain the default model from scratch.
+# Regenerate the demonstrations and retrain the default model.
 #   training/make_default_model.sh [DATA_DIR] [OUT_MODEL] [MINUTES]
-# Defaults: data/ (git-ignored), models/vlad-default.safetensors, 58 minutes of training.
+#   DATA_ONLY=1 training/make_default_model.sh ...   only records the demonstrations
+#   STAGE1=CKPT training/make_default_model.sh ...   stage 2 only, from that stage-1 model
+# Two stages (configs/MODEL_CARD.md):
+#   1. from scratch, one view (the current frame), δ in 0..4: 58 minutes (STAGE1_MINUTES);
+#      written to DATA_DIR/stage1.safetensors (kept: a rerun skips the stage).
+#   2. from stage 1's weights, two views (the current frame and the frame 4 ticks before it:
+#      the model sees motion) and δ in 0..8 (the daemon's delay limit): MINUTES (default 45).
+# Defaults: data/ (git-ignored), models/vlad-default.safetensors.
 # Needs the build (make build) and Debian's python3-torch (installed here if root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DATA=${1:-data}
 OUT=${2:-models/vlad-default.safetensors}
-MINUTES=${3:-58}
+MINUTES=${3:-45}
+STAGE1_MINUTES=${STAGE1_MINUTES:-58}
 SIM="build/bin/vlad-sim --profile configs/sim-arm.yaml --expert --clock lockstep --quiet"
-scripts/deps.sh python3-torch python3-numpy
 
 gen() { # name task episodes seed [--param ...]
   local name=$1 task=$2 n=$3 seed=$4; shift 4
@@ -34,10 +41,21 @@ gen train/whack whack 200 301 & gen train/whack-long whack 100 302 --param whack
 gen train/whack2 whack 300 303 & wait
 # held-out episodes (other seeds) for the language evaluation
 gen heldout/all all 20 9001
-echo "== training ($MINUTES min at most)"
+[ "${DATA_ONLY:-0}" = 1 ] && exit 0
+scripts/deps.sh python3-torch python3-numpy
 mkdir -p "$(dirname "$OUT")"
 cd training
-/usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "../$OUT" --work "../$DATA/work" \
-    --time-limit-min "$MINUTES" --steps 100000 --batch 32 --warmup 200 --threads 1 \
-    --config '{"patch_size":16}' --task-weights reach=4,push=3,whack=2,track=1 \
-    --p-early 0.5 --attn-weight 1 --locate-weight 10 --pos-scale 1.0 --pretrain-prefix-min 8
+COMMON=(--steps 100000 --batch 32 --threads 1 --config '{"patch_size":16}' --p-early 0.5
+        --attn-weight 1 --locate-weight 10 --pos-scale 1.0)
+S1=${STAGE1:-../$DATA/stage1.safetensors}
+case "$S1" in /*|../*) ;; *) S1=../$S1 ;; esac
+if [ ! -f "$S1" ]; then
+  echo "== stage 1: one view, from scratch ($STAGE1_MINUTES min at most)"
+  /usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "$S1" --work "../$DATA/work1" \
+      --time-limit-min "$STAGE1_MINUTES" --warmup 200 "${COMMON[@]}" \
+      --task-weights reach=4,push=3,whack=2,track=1 --pretrain-prefix-min 8
+fi
+echo "== stage 2: two views (now, 4 ticks ago), δ 0..8, from $S1 ($MINUTES min at most)"
+/usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "../$OUT" --work "../$DATA/work2" \
+    --time-limit-min "$MINUTES" --init "$S1" --views 0:0,0:4 --delta-max 8 --lr 5e-4 \
+    --warmup 100 "${COMMON[@]}" --task-weights reach=3,push=3,whack=2,track=2

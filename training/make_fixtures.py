@@ -4,7 +4,9 @@
     /usr/bin/python3 training/make_fixtures.py [--out tests/policy/fixtures]
 
 Deterministic (fixed seeds). Two tiny random checkpoints of different shapes: an F32 one with
-one camera and a BF16 one with two cameras, plus their inputs and the twin's outputs."""
+one camera and a BF16 one with two cameras, plus their inputs and the twin's outputs; and a
+views fixture: a model seeing two robot cameras now and in the past (three views), with a
+stream of frames and the twin's actions at ticks before and after the oldest view exists."""
 import argparse
 import os
 import sys
@@ -12,7 +14,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from vlad_twin.config import VladConfig  # noqa: E402
-from vlad_twin.fixtures import make_fixture  # noqa: E402
+from vlad_twin.fixtures import make_fixture, make_views_fixture  # noqa: E402
 
 FIXTURES = [
     ("tiny_f32_1cam", "F32", 11, VladConfig(
@@ -36,6 +38,14 @@ def main():
     for name, dt, seed, cfg in FIXTURES:
         r = make_fixture(cfg, a.out, name, seed, dt, min_text=6, min_distinct=3)
         print(f"{name}: S={r['S']} text={r['text']!r} end={r['end']}")
+    views = [(0, 0), (0, 3), (1, 1)]
+    make_views_fixture(VladConfig(
+        image_size=8, patch_size=4, n_cameras=len(views), vit_width=16, vit_depth=1, vit_heads=2,
+        vit_mlp=32, width=24, depth=2, n_heads=2, head_dim=8, mlp=48, expert_width=16,
+        expert_mlp=32, max_prompt_tokens=16, max_text_tokens=8, state_dim=3, action_dim=3,
+        chunk_size=4, flow_steps=3), a.out, "views_3of2cam", 33, views, n_robot_cameras=2, T=9,
+        ticks=[0, 1, 2, 5, 8])
+    print("views_3of2cam: views", views)
 
 
 if __name__ == "__main__":

@@ -5,16 +5,29 @@
  *   BF16 checkpoint: actions 2e-4, prefix K/V 2e-4 (the engine widens the same BF16 weights
  *                    to F32 exactly, so the measured error is F32-sized; the bound is looser
  *                    only to leave room for a future BF16-compute path)
- * and the same greedy text (bytes and end token). */
+ * and the same greedy text (bytes and end token).
+ * The views fixture (a model seeing two robot cameras now and in the past, "vlad.views") runs
+ * its frame stream through the daemon's frame history (common/views.h) tick by tick and
+ * compares the engine's chunk on the composed views with the twin's, whose views were taken
+ * by the training rule: actions 1e-4 at every evaluated tick, including the first ticks,
+ * before the oldest view has a frame that old. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <math.h>
 #include <stdio.h>
 
 #include <cmocka.h>
 
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "model.h"
 #include "policy_testutil.h"
+#include "safetensors.h"
+#include "views.h"
 
 static void check(const char *name, double tol, int threads) {
     char dir[4096];
@@ -47,11 +60,93 @@ static void test_bf16_2cam(void **state) {
     check("tiny_bf16_2cam", 2e-4, 1);
 }
 
+static void test_views_history(void **state) {
+    (void)state;
+    char dir[4096], path[4200];
+    tu_fixture_dir(dir, sizeof dir);
+    vlad_err err = {0};
+    vlad_model *m = NULL;
+    snprintf(path, sizeof path, "%s/views_3of2cam.safetensors", dir);
+    if (vlad_model_load(path, &m, &err))
+        fail_msg("%s", err.msg);
+    vlad_st_file *ex = NULL;
+    snprintf(path, sizeof path, "%s/views_3of2cam.expected.safetensors", dir);
+    if (vlad_st_open(path, &ex, &err))
+        fail_msg("%s", err.msg);
+    const vlad_st_tensor *frames = vlad_st_find(ex, "frames"), *st = vlad_st_find(ex, "state"),
+                         *no = vlad_st_find(ex, "noise"), *ac = vlad_st_find(ex, "actions");
+    assert_true(frames && st && no && ac && frames->dtype == VLAD_DT_U8 && frames->ndim == 5);
+    const vlad_config *c = &m->cfg;
+    int T = (int)frames->shape[0], n_cams = (int)frames->shape[1];
+    vlad_views v;
+    if (vlad_views_parse(vlad_st_meta(m->file, "vlad.views"), c->n_cameras, n_cams, &v, &err))
+        fail_msg("%s", err.msg);
+    assert_int_equal(v.n, 3);
+    assert_int_equal(v.max_lag, 3);
+    size_t cam = (size_t)c->image_size * (size_t)c->image_size * 3, bytes[2] = {cam, cam};
+    vlad_view_hist *h = vlad_view_hist_new(&v, n_cams, bytes, &err);
+    assert_non_null(h);
+    vlad_runstate_opts o = {.n_threads = 1};
+    vlad_runstate *rs = vlad_runstate_new(m, &o, &err);
+    assert_non_null(rs);
+    uint8_t *composed = malloc(vlad_view_hist_frame_bytes(h));
+    size_t HA = (size_t)c->chunk_size * (size_t)c->action_dim;
+    float *out = malloc(HA * sizeof(float));
+    const char *prompt = vlad_st_meta(ex, "prompt");
+    const char *ticks = vlad_st_meta(ex, "ticks");
+    assert_true(composed && out && prompt && ticks);
+    vlad_view_hist_reset(h, 0);
+    int k = 0;
+    double worst = 0;
+    for (int t = 0; t < T; t++) {
+        for (int i = 0; i < n_cams; i++)
+            vlad_view_hist_put(h, i, t, frames->data + ((size_t)t * (size_t)n_cams + (size_t)i) * cam);
+        /* is t an evaluated tick? (the k-th of "t0,t1,...") */
+        const char *p = ticks;
+        int idx = 0, hit = -1;
+        while (*p) {
+            if (atoi(p) == t)
+                hit = idx;
+            idx++;
+            p = strchr(p, ',');
+            if (!p)
+                break;
+            p++;
+        }
+        if (hit < 0)
+            continue;
+        vlad_view_hist_compose(h, t, composed);
+        const uint8_t *imgs[VLAD_MAX_VIEWS];
+        for (int i = 0; i < v.n; i++)
+            imgs[i] = composed + (size_t)i * cam;
+        if (vlad_encode_prefix(rs, imgs, prompt, strlen(prompt), &err) < 0 ||
+            vlad_sample_actions(rs, (const float *)st->data + (size_t)hit * (size_t)c->state_dim,
+                                (const float *)no->data + (size_t)hit * HA, 0, out, &err))
+            fail_msg("%s", err.msg);
+        const float *want = (const float *)ac->data + (size_t)hit * HA;
+        double e = 0;
+        for (size_t i = 0; i < HA; i++)
+            e = fabs((double)out[i] - want[i]) > e ? fabs((double)out[i] - want[i]) : e;
+        printf("views_3of2cam tick %d: actions max err %.3g\n", t, e);
+        worst = e > worst ? e : worst;
+        k++;
+    }
+    assert_int_equal(k, 5);
+    assert_true(worst <= 1e-4);
+    free(composed);
+    free(out);
+    vlad_runstate_free(rs);
+    vlad_view_hist_free(h);
+    vlad_st_close(ex);
+    vlad_model_free(m);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_1cam),
         cmocka_unit_test(test_f32_1cam_2threads),
         cmocka_unit_test(test_bf16_2cam),
+        cmocka_unit_test(test_views_history),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -9,6 +9,7 @@ actions [t+δ, t+δ+H). Indices past the episode end are clamped and masked.
 from __future__ import annotations
 
 import glob
+import json
 import os
 import sys
 
@@ -16,6 +17,29 @@ import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sim"))
 from read_episode import read_episode  # noqa: E402
+
+
+def parse_views(text: str, n_cameras: int):
+    """"0:0,0:4" (camera:lag, ...) -> [(camera, lag), ...]; "" -> every camera at lag 0.
+    A view is camera `camera` as it was `lag` ticks before the frame (MODEL.md "Views")."""
+    if not text:
+        return [(c, 0) for c in range(n_cameras)]
+    out = []
+    for item in text.split(","):
+        cam, _, lag = item.partition(":")
+        try:
+            cam, lag = int(cam), int(lag or 0)
+        except ValueError:
+            raise SystemExit(f"--views {text!r}: {item!r} is not camera:lag") from None
+        if not (0 <= cam < n_cameras and 0 <= lag <= 64):
+            raise SystemExit(f"--views {text!r}: {item!r}: camera in [0, {n_cameras}), lag in [0, 64]")
+        out.append((cam, lag))
+    return out
+
+
+def views_json(views) -> str:
+    """The checkpoint's "vlad.views" metadata (common/views.h)."""
+    return json.dumps([{"camera": c, "lag": lag} for c, lag in views], separators=(",", ":"))
 
 
 class Episodes:
@@ -78,6 +102,14 @@ class Episodes:
 
     EARLY_TICKS = 3
 
+    def view_images(self, idx: np.ndarray, views) -> np.ndarray:
+        """The model's image inputs for frames idx: view (camera, lag) is the camera's image
+        `lag` frames earlier in the same episode, the episode's first frame when there is none
+        that old (the daemon's frame history does the same: common/views.h).
+        -> [B, n_views, H, W, 3] uint8."""
+        start = self.starts[self.ep_of[idx]]
+        return np.stack([self.images[np.maximum(idx - lag, start), cam] for cam, lag in views], 1)
+
     def __len__(self):
         return len(self.ep_of)
 
@@ -109,11 +141,11 @@ class Episodes:
 
 
 def make_batch(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, horizon: int,
-               delta_max: int, state_source: str, branches: int = 1):
+               delta_max: int, state_source: str, branches: int = 1, views=None):
     """Samples for frames idx, each with `branches` independent future-state draws that
     share the frame's image (VLASH's shared-observation training: one prefix, several
     (state at t+δ, actions from t+δ) branches). Returns dict of numpy arrays:
-    images [B,...] u8, state [B,R,J], actions [B,R,H,J], mask [B,R,H] (1 = real action),
+    images [B,n_views,...] u8 (views: [(camera, lag)], default every camera now), state [B,R,J], actions [B,R,H,J], mask [B,R,H] (1 = real action),
     delta [B,R], prompt list[bytes], ep [B], t [B], subgoal [B,J] (the commanded pose at the end of the frame's subtask, Episodes.seg_end)
     and subgoal_mask [B] (1 = a successful episode of a task other than track, whose
     "following" subtask has no end pose)."""
@@ -143,7 +175,7 @@ def make_batch(eps: Episodes, idx: np.ndarray, rng: np.random.Generator, horizon
     return {
         "subgoal": eps.action[eps.seg_end[idx]].astype(np.float32),
         "subgoal_mask": subgoal_mask,
-        "images": eps.images[idx],
+        "images": eps.images[idx] if views is None else eps.view_images(idx, views),
         "state": state.astype(np.float32).reshape(B, R, J),
         "actions": actions.astype(np.float32).reshape(B, R, horizon, J),
         "mask": mask.reshape(B, R, horizon),

@@ -16,12 +16,14 @@ from __future__ import annotations
 
 import argparse
 import glob
+import json
 import os
 import sys
 
 import numpy as np
 import torch
 
+from vlad_twin import safetensors_io
 from vlad_twin.model import load_checkpoint
 
 
@@ -51,6 +53,9 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     torch.set_num_threads(1)
     m = load_checkpoint(a.model).eval()
+    meta_views = safetensors_io.load(a.model)[1].get("vlad.views")
+    views = ([(v["camera"], v["lag"]) for v in json.loads(meta_views)] if meta_views
+             else [(c, 0) for c in range(m.c.n_cameras)])
     paths = sorted(glob.glob(os.path.join(a.episodes_dir, "**", "episode_*.safetensors"), recursive=True))
     eps = []
     for p in paths:
@@ -72,7 +77,8 @@ def main(argv=None) -> int:
             T = len(t["action"])
             if f >= T - 1:
                 continue
-            a_ = sample_chunks(m, t["images"][f], meta["instruction"].encode(), t["state"][f],
+            image = np.stack([t["images"][max(f - lag, 0), cam] for cam, lag in views])
+            a_ = sample_chunks(m, image, meta["instruction"].encode(), t["state"][f],
                                a.draws, gen)
             i = min(T - 1 - f, m.c.chunk_size - 1)   # the touch tick, within the chunk
             errs.append((a_[:, i] - torch.from_numpy(t["action"][T - 1].copy())).abs().numpy())

@@ -27,11 +27,11 @@ import torch
 import torch.nn.functional as F
 
 from vlad_twin.config import VladConfig, default_config
-from vlad_twin.model import VladModel, save_checkpoint
+from vlad_twin.model import VladModel, load_checkpoint, save_checkpoint
 
 from . import batched
 from .colours import COLOURS, colour_masks, first_colour, patch_fraction
-from .data import Episodes, language_pairs, make_batch
+from .data import Episodes, language_pairs, make_batch, parse_views, views_json
 
 
 def parse_args(argv=None):
@@ -46,6 +46,13 @@ def parse_args(argv=None):
     ap.add_argument("--warmup", type=int, default=300)
     ap.add_argument("--weight-decay", type=float, default=0.01)
     ap.add_argument("--delta-max", type=int, default=4, help="future-state augmentation Δmax")
+    ap.add_argument("--init", default=None,
+                    help="start from this checkpoint's weights (same config but n_cameras: a "
+                         "model given more views keeps every weight, the vision encoder is "
+                         "shared by the views) instead of random ones; its norm stats are kept")
+    ap.add_argument("--views", default="",
+                    help="the model's image inputs as camera:lag,... (lag: ticks before the "
+                         "frame; default every camera at lag 0), e.g. 0:0,0:4 sees motion")
     ap.add_argument("--branches", type=int, default=4,
                     help="future-state branches (δ, flow time, noise) per shared image prefix")
     ap.add_argument("--state-source", choices=["measured", "target", "both"], default="both")
@@ -328,11 +335,12 @@ def main(argv=None) -> int:
     eps = Episodes(a.data)
     J = eps.state.shape[1]
     c.state_dim = c.action_dim = J
-    c.n_cameras = eps.images.shape[1]
+    views = parse_views(a.views, eps.images.shape[1])
+    c.n_cameras = len(views)
     c.image_size = eps.images.shape[2]
     c.validate()
     print(f"{len(eps.lengths)} episodes, {len(eps)} frames, {J} joints, "
-          f"{c.n_cameras} camera(s) {c.image_size}px; tasks: "
+          f"{c.n_cameras} view(s) {views} {c.image_size}px; tasks: "
           f"{ {t: eps.tasks.count(t) for t in sorted(set(eps.tasks))} }", file=sys.stderr)
 
     weights = {}
@@ -355,6 +363,14 @@ def main(argv=None) -> int:
         model.norm.state.std.copy_(torch.from_numpy(ss))
         model.norm.action.mean.copy_(torch.from_numpy(am))
         model.norm.action.std.copy_(torch.from_numpy(asd))
+    if a.init:
+        init = load_checkpoint(a.init)
+        ci, cm = json.loads(init.c.to_json()), json.loads(c.to_json())
+        diff = [k for k in cm if k != "n_cameras" and ci.get(k) != cm[k]]
+        if diff:
+            raise SystemExit(f"--init {a.init}: its config differs in {', '.join(diff)}")
+        model.load_state_dict(init.state_dict(), strict=True)
+        print(f"initialised from {a.init}", file=sys.stderr)
     goal_head = GoalHead(c.width, c.action_dim)
     bind_head = torch.nn.Linear(c.width, 1)
     locate_head = torch.nn.Linear(c.width, 2)
@@ -430,7 +446,8 @@ def main(argv=None) -> int:
         for g in opt.param_groups:
             g["lr"] = lr
         idx = eps.sample(rng, a.batch, weights, a.p_early)
-        b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches)
+        b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches,
+                       views)
         images = torch.from_numpy(b["images"])
         probe_b = {"layer": a.attn_layer, "head": 0} if a.attn_weight > 0 else None
         prefix_step = a.prefix_only or (
@@ -518,7 +535,8 @@ def main(argv=None) -> int:
     plot(work, aux=[n for n, w in (("goal", a.goal_weight), ("subgoal", a.subgoal_weight),
                                    ("bind", a.bind_weight), ("attention", a.attn_weight)) if w > 0])
     model.eval()
-    save_checkpoint(model, a.out, dtype=a.dtype, extra_meta={"vlad.train.delta_max": a.delta_max})
+    save_checkpoint(model, a.out, dtype=a.dtype, extra_meta={"vlad.train.delta_max": a.delta_max,
+                                                                   "vlad.views": views_json(views)})
     took = time.time() - t_start
     summary = {"steps": step, "batch": a.batch, "seconds_this_run": round(took, 1),
                "final_flow_loss_ema": ema["flow"], "final_lang_loss_ema": ema["lang"],

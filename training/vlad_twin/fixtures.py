@@ -6,6 +6,13 @@
 <name>.expected.safetensors  actions [H,A], prefix_k / prefix_v [S, kv_dim] of layer
                              `kv_layer` (metadata), greedy text (metadata text_hex, end_token)
 The reference is computed in float64 from the checkpoint's stored weights.
+
+A views fixture (make_views_fixture: a model whose image inputs are views of a robot's cameras
+and their past, checkpoint metadata "vlad.views") is one file besides its checkpoint:
+<name>.expected.safetensors  frames [T, n_robot_cameras, H, W, 3] U8 (one per tick from tick
+                             0), for each evaluated tick (metadata ticks "t0,t1,..."): state
+                             [n, state_dim], noise [n, H, A] and actions [n, H, A], the views
+                             taken by the training rule (camera c of frame max(t - lag, 0)).
 """
 from __future__ import annotations
 
@@ -94,3 +101,33 @@ def make_fixture(c: VladConfig, outdir: str, name: str, seed: int, dtype: str = 
                         {"actions": actions.float(), "prefix_k": kv[L][0][0].float(),
                          "prefix_v": kv[L][1][0].float()}, meta)
     return {"name": name, "S": S, "text": text, "end": end}
+
+
+def make_views_fixture(c: VladConfig, outdir: str, name: str, seed: int, views, n_robot_cameras: int,
+                       T: int, ticks, prompt: bytes = b"follow the ball") -> None:
+    """Write a views fixture (see the module doc): c.n_cameras must be len(views)."""
+    assert c.n_cameras == len(views)
+    os.makedirs(outdir, exist_ok=True)
+    g = torch.Generator().manual_seed(seed)
+    frames = torch.randint(0, 256, (T, n_robot_cameras, c.image_size, c.image_size, 3), generator=g,
+                           dtype=torch.uint8)
+    ck = os.path.join(outdir, name + ".safetensors")
+    vj = json.dumps([{"camera": cam, "lag": lag} for cam, lag in views], separators=(",", ":"))
+    save_checkpoint(random_model(c, seed, torch.float32, gain=3.0), ck, "F32",
+                    extra_meta={"vlad.views": vj})
+    ref = load_checkpoint(ck, torch.float64)
+    states, noises, actions = [], [], []
+    for t in ticks:
+        imgs = torch.stack([frames[max(t - lag, 0), cam] for cam, lag in views])[None]
+        state = torch.randn(1, c.state_dim, generator=g, dtype=torch.float64)
+        noise = torch.randn(1, c.chunk_size, c.action_dim, generator=g, dtype=torch.float64)
+        with torch.no_grad():
+            kv, S = ref.encode_prefix(imgs, prompt)
+            actions.append(ref.sample_actions(kv, S, state, noise)[0])
+        states.append(state[0])
+        noises.append(noise[0])
+    safetensors_io.save(os.path.join(outdir, name + ".expected.safetensors"),
+                        {"frames": frames, "state": torch.stack(states), "noise": torch.stack(noises),
+                         "actions": torch.stack(actions)},
+                        {"ticks": ",".join(str(t) for t in ticks), "prompt": prompt.decode("latin-1")},
+                        {"frames": "U8"})

@@ -1,4 +1,5 @@
-"""Minimal .safetensors reader/writer (F32 and BF16) on numpy/torch, no extra packages."""
+"""Minimal .safetensors reader/writer (F32 and BF16; U8 written, for fixtures' frames) on
+numpy/torch, no extra packages."""
 from __future__ import annotations
 
 import json
@@ -14,12 +15,14 @@ def _to_bytes(t: torch.Tensor, dtype: str) -> bytes:
         return t.to(torch.float32).numpy().astype("<f4").tobytes()
     if dtype == "BF16":
         return t.to(torch.float32).to(torch.bfloat16).view(torch.int16).numpy().astype("<i2").tobytes()
+    if dtype == "U8":
+        return t.to(torch.uint8).numpy().tobytes()
     raise ValueError(f"unsupported dtype {dtype}")
 
 
 def save(path: str, tensors: dict, metadata: dict | None = None, dtypes: dict | None = None,
          default_dtype: str = "F32") -> None:
-    """tensors: name -> torch.Tensor (written in insertion order); dtypes: name -> "F32"/"BF16"."""
+    """tensors: name -> torch.Tensor (written in insertion order); dtypes: name -> "F32"/"BF16"/"U8"."""
     header = {}
     if metadata:
         header["__metadata__"] = {k: str(v) for k, v in metadata.items()}
