@@ -8,7 +8,13 @@
  * Options (vlad-bench engine --help): --json FILE, --threads N (engine and twin, default 1),
  *          --quick, --no-twin, --only default|smolvla, --widen none|expert|all (BF16 matrices
  *          widened to F32 at load; default: all), --keep DIR (checkpoints kept there and
- *          reused), --plot DIR (DIR/engine-breakdown.png). */
+ *          reused), --plot DIR (DIR/engine-breakdown.png), --batch LIST (batch sizes of the
+ *          batch rows, default 1,2,4,8), --batch-rounds N, --no-batch.
+ * Batch rows (batch.h): for each n in the list, n different requests (images, prompts of
+ * different lengths, states, noise) as one vlad_batch_infer against the same n one after the
+ * other on a runstate (encode_prefix + sample_actions), in interleaved rounds (every round
+ * runs each n both ways, the order alternating between rounds): medians of the time per
+ * batch, per item, items/s and the speed-up, and the largest |batched - sequential| action. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
@@ -20,6 +26,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "batch.h"
 #include "bench.h"
 #include "cpu.h"
 #include "engine.h"
@@ -124,6 +131,12 @@ typedef struct {
     int twin_ok;
     double t_prefix_ms, t_flow_step_ms, t_full_ms, t_decode_ms;
     jitter jit[3];
+    /* batch rows: batch sizes, medians over the rounds of one batch call and of the same n
+     * items one after the other, and the largest |batch - sequential| action */
+    int nb, b_rounds;
+    int b_n[BENCH_LIST_MAX];
+    double b_batch_ms[BENCH_LIST_MAX], b_seq_ms[BENCH_LIST_MAX], b_diff[BENCH_LIST_MAX];
+    size_t b_bytes;
 } result;
 
 static const char *k_prompt = "pick up the red cube and put it in the bin";
@@ -383,8 +396,122 @@ static void measure_jitter(infer_ctx *x, int blas_threads, double seconds, jitte
     free(p.lat_us);
 }
 
+/* The batch rows (see the top): rs is the warm runstate of the single-inference figures. */
+static const char *k_batch_prompts[] = {
+    "pick up the red cube and put it in the bin", "", "touch the ball", "whack",
+    "push the blue cube to the left edge of the table and stop", "track the green target",
+    "reach", "which colour is the target?",
+};
+
+static void bench_batch(result *r, const vlad_model *m, vlad_runstate *rs, int threads,
+                        const bench_int_list *bl, int rounds) {
+    const vlad_config *c = &m->cfg;
+    int maxn = 0;
+    for (int k = 0; k < bl->n; k++)
+        maxn = bl->v[k] > maxn ? bl->v[k] : maxn;
+    if (maxn < 1)
+        return;
+    vlad_err err = {0};
+    vlad_runstate_opts o = {.n_threads = threads};
+    vlad_batch *b = vlad_batch_new(m, maxn, &o, &err);
+    if (!b) {
+        fprintf(stderr, "vlad-bench: batch: %s\n", err.msg);
+        return;
+    }
+    size_t isz = (size_t)c->image_size * c->image_size * 3;
+    int ha = c->chunk_size * c->action_dim, nc = c->n_cameras;
+    uint8_t *pix = malloc((size_t)maxn * nc * isz);
+    const uint8_t **imgp = malloc(sizeof *imgp * (size_t)maxn * nc);
+    float *st = malloc(sizeof(float) * (size_t)maxn * c->state_dim);
+    float *nz = malloc(sizeof(float) * (size_t)maxn * ha);
+    float *ab = malloc(sizeof(float) * (size_t)maxn * ha);
+    float *as = malloc(sizeof(float) * (size_t)maxn * ha);
+    vlad_batch_item *items = malloc(sizeof *items * (size_t)maxn);
+    double *res[BENCH_LIST_MAX][2] = {{NULL}};
+    int ok = pix && imgp && st && nz && ab && as && items;
+    for (int k = 0; k < bl->n; k++)
+        for (int a = 0; a < 2; a++)
+            ok = ok && (res[k][a] = calloc((size_t)rounds, sizeof(double))) != NULL;
+    if (!ok) {
+        fprintf(stderr, "vlad-bench: batch: out of memory\n");
+        goto out;
+    }
+    vlad_rng g;
+    vlad_rng_seed(&g, 99);
+    for (size_t k = 0; k < (size_t)maxn * nc * isz; k++)
+        pix[k] = (uint8_t)(vlad_rng_u64(&g) >> 56);
+    for (int i = 0; i < maxn * c->state_dim; i++)
+        st[i] = (float)vlad_rng_normal(&g);
+    for (int i = 0; i < maxn * ha; i++)
+        nz[i] = (float)vlad_rng_normal(&g);
+    int np = (int)(sizeof k_batch_prompts / sizeof k_batch_prompts[0]);
+    for (int i = 0; i < maxn; i++) {
+        for (int k = 0; k < nc; k++)
+            imgp[i * nc + k] = pix + ((size_t)i * nc + k) * isz;
+        const char *pr = k_batch_prompts[i % np];
+        items[i] = (vlad_batch_item){imgp + (size_t)i * nc, pr, strlen(pr),
+                                     st + (size_t)i * c->state_dim, nz + (size_t)i * ha, 0};
+    }
+    r->b_rounds = rounds;
+    r->b_bytes = vlad_batch_bytes(b);
+    fprintf(stderr, "[%s] batch rows: n =", r->name);
+    for (int k = 0; k < bl->n; k++)
+        fprintf(stderr, " %d", bl->v[k]);
+    fprintf(stderr, ", %d interleaved round(s) of batched vs sequential\n", rounds);
+    for (int k = 0; k < bl->n; k++) {
+        r->b_n[k] = bl->v[k];
+        r->b_diff[k] = 0;
+    }
+    r->nb = bl->n;
+    int warm = r->full_ms < 400; /* SmolVLA scale: the rounds are long enough as they are */
+    for (int q = warm ? -1 : 0; q < rounds; q++)
+        for (int k = 0; k < bl->n; k++) {
+            int n = bl->v[k];
+            for (int a0 = 0; a0 < 2; a0++) {
+                int a = (q & 1) ? 1 - a0 : a0; /* ABBA over the rounds */
+                double t0 = now_ms();
+                if (a == 0) {
+                    if (vlad_batch_infer(b, n, items, ab, &err))
+                        fprintf(stderr, "vlad-bench: batch: %s\n", err.msg);
+                } else {
+                    for (int i = 0; i < n; i++) {
+                        vlad_encode_prefix(rs, items[i].images, items[i].prompt,
+                                           items[i].prompt_len, &err);
+                        vlad_sample_actions(rs, items[i].state, items[i].noise, 0,
+                                            as + (size_t)i * ha, &err);
+                    }
+                }
+                double dt = now_ms() - t0;
+                if (q >= 0)
+                    res[k][a][q] = dt;
+            }
+            for (int i = 0; i < n * ha; i++) {
+                double d = fabs((double)ab[i] - (double)as[i]);
+                r->b_diff[k] = d > r->b_diff[k] ? d : r->b_diff[k];
+            }
+        }
+    for (int k = 0; k < bl->n; k++) {
+        r->b_batch_ms[k] = median(res[k][0], rounds);
+        r->b_seq_ms[k] = median(res[k][1], rounds);
+    }
+out:
+    for (int k = 0; k < bl->n; k++)
+        for (int a = 0; a < 2; a++)
+            free(res[k][a]);
+    free(items);
+    free(as);
+    free(ab);
+    free(nz);
+    free(st);
+    free(imgp);
+    free(pix);
+    vlad_batch_free(b);
+    vlad_runstate_set_threads(rs, threads); /* vlad_batch_new set the process-global count */
+}
+
 static int bench_config(result *r, int threads, int quick, int twin, int widen,
-                        const char *dir, int keep, int timing_only) {
+                        const char *dir, int keep, int timing_only, const bench_int_list *bl,
+                        int batch_rounds) {
     vlad_err err = {0};
     char ckpt[4200];
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", dir, r->name);
@@ -534,6 +661,12 @@ static int bench_config(result *r, int threads, int quick, int twin, int widen,
                 free(v[a][q]);
         }
     }
+    if (bl && bl->n) {
+        int rounds = batch_rounds;
+        if (rounds <= 0) /* auto: short on the tiny config, 1-2 rounds at SmolVLA scale */
+            rounds = r->full_ms > 400 ? (quick ? 1 : 2) : (quick ? 5 : 15);
+        bench_batch(r, m, rs, threads, bl, rounds);
+    }
     r->rss_mb = peak_rss_mb();
     /* jitter: engine idle, then 1 and 2 BLAS threads */
     double js = quick ? 1.0 : 3.0;
@@ -645,6 +778,47 @@ static void print_table(result *rs, int nr, int threads) {
     ROW("flow step 1 / 2 threads (ms)", "s", fmt2(r->thr_flow_ms));
     ROW("full 1 / 2 threads (ms)", "s", fmt2(r->thr_full_ms));
     ROW("speed-up full, 2 threads", ".2fx", r->thr_full_ms[0] / r->thr_full_ms[1]);
+    {
+        int mb = 0;
+        for (int i = 0; i < nr; i++)
+            mb = rs[i].nb > mb ? rs[i].nb : mb;
+        for (int k = 0; k < mb; k++) {
+            static const char *bl[5] = {"batch n=%d: batch / %d seq. (ms)", "  per item (ms)",
+                                        "  items/s batched / seq.", "  speed-up batched",
+                                        "  max |batch - seq.| action"};
+            for (int row = 0; row < 5; row++) {
+                char lab[64];
+                int n0 = 0;
+                for (int i = 0; i < nr && !n0; i++)
+                    n0 = k < rs[i].nb ? rs[i].b_n[k] : 0;
+                snprintf(lab, sizeof lab, bl[row], n0, n0);
+                printf("%-34s", lab);
+                for (int i = 0; i < nr; i++) {
+                    const result *r = &rs[i];
+                    char cell[64] = "-";
+                    if (k < r->nb && r->b_batch_ms[k] > 0) {
+                        double bt = r->b_batch_ms[k], sq = r->b_seq_ms[k];
+                        int n = r->b_n[k];
+                        if (row == 0)
+                            snprintf(cell, sizeof cell, "%.3f / %.3f", bt, sq);
+                        else if (row == 1)
+                            snprintf(cell, sizeof cell, "%.3f / %.3f", bt / n, sq / n);
+                        else if (row == 2)
+                            snprintf(cell, sizeof cell, "%.1f / %.1f", n * 1e3 / bt, n * 1e3 / sq);
+                        else if (row == 3)
+                            snprintf(cell, sizeof cell, "%.2fx", sq / bt);
+                        else
+                            snprintf(cell, sizeof cell, "%.2g", r->b_diff[k]);
+                    }
+                    printf(" %20s", cell);
+                }
+                printf("\n");
+            }
+        }
+        if (mb)
+            ROW("batch rounds / bytes (MB)", "s",
+                fmt2((double[2]){r->b_rounds, (double)r->b_bytes / 1048576.0}));
+    }
     ROW("twin prefix (ms)", ".3f", r->twin_ok ? r->t_prefix_ms : NAN);
     ROW("twin one flow step (ms)", ".3f", r->twin_ok ? r->t_flow_step_ms : NAN);
     ROW("twin full inference (ms)", ".3f", r->twin_ok ? r->t_full_ms : NAN);
@@ -722,6 +896,27 @@ static void write_json(const char *path, result *rs, int nr, int threads) {
             cJSON_AddNumberToObject(e, "flow_step_ms", r->thr_flow_ms[a]);
             cJSON_AddNumberToObject(e, "full_inference_ms", r->thr_full_ms[a]);
             cJSON_AddItemToArray(ts, e);
+        }
+        if (r->nb) {
+            cJSON *bo = cJSON_AddObjectToObject(j, "batch");
+            cJSON_AddNumberToObject(bo, "rounds", r->b_rounds);
+            cJSON_AddNumberToObject(bo, "bytes", (double)r->b_bytes);
+            cJSON *ba = cJSON_AddArrayToObject(bo, "rows");
+            for (int k = 0; k < r->nb; k++) {
+                cJSON *e = cJSON_CreateObject();
+                double bt = r->b_batch_ms[k], sq = r->b_seq_ms[k];
+                int n = r->b_n[k];
+                cJSON_AddNumberToObject(e, "n", n);
+                cJSON_AddNumberToObject(e, "batch_ms", bt);
+                cJSON_AddNumberToObject(e, "sequential_ms", sq);
+                cJSON_AddNumberToObject(e, "per_item_ms", bt / n);
+                cJSON_AddNumberToObject(e, "sequential_per_item_ms", sq / n);
+                cJSON_AddNumberToObject(e, "items_per_s", bt > 0 ? n * 1e3 / bt : 0);
+                cJSON_AddNumberToObject(e, "sequential_items_per_s", sq > 0 ? n * 1e3 / sq : 0);
+                cJSON_AddNumberToObject(e, "speedup", bt > 0 ? sq / bt : 0);
+                cJSON_AddNumberToObject(e, "max_abs_diff", r->b_diff[k]);
+                cJSON_AddItemToArray(ba, e);
+            }
         }
         if (r->twin_ok) {
             cJSON *t = cJSON_AddObjectToObject(j, "twin");
@@ -801,7 +996,8 @@ static void plot_breakdown(const char *dir, const result *rs, int nr, int thread
 
 int bench_engine_main(int argc, char **argv) {
     const char *json = NULL, *keep = NULL, *plot_dir = NULL;
-    int threads = 1, quick = 0, no_twin = 0, timing_only = 0;
+    int threads = 1, quick = 0, no_twin = 0, timing_only = 0, no_batch = 0, batch_rounds = 0;
+    bench_int_list batch = {.v = {1, 2, 4, 8}, .n = 4, .lo = 1, .hi = 64};
     bench_choice only = {.allowed = "default|smolvla"};
     bench_choice widen = {.allowed = "none|expert|all", .value = "all", .index = 2};
     const vlad_opt opts[] = {
@@ -817,6 +1013,13 @@ int bench_engine_main(int argc, char **argv) {
                    "BF16 matrices widened to F32 at load (default all)", bench_opt_choice),
         BENCH_STR("keep", &keep, "DIR", "keep the checkpoints there and reuse them"),
         BENCH_STR("plot", &plot_dir, "DIR", "write DIR/engine-breakdown.png (gnuplot)"),
+        BENCH_CALL("batch", &batch, "LIST",
+                   "batch sizes of the batched-vs-sequential rows (default 1,2,4,8)",
+                   bench_opt_int_list),
+        BENCH_INT("batch-rounds", &batch_rounds, "N",
+                  "interleaved rounds of the batch rows (0: auto, 15 / 2 at SmolVLA scale; "
+                  "--quick 5 / 1)", 0, 1000),
+        BENCH_FLAG("no-batch", &no_batch, "skip the batch rows"),
         BENCH_OPT_END,
     };
     int status;
@@ -854,7 +1057,7 @@ int bench_engine_main(int argc, char **argv) {
         if (only.value && strcmp(only.value, rs[i].name))
             continue;
         if (bench_config(&rs[i], threads, quick, twin, widen.index, dir, keep != NULL,
-                         timing_only)) {
+                         timing_only, no_batch ? NULL : &batch, batch_rounds)) {
             rc = 1;
             continue;
         }

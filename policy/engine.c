@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cpu.h"
+#include "engine_internal.h"
 #include "kernels.h"
 #include "pool.h"
 #include "rng.h"
@@ -75,11 +76,12 @@ struct vlad_runstate {
     int n_allocs, cap_allocs;
 };
 
-static double now_ms(void) {
+double vlad__now_ms(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
 }
+static double now_ms(void) { return vlad__now_ms(); }
 
 /* Per-category timers (off unless opts.profile): PROF(cat, call) times one kernel call. */
 #define PROF(cat, ...)                         \
@@ -128,7 +130,7 @@ static void *rs_alloc(vlad_runstate *rs, size_t bytes) {
     return p;
 }
 
-static size_t max_cols(const vlad_model *m) {
+size_t vlad__max_cols(const vlad_model *m) {
     const vlad_config *c = &m->cfg;
     size_t mx = (size_t)(3 * c->patch_size * c->patch_size);
     int cand[] = {c->vit_width, c->vit_mlp, c->width, c->mlp, c->expert_width * 2,
@@ -137,6 +139,18 @@ static size_t max_cols(const vlad_model *m) {
         if ((size_t)cand[i] > mx)
             mx = (size_t)cand[i];
     return mx;
+}
+
+/* RoPE tables, angles in double (MODEL.md: freq_i = theta^(-2i/head_dim)). */
+void vlad__rope_tables(const vlad_config *c, int max_pos, float *cos_t, float *sin_t) {
+    int half = c->head_dim / 2;
+    for (int p = 0; p < max_pos; p++)
+        for (int i = 0; i < half; i++) {
+            double f = pow(c->rope_theta, -2.0 * i / c->head_dim);
+            double a = p * f;
+            cos_t[(size_t)p * half + i] = (float)cos(a);
+            sin_t[(size_t)p * half + i] = (float)sin(a);
+        }
 }
 
 static size_t zmax(size_t a, size_t b) { return a > b ? a : b; }
@@ -182,7 +196,7 @@ vlad_runstate *vlad_runstate_new(const vlad_model *m, const vlad_runstate_opts *
     rs->max_pos = Smax + (H1 > Tmax ? H1 : Tmax);
     size_t sc = zmax(zmax((size_t)P * P, (size_t)Smax * Smax),
                      zmax((size_t)H1 * (Smax + H1), (size_t)Tl * (Smax + Tmax)));
-    rs->scr.cap = vlad_matmul_scratch_floats((int)max_cols(m));
+    rs->scr.cap = vlad_matmul_scratch_floats((int)vlad__max_cols(m));
     int ok = 1;
 #define A_(ptr, n)                                       \
     do {                                                 \
@@ -252,14 +266,7 @@ vlad_runstate *vlad_runstate_new(const vlad_model *m, const vlad_runstate_opts *
         return NULL;
     }
     rs->bytes += rs->kv->bytes;
-    /* RoPE tables, angles in double (MODEL.md: freq_i = theta^(-2i/head_dim)). */
-    for (int p = 0; p < rs->max_pos; p++)
-        for (int i = 0; i < half; i++) {
-            double f = pow(c->rope_theta, -2.0 * i / c->head_dim);
-            double a = p * f;
-            rs->rope_cos[(size_t)p * half + i] = (float)cos(a);
-            rs->rope_sin[(size_t)p * half + i] = (float)sin(a);
-        }
+    vlad__rope_tables(c, rs->max_pos, rs->rope_cos, rs->rope_sin);
     rs->e_lim[0] = 1;
     for (int i = 1; i < H1; i++)
         rs->e_lim[i] = H1;
@@ -299,16 +306,19 @@ void vlad_runstate_set_threads(vlad_runstate *rs, int n_threads) {
 /* More than one thread: the helpers (ours and OpenBLAS's pool, which OpenBLAS starts before
  * main at nice 0) take the calling thread's nice, so a worker at +10 does not leave threads
  * at 0 that compete with the control thread. One getpriority per call. */
-static void sync_nice(vlad_runstate *rs) {
-    if (rs->n_threads < 2)
+void vlad__sync_nice(vlad_pool *pool, int n_threads, int *caller_nice) {
+    if (n_threads < 2)
         return;
     errno = 0;
     int n = getpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid));
-    if (errno || n == rs->caller_nice)
+    if (errno || n == *caller_nice)
         return;
-    rs->caller_nice = n;
-    vlad_pool_set_nice(rs->pool, n);
+    *caller_nice = n;
+    vlad_pool_set_nice(pool, n);
     vlad_blas_pool_set_nice(n);
+}
+static void sync_nice(vlad_runstate *rs) {
+    vlad__sync_nice(rs->pool, rs->n_threads, &rs->caller_nice);
 }
 
 int vlad_runstate_prefix_len(const vlad_runstate *rs) {

@@ -15,6 +15,9 @@
  *   vlad_lang_end(rs, slot)                    frees the slot (and the frame's prefix block
  *                                              when nothing else reads it)
  *
+ * Several independent inferences (prefix + flow) with their rows stacked into the same
+ * GEMMs, for a server: batch.h.
+ *
  * Threads: with opts.n_threads > 1 the runstate's pool (pool.h) splits the GEMMs on packed
  * weights (of >= 4 MFLOP) and attention, and OpenBLAS runs what remains on it with n_threads
  * threads. openblas_set_num_threads is process-global; vlad_runstate_new sets it,
