@@ -55,6 +55,7 @@ typedef struct job {
     bench_run run;
     char dir[1024];
     bench_task_stats st[BENCH_MAX_TASKS];
+    bench_daemon_stats ds;     /* the daemon's last Status (delay limit) */
     int n;
     int rc;
     char err[VLAD_ERR_MSG_MAX];
@@ -846,7 +847,8 @@ int bench_vlash_main(int argc, char **argv) {
                                  .min_latency_ms = deltas[d] * tick_ms,
                                  .threads = 1, .tasks = tasks, .episodes = episodes, .seed = seed,
                                  .trajectory = true, .noise_scale = noise,
-                                 .set_merge_weight = merge_weight >= 0, .merge_weight = merge_weight};
+                                 .set_merge_weight = merge_weight >= 0, .merge_weight = merge_weight,
+                                 .stats = &j->ds};
             snprintf(j->dir, sizeof j->dir, "%s/lockstep-d%d-%s", work, deltas[d], mn);
         }
     fprintf(stderr, "vlad-bench vlash: %d lockstep runs (%s x %d episodes, modes %s, seed set %s), %d at a "
@@ -1073,6 +1075,17 @@ int bench_vlash_main(int argc, char **argv) {
                 add_num(o, "discontinuity_max", s->disc_max);
                 cJSON_AddNumberToObject(o, "mean_sq_jerk", s->jerk);
                 cJSON_AddNumberToObject(o, "stall_ticks_per_episode", s->stall_ticks);
+                { /* the daemon's delay limit: per run (every task of this Δ and mode) */
+                    const job *gj = &grid[d * nm + m];
+                    int eps = 0;
+                    for (int i = 0; i < gj->n; i++)
+                        eps += gj->st[i].episodes;
+                    if (gj->ds.ok) {
+                        cJSON_AddNumberToObject(o, "daemon_max_delay_ticks", gj->ds.max_delay_ticks);
+                        add_num(o, "delay_limited_ticks_per_episode",
+                                eps ? (double)gj->ds.delay_limited_ticks / eps : NAN);
+                    }
+                }
                 cJSON_AddItemToArray(cells_j, o);
             }
         }
@@ -1082,6 +1095,20 @@ int bench_vlash_main(int argc, char **argv) {
         printf("\ndifferences outside both 95%% intervals (Wilson for success, bootstrap for time and "
                "speed-up):\n%s", notes_len ? notes_buf : "  none\n");
     free(notes_buf);
+    /* beyond the trained delays: the daemon plans with its limit (async.max_delay_ticks, by
+     * default the checkpoint's training Δmax) and counts the ticks it did */
+    for (int d = 0; lockstep && d < nd; d++)
+        for (int m = 0; m < nm; m++) {
+            const job *gj = &grid[d * nm + m];
+            int eps = 0;
+            for (int i = 0; i < gj->n; i++)
+                eps += gj->st[i].episodes;
+            if (gj->ds.ok && gj->ds.delay_limited_ticks && eps)
+                printf("delay limit %d ticks: at Δ = %d, %s planned %.1f ticks per episode at the "
+                       "limit (DELAY_LIMIT)\n",
+                       gj->ds.max_delay_ticks, deltas[d], k_all_modes[modes[m]],
+                       (double)gj->ds.delay_limited_ticks / eps);
+        }
     if (wall) {
         const bench_task_stats *ws = find(&wj[0], "whack"), *wv = find(&wj[1], "whack");
         printf("\nwall clock, whack, real engine latency, execution horizon %d ticks (%.0f ms):\n", wall_K,

@@ -391,6 +391,8 @@ static void final_status(const vlad_profile *p, bench_daemon_stats *st) {
         }
         st->jitter_p99_us = s->jitter ? s->jitter->p99_us : NAN;
         st->delay_ticks = s->delay_ticks;
+        st->max_delay_ticks = s->max_delay_ticks;
+        st->delay_limited_ticks = s->delay_limited_ticks;
         st->stall_ticks = s->stall_ticks;
         st->chunks = s->chunks_installed;
         st->prefills = s->prefills;

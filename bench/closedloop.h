@@ -18,6 +18,9 @@ typedef struct bench_daemon_stats {
     double infer_p50_us, infer_p99_us, infer_max_us; /* action-inference latency */
     double jitter_p99_us;
     int delay_ticks;          /* Δ estimate at the end */
+    int max_delay_ticks;      /* the daemon's delay limit in force (async.max_delay_ticks or
+                                 the checkpoint's Δmax) */
+    unsigned long long delay_limited_ticks; /* ticks planned at that limit (Δ estimate above it) */
     double delay_mean_ticks;  /* mean Δ sampled by the load once per chunk (NAN: not sampled) */
     unsigned long long stall_ticks, chunks, prefills, frames;
     unsigned long long lang_tokens, lang_done, lang_refused, preempted;

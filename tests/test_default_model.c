@@ -22,7 +22,9 @@
 #include "engine.h"
 #include "model.h"
 #include "profile.h"
+#include "safetensors.h"
 #include "tasks.h"
+#include "views.h"
 #include "world.h"
 
 #define MODEL "models/vlad-default.safetensors"
@@ -54,10 +56,20 @@ static void test_reach_toward_named_target(void **state) {
     if (c->action_dim != J || c->state_dim != J)
         fail_msg("%s: action_dim %d, state_dim %d; the profile has %d joints", path, c->action_dim,
                  c->state_dim, J);
-    if (c->n_cameras != 1 || p.n_cameras < 1 || p.cameras[0].width != c->image_size ||
+    /* the model's views (views.h): at an episode's first frame every view of camera 0, now or
+     * some ticks ago, is that frame (MODEL.md 6.0) */
+    vlad_views views;
+    if (vlad_views_parse(vlad_st_meta(m->file, "vlad.views"), c->n_cameras, p.n_cameras, &views,
+                         &err))
+        fail_msg("%s: %s", path, err.msg);
+    for (int v = 0; v < views.n; v++)
+        if (views.v[v].camera != 0)
+            fail_msg("%s: view %d is camera %d; this test renders camera 0 only", path, v,
+                     views.v[v].camera);
+    if (p.n_cameras < 1 || p.cameras[0].width != c->image_size ||
         p.cameras[0].height != c->image_size)
-        fail_msg("%s: %d camera(s) of %dx%d; the profile's first camera does not match", path,
-                 c->n_cameras, c->image_size, c->image_size);
+        fail_msg("%s: images of %dx%d; the profile's first camera does not match", path,
+                 c->image_size, c->image_size);
     double home[VLAD_MAX_JOINTS], ee0[3];
     for (int j = 0; j < J; j++)
         home[j] = p.joints[j].home;
@@ -75,7 +87,9 @@ static void test_reach_toward_named_target(void **state) {
         vlad_task_sync_world(&t, w, true);
         vlad_world_ee(w, ee0);
         assert_int_equal(vlad_world_render(w, 0, img, &err), 0);
-        const uint8_t *cams[1] = {img};
+        const uint8_t *cams[VLAD_MAX_VIEWS];
+        for (int v = 0; v < views.n; v++)
+            cams[v] = img;
         assert_true(vlad_encode_prefix(rs, cams, t.instruction, strlen(t.instruction), &err) >= 0);
         for (int j = 0; j < J; j++)
             st[j] = (float)home[j];
