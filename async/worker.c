@@ -60,8 +60,10 @@ static void run_job(vlad_worker *w) {
     }
     vlad_err err;
     err.msg[0] = 0;
-    r->status = w->ops.infer(w->ops.self, &w->job, r->actions, &err);
-    snprintf(r->error, sizeof r->error, "%s", r->status ? err.msg : "");
+    int rc = w->ops.infer(w->ops.self, &w->job, r->actions, &err);
+    r->degraded = rc == VLAD_POLICY_DEGRADED;
+    r->status = r->degraded ? VLAD_OK : rc;
+    snprintf(r->error, sizeof r->error, "%s", rc ? err.msg : "");
     if (w->pad)
         vlad_sleep_until_ns(r->started_ns + w->min_latency_ns);
     r->done_ns = vlad_now_ns();

@@ -33,10 +33,15 @@ typedef struct vlad_infer_job {
     uint64_t seed;
 } vlad_infer_job;
 
+/* infer() may return this instead of VLAD_OK: the actions are valid, but a fallback made
+ * them (the remote policy's servers did not answer: remote_policy.h); err says why. */
+#define VLAD_POLICY_DEGRADED 1
+
 typedef struct vlad_infer_result {
     vlad_infer_req req;
     int status;               /* 0 ok, else VLAD_E* */
-    char error[VLAD_ERR_MSG_MAX];
+    bool degraded;            /* status 0, but infer() returned VLAD_POLICY_DEGRADED */
+    char error[VLAD_ERR_MSG_MAX]; /* why it failed or was degraded ("" otherwise) */
     int64_t submitted_ns, started_ns, done_ns; /* CLOCK_MONOTONIC: submitted, taken, ready */
     int64_t latency_ns;       /* wall time from submission to the chunk being ready (a job that
                                  waited for a language decode step to end counts that wait) */
@@ -52,7 +57,8 @@ typedef enum {
     VLAD_BETWEEN_IDLE = 3,  /* idle_ns passed without a job while between() had work left */
 } vlad_between_why;
 
-/* The policy as the worker sees it. infer() fills horizon*dim actions for the job.
+/* The policy as the worker sees it. infer() fills horizon*dim actions for the job and
+ * returns VLAD_OK, VLAD_POLICY_DEGRADED, or a VLAD_E* error (with err filled).
  * between (optional; NULL: none) is work the worker does while no job runs (language
  * decoding), on the worker thread; it returns true while it has work left. It must return
  * soon after vlad_worker_job_queued(w) turns true: a job waiting is an action inference due. */

@@ -19,7 +19,8 @@
 
 /* ---- the one table of keys --------------------------------------------------------- */
 
-typedef enum { F_STR, F_INT, F_DOUBLE, F_BOOL, F_ENUM, F_PATH, F_KEY } ftype;
+typedef enum { F_STR, F_INT, F_DOUBLE, F_BOOL, F_ENUM, F_PATH, F_KEY, F_LIST } ftype;
+/* F_LIST: a string of comma-separated entries; in YAML also a sequence of scalars (joined) */
 
 typedef struct field {
     const char *key;   /* dotted path inside its mapping */
@@ -77,6 +78,36 @@ static const field top_fields[] = {
      "limits, jumps, late, failed), seeded by `policy.seed`."},
     {"policy.instruction", F_STR, P(policy.instruction), 0, 0, "", NULL,
      "Instruction (prompt) until a client sets one."},
+    {"policy.remote.endpoints", F_LIST, P(policy.remote.endpoints), 0, 0, "", NULL,
+     "vlad-serve hosts that run the model instead of this daemon (docs/SERVE.md): 1..8 "
+     "`tcp://HOST:PORT` or `ipc://PATH` endpoints, a YAML list or comma-separated; requests go "
+     "to the connected ones in turn. Empty: the policy is local. A non-loopback endpoint needs "
+     "`policy.remote.server_key` and `client_key` (CURVE). Not with `policy.model` unless "
+     "`policy.remote.fallback` is true, nor with `policy.synthetic`."},
+    {"policy.remote.server_key", F_PATH, P(policy.remote.server_key), 0, 0, "", NULL,
+     "The vlad-serve hosts' public certificate (`vladctl keygen`'s BASE.key), relative to the "
+     "profile's folder: the remote connections use CURVE. Empty: plain (loopback endpoints "
+     "only)."},
+    {"policy.remote.client_key", F_PATH, P(policy.remote.client_key), 0, 0, "", NULL,
+     "This daemon's secret certificate for the vlad-serve hosts (mode 0600 or stricter; its "
+     "public half in each server's `--keys-dir`, with the `infer` right), relative to the "
+     "profile's folder. Required with `policy.remote.server_key`."},
+    {"policy.remote.timeout_ms", F_INT, P(policy.remote.timeout_ms), 1, 600000, "1000", NULL,
+     "How long one attempt of a remote inference waits for its reply (and, with no server "
+     "connected, for a connection). Then the inference fails, the daemon holds once its queue "
+     "runs out, and the next one is tried."},
+    {"policy.remote.attempts", F_INT, P(policy.remote.attempts), 1, 16, "1", NULL,
+     "Sends per remote inference: one without a reply in `timeout_ms` is sent again, same "
+     "request id, to the next connected server."},
+    {"policy.remote.start_timeout_ms", F_INT, P(policy.remote.start_timeout_ms), 1, 600000,
+     "5000", NULL,
+     "At start: how long the daemon waits for a vlad-serve to answer a status request (its "
+     "model's dims, views and Δmax, checked against the profile). None answers: the daemon "
+     "refuses to start, naming the endpoints (unless `policy.remote.fallback`)."},
+    {"policy.remote.fallback", F_BOOL, P(policy.remote.fallback), 0, 1, "false", NULL,
+     "With `policy.model` also set (same dims, views and chunk size as the server's): run the "
+     "local model when no server answers at start, and for each inference a server fails "
+     "(timeout, refusal), trying the servers again after a backoff (0.5 s doubling to 8 s)."},
     {"async.mode", F_ENUM, P(async.mode), 0, 0, "vlash", "sync|naive|vlash|merge",
      "`sync`: execute K actions then stop and infer. `naive`: infer ahead on the current state. "
      "`vlash`: infer ahead on the state rolled forward to the new chunk's start. `merge`: "
@@ -132,7 +163,8 @@ static const field top_fields[] = {
     {"security.client_keys_dir", F_PATH, P(security.client_keys_dir), 0, 0, "", NULL,
      "Folder of the allowed clients' public certificates (`*.key`), each with its rights in its "
      "metadata: `rights = \"observe,publish,command\"` (observe: subscribe and status; publish: "
-     "observations; command: instruction, reset, release, ask; any client may e-stop)."},
+     "observations; command: instruction, reset, release, ask; any client may e-stop; `infer` "
+     "is vlad-serve's right, `all` every one)."},
     {"security.client_key_file", F_PATH, P(security.client_key_file), 0, 0, "", NULL,
      "This client's secret certificate (vladctl, vlad-sim, the client library); "
      "`$VLAD_CLIENT_KEY` overrides it. Each client should have its own."},
@@ -240,7 +272,8 @@ static int set_field(ctx *c, const field *f, const char *full, void *base, const
     switch (f->type) {
     case F_STR:
     case F_PATH:
-    case F_KEY: {
+    case F_KEY:
+    case F_LIST: {
         size_t len = strlen(s);
         if (f->type == F_KEY) {
             if (len != 0 && len != VLAD_KEY_LEN)
@@ -314,12 +347,36 @@ static int set_field(ctx *c, const field *f, const char *full, void *base, const
     return fail(c, n, full, "internal: unknown field type");
 }
 
+/* A list key given as a YAML sequence of scalars: its entries joined by commas. */
+static int set_list(ctx *c, const field *f, const char *full, void *base, yaml_node_t *n) {
+    char text[VLAD_LIST_MAX];
+    size_t len = 0;
+    text[0] = 0;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        yaml_node_t *item = yaml_document_get_node(c->doc, *it);
+        if (!item || item->type != YAML_SCALAR_NODE || is_null(item))
+            return fail(c, item ? item : n, full, "expected a list of strings");
+        const char *v = scalar(item);
+        if (strchr(v, ','))
+            return fail(c, item, full, "entry '%s': a list entry holds no comma", v);
+        int w = snprintf(text + len, sizeof text - len, "%s%s", len ? "," : "", v);
+        if (w < 0 || (size_t)w >= sizeof text - len)
+            return fail(c, n, full, "the list is too long (at most %zu bytes, commas included)",
+                        sizeof text - 1);
+        len += (size_t)w;
+    }
+    return set_field(c, f, full, base, text, n);
+}
+
 static int set_from_node(ctx *c, const field *f, const char *full, void *base, yaml_node_t *n) {
+    if (f->type == F_LIST && n->type == YAML_SEQUENCE_NODE)
+        return set_list(c, f, full, base, n);
     if (n->type != YAML_SCALAR_NODE)
         return fail(c, n, full, "expected a scalar value, got a %s",
                     n->type == YAML_MAPPING_NODE ? "mapping" : "sequence");
     if (is_null(n)) {
-        if (f->type == F_STR || f->type == F_PATH || f->type == F_KEY) {
+        if (f->type == F_STR || f->type == F_PATH || f->type == F_KEY || f->type == F_LIST) {
             ((char *)base + f->off)[0] = '\0';
             return VLAD_OK;
         }
@@ -665,7 +722,8 @@ int vlad_profile_load(vlad_profile *p, const char *path, vlad_err *err) {
     return rc;
 }
 
-int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_err *err) {
+/* One override: the key's type and range checks (not the cross-field ones). */
+static int set_key(vlad_profile *p, const char *key, const char *value, vlad_err *err) {
     for (size_t i = 0; i < NTOP; i++) {
         if (strcmp(top_fields[i].key, key))
             continue;
@@ -674,11 +732,15 @@ int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_e
         char tmp[VLAD_PATH_MAX];
         snprintf(tmp, sizeof tmp, "%s", p->path);
         snprintf(c.dir, sizeof c.dir, "%s", p->path[0] ? dirname(tmp) : "");
-        int rc = set_field(&c, &top_fields[i], key, p, value, NULL);
-        return rc ? rc : vlad_profile_validate(p, err);
+        return set_field(&c, &top_fields[i], key, p, value, NULL);
     }
     return vlad_err_set(err, VLAD_EINVAL, "--set %s: unknown key (joints and cameras cannot be set)",
                         key);
+}
+
+int vlad_profile_set(vlad_profile *p, const char *key, const char *value, vlad_err *err) {
+    int rc = set_key(p, key, value, err);
+    return rc ? rc : vlad_profile_validate(p, err);
 }
 
 int vlad_sets_add(void *dst, const char *kv, vlad_err *err) {
@@ -699,14 +761,93 @@ int vlad_profile_apply_sets(vlad_profile *p, const vlad_sets *s, vlad_err *err) 
         if (!eq || eq == s->v[i] || (size_t)(eq - s->v[i]) >= sizeof key)
             return vlad_err_set(err, VLAD_EINVAL, "--set '%s': expected KEY=VALUE", s->v[i]);
         snprintf(key, sizeof key, "%.*s", (int)(eq - s->v[i]), s->v[i]);
-        int rc = vlad_profile_set(p, key, eq + 1, err);
+        int rc = set_key(p, key, eq + 1, err);
         if (rc)
             return rc;
     }
-    return VLAD_OK;
+    /* across fields once all are applied: `--set policy.model= --set policy.remote...` and
+     * the other order are the same */
+    return s->n ? vlad_profile_validate(p, err) : VLAD_OK;
 }
 
 /* ---- cross-field checks ------------------------------------------------------------ */
+
+int vlad_profile_list(const char *text, char (*out)[VLAD_PATH_MAX], int max) {
+    int n = 0;
+    for (const char *q = text; *q;) {
+        while (*q == ' ' || *q == '\t')
+            q++;
+        size_t l = strcspn(q, ",");
+        size_t t = l;
+        while (t && (q[t - 1] == ' ' || q[t - 1] == '\t'))
+            t--;
+        if (t) {
+            if (n >= max || t >= VLAD_PATH_MAX)
+                return -1;
+            memcpy(out[n], q, t);
+            out[n++][t] = 0;
+        }
+        q += l;
+        if (*q == ',')
+            q++;
+    }
+    return n;
+}
+
+bool vlad_profile_remote(const vlad_profile *p) {
+    char eps[VLAD_REMOTE_MAX_ENDPOINTS][VLAD_PATH_MAX];
+    return vlad_profile_list(p->policy.remote.endpoints, eps, VLAD_REMOTE_MAX_ENDPOINTS) != 0;
+}
+
+/* policy.remote.*: the endpoints, their keys, and which policy runs */
+static int validate_remote(const vlad_profile *p, vlad_err *err) {
+    char eps[VLAD_REMOTE_MAX_ENDPOINTS][VLAD_PATH_MAX];
+    int n = vlad_profile_list(p->policy.remote.endpoints, eps, VLAD_REMOTE_MAX_ENDPOINTS);
+    if (n < 0)
+        return vlad_err_set(err, VLAD_EINVAL, "policy.remote.endpoints: more than %d endpoints",
+                            VLAD_REMOTE_MAX_ENDPOINTS);
+    bool curve = p->policy.remote.server_key[0] != 0;
+    if (curve != (p->policy.remote.client_key[0] != 0))
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "%s: set, but %s is empty: CURVE to vlad-serve needs both the "
+                            "servers' public certificate and this daemon's secret one",
+                            curve ? "policy.remote.server_key" : "policy.remote.client_key",
+                            curve ? "policy.remote.client_key" : "policy.remote.server_key");
+    for (int i = 0; i < n; i++) {
+        vlad_endpoint ep;
+        vlad_err e2;
+        if (vlad_endpoint_parse(eps[i], &ep, &e2))
+            return vlad_err_set(err, VLAD_EINVAL, "policy.remote.endpoints[%d]: %s", i, e2.msg);
+        if (!ep.loopback && !curve)
+            return vlad_err_set(err, VLAD_EINVAL,
+                                "policy.remote.endpoints[%d]: %s is not loopback: set "
+                                "policy.remote.server_key and policy.remote.client_key (CURVE); "
+                                "refusing to send the robot's observations unauthenticated",
+                                i, eps[i]);
+        for (int k = 0; k < i; k++)
+            if (!strcmp(eps[i], eps[k]))
+                return vlad_err_set(err, VLAD_EINVAL,
+                                    "policy.remote.endpoints[%d]: %s is listed twice", i, eps[i]);
+    }
+    if (n == 0)
+        return VLAD_OK; /* the remote keys alone change nothing (vlad --check warns) */
+    if (p->policy.synthetic)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "policy.remote.endpoints and policy.synthetic are both set: choose "
+                            "one policy");
+    if (p->policy.model[0] && !p->policy.remote.fallback)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "policy.remote.endpoints and policy.model (%s) are both set: the model "
+                            "runs either on vlad-serve or here; set policy.remote.fallback: true to "
+                            "keep policy.model as the fallback when no server answers, or remove "
+                            "one of them",
+                            p->policy.model);
+    if (p->policy.remote.fallback && !p->policy.model[0])
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "policy.remote.fallback: true needs policy.model (the local model to "
+                            "fall back on)");
+    return VLAD_OK;
+}
 
 bool vlad_endpoint_is_local(const char *ep) {
     vlad_endpoint e;
@@ -795,6 +936,9 @@ int vlad_profile_validate(const vlad_profile *p, vlad_err *err) {
                             "security: a non-loopback endpoint requires CURVE "
                             "(security.curve_server_public_key, server_key_file, client_keys_dir); "
                             "refusing to expose the robot unauthenticated");
+    int rrc = validate_remote(p, err);
+    if (rrc)
+        return rrc;
     if (p->async.trigger_threshold > p->async.execution_horizon)
         return vlad_err_set(err, VLAD_EINVAL,
                             "async.trigger_threshold: %d exceeds async.execution_horizon %d",
@@ -844,7 +988,7 @@ const char *vlad_clock_mode_name(vlad_clock_mode m) { return m == VLAD_CLOCK_LOC
 /* ---- documentation ----------------------------------------------------------------- */
 
 static void doc_rows(FILE *out, const field *t, size_t nt, const char *prefix) {
-    static const char *tn[] = {"string", "integer", "number", "bool", "enum", "path", "key"};
+    static const char *tn[] = {"string", "integer", "number", "bool", "enum", "path", "key", "list"};
     for (size_t i = 0; i < nt; i++) {
         const field *f = &t[i];
         char rng[96] = "";
@@ -856,6 +1000,8 @@ static void doc_rows(FILE *out, const field *t, size_t nt, const char *prefix) {
             snprintf(rng, sizeof rng, "≤ %zu bytes", f->size - 1);
         else if (f->type == F_BOOL)
             snprintf(rng, sizeof rng, "true/false");
+        else if (f->type == F_LIST)
+            snprintf(rng, sizeof rng, "strings, ≤ %zu bytes joined by commas", f->size - 1);
         else
             snprintf(rng, sizeof rng, "%d chars", VLAD_KEY_LEN);
         char def[64];

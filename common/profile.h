@@ -20,6 +20,8 @@
 #define VLAD_NAME_MAX 64
 #define VLAD_PATH_MAX 512
 #define VLAD_KEY_LEN 40 /* Z85 text of a 32-byte CURVE key */
+#define VLAD_REMOTE_MAX_ENDPOINTS 8 /* policy.remote.endpoints entries */
+#define VLAD_LIST_MAX 1024          /* a list key's text: its entries joined by commas */
 
 typedef struct vlad_joint {
     char name[VLAD_NAME_MAX];
@@ -72,6 +74,15 @@ typedef struct vlad_profile {
         bool synthetic;            /* built-in synthetic policy instead of a model */
         double synthetic_faults;   /* synthetic: share of chunks corrupted on purpose (tests) */
         char instruction[256];     /* initial instruction (prompt) */
+        struct {                   /* the model on vlad-serve hosts (daemon/remote_policy.h) */
+            char endpoints[VLAD_LIST_MAX]; /* comma-separated ("" = the policy is local) */
+            char server_key[VLAD_PATH_MAX];  /* the servers' public certificate ("" = no CURVE) */
+            char client_key[VLAD_PATH_MAX];  /* this daemon's secret certificate for them */
+            int timeout_ms;        /* per attempt */
+            int attempts;          /* sends per inference */
+            int start_timeout_ms;  /* at start: the wait for a server's status */
+            bool fallback;         /* run policy.model when no server answers */
+        } remote;
     } policy;
     struct {
         vlad_async_mode mode;
@@ -154,8 +165,10 @@ typedef struct vlad_sets {
  * VLAD_EINVAL without '=' or with an empty key, VLAD_ERANGE past VLAD_SETS_MAX. */
 int vlad_sets_add(void *dst, const char *kv, vlad_err *err);
 
-/* vlad_profile_set for each override in order; stops at the first error (the message names
- * the key; *p may then hold the rejected value: discard it). */
+/* Each override in order with vlad_profile_set's type and range checks, stopping at the
+ * first error (the message names the key; *p may then hold the rejected value: discard it),
+ * then the cross-field checks (vlad_profile_validate) once, on the result: the order of
+ * overrides that only make sense together does not matter. */
 int vlad_profile_apply_sets(vlad_profile *p, const vlad_sets *s, vlad_err *err);
 
 /* Checks across fields (limits ordered, home inside limits, unique names, endpoints
@@ -167,6 +180,14 @@ int vlad_profile_validate(const vlad_profile *p, vlad_err *err);
  * 1..65535. A name merely starting with "127.", a wildcard, an interface name, a missing or bad
  * port, or a ZeroMQ source address ("src;dst", any ';') is not local. */
 bool vlad_endpoint_is_local(const char *endpoint);
+
+/* The entries of a list key's text (policy.remote.endpoints: comma-separated, each trimmed
+ * of spaces; empty entries are skipped) into out[0..max-1]. Returns how many, or -1 when
+ * there are more than max or one is VLAD_PATH_MAX bytes or longer. */
+int vlad_profile_list(const char *text, char (*out)[VLAD_PATH_MAX], int max);
+
+/* policy.remote.endpoints names at least one endpoint: the model runs on vlad-serve hosts. */
+bool vlad_profile_remote(const vlad_profile *p);
 
 /* Index of the joint / camera named `name`, or -1. */
 int vlad_profile_joint_index(const vlad_profile *p, const char *name);

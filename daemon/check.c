@@ -11,6 +11,9 @@
 #include "engine_policy.h"
 #include "model.h"
 #include "synthetic.h"
+#ifdef VLAD_HAVE_REMOTE
+#include "remote_policy.h"
+#endif
 
 static void add(vlad_check_report *r, vlad_check_severity sev, const char *key, const char *fmt,
                 ...) __attribute__((format(printf, 4, 5)));
@@ -36,8 +39,12 @@ static void add(vlad_check_report *r, vlad_check_severity sev, const char *key, 
 #define ERR(r, key, ...) add(r, VLAD_CHECK_ERROR, key, __VA_ARGS__)
 #define WARN(r, key, ...) add(r, VLAD_CHECK_WARNING, key, __VA_ARGS__)
 
+static void fit_item(void *user, const char *key, const char *msg) {
+    ERR((vlad_check_report *)user, key, "%s", msg);
+}
+
 /* The checkpoint against the robot: what engine_policy.c vlad_engine_policy_new and the
- * scheduler refuse, plus the horizon the scheduler would otherwise clamp silently. */
+ * scheduler refuse (policy_fit.h, the one rule), plus the flow steps. */
 static void check_model(const vlad_profile *p, vlad_check_report *r) {
     const char *path = p->policy.model;
     vlad_model *m = NULL;
@@ -55,48 +62,14 @@ static void check_model(const vlad_profile *p, vlad_check_report *r) {
     r->model.n_cameras = c.n_cameras;
     r->model.image_size = c.image_size;
     r->model.params = vlad_model_param_count(m);
-    vlad_views views;
-    vlad_err vwe = {0};
-    if (vlad_model_views(m, p, &views, &vwe))
-        ERR(r, "cameras", "cameras: policy.model %s: %s", path, vwe.msg);
-    else
-        r->model.max_view_lag = views.max_lag;
+    char what[VLAD_PATH_MAX + 16];
+    snprintf(what, sizeof what, "policy.model %s", path);
+    vlad_model_shape shape;
+    vlad_model_shape_of(m, what, &shape);
+    vlad_views views = {0};
+    vlad_model_fits(&shape, p, &views, fit_item, r);
+    r->model.max_view_lag = views.max_lag; /* 0 when the views did not parse */
     vlad_model_free(m);
-
-    if (c.action_dim != p->n_joints)
-        ERR(r, "joints",
-            "joints: the profile has %d joints, but policy.model %s has action_dim %d (one "
-            "action per joint)",
-            p->n_joints, path, c.action_dim);
-    if (c.state_dim != p->n_joints)
-        ERR(r, "joints",
-            "joints: the profile has %d joints, but policy.model %s has state_dim %d (one state "
-            "value per joint)",
-            p->n_joints, path, c.state_dim);
-    if (c.action_dim > VLAD_AQ_MAX_DIM)
-        ERR(r, "policy.model", "policy.model %s: action_dim %d exceeds the daemon's maximum %d",
-            path, c.action_dim, VLAD_AQ_MAX_DIM);
-    for (int i = 0; i < p->n_cameras; i++) {
-        const vlad_camera *cam = &p->cameras[i];
-        if (cam->width != c.image_size || cam->height != c.image_size) {
-            char key[32];
-            snprintf(key, sizeof key, "cameras[%d]", i);
-            ERR(r, key,
-                "cameras[%d] (%s): width x height is %dx%d, but policy.model %s takes %dx%d "
-                "images (image_size %d)",
-                i, cam->name, cam->width, cam->height, path, c.image_size, c.image_size,
-                c.image_size);
-        }
-    }
-    if (c.chunk_size > VLAD_AQ_MAX_H)
-        ERR(r, "policy.model",
-            "policy.model %s: chunk_size %d exceeds the daemon's action queue horizon %d", path,
-            c.chunk_size, VLAD_AQ_MAX_H);
-    if (p->async.execution_horizon > c.chunk_size)
-        ERR(r, "async.execution_horizon",
-            "async.execution_horizon: %d actions per chunk, but policy.model %s predicts chunks "
-            "of only %d (chunk_size)",
-            p->async.execution_horizon, path, c.chunk_size);
     if (p->policy.flow_steps < 0) {
         ERR(r, "policy.flow_steps",
             "policy.flow_steps: %d is negative (0 = the checkpoint's own %d)",
@@ -152,6 +125,36 @@ int vlad_check_profile(const vlad_profile *p, vlad_check_report *out, vlad_err *
                 p->security.client_keys_dir);
     }
 
+    /* policy.remote.*: the key files (the servers themselves: vlad_check_remote) */
+    bool remote = vlad_profile_remote(p);
+    if (remote) {
+#ifdef VLAD_HAVE_REMOTE
+        char pub[VLAD_KEY_LEN + 1];
+        vlad_err e2;
+        if (vlad_remote_keys(p, pub, &e2)) /* its message starts with the key it is about */
+            ERR(r, strncmp(e2.msg, "policy.remote.client_key", 24) ? "policy.remote.server_key"
+                                                                   : "policy.remote.client_key",
+                "%s", e2.msg);
+#else
+        ERR(r, "policy.remote.endpoints",
+            "policy.remote.endpoints: this build has no vlad-serve client");
+#endif
+        if (p->policy.flow_steps != 0 && !p->policy.remote.fallback)
+            WARN(r, "policy.flow_steps",
+                 "policy.flow_steps: %d has no effect: vlad-serve runs the checkpoint's own steps",
+                 p->policy.flow_steps);
+    } else {
+        static const char *const rkeys[] = {"server_key", "client_key"};
+        const char *rvals[] = {p->policy.remote.server_key, p->policy.remote.client_key};
+        for (int i = 0; i < 2; i++)
+            if (rvals[i][0])
+                WARN(r, "policy.remote", "policy.remote.%s: set, but policy.remote.endpoints is "
+                     "empty: no effect", rkeys[i]);
+        if (p->policy.remote.fallback)
+            WARN(r, "policy.remote.fallback", "policy.remote.fallback: true, but "
+                 "policy.remote.endpoints is empty: policy.model runs here in any case");
+    }
+
     if (p->policy.synthetic) {
         vlad_synthetic s;
         vlad_synthetic_init(&s, p);
@@ -163,6 +166,10 @@ int vlad_check_profile(const vlad_profile *p, vlad_check_report *out, vlad_err *
                 "async.execution_horizon: %d actions per chunk, but the synthetic policy "
                 "predicts chunks of only %d",
                 p->async.execution_horizon, s.horizon);
+    } else if (remote) {
+        r->policy = VLAD_CHECK_POLICY_REMOTE; /* horizon, dim: what the servers say */
+        r->horizon = r->model.loaded ? r->model.chunk_size : 0;
+        r->dim = r->model.loaded ? r->model.action_dim : 0;
     } else if (has_model) {
         r->policy = VLAD_CHECK_POLICY_MODEL;
         r->horizon = r->model.chunk_size;
@@ -171,8 +178,8 @@ int vlad_check_profile(const vlad_profile *p, vlad_check_report *out, vlad_err *
         r->policy = VLAD_CHECK_POLICY_NONE;
     }
 
-    /* settings the chosen policy never reads */
-    if (r->policy != VLAD_CHECK_POLICY_MODEL) {
+    /* settings the chosen policy never reads (the remote policy sends the scaled noise) */
+    if (r->policy != VLAD_CHECK_POLICY_MODEL && r->policy != VLAD_CHECK_POLICY_REMOTE) {
         const char *why = p->policy.synthetic ? "the synthetic policy ignores it"
                                               : "there is no policy.model";
         if (p->policy.flow_steps != 0)
@@ -189,6 +196,52 @@ int vlad_check_profile(const vlad_profile *p, vlad_check_report *out, vlad_err *
              "state forward)",
              p->async.tracking_lag_ms, vlad_async_mode_name(p->async.mode));
     return VLAD_OK;
+}
+
+int vlad_check_remote(const vlad_profile *p, vlad_check_report *r) {
+    if (!vlad_profile_remote(p))
+        return VLAD_OK;
+#ifdef VLAD_HAVE_REMOTE
+    static vlad_remote_model m; /* large: not on the stack */
+    vlad_err e = {0};
+    int rc = vlad_remote_probe(p, &m, &e);
+    if (rc) {
+        if (p->policy.remote.fallback)
+            WARN(r, "policy.remote.endpoints", "%s; the daemon would start on the fallback "
+                 "policy.model", e.msg);
+        else
+            ERR(r, "policy.remote.endpoints", "%s: the daemon would refuse to start", e.msg);
+        return rc;
+    }
+    r->remote.reached = true;
+    snprintf(r->remote.model, sizeof r->remote.model, "%s", m.path);
+    r->remote.state_dim = m.state_dim;
+    r->remote.action_dim = m.action_dim;
+    r->remote.chunk_size = m.chunk_size;
+    r->remote.n_cameras = m.n_cameras;
+    r->remote.image_size = m.image_size;
+    r->remote.max_delay = m.max_delay;
+    vlad_model_shape shape;
+    vlad_remote_model_shape(&m, &shape);
+    vlad_views views = {0};
+    vlad_model_fits(&shape, p, &views, fit_item, r);
+    r->remote.max_view_lag = views.max_lag;
+    if (r->model.loaded && (r->model.chunk_size != m.chunk_size ||
+                            r->model.n_cameras != m.n_cameras ||
+                            r->model.max_view_lag != views.max_lag))
+        ERR(r, "policy.remote.fallback",
+            "policy.remote.fallback: policy.model %s (chunk_size %d, %d image inputs, oldest view "
+            "%d ticks back) is not the servers' model %s (chunk_size %d, %d, %d): the fallback "
+            "must run the same checkpoint",
+            p->policy.model, r->model.chunk_size, r->model.n_cameras, r->model.max_view_lag,
+            m.path, m.chunk_size, m.n_cameras, views.max_lag);
+    r->horizon = m.chunk_size;
+    r->dim = m.action_dim;
+    return VLAD_OK;
+#else
+    (void)r;
+    return VLAD_EINVAL;
+#endif
 }
 
 int vlad_check_to_err(const vlad_check_report *r, vlad_err *err) {

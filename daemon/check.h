@@ -12,8 +12,12 @@
  *             each camera; its chunk horizon vs VLAD_AQ_MAX_H and vs
  *             async.execution_horizon; policy.flow_steps out of the engine's range;
  *             policy.synthetic together with policy.model;
+ *             with policy.remote.endpoints: the key files (policy.remote.server_key must be a
+ *             public certificate, client_key a secret one of mode 0600);
  *   warnings  settings that have no effect (policy.flow_steps / noise_scale without a
- *             model, async.tracking_lag_ms outside vlash mode).
+ *             model, flow_steps on vlad-serve, policy.remote.* keys without endpoints,
+ *             async.tracking_lag_ms outside vlash mode).
+ * The servers of a remote policy are asked only by vlad_check_remote.
  * Each item is one sentence naming the profile key and both values. The checkpoint format
  * (MODEL.md) records no camera names, so names cannot be compared.
  *
@@ -43,6 +47,7 @@ typedef enum {
     VLAD_CHECK_POLICY_NONE = 0,      /* no policy: the daemon holds position */
     VLAD_CHECK_POLICY_SYNTHETIC = 1, /* policy.synthetic */
     VLAD_CHECK_POLICY_MODEL = 2,     /* policy.model */
+    VLAD_CHECK_POLICY_REMOTE = 3,    /* policy.remote.endpoints (policy.model: the fallback) */
 } vlad_check_policy;
 
 typedef struct vlad_check_report {
@@ -56,6 +61,11 @@ typedef struct vlad_check_report {
         int max_view_lag;          /* oldest view, robot ticks (0: current frames only) */
         int64_t params;
     } model;
+    struct {
+        bool reached; /* vlad_check_remote: a server answered (the fields below are valid) */
+        char model[256];
+        int state_dim, action_dim, chunk_size, n_cameras, image_size, max_delay, max_view_lag;
+    } remote;
     int n_items, n_errors, n_warnings;
     int n_dropped; /* items beyond VLAD_CHECK_MAX_ITEMS (counted, not stored) */
     vlad_check_item items[VLAD_CHECK_MAX_ITEMS];
@@ -66,6 +76,14 @@ typedef struct vlad_check_report {
  * it found (problems are out->n_errors / n_warnings); VLAD_EINVAL with err filled only for
  * NULL arguments. Reentrant; holds nothing after it returns. */
 int vlad_check_profile(const vlad_profile *p, vlad_check_report *out, vlad_err *err);
+
+/* With policy.remote.endpoints: ask the servers for their model (vlad_remote_probe: waits up
+ * to policy.remote.start_timeout_ms) and add every problem to r -- none answering is an error
+ * (a warning with policy.remote.fallback), a model that does not fit the robot (policy_fit.h)
+ * or is not the fallback's are errors; fills r->remote, horizon and dim. Opens a connection,
+ * so `vlad --check` calls it, not the daemon's start (which asks the servers itself). VLAD_OK
+ * when a server answered or there is nothing to ask (no remote policy). */
+int vlad_check_remote(const vlad_profile *p, vlad_check_report *r);
 
 /* VLAD_OK if the report has no errors; otherwise VLAD_EINVAL with err holding every error
  * joined by "; " (truncated to fit). For a start path that wants one message. */

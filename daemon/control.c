@@ -265,6 +265,31 @@ static void finish_job(vlad_control *c) {
     c->busy = false;
 }
 
+/* One event per run of failed (or fallback-made) inferences, at its first, and one at the
+ * first good result after it: a remote server gone for a minute is two events, not one per
+ * retry. While the run lasts the queue drains and the daemon holds the last target (stall
+ * ticks), or, degraded, acts on the fallback's chunks. */
+static void policy_health(vlad_control *c, int64_t tick, const vlad_infer_result *r) {
+    bool bad = r->status || r->degraded;
+    if (bad && !c->policy_down) {
+        c->policy_down = true;
+        c->down_results = 0;
+        if (r->status)
+            emit(c, tick, VLAD__EVENT__KIND__POLICY_DOWN, 0,
+                 "inference failed: %.120s; holding once the queue runs out, retrying", r->error);
+        else
+            emit(c, tick, VLAD__EVENT__KIND__POLICY_DOWN, 0, "policy degraded: %.140s", r->error);
+    }
+    if (bad) {
+        c->down_results++;
+    } else if (c->policy_down) {
+        c->policy_down = false;
+        emit(c, tick, VLAD__EVENT__KIND__POLICY_UP, c->down_results,
+             "inference back after %llu failed or fallback result%s",
+             (unsigned long long)c->down_results, c->down_results == 1 ? "" : "s");
+    }
+}
+
 /* Install a finished inference (if its time has come). Returns false if a lockstep wait
  * was cut short by a request. */
 static bool take_result(vlad_control *c, int64_t tick, bool running) {
@@ -285,14 +310,14 @@ static bool take_result(vlad_control *c, int64_t tick, bool running) {
         return true;
     vlad_shared *sh = c->sh;
     int64_t lat = c->lockstep ? (int64_t)c->emul_delay * c->delay.tick_ns : r->latency_ns;
-    vlad_delay_add(&c->delay, lat);
+    if (!r->status) /* a failure (a remote timeout...) is no delay a chunk will have */
+        vlad_delay_add(&c->delay, lat);
     vlad_hist_add(&sh->inference, r->latency_ns);
-    if (r->status) {
+    if (r->status)
         atomic_fetch_add(&sh->inference_errors, 1);
-        emit(c, tick, VLAD__EVENT__KIND__STALL, 0, "inference failed: %.120s", r->error);
-    } else if (running && c->job_epoch == c->epoch) {
+    policy_health(c, tick, r);
+    if (!r->status && running && c->job_epoch == c->epoch)
         install(c, tick, r);
-    }
     finish_job(c);
     return true;
 }

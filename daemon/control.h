@@ -53,6 +53,8 @@ typedef struct vlad_control {
     bool lockstep;
     int emul_delay;               /* lockstep: ticks from request to usable result */
     bool busy;                    /* a job is in flight */
+    bool policy_down;             /* the newest results failed or were degraded (one event) */
+    uint64_t down_results;        /* how many in this run */
     bool pinned;                  /* the job's frame is pinned in sh->frames */
     uint32_t epoch, job_epoch;    /* results from before an e-stop/reset/restart are discarded */
     int64_t ready_tick;           /* lockstep: first tick the in-flight result may be used */

@@ -17,6 +17,9 @@
 #ifdef VLAD_HAVE_ENGINE
 #include "engine_policy.h"
 #endif
+#ifdef VLAD_HAVE_REMOTE
+#include "remote_policy.h"
+#endif
 #include "worker.h"
 
 struct vlad_daemon {
@@ -26,6 +29,9 @@ struct vlad_daemon {
     vlad_synthetic synthetic;
 #ifdef VLAD_HAVE_ENGINE
     vlad_engine_policy *engine;
+#endif
+#ifdef VLAD_HAVE_REMOTE
+    vlad_remote_policy *remote;
 #endif
     vlad_worker *worker;
     pthread_t t_io, t_ctl;
@@ -54,7 +60,8 @@ static int make_frames(vlad_daemon *d, const vlad_views *v, vlad_err *err) {
     return VLAD_OK;
 }
 
-/* Create the policy named by the profile (none, synthetic, or a checkpoint) and its worker. */
+/* Create the policy named by the profile (none, synthetic, vlad-serve hosts, or a checkpoint)
+ * and its worker. */
 static int attach_policy(vlad_daemon *d, vlad_err *err) {
     const vlad_profile *p = d->sh.p;
     vlad_policy_ops ops;
@@ -65,6 +72,20 @@ static int attach_policy(vlad_daemon *d, vlad_err *err) {
         d->sh.lang_off = "no language model: the synthetic policy has none";
         vlad_synthetic_init(&d->synthetic, p);
         vlad_synthetic_ops(&d->synthetic, &ops);
+    } else if (vlad_profile_remote(p)) { /* before policy.model: that is then the fallback */
+#ifdef VLAD_HAVE_REMOTE
+        d->remote = vlad_remote_policy_new(p, &d->sh.remote, err);
+        if (!d->remote)
+            return err ? err->code : VLAD_EINVAL;
+        VLAD_LOGI("policy: %s", vlad_remote_policy_describe(d->remote));
+        d->sh.lang_off = "no language: the policy runs on vlad-serve (asks are not forwarded to "
+                         "it)";
+        vlad_remote_policy_ops(d->remote, &ops);
+        views = *vlad_remote_policy_views(d->remote);
+#else
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "policy.remote.endpoints: this build has no vlad-serve client");
+#endif
     } else if (p->policy.model[0]) {
 #ifdef VLAD_HAVE_ENGINE
         d->engine = vlad_engine_policy_new(p, err);
@@ -113,6 +134,7 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     sh->wake_fd = sh->obs_fd = sh->req_fd = -1;
     sh->start_ns = vlad_now_ns();
     pthread_mutex_init(&sh->text_mu, NULL);
+    pthread_mutex_init(&sh->remote.mu, NULL);
     snprintf(sh->instruction, sizeof sh->instruction, "%s", p->policy.instruction);
     vlad_hist_init(&sh->jitter);
     vlad_hist_init(&sh->inference);
@@ -232,6 +254,9 @@ void vlad_daemon_free(vlad_daemon *d) {
 #ifdef VLAD_HAVE_ENGINE
     vlad_engine_policy_free(d->engine);
 #endif
+#ifdef VLAD_HAVE_REMOTE
+    vlad_remote_policy_free(d->remote);
+#endif
     vlad_lang_free(d->sh.lang);
     vlad_server_free(d->io.srv);
     vlad_frames_free(d->sh.frames);
@@ -246,5 +271,6 @@ void vlad_daemon_free(vlad_daemon *d) {
     if (d->sh.req_fd >= 0)
         close(d->sh.req_fd);
     pthread_mutex_destroy(&d->sh.text_mu);
+    pthread_mutex_destroy(&d->sh.remote.mu);
     free(d);
 }

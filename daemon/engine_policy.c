@@ -22,12 +22,22 @@ struct vlad_engine_policy {
     vlad_views views;       /* the model's image inputs, from the robot's cameras */
 };
 
-int vlad_model_views(const vlad_model *m, const vlad_profile *p, vlad_views *out, vlad_err *err) {
+void vlad_model_shape_of(const vlad_model *m, const char *what, vlad_model_shape *out) {
     const vlad_config *c = &m->cfg;
-    const char *meta = m->file ? vlad_st_meta(m->file, "vlad.views") : NULL;
-    if (vlad_views_parse(meta, c->n_cameras, p->n_cameras, out, err))
-        return err ? err->code : VLAD_EINVAL;
-    return VLAD_OK;
+    *out = (vlad_model_shape){.what = what,
+                              .key = "policy.model",
+                              .state_dim = c->state_dim,
+                              .action_dim = c->action_dim,
+                              .chunk_size = c->chunk_size,
+                              .n_cameras = c->n_cameras,
+                              .image_size = c->image_size,
+                              .views = m->file ? vlad_st_meta(m->file, "vlad.views") : NULL};
+}
+
+int vlad_model_max_delay(const vlad_model *m) {
+    /* the training recipe records its largest future-state delay Δmax (vlad_train) */
+    const char *dm = m->file ? vlad_st_meta(m->file, "vlad.train.delta_max") : NULL;
+    return vlad_trained_max_delay(dm ? strtol(dm, NULL, 10) : 0);
 }
 
 const vlad_views *vlad_engine_policy_views(const vlad_engine_policy *e) { return &e->views; }
@@ -42,29 +52,12 @@ vlad_engine_policy *vlad_engine_policy_new(const vlad_profile *p, vlad_err *err)
     if (vlad_model_load(p->policy.model, &e->m, err))
         goto fail;
     vlad_config *c = &e->m->cfg;
-    if (c->action_dim != p->n_joints || c->state_dim != p->n_joints) {
-        vlad_err_set(err, VLAD_EINVAL,
-                     "policy.model %s: state_dim %d / action_dim %d, but the profile has %d joints",
-                     p->policy.model, c->state_dim, c->action_dim, p->n_joints);
+    char what[VLAD_PATH_MAX + 16];
+    snprintf(what, sizeof what, "policy.model %s", p->policy.model);
+    vlad_model_shape shape;
+    vlad_model_shape_of(e->m, what, &shape);
+    if (vlad_model_fits_err(&shape, p, &e->views, err)) /* the one rule (policy_fit.h) */
         goto fail;
-    }
-    if (vlad_model_views(e->m, p, &e->views, err)) {
-        vlad_err_prefix(err, "policy.model %s: ", p->policy.model);
-        goto fail;
-    }
-    for (int i = 0; i < p->n_cameras; i++)
-        if (p->cameras[i].width != c->image_size || p->cameras[i].height != c->image_size) {
-            vlad_err_set(err, VLAD_EINVAL,
-                         "policy.model %s: images are %dx%d, camera %s is %dx%d", p->policy.model,
-                         c->image_size, c->image_size, p->cameras[i].name, p->cameras[i].width,
-                         p->cameras[i].height);
-            goto fail;
-        }
-    if (c->chunk_size > VLAD_AQ_MAX_H) {
-        vlad_err_set(err, VLAD_EINVAL, "policy.model %s: chunk_size %d exceeds %d", p->policy.model,
-                     c->chunk_size, VLAD_AQ_MAX_H);
-        goto fail;
-    }
     if (p->policy.flow_steps > 0) {
         c->flow_steps = p->policy.flow_steps;
         if (vlad_config_validate(c, err)) {
@@ -115,12 +108,16 @@ static int run(vlad_engine_policy *e, const uint8_t *images, const char *prompt,
     double scale = e->p->policy.noise_scale;
     if (scale == 1.0)
         return vlad_sample_actions(e->rs, state, NULL, seed, actions, err);
+    vlad_policy_noise(seed, scale, e->noise,
+                      (size_t)e->m->cfg.chunk_size * (size_t)e->m->cfg.action_dim);
+    return vlad_sample_actions(e->rs, state, e->noise, seed, actions, err);
+}
+
+void vlad_policy_noise(uint64_t seed, double scale, float *out, size_t n) {
     vlad_rng r;
     vlad_rng_seed(&r, seed);
-    size_t n = (size_t)e->m->cfg.chunk_size * (size_t)e->m->cfg.action_dim;
     for (size_t i = 0; i < n; i++)
-        e->noise[i] = (float)(scale * vlad_rng_normal(&r));
-    return vlad_sample_actions(e->rs, state, e->noise, seed, actions, err);
+        out[i] = (float)(scale * vlad_rng_normal(&r));
 }
 
 static int infer(void *self, const vlad_infer_job *job, float *actions, vlad_err *err) {
@@ -163,10 +160,7 @@ void vlad_engine_policy_ops(vlad_engine_policy *e, vlad_policy_ops *ops) {
         /* a frame period: a chunk every execution horizon at control_hz */
         ops->idle_ns = (int64_t)(1e9 * p->async.execution_horizon / p->control_hz);
     }
-    /* the training recipe records its largest future-state delay Δmax (vlad_train) */
-    const char *dm = e->m->file ? vlad_st_meta(e->m->file, "vlad.train.delta_max") : NULL;
-    int v = dm ? atoi(dm) : 0;
-    ops->max_delay_ticks = v > 0 && v <= VLAD_AQ_MAX_H ? v : 0;
+    ops->max_delay_ticks = vlad_model_max_delay(e->m);
     ops->infer = infer;
 }
 

@@ -352,6 +352,23 @@ void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit,
     st->async_mode = (char *)vlad_async_mode_name(p->async.mode);
     st->uptime_s = (double)(vlad_now_ns() - sh->start_ns) / 1e9;
     st->control_hz = p->control_hz;
+    vlad_remote_stats *rs = &sh->remote;
+    if (atomic_load(&rs->on)) {
+        st->remote_endpoints = (char *)p->policy.remote.endpoints;
+        st->remote_up = atomic_load(&rs->up);
+        st->remote_requests = atomic_load(&rs->requests);
+        st->remote_replies = atomic_load(&rs->replies);
+        st->remote_timeouts = atomic_load(&rs->timeouts);
+        st->remote_dropped_stale = atomic_load(&rs->dropped_stale);
+        st->remote_reconnects = atomic_load(&rs->reconnects);
+        st->remote_refusals = atomic_load(&rs->refusals);
+        st->remote_errors = atomic_load(&rs->errors);
+        st->remote_fallbacks = atomic_load(&rs->fallbacks);
+        pthread_mutex_lock(&rs->mu); /* the worker's, briefly; never the control thread's */
+        snprintf(io->remote_error, sizeof io->remote_error, "%s", rs->last_error);
+        pthread_mutex_unlock(&rs->mu);
+        st->remote_last_error = io->remote_error;
+    }
     if (io->rec) {
         vlad_record_stats_get(io->rec, &io->rec_stats);
         st->record_file = (char *)vlad_record_file(io->rec);

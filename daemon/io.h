@@ -40,6 +40,7 @@ typedef struct vlad_io {
     vlad_record *rec;         /* the recording (the server's tap feeds it), or NULL */
     bool rec_reported;        /* its write error was published (one RECORD_ERROR event) */
     vlad_record_stats rec_stats; /* the last read of its counters (too large for the stack) */
+    char remote_error[VLAD_ERR_MSG_MAX]; /* Status.remote_last_error: a copy of sh->remote.last_error */
 } vlad_io;
 
 /* Thread body: loops until sh->stop, then publishes STOPPING. arg is a vlad_io*. */

@@ -6,7 +6,8 @@
  *   vlad --print-config-doc      print the profile key table (configs/README.md)
  *   vlad --check --profile FILE  validate a profile against its model and exit: every problem
  *                                the daemon would refuse at start is printed (exit 1), else
- *                                one "ok" line naming the robot and the model (exit 0)
+ *                                one "ok" line naming the robot and the model (exit 0); with
+ *                                policy.remote.endpoints it asks the servers for their model
  * --set may be given any number of times; they apply in order after the profile is loaded.
  * Before starting, the daemon runs the same check (check.h) and refuses with the full list.
  * SIGINT/SIGTERM: clean shutdown (the handler only sets a flag). */
@@ -53,6 +54,22 @@ static void describe_policy(const vlad_check_report *r, const vlad_profile *p, c
                  r->model.flow_steps, r->model.n_cameras, r->model.n_cameras == 1 ? "" : "s",
                  r->model.image_size, r->model.image_size, r->model.max_view_lag,
                  (double)r->model.params / 1e6);
+        break;
+    case VLAD_CHECK_POLICY_REMOTE:
+        if (r->remote.reached)
+            snprintf(buf, cap,
+                     "remote: vlad-serve %.200s, model %.200s: state_dim %d, action_dim %d, chunk_size %d, "
+                     "%d image input%s %dx%d (oldest %d ticks back)%s%.200s",
+                     p->policy.remote.endpoints, r->remote.model, r->remote.state_dim,
+                     r->remote.action_dim, r->remote.chunk_size, r->remote.n_cameras,
+                     r->remote.n_cameras == 1 ? "" : "s", r->remote.image_size,
+                     r->remote.image_size, r->remote.max_view_lag,
+                     p->policy.remote.fallback ? "; fallback " : "",
+                     p->policy.remote.fallback ? p->policy.model : "");
+        else
+            snprintf(buf, cap, "remote: vlad-serve %.300s%s%.300s", p->policy.remote.endpoints,
+                     p->policy.remote.fallback ? "; fallback " : "",
+                     p->policy.remote.fallback ? p->policy.model : "");
         break;
     case VLAD_CHECK_POLICY_SYNTHETIC:
         snprintf(buf, cap, "synthetic policy: horizon %d, %d joints", r->horizon, r->dim);
@@ -117,13 +134,15 @@ int main(int argc, char **argv) {
             return 1;
         }
     }
-    char policy_desc[VLAD_PATH_MAX + 200];
+    char policy_desc[2048];
 #ifdef VLAD_HAVE_ENGINE
     static vlad_check_report rep;
     if (vlad_check_profile(&prof, &rep, &err)) {
         fprintf(stderr, "vlad: %s\n", err.msg);
         return 1;
     }
+    if (check) /* the servers of a remote policy too (the daemon's start asks them itself) */
+        vlad_check_remote(&prof, &rep);
     char prefix[VLAD_PATH_MAX + 16];
     snprintf(prefix, sizeof prefix, "vlad: %s: ", profile_path);
     if (rep.n_errors) {

@@ -34,6 +34,7 @@
  *   lang       vlad_lang (lang.h)           io → worker      asks (a slot reserved for each first)
  *                                           worker → io      language pieces (LanguageToken); the
  *                                                            worker signals wake_fd
+ *   remote     vlad_remote_stats            worker → io      the remote policy's counters
  *   stats      atomics below                writer named per field
  *
  * E-stop ordering: io counts e-stops in estop_req and, on a release, stores into release_upto
@@ -99,6 +100,23 @@ typedef struct vlad_chunk_rec {
     bool clamped;
 } vlad_chunk_rec;
 
+/* the remote policy's view of its servers (policy.remote.*, remote_policy.h): written by the
+ * worker thread after each call, read by io for Status (never by the control thread) */
+typedef struct vlad_remote_stats {
+    _Atomic bool on;            /* policy.remote.endpoints is set */
+    _Atomic bool up;            /* the newest call got its answer */
+    _Atomic uint64_t requests;  /* messages sent (resends and status requests included) */
+    _Atomic uint64_t replies;   /* replies taken as the answer to the outstanding request */
+    _Atomic uint64_t timeouts;  /* calls that ended without a reply */
+    _Atomic uint64_t dropped_stale; /* replies dropped: not the outstanding request's id */
+    _Atomic uint64_t reconnects;    /* handshakes with a server this daemon had been connected to */
+    _Atomic uint64_t refusals;  /* handshakes a server refused (CURVE: key unknown, no infer right) */
+    _Atomic uint64_t errors;    /* replies with an error (BUSY, LATE, SHAPE, NOT_AUTHORISED, ...) */
+    _Atomic uint64_t fallbacks; /* inferences run by the local policy.model instead */
+    pthread_mutex_t mu;         /* guards last_error (worker writes, io reads) */
+    char last_error[VLAD_ERR_MSG_MAX]; /* the newest failure ("" = none yet) */
+} vlad_remote_stats;
+
 typedef struct vlad_shared {
     const vlad_profile *p;
     vlad_latest *obs;
@@ -132,6 +150,7 @@ typedef struct vlad_shared {
     _Atomic uint64_t actions_published, observations, bad_obs, bad_cmd, obs_out_of_limits, obs_absurd;
     vlad_hist jitter;          /* io: publish time - tick deadline */
     vlad_hist inference;       /* control: latency of each inference it consumed */
+    vlad_remote_stats remote;  /* worker (the remote policy) → io */
 
     /* instruction: io writes, worker reads; short critical section, never the control thread */
     pthread_mutex_t text_mu;

@@ -169,6 +169,21 @@ static void print_json(const Vlad__Reply *r) {
     cJSON_Delete(o);
 }
 
+/* The remote policy's line (nothing when the policy is local). */
+static void print_remote(const Vlad__Status *s) {
+    if (!s->remote_endpoints || !s->remote_endpoints[0])
+        return;
+    printf("remote %s: %s  %llu sent, %llu replies, %llu timeouts, %llu stale dropped, %llu "
+           "reconnects, %llu refused, %llu errors, %llu fallbacks\n",
+           s->remote_endpoints, s->remote_up ? "up" : "DOWN",
+           (unsigned long long)s->remote_requests, (unsigned long long)s->remote_replies,
+           (unsigned long long)s->remote_timeouts, (unsigned long long)s->remote_dropped_stale,
+           (unsigned long long)s->remote_reconnects, (unsigned long long)s->remote_refusals,
+           (unsigned long long)s->remote_errors, (unsigned long long)s->remote_fallbacks);
+    if (s->remote_last_error && s->remote_last_error[0])
+        printf("remote last error: %s\n", s->remote_last_error);
+}
+
 static void print_text(const Vlad__Reply *r) {
     if (!r->ok)
         printf("refused: %s\n", r->error);
@@ -208,6 +223,7 @@ static void print_text(const Vlad__Reply *r) {
            (unsigned long long)s->lang_streams_done, (unsigned long long)s->lang_slices_preempted);
     printf("connections: %u open  %llu refused  %llu disconnects\n", s->connections,
            (unsigned long long)s->connections_refused, (unsigned long long)s->disconnects);
+    print_remote(s);
     if (s->jitter)
         printf("jitter us: p50 %.0f  p99 %.0f  max %.0f  (n=%llu)\n", s->jitter->p50_us,
                s->jitter->p99_us, s->jitter->max_us, (unsigned long long)s->jitter->count);
@@ -240,7 +256,7 @@ static const vlad_opt k_opts[] = {
     {"prefix", VLAD_OPT_STR, &g_opt.prefix, "P", "metrics: metric name prefix", 0, 0, NULL},
     {"output", VLAD_OPT_STR, &g_opt.output, "FILE", "metrics: write FILE atomically (temporary file, rename)", 0, 0, NULL},
     {"name", VLAD_OPT_STR, &g_opt.name, "NAME", "keygen: the key's name (default: BASE's file name)", 0, 0, NULL},
-    {"rights", VLAD_OPT_STR, &g_opt.rights, "RIGHTS", "keygen: observe,publish,command or all", 0, 0, NULL},
+    {"rights", VLAD_OPT_STR, &g_opt.rights, "RIGHTS", "keygen: observe,publish,command,infer (any of them) or all", 0, 0, NULL},
     {0},
 };
 
@@ -298,8 +314,9 @@ static void usage_to(FILE *f) {
         "                      textfile collector, from cron or a timer:\n"
         "                        vladctl --profile F metrics --output /var/lib/node_exporter/textfile/vlad.prom\n"
         "                      (or: vladctl ... metrics > f.prom.$$ && mv f.prom.$$ .../vlad.prom)\n"
-        "  keygen BASE         write BASE.key (public: give it to the daemon's security.client_keys_dir)\n"
-        "                      and BASE.key_secret (mode 0600: keep it; --key or $VLAD_CLIENT_KEY)\n"
+        "  keygen BASE         write BASE.key (public: give it to the daemon's security.client_keys_dir,\n"
+        "                      or vlad-serve's --keys-dir with --rights infer) and BASE.key_secret\n"
+        "                      (mode 0600: keep it; --key, $VLAD_CLIENT_KEY, policy.remote.client_key)\n"
         "exit status: 0 ok, 1 refused by the daemon, 2 usage, 3 no reply (daemon not there;\n"
         "  metrics then still prints <prefix>_up 0)\n"
         "options (anywhere; \"--\" ends them):",
@@ -479,6 +496,7 @@ static void view_status(const vlad_profile *p, const Vlad__Reply *r, const watch
            (unsigned long long)s->lang_refused);
     printf("connections %u open  %llu refused  %llu disconnects\n", s->connections,
            (unsigned long long)s->connections_refused, (unsigned long long)s->disconnects);
+    print_remote(s);
 }
 
 static void view_down(const vlad_profile *p, const watch_state *w, int refresh, int64_t since_ns,

@@ -10,7 +10,8 @@
 #include <unistd.h>
 #include <zmq.h>
 
-static const char *const right_names[3] = {"observe", "publish", "command"};
+static const char *const right_names[4] = {"observe", "publish", "command", "infer"};
+#define N_RIGHTS 4
 
 int vlad_rights_parse(const char *text, unsigned *rights, vlad_err *err) {
     *rights = 0;
@@ -22,14 +23,14 @@ int vlad_rights_parse(const char *text, unsigned *rights, vlad_err *err) {
     while (*p) {
         size_t n = strcspn(p, ", ");
         bool ok = n == 0;
-        for (int i = 0; i < 3 && !ok; i++)
+        for (int i = 0; i < N_RIGHTS && !ok; i++)
             if (strlen(right_names[i]) == n && !strncmp(p, right_names[i], n)) {
                 *rights |= 1u << i;
                 ok = true;
             }
         if (!ok)
             return vlad_err_set(err, VLAD_EINVAL,
-                                "rights '%s': unknown right '%.*s' (observe, publish, command, all)",
+                                "rights '%s': unknown right '%.*s' (observe, publish, command, infer, all)",
                                 text, (int)n, p);
         p += n;
         while (*p == ',' || *p == ' ')
@@ -41,7 +42,7 @@ int vlad_rights_parse(const char *text, unsigned *rights, vlad_err *err) {
 void vlad_rights_format(unsigned rights, char *buf, size_t cap) {
     buf[0] = 0;
     size_t len = 0;
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < N_RIGHTS; i++)
         if (rights & (1u << i)) {
             int w = snprintf(buf + len, cap - len, "%s%s", len ? "," : "", right_names[i]);
             if (w < 0 || (size_t)w >= cap - len)

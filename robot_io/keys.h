@@ -13,7 +13,9 @@
  *   observe  subscribe to actions/chunks/events/language, ask for status
  *   publish  publish observations (the robot, the simulator)
  *   command  set_instruction, reset, release_estop, ask
- * Any authenticated client may e-stop and ask for status. */
+ *   infer    vlad-serve (serve/server.h): connect to its inference socket (ZAP domain "inf",
+ *            zap.h) and ask it for action chunks and answers; the daemon's own sockets ignore it
+ * Any authenticated client may e-stop and ask for status. "all" is every right. */
 #ifndef VLAD_KEYS_H
 #define VLAD_KEYS_H
 
@@ -27,7 +29,7 @@
 #define VLAD_MAX_CLIENT_KEYS 256
 
 enum { VLAD_RIGHT_OBSERVE = 1, VLAD_RIGHT_PUBLISH = 2, VLAD_RIGHT_COMMAND = 4,
-       VLAD_RIGHTS_ALL = 7 };
+       VLAD_RIGHT_INFER = 8, VLAD_RIGHTS_ALL = 15 };
 
 typedef struct vlad_cert {
     char name[64];
@@ -43,9 +45,10 @@ int vlad_cert_read(const char *path, bool secret, vlad_cert *out, vlad_err *err)
  * overwritten: VLAD_ESTATE if it exists). rights as in vlad_rights_parse. */
 int vlad_cert_generate(const char *base, const char *name, unsigned rights, vlad_err *err);
 
-/* "observe,publish,command" / "all" / "" (none: e-stop and status only) -> bits. */
+/* "observe,publish,command,infer" (any subset, comma- or space-separated) / "all" / "" (none:
+ * e-stop and status only) -> bits. */
 int vlad_rights_parse(const char *text, unsigned *rights, vlad_err *err);
-/* bits -> "observe,publish,command" into buf */
+/* bits -> "observe,publish,command,infer" (those set, in that order) into buf */
 void vlad_rights_format(unsigned rights, char *buf, size_t cap);
 
 /* The daemon's allowed clients: every `*.key` (public certificate) in a folder. */

@@ -409,6 +409,8 @@ static bool one(vlad_zap *z) {
         why = "key lacks the publish right";
     } else if (!strcmp(domain, "act") && !(c->rights & VLAD_RIGHT_OBSERVE)) {
         why = "key lacks the observe right";
+    } else if (!strcmp(domain, "inf") && !(c->rights & VLAD_RIGHT_INFER)) {
+        why = "key lacks the infer right";
     } else {
         ok = true;
         snprintf(user, sizeof user, "%s", c->public_key);

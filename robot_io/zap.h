@@ -8,7 +8,8 @@
  * for the NULL mechanism exactly when the socket has a ZAP domain (tests/test_conn_limit.c
  * checks that it does). Decision:
  *  - with a keyring (CURVE): "obs" needs the publish right, "act" observe, "ctl" any known key
- *    (what each command needs is checked per message: server.h); a key not in the keyring, or
+ *    (what each command needs is checked per message: server.h), "inf" (vlad-serve's ROUTER,
+ *    serve/server.h) the infer right; a key not in the keyring, or
  *    a mechanism other than CURVE, is refused. The user id handed back is the client's Z85
  *    public key (zmq_msg_gets "User-Id").
  *  - without (kr NULL): NULL-mechanism handshakes are let in (user id "").

@@ -123,7 +123,7 @@ int main(int argc, char **argv) {
         {"bind", VLAD_OPT_STR, &o.bind, "EP", "ROUTER endpoint (non-loopback needs CURVE)", 0, 0, NULL},
         {"model", VLAD_OPT_STR, &o.model, "FILE", "checkpoint to load once", 0, 0, NULL},
         {"server-key", VLAD_OPT_STR, &o.server_key, "FILE", "the server's secret certificate (CURVE on; with --keys-dir)", 0, 0, NULL},
-        {"keys-dir", VLAD_OPT_STR, &o.keys_dir, "DIR", "allowed clients' public certificates (*.key; inference needs the command right)", 0, 0, NULL},
+        {"keys-dir", VLAD_OPT_STR, &o.keys_dir, "DIR", "allowed clients' public certificates (*.key; a key needs the infer right)", 0, 0, NULL},
         {"max-batch", VLAD_OPT_INT, &o.max_batch, "N", "requests per batch", 1, 256, NULL},
         {"queue", VLAD_OPT_INT, &o.queue, "N", "requests waiting at most (then BUSY)", 1, 65536, NULL},
         {"batch-wait-us", VLAD_OPT_INT, &o.batch_wait_us, "US", "after the first request, wait this long for more (0: run what is waiting)", 0, 10000000, NULL},

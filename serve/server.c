@@ -20,6 +20,7 @@
 #include "keys.h"
 #include "log.h"
 #include "model.h"
+#include "safetensors.h"
 #include "spsc.h"
 #include "stats.h"
 #include "wire.h"
@@ -433,6 +434,12 @@ static void reply_status(vlad_serve_server *s, const uint8_t *peer, size_t peer_
     mi.chunk_size = (uint32_t)c->chunk_size;
     mi.max_prompt_tokens = (uint32_t)c->max_prompt_tokens;
     mi.parameters = (uint64_t)vlad_model_param_count(s->model);
+    /* what a daemon needs to compose its requests (views.h) and plan its delay */
+    const char *views = s->model->file ? vlad_st_meta(s->model->file, "vlad.views") : NULL;
+    mi.views = (char *)(views ? views : "");
+    const char *dm = s->model->file ? vlad_st_meta(s->model->file, "vlad.train.delta_max") : NULL;
+    long dmv = dm ? strtol(dm, NULL, 10) : 0;
+    mi.delta_max = dmv > 0 && dmv <= 65535 ? (uint32_t)dmv : 0;
     Vlad__Serve__LatencyStats lq = VLAD__SERVE__LATENCY_STATS__INIT, lv = lq, lp = lq, lf = lq,
                               lt = lq;
     fill_lat(&lq, &s->h_queue);
@@ -574,11 +581,13 @@ static bool recv_one(vlad_serve_server *s) {
     }
     vlad_zmsgs_close(m, n);
     bool status = req && req->kind_case == VLAD__SERVE__INFER_REQUEST__KIND_STATUS;
-    if (req && !status && !(rights & VLAD_RIGHT_COMMAND)) {
-        /* before the content checks: an unauthorised client learns nothing else */
+    if (req && !status && !(rights & VLAD_RIGHT_INFER)) {
+        /* before the content checks: an unauthorised client learns nothing else. The ZAP
+         * handler already refuses the handshake of a key without the infer right (zap.h,
+         * domain "inf"); this is the same rule per request, should a key's rights change */
         s->not_auth++;
         char msg[160];
-        snprintf(msg, sizeof msg, "client '%s' lacks the command right (keys.h)", who);
+        snprintf(msg, sizeof msg, "client '%s' lacks the infer right (keys.h)", who);
         log_refusal(s, "request %llu: NOT_AUTHORISED: %s", (unsigned long long)req->request_id, msg);
         refuse(s, peer, peer_len, env, req, VLAD_SERVE_NOT_AUTHORISED, "", msg);
         vlad__serve__infer_request__free_unpacked(req, NULL);

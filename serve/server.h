@@ -21,8 +21,9 @@
  * and frees it. The model is read-only and shared.
  *
  * Admission, in order: an undecodable or invalid request is answered BAD_REQUEST (or SHAPE:
- * wire.h) at once; without the `command` right (CURVE: the client key's rights in the
- * keyring; status needs none) NOT_AUTHORISED; a deadline already spent (elapsed_us >=
+ * wire.h) at once; without the `infer` right (CURVE: the client key's rights in the
+ * keyring; the ZAP handler refuses the handshake of such a key already, so this is the same
+ * rule again per request) NOT_AUTHORISED; a deadline already spent (elapsed_us >=
  * budget_us) LATE; a full queue (`queue` requests waiting) BUSY. Nothing a client sends
  * stops the server: every refusal is counted and logged (rate-limited) and it goes on. */
 #ifndef VLAD_SERVE_SERVER_H

@@ -267,7 +267,12 @@ int vlad_serve_check_reply(const Vlad__Serve__InferReply *r, const vlad_serve_di
     }
     switch (r->body_case) {
     case VLAD__SERVE__INFER_REPLY__BODY_STATUS:
-        return r->status ? VLAD_OK : fail(&c, VLAD_EINVAL, "status", "missing");
+        if (!r->status)
+            return fail(&c, VLAD_EINVAL, "status", "missing");
+        if (r->status->model)
+            return check_text(&c, "status.model.views", r->status->model->views,
+                              VLAD_SERVE_MAX_VIEWS_TEXT);
+        return VLAD_OK;
     case VLAD__SERVE__INFER_REPLY__BODY_ANSWER:
         if (!r->answer)
             return fail(&c, VLAD_EINVAL, "answer", "missing");

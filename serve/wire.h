@@ -44,6 +44,7 @@
 #define VLAD_SERVE_MAX_FIELD 63        /* reply field path, bytes */
 #define VLAD_SERVE_MAX_ANSWER 4096     /* ask answer, bytes */
 #define VLAD_SERVE_MAX_BATCH 1024      /* reply batch_size */
+#define VLAD_SERVE_MAX_VIEWS_TEXT 4096 /* status: the model's "vlad.views" JSON, bytes */
 
 /* The server's verdicts (serve.proto ErrorCode; the same numbers). */
 typedef enum {
@@ -103,7 +104,8 @@ int vlad_serve_pack_request(const Vlad__Serve__InferRequest *r, const vlad_serve
 /* Check a reply: version, a known error code, message / field bounds; with error OK exactly
  * one body -- a chunk (horizon, action_dim > 0, horizon*action_dim finite actions, the dims'
  * when known, batch_size 1..VLAD_SERVE_MAX_BATCH), an answer (<= VLAD_SERVE_MAX_ANSWER
- * bytes) or a status; with an error none. Whether the body is the kind the request asked
+ * bytes) or a status (its model's views UTF-8, <= VLAD_SERVE_MAX_VIEWS_TEXT bytes); with an
+ * error none. Whether the body is the kind the request asked
  * for is the caller's to check (client.h does). */
 int vlad_serve_check_reply(const Vlad__Serve__InferReply *r, const vlad_serve_dims *d,
                            char *field, size_t fcap, vlad_err *err);

@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include "check.h"
+#include "keys.h"
 #include "proc.h"
 #include "profile.h"
 
@@ -355,6 +356,89 @@ static void test_null_arguments(void **st) {
     assert_int_equal(vlad_check_profile(&p, NULL, NULL), VLAD_EINVAL);
 }
 
+/* policy.remote.*: without the network, the policy is "remote" and only the key files are
+ * checked (the servers' public certificate must not hold a secret key, the daemon's secret
+ * one must be 0600); remote keys without endpoints are warned about; vlad_check_remote asks
+ * the servers: none there is an error, a warning with the fallback. */
+static void test_remote_profile(void **st) {
+    (void)st;
+    static vlad_profile p;
+    static vlad_check_report r;
+    char srv[400], arm[400], extra[2000];
+    snprintf(srv, sizeof srv, "%s/serve", g_dir);
+    snprintf(arm, sizeof arm, "%s/arm", g_dir);
+    vlad_err err;
+    assert_int_equal(vlad_cert_generate(srv, "vlad-serve", 0, &err), 0);
+    assert_int_equal(vlad_cert_generate(arm, "arm", VLAD_RIGHT_INFER, &err), 0);
+    spec s = {.model = "", .extra = "policy.remote.endpoints: \"tcp://127.0.0.1:9, ipc:///tmp/x\"\n"};
+    load(&p, write_profile("remote", &s));
+    int threads = count_dir("/proc/self/task");
+    check(&p, &r);
+    if (r.n_items)
+        dump(&r);
+    assert_int_equal(r.policy, VLAD_CHECK_POLICY_REMOTE);
+    assert_int_equal(r.n_errors + r.n_warnings, 0);
+    assert_int_equal(count_dir("/proc/self/task"), threads); /* nothing asked yet */
+
+    snprintf(extra, sizeof extra,
+             "policy.remote: {endpoints: [tcp://127.0.0.1:9], server_key: %s.key, client_key: "
+             "%s.key_secret}\n", srv, arm);
+    spec k = {.model = "", .extra = extra};
+    load(&p, write_profile("remote-keys", &k));
+    check(&p, &r);
+    assert_int_equal(r.n_errors, 0);
+    /* the secret certificate given as the servers' public one */
+    snprintf(extra, sizeof extra,
+             "policy.remote: {endpoints: [tcp://127.0.0.1:9], server_key: %s.key_secret, "
+             "client_key: %s.key_secret}\n", srv, arm);
+    load(&p, write_profile("remote-secret", &k));
+    check(&p, &r);
+    assert_int_equal(r.n_errors, 1);
+    EXPECT(&r, "policy.remote.server_key", "holds a secret key");
+    /* the daemon's secret key readable by others */
+    char sec[420];
+    snprintf(sec, sizeof sec, "%s.key_secret", arm);
+    assert_int_equal(chmod(sec, 0644), 0);
+    snprintf(extra, sizeof extra,
+             "policy.remote: {endpoints: [tcp://127.0.0.1:9], server_key: %s.key, client_key: "
+             "%s.key_secret}\n", srv, arm);
+    load(&p, write_profile("remote-0644", &k));
+    check(&p, &r);
+    assert_int_equal(r.n_errors, 1);
+    EXPECT(&r, "policy.remote.client_key", "policy.remote.client_key", "chmod 600");
+    assert_int_equal(chmod(sec, 0600), 0);
+    /* keys without endpoints: no effect, said */
+    snprintf(extra, sizeof extra, "policy.remote: {server_key: %s.key, client_key: %s.key_secret}\n",
+             srv, arm);
+    spec none = {.extra = extra};
+    load(&p, write_profile("remote-none", &none));
+    check(&p, &r);
+    assert_int_equal(r.n_errors, 0);
+    assert_int_equal(r.n_warnings, 2);
+    assert_int_equal(r.policy, VLAD_CHECK_POLICY_MODEL);
+
+    /* the servers asked: nobody on port 9 */
+    spec gone = {.model = "", .extra = "policy.remote: {endpoints: [tcp://127.0.0.1:9], "
+                                        "start_timeout_ms: 300}\n"};
+    load(&p, write_profile("remote-gone", &gone));
+    check(&p, &r);
+    assert_int_not_equal(vlad_check_remote(&p, &r), VLAD_OK);
+    assert_int_equal(r.n_errors, 1);
+    EXPECT(&r, "policy.remote.endpoints", "no vlad-serve answered", "tcp://127.0.0.1:9",
+           "no connection", "refuse to start");
+    assert_false(r.remote.reached);
+    /* ... with the fallback (the default model): a warning, the model checked as ever */
+    spec fb = {.extra = "policy.remote: {endpoints: [tcp://127.0.0.1:9], start_timeout_ms: 300, "
+                        "fallback: true}\n"};
+    load(&p, write_profile("remote-fallback", &fb));
+    check(&p, &r);
+    assert_true(r.model.loaded);
+    assert_int_not_equal(vlad_check_remote(&p, &r), VLAD_OK);
+    assert_int_equal(r.n_errors, 0);
+    assert_int_equal(r.n_warnings, 1);
+    assert_int_equal(r.policy, VLAD_CHECK_POLICY_REMOTE);
+}
+
 /* ---- the binary --------------------------------------------------------------------------- */
 
 /* Run `vlad` with args; returns the exit status and the combined output in out. */
@@ -490,6 +574,7 @@ int main(void) {
         cmocka_unit_test(test_flow_steps),
         cmocka_unit_test(test_no_sockets_no_threads),
         cmocka_unit_test(test_null_arguments),
+        cmocka_unit_test(test_remote_profile),
         cmocka_unit_test(test_binary_many_sets),
         cmocka_unit_test(test_binary_reports_every_problem),
     };

@@ -40,6 +40,18 @@ static void test_rights(void **state) {
     assert_string_equal(buf, "observe,command");
     assert_int_equal(vlad_rights_parse("all", &r, NULL), 0);
     assert_int_equal(r, VLAD_RIGHTS_ALL);
+    /* infer (vlad-serve's socket): a right of its own, part of "all" */
+    assert_true(VLAD_RIGHTS_ALL & VLAD_RIGHT_INFER);
+    assert_int_equal(VLAD_RIGHTS_ALL, VLAD_RIGHT_OBSERVE | VLAD_RIGHT_PUBLISH |
+                                          VLAD_RIGHT_COMMAND | VLAD_RIGHT_INFER);
+    vlad_rights_format(VLAD_RIGHTS_ALL, buf, sizeof buf);
+    assert_string_equal(buf, "observe,publish,command,infer");
+    assert_int_equal(vlad_rights_parse("infer", &r, NULL), 0);
+    assert_int_equal(r, VLAD_RIGHT_INFER);
+    assert_int_equal(vlad_rights_parse("observe, infer", &r, NULL), 0);
+    assert_int_equal(r, VLAD_RIGHT_OBSERVE | VLAD_RIGHT_INFER);
+    vlad_rights_format(r, buf, sizeof buf);
+    assert_string_equal(buf, "observe,infer");
     assert_int_equal(vlad_rights_parse("", &r, NULL), 0);
     assert_int_equal(r, 0);
     vlad_err err;
@@ -73,6 +85,12 @@ static void test_generate_read(void **state) {
     assert_non_null(strstr(err.msg, "chmod 600"));
     assert_int_equal(chmod(p, 0600), 0);
     assert_int_equal(vlad_cert_read(p, true, &sec, &err), 0);
+    /* the infer right (a daemon's key for vlad-serve) is written and read back */
+    snprintf(b, sizeof b, "%s/arm", dir);
+    assert_int_equal(vlad_cert_generate(b, "arm", VLAD_RIGHT_INFER, &err), 0);
+    snprintf(p, sizeof p, "%s.key", b);
+    assert_int_equal(vlad_cert_read(p, false, &pub, &err), 0);
+    assert_int_equal(pub.rights, VLAD_RIGHT_INFER);
     /* a public key that does not belong to the secret key */
     char other[41], osec[41];
     assert_int_equal(zmq_curve_keypair(other, osec), 0);

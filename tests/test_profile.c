@@ -213,6 +213,75 @@ static void test_set_overrides(void **state) {
     assert_int_equal(vlad_sets_add(&full, "robot=r", &err), VLAD_ERANGE);
 }
 
+/* policy.remote.*: a YAML list or commas (the same text), the list split and trimmed, the
+ * defaults, and --set overrides whose cross-field checks run once all are applied (a model
+ * removed after the endpoints are set is as good as before). */
+static void test_remote_keys(void **state) {
+    (void)state;
+    static vlad_profile p, q;
+    vlad_err err;
+    const char *base = "robot: r\njoints:\n  - {name: j0, min: -1, max: 1, max_velocity: 2}\n";
+    char y[1024];
+    snprintf(y, sizeof y, "%spolicy:\n  remote:\n    endpoints:\n      - tcp://127.0.0.1:5590\n"
+             "      - ipc:///tmp/vlad-serve\n", base);
+    assert_int_equal(vlad_profile_load_string(&p, y, strlen(y), NULL, &err), 0);
+    assert_string_equal(p.policy.remote.endpoints, "tcp://127.0.0.1:5590,ipc:///tmp/vlad-serve");
+    snprintf(y, sizeof y, "%spolicy.remote.endpoints: \" tcp://127.0.0.1:5590 , ipc:///tmp/vlad-serve\"\n",
+             base);
+    assert_int_equal(vlad_profile_load_string(&q, y, strlen(y), NULL, &err), 0);
+    char eps[VLAD_REMOTE_MAX_ENDPOINTS][VLAD_PATH_MAX];
+    assert_int_equal(vlad_profile_list(q.policy.remote.endpoints, eps, VLAD_REMOTE_MAX_ENDPOINTS), 2);
+    assert_string_equal(eps[0], "tcp://127.0.0.1:5590");
+    assert_string_equal(eps[1], "ipc:///tmp/vlad-serve");
+    assert_int_equal(vlad_profile_list(p.policy.remote.endpoints, eps, 1), -1); /* too many */
+    assert_int_equal(vlad_profile_list(" , ,", eps, 8), 0);
+    assert_true(vlad_profile_remote(&p));
+    assert_int_equal(p.policy.remote.timeout_ms, 1000);
+    assert_int_equal(p.policy.remote.attempts, 1);
+    assert_int_equal(p.policy.remote.start_timeout_ms, 5000);
+    assert_false(p.policy.remote.fallback);
+    assert_string_equal(p.policy.remote.server_key, "");
+    vlad_profile_defaults(&q);
+    assert_false(vlad_profile_remote(&q));
+
+    /* a profile with a model: the endpoints alone are refused, with the model removed (either
+     * order on one command line) or kept as the fallback they are fine */
+    assert_int_equal(vlad_profile_load(&p, "tests/fixtures/profiles/good-minimal.yaml", &err), 0);
+    assert_int_equal(vlad_profile_set(&p, "policy.model", "m.safetensors", &err), 0);
+    q = p;
+    assert_int_equal(vlad_profile_set(&q, "policy.remote.endpoints", "tcp://127.0.0.1:5590", &err),
+                     VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "policy.remote.fallback: true"));
+    const char *orders[2][2] = {{"policy.remote.endpoints=tcp://127.0.0.1:5590", "policy.model="},
+                                {"policy.model=", "policy.remote.endpoints=tcp://127.0.0.1:5590"}};
+    for (int o = 0; o < 2; o++) {
+        q = p;
+        vlad_sets sets = {0};
+        for (int i = 0; i < 2; i++)
+            assert_int_equal(vlad_sets_add(&sets, orders[o][i], &err), VLAD_OK);
+        assert_int_equal(vlad_profile_apply_sets(&q, &sets, &err), VLAD_OK);
+        assert_string_equal(q.policy.model, "");
+        assert_true(vlad_profile_remote(&q));
+    }
+    q = p;
+    vlad_sets fb = {0};
+    assert_int_equal(vlad_sets_add(&fb, "policy.remote.endpoints=ipc:///tmp/a,ipc:///tmp/b", &err), 0);
+    assert_int_equal(vlad_sets_add(&fb, "policy.remote.fallback=true", &err), 0);
+    assert_int_equal(vlad_profile_apply_sets(&q, &fb, &err), VLAD_OK);
+    assert_true(q.policy.remote.fallback);
+    /* still refused at the end: the first cross-field problem is named */
+    q = p;
+    vlad_sets bad = {0};
+    assert_int_equal(vlad_sets_add(&bad, "policy.remote.endpoints=tcp://127.0.0.1:5590", &err), 0);
+    assert_int_equal(vlad_profile_apply_sets(&q, &bad, &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "policy.remote.endpoints and policy.model"));
+    /* the keys' paths resolve against the profile's folder, as every path key */
+    q = p;
+    assert_int_equal(vlad_profile_set(&q, "policy.remote.server_key", "k/s.key", &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "policy.remote.client_key is empty"));
+    assert_string_equal(q.policy.remote.server_key, "tests/fixtures/profiles/k/s.key");
+}
+
 /* configs/README.md must end with the marker line (once), a blank line and exactly the table
  * generated from the loader's own table: no stale or repeated copy after it (the script that
  * writes it, scripts/gen-config-doc.sh, is checked by tests/test_gen_config_doc.sh) */
@@ -256,7 +325,7 @@ int main(void) {
         cmocka_unit_test(test_bad_files),      cmocka_unit_test(test_minimal_defaults),
         cmocka_unit_test(test_sim_arm),        cmocka_unit_test(test_string_and_paths),
         cmocka_unit_test(test_endpoint_local), cmocka_unit_test(test_doc_matches),
-        cmocka_unit_test(test_set_overrides),
+        cmocka_unit_test(test_set_overrides),  cmocka_unit_test(test_remote_keys),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,8 @@
  * requests are answered BAD_REQUEST / SHAPE naming the field and the server goes on; a spent
  * deadline is LATE, one that passes in the queue too; a full queue answers BUSY; a late
  * reply to a request the client gave up on is dropped and counted; with CURVE an unknown key
- * gets nothing, a key without the command right NOT_AUTHORISED, an allowed one is served; a
+ * and a key without the infer right get nothing (refused at the handshake), an allowed one is
+ * served; a
  * server killed and restarted on the same port serves the client again; a dead endpoint
  * among several is skipped. Every server is stopped with SIGTERM and must exit 0. */
 #include <errno.h>
@@ -33,6 +34,7 @@
 #include "keys.h"
 #include "model.h"
 #include "proc.h"
+#include "safetensors.h"
 #include "serve/client.h"
 #include "serve/wire.h"
 
@@ -375,6 +377,11 @@ static void test_chunk_equals_local(void **state) {
     assert_int_equal(st->bad_requests + st->late + st->busy + st->shape_errors, 0);
     assert_int_equal(st->queue->count, 6);
     assert_int_equal(st->model->chunk_size, cfg.chunk_size);
+    /* what a daemon composes and plans by: the checkpoint's views and Δmax, as recorded */
+    const char *mv = vlad_st_meta(model->file, "vlad.views");
+    assert_string_equal(st->model->views, mv ? mv : "");
+    const char *md = vlad_st_meta(model->file, "vlad.train.delta_max");
+    assert_int_equal(st->model->delta_max, md ? strtol(md, NULL, 10) : 0);
     vlad_serve_client_counters n;
     vlad_serve_client_counters_get(c, &n);
     assert_int_equal(n.dropped_stale + n.bad_replies + n.timeouts, 0);
@@ -779,10 +786,10 @@ static void test_stale_reply_dropped(void **state) {
     serve_stop(&s);
 }
 
-/* CURVE: the allowed key is served, a known key without the command right is answered
- * NOT_AUTHORISED (its status requests are answered), a key the server does not know gets
- * nothing -- the client reports the refusal, counts it and makes a new socket after the
- * backoff, to be refused again. */
+/* CURVE: the allowed key (the infer right) is served; a known key without the infer right
+ * (observe, command: the daemon's own rights) is refused at the handshake like a key the
+ * server does not know -- it gets nothing, status included; the client reports the refusal,
+ * counts it and makes a new socket after the backoff, to be refused again. */
 static void test_curve(void **state) {
     (void)state;
     char keys[160], srv[160], good[160], viewer[160], stranger[160], path[200];
@@ -793,8 +800,8 @@ static void test_curve(void **state) {
     snprintf(viewer, sizeof viewer, "%s/viewer", dir);
     snprintf(stranger, sizeof stranger, "%s/stranger", dir);
     vh_gen_key(srv, "vlad-serve", "", NULL);
-    vh_gen_key(good, "daemon", "command", keys);
-    vh_gen_key(viewer, "viewer", "observe", keys);
+    vh_gen_key(good, "daemon", "infer", keys);
+    vh_gen_key(viewer, "viewer", "observe,publish,command", keys); /* all but infer */
     vh_gen_key(stranger, "stranger", "all", NULL);
     vlad_cert sc;
     snprintf(path, sizeof path, "%s.key", srv);
@@ -818,37 +825,37 @@ static void test_curve(void **state) {
         fail_msg("allowed key: %s", e.msg);
     assert_chunk_is_local(&r, &o, NULL);
 
-    vlad_serve_client *v = client_of(eps, 1, 3000, sc.public_key, viewer_secret);
-    wait_ready(&s, v); /* status: any known key */
-    assert_int_equal(vlad_serve_client_infer(v, &o.req, &r, &e), VLAD_ESTATE);
-    assert_int_equal(r.code, VLAD_SERVE_NOT_AUTHORISED);
-    assert_non_null(strstr(r.message, "viewer"));
-    vlad_serve_client_free(v);
-
-    vlad_serve_client *x = client_of(eps, 1, 1000, sc.public_key, stranger_secret);
-    vlad_serve_client_counters n = {0};
-    int calls = 0;
-    for (; calls < 8 && !(n.refusals >= 2 && n.new_sockets >= 1); calls++) {
-        vh_alive(&s.pid, "vlad-serve", s.log, "while refusing a key");
-        assert_int_equal(vlad_serve_client_infer(x, &o.req, &r, &e), VLAD_ETIMEOUT);
-        assert_int_equal(r.code, -1);
-        vlad_serve_client_counters_get(x, &n);
-        if (n.refusals)
-            assert_non_null(strstr(e.msg, "refused"));
+    /* a key without the infer right, and a key the server does not know: nothing at all */
+    const char *refused[2] = {viewer_secret, stranger_secret};
+    const char *what[2] = {"key without the infer right", "unknown key"};
+    for (int k = 0; k < 2; k++) {
+        vlad_serve_client *x = client_of(eps, 1, 1000, sc.public_key, refused[k]);
+        vlad_serve_client_counters n = {0};
+        int calls = 0;
+        for (; calls < 8 && !(n.refusals >= 2 && n.new_sockets >= 1); calls++) {
+            vh_alive(&s.pid, "vlad-serve", s.log, "while refusing a key");
+            int rc = k == 0 ? vlad_serve_client_status(x, &r, &e)
+                            : vlad_serve_client_infer(x, &o.req, &r, &e);
+            assert_int_equal(rc, VLAD_ETIMEOUT);
+            assert_int_equal(r.code, -1);
+            vlad_serve_client_counters_get(x, &n);
+            if (n.refusals)
+                assert_non_null(strstr(e.msg, "refused"));
+        }
+        fprintf(stderr, "test_serve: %s: %d calls, %llu refusals, %llu new sockets\n", what[k],
+                calls, (unsigned long long)n.refusals, (unsigned long long)n.new_sockets);
+        assert_true(n.refusals >= 2);
+        assert_true(n.new_sockets >= 1);
+        assert_int_equal(n.replies, 0);
+        assert_int_equal(n.sent, 0); /* ZMQ_IMMEDIATE: never sent over a refused connection */
+        vlad_serve_client_free(x);
     }
-    fprintf(stderr, "test_serve: unknown key: %d calls, %llu refusals, %llu new sockets\n", calls,
-            (unsigned long long)n.refusals, (unsigned long long)n.new_sockets);
-    assert_true(n.refusals >= 2);
-    assert_true(n.new_sockets >= 1);
-    assert_int_equal(n.replies, 0);
-    assert_int_equal(n.sent, 0); /* ZMQ_IMMEDIATE: never sent over a refused connection */
-    vlad_serve_client_free(x);
 
     const Vlad__Serve__ServeStatus *st = status_of(c, &r);
     assert_true(st->curve);
     assert_int_equal(st->client_keys, 2);
-    assert_true(st->handshakes_refused >= 2);
-    assert_int_equal(st->not_authorised, 1);
+    assert_true(st->handshakes_refused >= 4);
+    assert_int_equal(st->not_authorised, 0); /* the handshake refused them first */
     assert_int_equal(st->chunks, 1);
     vlad_serve_client_free(c);
     serve_stop(&s);
