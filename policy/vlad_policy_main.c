@@ -20,7 +20,7 @@
 static void usage(FILE *fp) {
     fprintf(fp,
             "usage: vlad-policy info MODEL\n"
-            "       vlad-policy run --model MODEL --input OBS.json [--threads N]\n"
+            "       vlad-policy run --model MODEL --input OBS.json [--threads N] [--repeat N]\n"
             "       vlad-policy random --out PATH [--preset default|smolvla] [--config JSON]\n"
             "                          [--dtype f32|bf16] [--seed N]\n");
 }
@@ -70,9 +70,21 @@ static int cmd_info(int argc, char **argv) {
     return 0;
 }
 
+/* Median of n values (sorts them); n >= 1. */
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+static double median_ms(double *v, int n) {
+    if (!v || n < 1)
+        return 0;
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
 static int cmd_run(int argc, char **argv) {
     const char *model = NULL, *input = NULL;
-    int threads = 1;
+    int threads = 1, repeat = 1;
     for (int i = 0; i < argc; i++) {
         if (!strcmp(argv[i], "--model") && i + 1 < argc)
             model = argv[++i];
@@ -80,12 +92,14 @@ static int cmd_run(int argc, char **argv) {
             input = argv[++i];
         else if (!strcmp(argv[i], "--threads") && i + 1 < argc)
             threads = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--repeat") && i + 1 < argc)
+            repeat = atoi(argv[++i]);
         else {
             usage(stderr);
             return 2;
         }
     }
-    if (!model || !input || threads < 1 || threads > 256) {
+    if (!model || !input || threads < 1 || threads > 256 || repeat < 1 || repeat > 100000) {
         usage(stderr);
         return 2;
     }
@@ -107,14 +121,32 @@ static int cmd_run(int argc, char **argv) {
     const uint8_t *imgs[16];
     for (int i = 0; i < obs.n_images; i++)
         imgs[i] = obs.images[i].rgb;
-    if (vlad_encode_prefix(rs, imgs, obs.prompt, strlen(obs.prompt), &err) < 0)
-        goto fail;
     actions = malloc((size_t)c->chunk_size * c->action_dim * sizeof(float));
-    if (!actions) {
+    double *whole = calloc((size_t)repeat, sizeof *whole); /* prefix + sample, per run */
+    if (!actions || !whole) {
+        free(whole);
         vlad_err_set(&err, VLAD_ENOMEM, "out of memory");
         goto fail;
     }
-    if (vlad_sample_actions(rs, obs.state, obs.noise, obs.seed, actions, &err))
+    /* --repeat N: the same inference N times (the first warms up); timings are the medians */
+    double *pre = calloc((size_t)repeat, sizeof *pre), *smp = calloc((size_t)repeat, sizeof *smp);
+    int rc_run = !pre || !smp ? vlad_err_set(&err, VLAD_ENOMEM, "out of memory") : 0;
+    for (int r = 0; r < repeat && !rc_run; r++) {
+        if (vlad_encode_prefix(rs, imgs, obs.prompt, strlen(obs.prompt), &err) < 0 ||
+            vlad_sample_actions(rs, obs.state, obs.noise, obs.seed, actions, &err)) {
+            rc_run = 1;
+            break;
+        }
+        pre[r] = vlad_runstate_timing(rs)->prefix_ms;
+        smp[r] = vlad_runstate_timing(rs)->sample_ms;
+        whole[r] = pre[r] + smp[r];
+    }
+    double med_pre = median_ms(pre, repeat), med_smp = median_ms(smp, repeat);
+    double med_whole = median_ms(whole, repeat);
+    free(pre);
+    free(smp);
+    free(whole);
+    if (rc_run)
         goto fail;
     cJSON *out = cJSON_CreateObject();
     cJSON *acts = cJSON_AddArrayToObject(out, "actions");
@@ -126,7 +158,11 @@ static int cmd_run(int argc, char **argv) {
     }
     cJSON_AddNumberToObject(out, "prefix_len", vlad_runstate_prefix_len(rs));
     const vlad_timing *t = vlad_runstate_timing(rs);
-    double prefix_ms = t->prefix_ms, sample_ms = t->sample_ms;
+    double prefix_ms = med_pre, sample_ms = med_smp;
+    if (repeat > 1) {
+        cJSON_AddNumberToObject(out, "repeat", repeat);
+        cJSON_AddNumberToObject(out, "inference_ms_median", med_whole);
+    }
     if (obs.question) {
         if (vlad_lang_begin(rs, 0, obs.question, strlen(obs.question), &err)) {
             cJSON_Delete(out);
