@@ -69,4 +69,8 @@ int bench_soak_main(int argc, char **argv);
  * [--plot DIR] ... (bench_kv.c) */
 int bench_kv_main(int argc, char **argv);
 
+/* vlad-bench serve [--robots 1,2,4,8] [--rtt 0,20,50] [--quick] [--json FILE] ... (bench_serve.c;
+ * built where vlad-serve is) */
+int bench_serve_main(int argc, char **argv);
+
 #endif

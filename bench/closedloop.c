@@ -89,6 +89,14 @@ static int write_profile(const bench_run *r, const char *dir, const char *path, 
                "  seed: %u\n  noise_scale: %g\n",
             model, r->synthetic ? "true" : "false", r->min_latency_ms, r->threads > 0 ? r->threads : 1,
             r->seed, r->noise_scale);
+    const bench_remote *rm = &r->remote;
+    if (rm->endpoints && rm->endpoints[0]) /* the model on vlad-serve (started by the caller) */
+        fprintf(f, "  remote:\n    endpoints: \"%s\"\n    timeout_ms: %d\n"
+                   "    start_timeout_ms: 120000\n    images: %s\n    jpeg_quality: %d\n"
+                   "    emulate_rtt_ms: %.17g\n    emulate_jitter_ms: %.17g\n",
+                rm->endpoints, rm->timeout_ms > 0 ? rm->timeout_ms : 2000,
+                rm->jpeg ? "jpeg" : "raw", rm->jpeg_quality > 0 ? rm->jpeg_quality : 90,
+                rm->rtt_ms, rm->jitter_ms);
     fprintf(f, "async:\n  mode: %s\n  execution_horizon: %d\n  trigger_threshold: %d\n"
                "  delay_margin: %d\n",
             r->mode ? r->mode : "sync", r->K, r->threshold, r->margin);
@@ -401,6 +409,12 @@ static void final_status(const vlad_profile *p, bench_daemon_stats *st) {
         st->lang_done = s->lang_streams_done;
         st->lang_refused = s->lang_refused;
         st->preempted = s->lang_slices_preempted;
+        st->remote_replies = s->remote_replies;
+        st->remote_timeouts = s->remote_timeouts;
+        st->remote_errors = s->remote_errors;
+        st->remote_request_bytes = s->remote_request_bytes;
+        st->remote_encode_us = s->remote_encode_us;
+        st->overruns = s->overruns;
         vlad__reply__free_unpacked(rep, NULL);
     }
     vlad_client_free(c);
@@ -421,7 +435,7 @@ int bench_closed_loop(const bench_run *r, const char *dir, bench_task_stats *out
     if ((rc = write_profile(r, dir, profile, err)))
         return rc;
     pid_t daemon = -1;
-    bool policy = r->model || r->synthetic;
+    bool policy = r->model || r->synthetic || (r->remote.endpoints && r->remote.endpoints[0]);
     if (policy) {
         char *argv[] = {(char *)vlad_proc_bin("vlad"), "--profile", profile, NULL};
         daemon = vlad_proc_start(argv, vlog);

@@ -1,6 +1,7 @@
 /* closedloop.h — run the daemon with a policy against vlad-sim (or the sim's scripted
  * expert alone) and summarise the sim's per-episode results per task. Used by
- * `vlad-bench policy` and `vlad-bench vlash`.
+ * `vlad-bench policy`, `vlad-bench vlash`, `vlad-bench kv` and `vlad-bench serve` (whose
+ * daemons run their model on vlad-serve: bench_run.remote).
  *
  * Each run gets its own folder: a generated profile (ipc:// endpoints inside the folder,
  * so runs never collide), the daemon's log, the sim's JSON (and optional trajectory). */
@@ -27,7 +28,21 @@ typedef struct bench_daemon_stats {
     /* the language load (bench_run.lang_load) */
     unsigned long long asks, asks_ok, asks_refused, pieces, answers;
     double lang_seconds;      /* from the first ask to the last piece */
+    /* the remote policy (bench_run.remote): Status remote_* */
+    unsigned long long remote_replies, remote_timeouts, remote_errors, remote_request_bytes;
+    double remote_encode_us;
+    unsigned long long overruns; /* wall clock: ticks that began after their deadline */
 } bench_daemon_stats;
+
+/* The daemon's model on vlad-serve hosts (policy.remote.*, docs/SERVE.md) instead of a local
+ * checkpoint: bench_run.model stays NULL. */
+typedef struct bench_remote {
+    const char *endpoints;    /* policy.remote.endpoints (NULL: the policy is local) */
+    bool jpeg;                /* policy.remote.images: jpeg (else raw) */
+    int jpeg_quality;         /* 1..100 (0: the daemon's default) */
+    double rtt_ms, jitter_ms; /* policy.remote.emulate_rtt_ms / emulate_jitter_ms */
+    int timeout_ms;           /* policy.remote.timeout_ms (0: 2000) */
+} bench_remote;
 
 typedef struct bench_run {
     const vlad_profile *base; /* robot, joints, cameras, control_hz, sim model */
@@ -54,6 +69,7 @@ typedef struct bench_run {
     bool lang_load;           /* while the sim runs, ask one question per chunk (one new request
                                  per frame, OxyGen's workload) and read every answer */
     bench_daemon_stats *stats;/* optional: filled at the end of a daemon run */
+    bench_remote remote;      /* remote.endpoints set: the daemon's model runs on vlad-serve */
 } bench_run;
 
 typedef struct bench_task_stats {

@@ -25,6 +25,10 @@ static const subcmd k_cmds[] = {
              "fd drift", bench_soak_main},
     {"kv", "unified KV cache (OxyGen): isolated / shared / unified language + actions, "
            "T x flow steps x k sweep", bench_kv_main},
+#ifdef VLAD_HAVE_SERVE
+    {"serve", "one vlad-serve shared by N robots: latency, Δ, stalls, success vs a local "
+              "engine, throughput, batching gain; emulated RTT", bench_serve_main},
+#endif
 };
 
 static void usage(FILE *fp) {

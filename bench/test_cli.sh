@@ -6,6 +6,8 @@
 #                              --quick); without gnuplot the benchmark still exits 0 and says so;
 #                              vlash's table columns and JSON fields
 #   test_cli.sh determinism BIN DIR   vlash twice with one seed: the same JSON
+#   test_cli.sh serve BIN DIR  vlad-bench serve --quick: its table and JSON fields, lockstep exact,
+#                              --resume
 set -u
 mode=$1 bin=$2
 fail=0
@@ -49,7 +51,17 @@ opts)
     expect_bad "--minutes: 0 is out of range" soak --minutes 0
     expect_bad "--seed: expected an unsigned integer" soak --seed -3
     expect_bad "unexpected argument 'stray'" soak stray
-    for sub in engine policy vlash soak kv; do
+    if "$bin" --help | grep -q "^  serve "; then
+        expect_bad "--robots: '1,9': 9 is out of range 1..8" serve --robots 1,9
+        expect_bad "--rtt" serve --rtt 0,x
+        expect_bad "--modes: 'fast': expected lockstep, wall or both" serve --modes fast
+        expect_bad "--images: 'png': expected one of raw|jpeg" serve --images png
+        expect_bad "--jpeg-quality: 0 is out of range" serve --jpeg-quality 0
+        subs="engine policy vlash soak kv serve"
+    else
+        subs="engine policy vlash soak kv"
+    fi
+    for sub in $subs; do
         out=$("$bin" $sub --help 2>/dev/null); rc=$?
         [ "$rc" -eq 0 ] || err "vlad-bench $sub --help: exit $rc"
         grep -q "^usage: vlad-bench $sub" <<<"$out" || err "vlad-bench $sub --help: no usage line"
@@ -123,8 +135,41 @@ determinism)
     cmp -s "$dir/det1.json" "$dir/det2.json" || err "vlash: two runs with one seed wrote different JSON"
     grep -q '"completion_speedup_vs_sync"' "$dir/det1.json" || err "det1.json: no completion_speedup_vs_sync"
     ;;
+serve)
+    # vlad-bench serve --quick: N = 1, 2 robots on one vlad-serve, lockstep and wall clock, RTT 0
+    # and 20 ms, one reach episode each, the batching baselines and the local references; the
+    # table's columns and the JSON's fields (behaviour only: nothing timed is asserted)
+    dir=$3
+    rm -rf "$dir"; mkdir -p "$dir"
+    work=$(mktemp -d "${TMPDIR:-/tmp}/vlad-bench-serve.XXXXXX")
+    trap 'rm -rf "$work"' EXIT
+    "$bin" serve --quick --work "$work" --json "$dir/serve.json" >"$dir/serve.out" 2>&1 ||
+        err "vlad-bench serve --quick: exit $? (see $dir/serve.out)"
+    [ $fail -eq 0 ] || trap - EXIT
+    grep -q "| clock | N | RTT ms | server | success \[Wilson 95%\] | local engine, same Δ | exact | chunk p50 / p99 ms | Δ ticks | stalls / ep | req/s | mean batch | bytes / req |" \
+        "$dir/serve.out" || err "serve: the table lacks its columns"
+    grep -q "^batching gain" "$dir/serve.out" || err "serve: no batching-gain lines"
+    j=$dir/serve.json
+    [ -s "$j" ] || err "serve wrote no JSON"
+    for k in '"cells"' '"batching_gain"' '"local_references"' '"per_robot"' chunk_latency_p50_ms \
+             chunk_latency_p99_ms delay_ticks_mean stall_ticks_per_episode success_wilson95_lo \
+             success_wilson95_hi requests_per_s mean_batch request_bytes '"local_reference"' \
+             '"max_batch_1"' '"independent"' '"machine"' '"episode_success"'; do
+        grep -q "$k" "$j" || err "serve.json: no $k"
+    done
+    # 4 lockstep + 4 wall-clock shared cells, the two baselines at N = 2; lockstep is exact
+    [ "$(grep -cE '"kind":[[:space:]]*"remote"' "$j")" -eq 10 ] || err "serve.json: expected 10 remote cells"
+    [ "$(grep -cE '"exact":[[:space:]]*true' "$j")" -eq 4 ] || err "serve.json: the lockstep cells are not all exact"
+    grep -qE '"robots":[[:space:]]*2' "$j" || err "serve.json: no N = 2 cell"
+    # --resume reads the finished cells back: the same table, nothing run again
+    "$bin" serve --quick --resume --work "$work" --json "$dir/resumed.json" >"$dir/resumed.out" 2>&1 ||
+        err "vlad-bench serve --quick --resume: exit $?"
+    [ "$(grep -c 'from .*cell.json' "$dir/resumed.out")" -ge 10 ] || err "--resume ran cells again"
+    diff <(grep '^| lockstep' "$dir/serve.out") <(grep '^| lockstep' "$dir/resumed.out") >/dev/null ||
+        err "--resume: another lockstep table"
+    ;;
 *)
-    echo "usage: test_cli.sh opts|plot|determinism BIN [DIR]" >&2
+    echo "usage: test_cli.sh opts|plot|determinism|serve BIN [DIR]" >&2
     exit 2
     ;;
 esac

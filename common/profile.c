@@ -108,6 +108,24 @@ static const field top_fields[] = {
      "With `policy.model` also set (same dims, views and chunk size as the server's): run the "
      "local model when no server answers at start, and for each inference a server fails "
      "(timeout, refusal), trying the servers again after a backoff (0.5 s doubling to 8 s)."},
+    {"policy.remote.images", F_ENUM, P(policy.remote.images), 0, 0, "raw", "raw|jpeg",
+     "How the camera views travel to vlad-serve: `raw` (RGB8, width·height·3 bytes each; the "
+     "chunk equals a local model's) or `jpeg` (encoded on the inference worker at "
+     "`policy.remote.jpeg_quality`, decoded by the server before its model sees them: several "
+     "times fewer bytes per request, a slightly different chunk; docs/SERVE.md)."},
+    {"policy.remote.jpeg_quality", F_INT, P(policy.remote.jpeg_quality), 1, 100, "90", NULL,
+     "`policy.remote.images: jpeg`: the JPEG quality (libjpeg's 1..100; 4:4:4, no chroma "
+     "subsampling)."},
+    {"policy.remote.emulate_rtt_ms", F_DOUBLE, P(policy.remote.emulate_rtt_ms), 0, 10000, "0",
+     NULL,
+     "Tests and benchmarks only (`vlad-bench serve`): emulate a network round trip of this "
+     "long on every remote call, half before the send and half after the reply (the daemon "
+     "sees all of it; it does not count against `timeout_ms`). 0: none; never set it on a "
+     "robot."},
+    {"policy.remote.emulate_jitter_ms", F_DOUBLE, P(policy.remote.emulate_jitter_ms), 0, 10000,
+     "0", NULL,
+     "Tests and benchmarks only: each emulated round trip is `emulate_rtt_ms` plus a uniform "
+     "draw in ±this (at least 0), seeded by `policy.seed`."},
     {"async.mode", F_ENUM, P(async.mode), 0, 0, "vlash", "sync|naive|vlash|merge",
      "`sync`: execute K actions then stop and infer. `naive`: infer ahead on the current state. "
      "`vlash`: infer ahead on the state rolled forward to the new chunk's start. `merge`: "

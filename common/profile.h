@@ -44,6 +44,8 @@ typedef enum {
 } vlad_async_mode;
 typedef enum { VLAD_CLOCK_WALL = 0, VLAD_CLOCK_LOCKSTEP = 1 } vlad_clock_mode;
 typedef enum { VLAD_ACTION_ABS_JOINT_POS = 0 } vlad_action_type;
+/* policy.remote.images: how the remote policy sends its views to vlad-serve (serve/jpeg.h) */
+typedef enum { VLAD_REMOTE_IMAGES_RAW = 0, VLAD_REMOTE_IMAGES_JPEG = 1 } vlad_remote_images;
 /* record.images: what a recording keeps of each camera image (daemon/record.h) */
 typedef enum { VLAD_REC_IMAGES_FULL = 0, VLAD_REC_IMAGES_HASH = 1, VLAD_REC_IMAGES_NONE = 2 } vlad_rec_images;
 
@@ -82,6 +84,10 @@ typedef struct vlad_profile {
             int attempts;          /* sends per inference */
             int start_timeout_ms;  /* at start: the wait for a server's status */
             bool fallback;         /* run policy.model when no server answers */
+            vlad_remote_images images; /* raw | jpeg */
+            int jpeg_quality;      /* 1..100 (images: jpeg) */
+            double emulate_rtt_ms;    /* tests, benchmarks: an emulated network round trip */
+            double emulate_jitter_ms; /* ... and its jitter (uniform, +-) */
         } remote;
     } policy;
     struct {

@@ -364,6 +364,11 @@ void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit,
         st->remote_refusals = atomic_load(&rs->refusals);
         st->remote_errors = atomic_load(&rs->errors);
         st->remote_fallbacks = atomic_load(&rs->fallbacks);
+        uint64_t sent = atomic_load(&rs->infer_sent);
+        if (sent) { /* means over the inference requests so far */
+            st->remote_request_bytes = atomic_load(&rs->request_bytes) / sent;
+            st->remote_encode_us = (double)atomic_load(&rs->encode_ns) / 1e3 / (double)sent;
+        }
         pthread_mutex_lock(&rs->mu); /* the worker's, briefly; never the control thread's */
         snprintf(io->remote_error, sizeof io->remote_error, "%s", rs->last_error);
         pthread_mutex_unlock(&rs->mu);

@@ -82,7 +82,13 @@ static vlad_serve_client *client_open(const vlad_profile *p, vlad_err *err) {
                                 .client_key = p->policy.remote.client_key,
                                 .timeout_ms = p->policy.remote.timeout_ms,
                                 .attempts = p->policy.remote.attempts,
-                                .robot = p->robot};
+                                .robot = p->robot,
+                                .jpeg_quality = p->policy.remote.images == VLAD_REMOTE_IMAGES_JPEG
+                                                    ? p->policy.remote.jpeg_quality
+                                                    : 0,
+                                .emulate_rtt_ms = p->policy.remote.emulate_rtt_ms,
+                                .emulate_jitter_ms = p->policy.remote.emulate_jitter_ms,
+                                .emulate_seed = (uint64_t)p->policy.seed};
     vlad_serve_client *c = vlad_serve_client_new(&o, err);
     if (!c)
         vlad_err_prefix(err, "policy.remote.endpoints: ");
@@ -244,6 +250,10 @@ vlad_remote_policy *vlad_remote_policy_new(const vlad_profile *p, vlad_remote_st
     r->c = client_open(p, err);
     if (!r->c)
         goto fail;
+    if (p->policy.remote.emulate_rtt_ms > 0 || p->policy.remote.emulate_jitter_ms > 0)
+        VLAD_LOGW("policy.remote.emulate_rtt_ms %g, emulate_jitter_ms %g: every remote call is "
+                  "delayed on purpose (tests and benchmarks only)",
+                  p->policy.remote.emulate_rtt_ms, p->policy.remote.emulate_jitter_ms);
     if (p->policy.remote.fallback) {
         r->local = vlad_engine_policy_new(p, err);
         if (!r->local) {
@@ -379,6 +389,11 @@ static int remote_infer(vlad_remote_policy *r, const vlad_infer_job *job, float 
     }
     vlad_serve_reply rep;
     rc = vlad_serve_client_infer(r->c, &q, &rep, err);
+    if (rep.request_bytes && r->st) { /* sent: its size and encoding time, for Status */
+        atomic_fetch_add(&r->st->infer_sent, 1);
+        atomic_fetch_add(&r->st->request_bytes, rep.request_bytes);
+        atomic_fetch_add(&r->st->encode_ns, (uint64_t)rep.encode_us * 1000);
+    }
     if (rc) {
         if (rep.code > 0 && r->st) /* a server's refusal, not a timeout */
             atomic_fetch_add(&r->st->errors, 1);

@@ -6,7 +6,12 @@
  * the daemon's io thread composes the SERVER's model's views), the instruction, the state the
  * scheduler chose (rolled forward under vlash), the seed, and with policy.noise_scale != 1 the
  * scaled start noise itself -- and waits up to policy.remote.attempts x timeout_ms for the
- * chunk. The worker measures the job's latency from submission to result, so the round trip is
+ * chunk. With policy.remote.images: jpeg the client library JPEG-encodes each view at
+ * policy.remote.jpeg_quality before sending (serve/jpeg.h, on this worker thread; the server
+ * decodes it): the chunk is then the model's on the decoded picture, not bit-identical to a
+ * local model's. Status gets the mean request size and encoding time (remote_request_bytes,
+ * remote_encode_us). policy.remote.emulate_rtt_ms / emulate_jitter_ms (tests, benchmarks)
+ * add an emulated network round trip to every call, inside the measured latency. The worker measures the job's latency from submission to result, so the round trip is
  * in every delay estimate. The control thread never waits for the network (lockstep: it waits
  * for the worker, as for a local model).
  *

@@ -113,6 +113,9 @@ typedef struct vlad_remote_stats {
     _Atomic uint64_t refusals;  /* handshakes a server refused (CURVE: key unknown, no infer right) */
     _Atomic uint64_t errors;    /* replies with an error (BUSY, LATE, SHAPE, NOT_AUTHORISED, ...) */
     _Atomic uint64_t fallbacks; /* inferences run by the local policy.model instead */
+    _Atomic uint64_t infer_sent;    /* inference calls that sent a request */
+    _Atomic uint64_t request_bytes; /* their requests' frames, the newest attempt of each */
+    _Atomic uint64_t encode_ns;     /* their JPEG encoding (policy.remote.images: jpeg) */
     pthread_mutex_t mu;         /* guards last_error (worker writes, io reads) */
     char last_error[VLAD_ERR_MSG_MAX]; /* the newest failure ("" = none yet) */
 } vlad_remote_stats;

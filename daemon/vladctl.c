@@ -180,6 +180,9 @@ static void print_remote(const Vlad__Status *s) {
            (unsigned long long)s->remote_timeouts, (unsigned long long)s->remote_dropped_stale,
            (unsigned long long)s->remote_reconnects, (unsigned long long)s->remote_refusals,
            (unsigned long long)s->remote_errors, (unsigned long long)s->remote_fallbacks);
+    if (s->remote_request_bytes)
+        printf("remote requests: %llu bytes each (mean), JPEG encoding %.0f us\n",
+               (unsigned long long)s->remote_request_bytes, s->remote_encode_us);
     if (s->remote_last_error && s->remote_last_error[0])
         printf("remote last error: %s\n", s->remote_last_error);
 }

@@ -66,6 +66,8 @@ static const struct {
     {"remote_refusals", "Handshakes a vlad-serve host refused (unknown key, no infer right)."},
     {"remote_errors", "Error replies from the vlad-serve hosts (BUSY, LATE, SHAPE, ...)."},
     {"remote_fallbacks", "Inferences the local fallback model ran instead of the servers."},
+    {"remote_request_bytes", "Mean bytes of an inference request sent to the vlad-serve hosts."},
+    {"remote_encode_us", "Mean microseconds to JPEG-encode one request's views (0: raw images)."},
     {"mode", "Daemon mode: 1 for the current one."},
     {"inference", "Inference latency, observation taken to chunk ready"},
     {"jitter", "Tick jitter, publish time minus tick deadline"},

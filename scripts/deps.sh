@@ -6,7 +6,7 @@ set -euo pipefail
 
 pkgs=(cmake make gcc pkg-config
       libzmq3-dev libprotobuf-c-dev protobuf-c-compiler libyaml-dev
-      libopenblas-dev libcmocka-dev libcjson-dev
+      libopenblas-dev libcmocka-dev libcjson-dev libturbojpeg0-dev
       libmujoco-dev libosmesa6-dev libpng-dev zlib1g-dev gnuplot-nox
       valgrind
       protobuf-compiler python3-zmq python3-protobuf python3-numpy python3-yaml

@@ -11,6 +11,7 @@
 
 #include "clock.h"
 #include "endpoint.h"
+#include "jpeg.h"
 #include "keys.h"
 #include "zutil.h"
 
@@ -42,6 +43,12 @@ struct vlad_serve_client {
     size_t cap;
     Vlad__Serve__InferReply *last; /* the reply the caller's vlad_serve_reply points into */
     vlad_serve_client_counters n;
+    int jpeg_quality;        /* 0: images as given */
+    vlad_jpeg *jpeg;         /* with jpeg_quality: this client's codec */
+    uint8_t *jbuf;           /* the encoded images of the request being sent */
+    size_t jcap;
+    int64_t rtt_ns, jitter_ns; /* emulated round trip (tests, benchmarks) */
+    uint64_t rng;            /* its generator (xorshift64*) */
 };
 
 static _Atomic unsigned g_client_seq;
@@ -176,6 +183,17 @@ vlad_serve_client *vlad_serve_client_new(const vlad_serve_client_opts *o, vlad_e
                      o->timeout_ms, o->attempts);
         return NULL;
     }
+    if (o->jpeg_quality < 0 || o->jpeg_quality > 100) {
+        vlad_err_set(err, VLAD_ERANGE, "serve client: jpeg_quality %d, expected 0..100",
+                     o->jpeg_quality);
+        return NULL;
+    }
+    if (!(o->emulate_rtt_ms >= 0 && o->emulate_rtt_ms <= 10000 && o->emulate_jitter_ms >= 0 &&
+          o->emulate_jitter_ms <= 10000)) {
+        vlad_err_set(err, VLAD_ERANGE, "serve client: emulate_rtt_ms %g, emulate_jitter_ms %g: "
+                     "expected 0..10000 each", o->emulate_rtt_ms, o->emulate_jitter_ms);
+        return NULL;
+    }
     if (o->robot && strlen(o->robot) > VLAD_SERVE_MAX_ROBOT) {
         vlad_err_set(err, VLAD_EINVAL, "serve client: robot name longer than %d bytes",
                      VLAD_SERVE_MAX_ROBOT);
@@ -191,7 +209,15 @@ vlad_serve_client *vlad_serve_client_new(const vlad_serve_client_opts *o, vlad_e
     c->dims = o->dims;
     c->next_id = 1;
     c->backoff_ms = REFUSE_BACKOFF_MIN_MS;
+    c->jpeg_quality = o->jpeg_quality;
+    c->rtt_ns = (int64_t)(o->emulate_rtt_ms * 1e6);
+    c->jitter_ns = (int64_t)(o->emulate_jitter_ms * 1e6);
+    c->rng = o->emulate_seed * 0x9E3779B97F4A7C15ull + 0x632BE59BD9B4E019ull;
+    if (!c->rng)
+        c->rng = 1;
     snprintf(c->robot, sizeof c->robot, "%s", o->robot ? o->robot : "");
+    if (c->jpeg_quality && !(c->jpeg = vlad_jpeg_new(err)))
+        goto fail;
     bool curve = o->server_public_key && o->server_public_key[0];
     for (int i = 0; i < o->n_endpoints; i++) {
         vlad_endpoint ep;
@@ -251,6 +277,8 @@ void vlad_serve_client_free(vlad_serve_client *c) {
     if (c->last)
         vlad__serve__infer_reply__free_unpacked(c->last, NULL);
     free(c->buf);
+    free(c->jbuf);
+    vlad_jpeg_free(c->jpeg);
     memset(&c->curve, 0, sizeof c->curve);
     free(c);
 }
@@ -290,6 +318,21 @@ static bool wait_writable(vlad_serve_client *c, int64_t deadline) {
     }
 }
 
+/* Emulated network: one half of this exchange's round trip (drawn at its first half). */
+static int64_t draw_rtt(vlad_serve_client *c) {
+    if (!c->rtt_ns && !c->jitter_ns)
+        return 0;
+    c->rng ^= c->rng >> 12, c->rng ^= c->rng << 25, c->rng ^= c->rng >> 27;
+    double u = (double)((c->rng * 0x2545F4914F6CDD1Dull) >> 11) / 9007199254740992.0; /* [0,1) */
+    int64_t d = c->rtt_ns + (int64_t)((2 * u - 1) * (double)c->jitter_ns);
+    return d > 0 ? d : 0;
+}
+
+static void emulate_delay(int64_t ns) {
+    if (ns > 0)
+        vlad_sleep_until_ns(vlad_now_ns() + ns);
+}
+
 /* kind: what the body must be */
 static int exchange(vlad_serve_client *c, Vlad__Serve__InferRequest *req,
                     Vlad__Serve__InferReply__BodyCase kind, vlad_serve_reply *reply, vlad_err *err) {
@@ -318,6 +361,8 @@ static int exchange(vlad_serve_client *c, Vlad__Serve__InferRequest *req,
         rc = vlad_serve_pack_request(req, d, &c->buf, &c->cap, &len, err);
         if (rc)
             return rc;
+        int64_t rtt = draw_rtt(c);
+        emulate_delay(rtt / 2); /* the way there (emulated; not in the timeout) */
         int64_t deadline = vlad_now_ns() + (int64_t)c->timeout_ms * VLAD_NS_PER_MS;
         if (!wait_writable(c, deadline))
             continue; /* no connection this attempt */
@@ -327,6 +372,8 @@ static int exchange(vlad_serve_client *c, Vlad__Serve__InferRequest *req,
             return vlad_err_set(err, VLAD_EIO, "serve client: send: %s", zmq_strerror(errno));
         }
         c->n.sent++;
+        c->n.bytes_sent += len;
+        reply->request_bytes = len;
         if (sent_any)
             c->n.resent++;
         sent_any = true;
@@ -367,6 +414,7 @@ static int exchange(vlad_serve_client *c, Vlad__Serve__InferRequest *req,
                         vlad__serve__infer_reply__free_unpacked(r, NULL);
                     continue;
                 }
+                emulate_delay(rtt - rtt / 2); /* and back */
                 c->n.replies++;
                 c->refused_seen = false;
                 c->backoff_ms = REFUSE_BACKOFF_MIN_MS;
@@ -383,6 +431,7 @@ static int exchange(vlad_serve_client *c, Vlad__Serve__InferRequest *req,
                     reply->prefix_us = r->latency->prefix_us;
                     reply->flow_us = r->latency->flow_us;
                     reply->total_us = r->latency->total_us;
+                    reply->decode_us = r->latency->decode_us;
                 }
                 if (r->body_case == VLAD__SERVE__INFER_REPLY__BODY_CHUNK) {
                     reply->horizon = (int)r->chunk->horizon;
@@ -450,6 +499,44 @@ static void fill_request(Vlad__Serve__InferRequest *r, Vlad__Serve__Image *ims,
     r->elapsed_us = q->elapsed_us;
 }
 
+/* opts.jpeg_quality: the request's RAW images JPEG-encoded into c->jbuf (grown to fit the
+ * worst case of every image, then kept), ims[] pointing at them. */
+static int encode_images(vlad_serve_client *c, Vlad__Serve__Image *ims, int n, vlad_err *err) {
+    size_t need = 0;
+    for (int i = 0; i < n; i++)
+        if (ims[i].encoding == VLAD__SERVE__ENCODING__ENCODING_RAW) {
+            size_t m = vlad_jpeg_max_bytes((int)ims[i].width, (int)ims[i].height);
+            if (!m || ims[i].data.len != (size_t)ims[i].width * ims[i].height * 3)
+                return vlad_err_set(err, VLAD_EINVAL, "images[%d]: %ux%u RAW with %zu bytes: "
+                                    "cannot encode it as JPEG", i, ims[i].width, ims[i].height,
+                                    ims[i].data.len);
+            need += m;
+        }
+    if (need > c->jcap) {
+        uint8_t *nb = realloc(c->jbuf, need);
+        if (!nb)
+            return vlad_err_set(err, VLAD_ENOMEM, "serve client: out of memory (%zu bytes)", need);
+        c->jbuf = nb;
+        c->jcap = need;
+    }
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        if (ims[i].encoding != VLAD__SERVE__ENCODING__ENCODING_RAW)
+            continue;
+        size_t len;
+        int rc = vlad_jpeg_encode(c->jpeg, ims[i].data.data, (int)ims[i].width, (int)ims[i].height,
+                                  c->jpeg_quality, c->jbuf + off, c->jcap - off, &len, err);
+        if (rc)
+            return vlad_err_prefix(err, "images[%d]: ", i);
+        ims[i].encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
+        ims[i].data.data = c->jbuf + off;
+        ims[i].data.len = len;
+        off += len;
+        c->n.jpeg_images++;
+    }
+    return VLAD_OK;
+}
+
 static int request(vlad_serve_client *c, const vlad_serve_request *q, const char *question,
                    vlad_serve_reply *reply, vlad_err *err) {
     reply_reset(reply);
@@ -462,14 +549,25 @@ static int request(vlad_serve_client *c, const vlad_serve_request *q, const char
     Vlad__Serve__Image *ptrs[VLAD_SERVE_MAX_IMAGES];
     Vlad__Serve__AskRequest ask = VLAD__SERVE__ASK_REQUEST__INIT;
     fill_request(&r, ims, ptrs, q);
+    uint32_t encode_us = 0;
+    if (c->jpeg_quality) {
+        int64_t t0 = vlad_now_ns();
+        int rc = encode_images(c, ims, q->n_images, err);
+        if (rc)
+            return rc;
+        int64_t us = (vlad_now_ns() - t0) / 1000;
+        encode_us = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+    }
     if (question) {
         ask.question = (char *)question;
         r.kind_case = VLAD__SERVE__INFER_REQUEST__KIND_ASK;
         r.ask = &ask;
     }
-    return exchange(c, &r,
-                    question ? VLAD__SERVE__INFER_REPLY__BODY_ANSWER : VLAD__SERVE__INFER_REPLY__BODY_CHUNK,
-                    reply, err);
+    int rc = exchange(c, &r,
+                      question ? VLAD__SERVE__INFER_REPLY__BODY_ANSWER : VLAD__SERVE__INFER_REPLY__BODY_CHUNK,
+                      reply, err);
+    reply->encode_us = encode_us;
+    return rc;
 }
 
 int vlad_serve_client_infer(vlad_serve_client *c, const vlad_serve_request *req,

@@ -43,13 +43,23 @@ typedef struct vlad_serve_client_opts {
     const char *robot;             /* name for the server's log (NULL: "") */
     vlad_serve_dims dims;          /* the model's dimensions if known (0: learnt from the
                                       first status reply, unchecked until then) */
+    int jpeg_quality;              /* 0: images are sent as given; 1..100: every RAW image of
+                                      a request is JPEG-encoded at this quality first (jpeg.h,
+                                      the client's own codec, on the calling thread) */
+    /* Emulated network (tests and benchmarks only): every exchange sleeps half of a round
+     * trip of emulate_rtt_ms + a uniform draw in [-emulate_jitter_ms, +emulate_jitter_ms]
+     * (at least 0) before each send and the other half after the reply, so the caller sees
+     * the whole round trip; the draws come from a generator seeded with emulate_seed. The
+     * delay does not count against timeout_ms. 0..10000 ms each; 0, 0: none. */
+    double emulate_rtt_ms, emulate_jitter_ms;
+    uint64_t emulate_seed;
 } vlad_serve_client_opts;
 
 /* One camera view of a request. */
 typedef struct vlad_serve_image {
     uint32_t width, height;
-    int encoding;        /* VLAD__SERVE__ENCODING__ENCODING_RAW (JPEG is refused for now) */
-    const uint8_t *data; /* RAW: width*height*3 bytes, RGB HWC */
+    int encoding;        /* VLAD__SERVE__ENCODING__ENCODING_RAW or _JPEG */
+    const uint8_t *data; /* RAW: width*height*3 bytes, RGB HWC; JPEG: a JPEG file (jpeg.h) */
     size_t len;
 } vlad_serve_image;
 
@@ -82,6 +92,9 @@ typedef struct vlad_serve_reply {
     const uint8_t *answer; /* ask: answer_len bytes (not NUL-terminated) */
     size_t answer_len;
     uint32_t queue_us, vision_us, prefix_us, flow_us, total_us, batch_size;
+    uint32_t decode_us;   /* the server's time decoding this request's JPEG images */
+    uint32_t encode_us;   /* this client's time JPEG-encoding them (opts.jpeg_quality) */
+    size_t request_bytes; /* the request's frame as sent (0: nothing was sent) */
     const Vlad__Serve__ServeStatus *status; /* status call */
 } vlad_serve_reply;
 
@@ -96,16 +109,21 @@ typedef struct vlad_serve_client_counters {
     uint64_t disconnects;   /* connections that ended */
     uint64_t refusals;      /* handshakes a server refused (CURVE: key not admitted) */
     uint64_t new_sockets;   /* sockets made again after a refusal */
+    uint64_t bytes_sent;    /* request frames' bytes sent (resends included) */
+    uint64_t jpeg_images;   /* images this client encoded as JPEG */
 } vlad_serve_client_counters;
 
 typedef struct vlad_serve_client vlad_serve_client;
 
-/* Check opts, read the client key, connect. NULL with err filled (bad endpoint, key file,
- * option). The connections complete in the background. */
+/* Check opts, read the client key, make the JPEG codec when jpeg_quality is set, connect.
+ * NULL with err filled (bad endpoint, key file, option). The connections complete in the
+ * background. */
 vlad_serve_client *vlad_serve_client_new(const vlad_serve_client_opts *opts, vlad_err *err);
 void vlad_serve_client_free(vlad_serve_client *c); /* NULL is fine */
 
-/* An action chunk for req, with a fresh request id. Returns
+/* An action chunk for req, with a fresh request id (its RAW images JPEG-encoded first when
+ * opts.jpeg_quality is set: reply->encode_us; the buffers are the client's, grown to the
+ * largest request seen and kept). Returns
  *   VLAD_OK        reply->code OK: reply->actions (horizon x action_dim) and latencies;
  *   VLAD_ETIMEOUT  no reply in attempts x timeout_ms (reply->code -1; err says whether no
  *                  server was connected and whether a server refused this client's key);

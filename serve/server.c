@@ -17,6 +17,7 @@
 #include "clock.h"
 #include "endpoint.h"
 #include "engine.h"
+#include "jpeg.h"
 #include "keys.h"
 #include "log.h"
 #include "model.h"
@@ -39,11 +40,15 @@ typedef struct job {
     size_t peer_len;
     bool req_envelope; /* REQ peer: an empty delimiter frame before the payload */
     int64_t t_recv, deadline; /* CLOCK_MONOTONIC ns; deadline 0: none */
+    const uint8_t *pix[VLAD_SERVE_MAX_IMAGES]; /* each image's pixels: into req (RAW) or into
+                                                  the job's own memory (a decoded JPEG) */
+    uint32_t decode_us;
     /* result (inference) */
     int code;
     char msg[VLAD_SERVE_MAX_MESSAGE + 1];
     float *actions; /* chunk_size*action_dim, allocated with the job */
     char *answer;   /* ask: answer_cap bytes, allocated with the job */
+    /* then, allocated with the job too, its decoded JPEG images (wire.h) */
     size_t answer_len;
     uint32_t queue_us, vision_us, prefix_us, flow_us, total_us, batch_size;
 } job;
@@ -65,6 +70,9 @@ struct vlad_serve_server {
     size_t rcap;
     int inflight; /* jobs allocated and not yet freed */
     uint64_t requests, replies, statuses, busy, bad, shape, not_auth, late_io;
+    uint64_t request_bytes, jpeg_images; /* admitted chunk / ask requests; images decoded */
+    vlad_jpeg *jpeg;     /* the io thread's JPEG decoder */
+    vlad_hist h_decode;  /* io only: decoding a request's JPEG images */
     int64_t log_next;    /* rate limit of refusal lines: the next time one may be logged */
     uint64_t log_quiet;  /* refusals not logged since the last line */
 
@@ -194,7 +202,7 @@ static void run_chunks(vlad_serve_server *s, job **js, int n) {
     for (int i = 0; i < n; i++) {
         const Vlad__Serve__InferRequest *r = js[i]->req;
         for (int c = 0; c < nc; c++)
-            s->img_ptrs[i * nc + c] = r->images[c]->data.data;
+            s->img_ptrs[i * nc + c] = js[i]->pix[c];
         s->items[i] = (vlad_batch_item){
             .images = &s->img_ptrs[i * nc],
             .prompt = r->prompt,
@@ -243,7 +251,7 @@ static void run_ask(vlad_serve_server *s, job *j) {
     const Vlad__Serve__InferRequest *r = j->req;
     const uint8_t *imgs[VLAD_SERVE_MAX_IMAGES];
     for (int c = 0; c < s->model->cfg.n_cameras; c++)
-        imgs[c] = r->images[c]->data.data;
+        imgs[c] = j->pix[c];
     vlad_err e;
     int64_t t0 = vlad_now_ns();
     int rc = vlad_encode_prefix(s->ask_rs, imgs, r->prompt, strlen(r->prompt), &e);
@@ -441,12 +449,13 @@ static void reply_status(vlad_serve_server *s, const uint8_t *peer, size_t peer_
     long dmv = dm ? strtol(dm, NULL, 10) : 0;
     mi.delta_max = dmv > 0 && dmv <= 65535 ? (uint32_t)dmv : 0;
     Vlad__Serve__LatencyStats lq = VLAD__SERVE__LATENCY_STATS__INIT, lv = lq, lp = lq, lf = lq,
-                              lt = lq;
+                              lt = lq, ld = lq;
     fill_lat(&lq, &s->h_queue);
     fill_lat(&lv, &s->h_vision);
     fill_lat(&lp, &s->h_prefix);
     fill_lat(&lf, &s->h_flow);
     fill_lat(&lt, &s->h_total);
+    fill_lat(&ld, &s->h_decode);
     Vlad__Serve__ServeStatus ss = VLAD__SERVE__SERVE_STATUS__INIT;
     ss.model = &mi;
     ss.uptime_s = (double)(vlad_now_ns() - s->t_start) / 1e9;
@@ -472,6 +481,9 @@ static void reply_status(vlad_serve_server *s, const uint8_t *peer, size_t peer_
     ss.prefix = &lp;
     ss.flow = &lf;
     ss.total = &lt;
+    ss.decode = &ld;
+    ss.request_bytes = st.request_bytes;
+    ss.jpeg_images = st.jpeg_images;
     ss.curve = s->curve;
     ss.client_keys = s->keys ? (uint32_t)s->keys->n : 0;
     ss.handshakes_refused = vlad_zap_refused(s->zap);
@@ -499,6 +511,7 @@ static void reply_job(vlad_serve_server *s, job *j) {
     lat.prefix_us = j->prefix_us;
     lat.flow_us = j->flow_us;
     lat.total_us = j->total_us;
+    lat.decode_us = j->decode_us;
     r.latency = &lat;
     if (j->code != VLAD_SERVE_OK) {
         r.message = j->msg;
@@ -579,6 +592,7 @@ static bool recv_one(vlad_serve_server *s) {
         rc = vlad_serve_decode_request(zmq_msg_data(&m[n - 1]), zmq_msg_size(&m[n - 1]), &s->dims,
                                        &req, field, sizeof field, &e);
     }
+    size_t frame_bytes = n >= 2 ? zmq_msg_size(&m[n - 1]) : 0;
     vlad_zmsgs_close(m, n);
     bool status = req && req->kind_case == VLAD__SERVE__INFER_REQUEST__KIND_STATUS;
     if (req && !status && !(rights & VLAD_RIGHT_INFER)) {
@@ -611,40 +625,68 @@ static bool recv_one(vlad_serve_server *s) {
         vlad__serve__infer_request__free_unpacked(req, NULL);
         return true;
     }
-    if (req->budget_us && req->elapsed_us >= req->budget_us) {
-        s->late_io++;
-        char msg[128];
-        snprintf(msg, sizeof msg, "deadline already passed on arrival (elapsed_us %u >= budget_us %u)",
-                 req->elapsed_us, req->budget_us);
-        refuse(s, peer, peer_len, env, req, VLAD_SERVE_LATE, "", msg);
-        vlad__serve__infer_request__free_unpacked(req, NULL);
-        return true;
-    }
-    if (atomic_load(&s->queued) >= (uint32_t)s->o.queue ||
-        s->inflight >= s->o.queue + s->o.max_batch) {
-        s->busy++;
-        char msg[128];
-        snprintf(msg, sizeof msg, "queue full (%d requests waiting)", s->o.queue);
-        refuse(s, peer, peer_len, env, req, VLAD_SERVE_BUSY, "", msg);
-        vlad__serve__infer_request__free_unpacked(req, NULL);
-        return true;
-    }
-    job *j = calloc(1, sizeof *j + s->chunk_len * sizeof(float) + s->answer_cap);
+    /* the job first: a request's JPEG images are decoded into its own memory */
+    size_t pix_bytes = vlad_serve_decoded_bytes(req);
+    job *j = calloc(1, sizeof *j + s->chunk_len * sizeof(float) + s->answer_cap + pix_bytes);
     if (!j) {
         refuse(s, peer, peer_len, env, req, VLAD_SERVE_INTERNAL, "", "server out of memory");
         vlad__serve__infer_request__free_unpacked(req, NULL);
         return true;
     }
     j->req = req;
+    j->actions = (float *)(j + 1);
+    j->answer = (char *)(j->actions + s->chunk_len);
+    s->inflight++;
+    if (pix_bytes) {
+        int64_t t0 = vlad_now_ns();
+        rc = vlad_serve_decode_images(s->jpeg, req, (uint8_t *)j->answer + s->answer_cap, pix_bytes,
+                                      j->pix, field, sizeof field, &e);
+        int64_t dt = vlad_now_ns() - t0;
+        if (rc) {
+            int code = vlad_serve_code_of(rc);
+            if (code == VLAD_SERVE_SHAPE)
+                s->shape++;
+            else
+                s->bad++;
+            log_refusal(s, "request %llu from %s: %s: %s", (unsigned long long)req->request_id, who,
+                        vlad_serve_code_name(code), e.msg);
+            refuse(s, peer, peer_len, env, req, code, field, e.msg);
+            free_job(s, j);
+            return true;
+        }
+        j->decode_us = us_of_ns(dt);
+        vlad_hist_add(&s->h_decode, dt);
+        for (size_t i = 0; i < req->n_images; i++)
+            s->jpeg_images += req->images[i]->encoding == VLAD__SERVE__ENCODING__ENCODING_JPEG;
+    } else {
+        vlad_serve_decode_images(NULL, req, NULL, 0, j->pix, NULL, 0, NULL); /* all RAW */
+    }
+    if (req->budget_us && req->elapsed_us >= req->budget_us) {
+        s->late_io++;
+        char msg[128];
+        snprintf(msg, sizeof msg, "deadline already passed on arrival (elapsed_us %u >= budget_us %u)",
+                 req->elapsed_us, req->budget_us);
+        refuse(s, peer, peer_len, env, req, VLAD_SERVE_LATE, "", msg);
+        free_job(s, j);
+        return true;
+    }
+    /* this job is counted in inflight already: the cap is queue + max_batch jobs at once */
+    if (atomic_load(&s->queued) >= (uint32_t)s->o.queue ||
+        s->inflight > s->o.queue + s->o.max_batch) {
+        s->busy++;
+        char msg[128];
+        snprintf(msg, sizeof msg, "queue full (%d requests waiting)", s->o.queue);
+        refuse(s, peer, peer_len, env, req, VLAD_SERVE_BUSY, "", msg);
+        free_job(s, j);
+        return true;
+    }
+    s->request_bytes += frame_bytes;
     memcpy(j->peer, peer, peer_len);
     j->peer_len = peer_len;
     j->req_envelope = env;
     j->t_recv = t_recv;
     if (req->budget_us)
         j->deadline = t_recv + (int64_t)(req->budget_us - req->elapsed_us) * 1000;
-    j->actions = (float *)(j + 1);
-    j->answer = (char *)(j->actions + s->chunk_len);
-    s->inflight++;
     atomic_fetch_add(&s->queued, 1);
     if (!vlad_spsc_push(s->jobs, &j)) { /* cannot happen: the ring holds queue + max_batch */
         atomic_fetch_sub(&s->queued, 1);
@@ -694,6 +736,8 @@ void vlad_serve_server_stats(const vlad_serve_server *s, vlad_serve_stats *o) {
     o->not_authorised = s->not_auth;
     o->internal_errors = atomic_load(&s->internal);
     o->queued = atomic_load(&s->queued);
+    o->request_bytes = s->request_bytes;
+    o->jpeg_images = s->jpeg_images;
     o->max_batch_seen = atomic_load(&s->max_seen);
     o->mean_batch = o->batches ? (double)o->chunks / (double)o->batches : 0.0;
 }
@@ -765,6 +809,7 @@ vlad_serve_server *vlad_serve_server_new(const vlad_serve_opts *o, vlad_err *err
     vlad_hist_init(&s->h_prefix);
     vlad_hist_init(&s->h_flow);
     vlad_hist_init(&s->h_total);
+    vlad_hist_init(&s->h_decode);
     if (vlad_model_load(o->model, &s->model, err))
         goto fail;
     const vlad_config *c = &s->model->cfg;
@@ -785,6 +830,9 @@ vlad_serve_server *vlad_serve_server_new(const vlad_serve_opts *o, vlad_err *err
     vlad_runstate_opts ao = {.n_threads = o->threads, .max_streams = 1};
     s->ask_rs = vlad_runstate_new(s->model, &ao, err);
     if (!s->ask_rs)
+        goto fail;
+    s->jpeg = vlad_jpeg_new(err);
+    if (!s->jpeg)
         goto fail;
     s->scratch = calloc((size_t)o->max_batch * s->chunk_len, sizeof(float));
     s->items = calloc((size_t)o->max_batch, sizeof *s->items);
@@ -853,6 +901,7 @@ void vlad_serve_server_free(vlad_serve_server *s) {
         close(s->done_fd);
     vlad_batch_free(s->batch);
     vlad_runstate_free(s->ask_rs);
+    vlad_jpeg_free(s->jpeg);
     vlad_model_free(s->model);
     free(s->scratch);
     free(s->items);

@@ -5,9 +5,10 @@
  *   io (the caller of vlad_serve_server_new / _poll / _free; vlad-serve's main thread): the
  *       ZeroMQ context and the ROUTER socket, the ZAP handler and its socket monitor
  *       (robot_io/zap.h, serviced inside _poll), the keyring, every job's allocation and
- *       release, decoding and checking requests (wire.h), the admission decisions (BAD_REQUEST,
- *       SHAPE, NOT_AUTHORISED, BUSY, LATE on arrival), packing and sending every reply, STATUS
- *       replies, and the receive-side counters.
+ *       release, decoding and checking requests (wire.h), decoding their JPEG images into
+ *       the job's memory (its own jpeg.h codec; the decode histogram), the admission
+ *       decisions (BAD_REQUEST, SHAPE, NOT_AUTHORISED, BUSY, LATE on arrival), packing and
+ *       sending every reply, STATUS replies, and the receive-side counters.
  *   inference (started by _new, joined by _free): the vlad_batch (policy/batch.h) and the
  *       runstate for asks, the per-stage histograms and the inference-side counters. It takes
  *       the waiting jobs (up to max_batch, after waiting batch_wait_us from the first one's
@@ -21,9 +22,10 @@
  * and frees it. The model is read-only and shared.
  *
  * Admission, in order: an undecodable or invalid request is answered BAD_REQUEST (or SHAPE:
- * wire.h) at once; without the `infer` right (CURVE: the client key's rights in the
- * keyring; the ZAP handler refuses the handshake of such a key already, so this is the same
- * rule again per request) NOT_AUTHORISED; a deadline already spent (elapsed_us >=
+ * wire.h) at once, and so is one whose JPEG image does not decode (BAD_REQUEST) or decodes to
+ * another size (SHAPE), naming the image; without the `infer` right (CURVE: the client key's
+ * rights in the keyring; the ZAP handler refuses the handshake of such a key already, so this
+ * is the same rule again per request) NOT_AUTHORISED; a deadline already spent (elapsed_us >=
  * budget_us) LATE; a full queue (`queue` requests waiting) BUSY. Nothing a client sends
  * stops the server: every refusal is counted and logged (rate-limited) and it goes on. */
 #ifndef VLAD_SERVE_SERVER_H
@@ -60,6 +62,8 @@ typedef struct vlad_serve_stats {
     uint64_t late, busy, bad_requests, shape_errors, not_authorised, internal_errors;
     uint32_t queued, max_batch_seen;
     double mean_batch; /* chunks / batches */
+    uint64_t request_bytes; /* frames of the chunk and ask requests admitted */
+    uint64_t jpeg_images;   /* JPEG images decoded (io thread, on receipt) */
 } vlad_serve_stats;
 
 typedef struct vlad_serve_server vlad_serve_server;

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "frame.h"
+#include "jpeg.h"
 #include "validate.h"
 
 const char *vlad_serve_code_name(int code) {
@@ -116,9 +117,16 @@ static int check_image(chk *c, size_t i, const Vlad__Serve__Image *im, const vla
         }
         break;
     }
-    case VLAD__SERVE__ENCODING__ENCODING_JPEG:
-        snprintf(path, sizeof path, "images[%zu].encoding", i);
-        return fail(c, VLAD_EINVAL, path, "JPEG is not supported by this version (send RAW)");
+    case VLAD__SERVE__ENCODING__ENCODING_JPEG: {
+        /* decoded later (vlad_serve_decode_images); here only its size is bounded */
+        size_t max = vlad_jpeg_max_bytes((int)im->width, (int)im->height);
+        if (im->data.len == 0 || im->data.len > max) {
+            snprintf(path, sizeof path, "images[%zu].data", i);
+            return fail(c, VLAD_EINVAL, path, "%zu bytes of JPEG, expected 1..%zu for %ux%u",
+                        im->data.len, max, im->width, im->height);
+        }
+        break;
+    }
     default:
         snprintf(path, sizeof path, "images[%zu].encoding", i);
         return fail(c, VLAD_EINVAL, path, "%d is not RAW (1) or JPEG (2)", (int)im->encoding);
@@ -336,8 +344,48 @@ int vlad_serve_pack_reply(const Vlad__Serve__InferReply *r, const vlad_serve_dim
     return pack(VLAD_SERVE_TOPIC_REPLY, &r->base, buf, cap, len, err);
 }
 
+size_t vlad_serve_decoded_bytes(const Vlad__Serve__InferRequest *r) {
+    size_t n = 0;
+    for (size_t i = 0; r && i < r->n_images; i++)
+        if (r->images[i] && r->images[i]->encoding == VLAD__SERVE__ENCODING__ENCODING_JPEG)
+            n += (size_t)r->images[i]->width * r->images[i]->height * 3;
+    return n;
+}
+
+int vlad_serve_decode_images(vlad_jpeg *j, const Vlad__Serve__InferRequest *r, uint8_t *buf,
+                             size_t cap, const uint8_t **pix, char *field, size_t fcap,
+                             vlad_err *err) {
+    chk c = {field, fcap, err};
+    if (field && fcap)
+        field[0] = 0;
+    size_t off = 0;
+    for (size_t i = 0; i < r->n_images; i++) {
+        const Vlad__Serve__Image *im = r->images[i];
+        if (im->encoding != VLAD__SERVE__ENCODING__ENCODING_JPEG) {
+            pix[i] = im->data.data;
+            continue;
+        }
+        char path[64];
+        snprintf(path, sizeof path, "images[%zu].data", i);
+        size_t bytes = (size_t)im->width * im->height * 3;
+        if (!j || off + bytes > cap)
+            return fail(&c, VLAD_EIO, path, "no decoder or room for the decoded image");
+        vlad_err e;
+        int rc = vlad_jpeg_decode(j, im->data.data, im->data.len, (int)im->width, (int)im->height,
+                                  buf + off, cap - off, &e);
+        if (rc)
+            return fail(&c, rc == VLAD_ERANGE ? VLAD_ERANGE : VLAD_EINVAL, path, "%s", e.msg);
+        pix[i] = buf + off;
+        off += bytes;
+    }
+    return VLAD_OK;
+}
+
 size_t vlad_serve_max_request_frame(const vlad_serve_dims *d) {
     size_t img = d && d->image_size > 0 ? (size_t)d->image_size * d->image_size * 3 : 0;
+    size_t jpg = d && d->image_size > 0 ? vlad_jpeg_max_bytes(d->image_size, d->image_size) : 0;
+    if (jpg > img)
+        img = jpg; /* a JPEG may be larger than the raw pixels (noise at quality 100) */
     size_t cams = d && d->n_cameras > 0 ? (size_t)d->n_cameras : 1;
     size_t state = d && d->state_dim > 0 ? (size_t)d->state_dim : VLAD_SERVE_MAX_STATE;
     size_t noise = d && d->chunk_size > 0 && d->action_dim > 0

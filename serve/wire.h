@@ -18,7 +18,9 @@
  * vlad_serve_dims and are then only checked against the absolute bounds.
  *
  * Pure functions on the caller's memory, any thread; the decode functions allocate the
- * unpacked message (protobuf-c; free it with the matching free_unpacked). */
+ * unpacked message (protobuf-c; free it with the matching free_unpacked). JPEG images
+ * (jpeg.h) are bounded by the checks and decoded by vlad_serve_decode_images with the
+ * caller's codec (one thread at a time per codec). */
 #ifndef VLAD_SERVE_WIRE_H
 #define VLAD_SERVE_WIRE_H
 
@@ -26,6 +28,7 @@
 #include <stdint.h>
 
 #include "err.h"
+#include "jpeg.h"
 #include "serve.pb-c.h"
 
 #define VLAD_SERVE_VERSION 1
@@ -120,8 +123,28 @@ int vlad_serve_decode_reply(const uint8_t *buf, size_t len, const vlad_serve_dim
 int vlad_serve_pack_reply(const Vlad__Serve__InferReply *r, const vlad_serve_dims *d,
                           uint8_t **buf, size_t *cap, size_t *len, vlad_err *err);
 
-/* Largest request frame a client may send for these dims (all images RAW at full size, the
- * longest prompt, state and noise, plus headroom): the server's ZMQ_MAXMSGSIZE. */
+/* ---- images ---------------------------------------------------------------------------- */
+
+/* Bytes the decoded JPEG images of r need: width*height*3 for each JPEG image (RAW ones are
+ * used where they are). */
+size_t vlad_serve_decoded_bytes(const Vlad__Serve__InferRequest *r);
+
+/* The pixels of r's images (r passed vlad_serve_check_request: every image's width and height
+ * are the model's, a JPEG's bytes bounded) into pix[0..n_images): a RAW image's point into r;
+ * a JPEG one is decoded by codec j (jpeg.h; NULL when none is JPEG) into buf (cap >=
+ * vlad_serve_decoded_bytes(r)), and must be exactly its declared width x height. Errors name
+ * the image as the checks do (field "images[1].data"): VLAD_EINVAL for bytes that do not
+ * decode (BAD_REQUEST: "not a JPEG", "does not decode: <libjpeg's message>"), VLAD_ERANGE for
+ * a JPEG of another size (SHAPE: "JPEG is 32x32, expected 64x64"), VLAD_EIO without a codec
+ * or room. The one decoding rule of the server; the client library encodes with the same
+ * codec (jpeg.h). */
+int vlad_serve_decode_images(vlad_jpeg *j, const Vlad__Serve__InferRequest *r, uint8_t *buf,
+                             size_t cap, const uint8_t **pix, char *field, size_t fcap,
+                             vlad_err *err);
+
+/* Largest request frame a client may send for these dims (all images at full size, RAW or the
+ * largest JPEG vlad_jpeg_max_bytes allows, the longest prompt, state and noise, plus
+ * headroom): the server's ZMQ_MAXMSGSIZE. */
 size_t vlad_serve_max_request_frame(const vlad_serve_dims *d);
 
 #endif

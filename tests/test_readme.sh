@@ -3,7 +3,7 @@
 #
 #   check: every command line of every ```sh block of README.md must name something that
 #          exists — build/bin/PROGRAM (built, and every --option on the line listed by
-#          `PROGRAM --help`), a `make` target of the Makefile, a script, a Python file or
+#          `PROGRAM --help`, or by `PROGRAM SUB --help` after a subcommand it lists), a `make` target of the Makefile, a script, a Python file or
 #          module, a folder to cd into. Output lines and shell built-ins are not commands.
 #   run:   every ```sh block preceded by the line `<!-- readme-test: run -->` runs as written,
 #          as one bash script with `set -e`, in a scratch copy of the repository layout (its
@@ -39,7 +39,9 @@ declare -A help_of
 help_text() { # the --help of a built program, cached
   local p=$1
   if [ -z "${help_of[$p]+x}" ]; then
-    help_of[$p]=$("$BIN/$p" --help 2>&1 || true)
+    local prog=${p%% *} rest=
+    [[ $p == *" "* ]] && rest=${p#* } # "PROG SUB": the subcommand's --help
+    help_of[$p]=$("$BIN/$prog" $rest --help 2>&1 || true)
   fi
   printf '%s' "${help_of[$p]}"
 }
@@ -55,8 +57,13 @@ check_command() { # one simple command (words), the block and line it came from
       local prog=${cmd#build/bin/}
       if [ ! -x "$BIN/$prog" ]; then err "$where: $cmd is not a built program"; return; fi
       local h; h=$(help_text "$prog")
+      # a subcommand (vlad-bench serve ...): its own --help lists its options
+      local sub=${words[$((i + 1))]:-}
+      if [[ -n $sub && $sub != -* ]] && grep -qE "^  $sub( |$)" <<<"$h"; then
+        h=$(help_text "$prog $sub")
+      fi
       for w in "${words[@]:$((i + 1))}"; do
-        [[ $w == --* && $w != -- ]] || continue
+        [[ $w == --* && $w != -- && $w != --help ]] || continue
         local opt=${w%%=*}
         grep -q -- "$opt\b" <<<"$h" || err "$where: $cmd $opt: not in '$prog --help'"
       done ;;

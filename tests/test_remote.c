@@ -4,6 +4,8 @@
  *   lockstep: a daemon whose model runs on vlad-serve publishes the same Actions, tick by
  *     tick (targets, sources, chunk ids), as a daemon running the same checkpoint itself, on
  *     the same observations, instruction and scaled noise;
+ *   policy.remote.images: jpeg in lockstep: the same sources and chunk ids, targets a small
+ *     bounded distance from the local model's, requests several times smaller (Status);
  *   outage (wall clock): vlad-serve killed (SIGKILL) while the daemon acts -- the daemon holds
  *     (HOLD actions at one unchanging target, never a step over safety.max_delta_per_tick),
  *     reports the outage with ONE POLICY_DOWN event, counts the timeouts; vlad-serve started
@@ -21,6 +23,7 @@
  *     POLICY_DOWN "degraded", remote_fallbacks counted); a server started later takes over
  *     (POLICY_UP, remote_up).
  * Nothing here is timed: every wait is for a condition, with limits far beyond what it needs. */
+#include <math.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -230,6 +233,9 @@ typedef struct act {
     double q[VLAD_MAX_JOINTS];
 } act;
 
+static uint64_t g_req_bytes; /* the last lockstep run's Status: remote_request_bytes */
+static double g_encode_us;   /* ... and remote_encode_us */
+
 /* Drive a lockstep daemon for LS_TICKS ticks; its Actions into out. */
 static void lockstep_run(daemon_run *d, act *out, uint64_t *chunks) {
     g_daemon = daemon_start(d, NULL);
@@ -256,6 +262,8 @@ static void lockstep_run(daemon_run *d, act *out, uint64_t *chunks) {
     }
     Vlad__Status *st = status(c);
     *chunks = st->chunks_installed;
+    g_req_bytes = st->remote_request_bytes;
+    g_encode_us = st->remote_encode_us;
     if (st->remote_endpoints && st->remote_endpoints[0])
         fprintf(stderr, "test_remote: lockstep remote: %llu sent, %llu replies, %llu timeouts, "
                 "%llu stale\n", (unsigned long long)st->remote_requests,
@@ -311,6 +319,52 @@ static void test_lockstep_equals_local(void **state) {
     assert_int_equal(chunks_local, chunks_remote);
     assert_true(chunks_local >= 5);
     assert_true(worst <= 1e-4); /* the served chunk is the engine's (in practice bit-identical) */
+    g_passed = true;
+}
+
+/* policy.remote.images: jpeg drives a lockstep run: the same ticks, sources and chunk ids as a
+ * local model, targets a small bounded distance away (the model sees the decoded JPEG), and
+ * Status reports requests several times smaller than raw ones, and the encoding time. */
+static void test_lockstep_jpeg(void **state) {
+    (void)state;
+    static act local[LS_TICKS], remote[LS_TICKS];
+    uint64_t chunks_local, chunks_remote;
+    daemon_run d;
+    lockstep_sets(&d, "local");
+    set(&d, "policy.model", "%s/%s", vh_src_dir(), MODEL);
+    lockstep_run(&d, local, &chunks_local);
+
+    server s;
+    vh_free_ports(&s.port, 1);
+    serve_start(&s, "jpeg", NULL);
+    lockstep_sets(&d, "jpeg");
+    set(&d, "policy.remote.endpoints", "%s", s.ep);
+    set(&d, "policy.remote.start_timeout_ms", "120000");
+    set(&d, "policy.remote.timeout_ms", "30000");
+    set(&d, "policy.remote.images", "jpeg");
+    set(&d, "policy.remote.jpeg_quality", "90");
+    lockstep_run(&d, remote, &chunks_remote);
+    serve_stop(&s);
+
+    double worst = 0;
+    int policy = 0;
+    for (int t = 0; t < LS_TICKS; t++) {
+        if (local[t].source != remote[t].source || local[t].chunk_id != remote[t].chunk_id)
+            fail_msg("tick %d: local source %d chunk %llu, jpeg source %d chunk %llu", t,
+                     local[t].source, (unsigned long long)local[t].chunk_id, remote[t].source,
+                     (unsigned long long)remote[t].chunk_id);
+        worst = fmax(worst, vh_maxdiff(local[t].q, remote[t].q, 4));
+        policy += local[t].source == VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY;
+    }
+    fprintf(stderr, "test_remote: lockstep jpeg q90: %d policy actions, %llu chunks; max |jpeg - "
+            "local| = %g rad; %llu bytes per request (raw: %d pixels' bytes alone), encoding "
+            "%.1f us\n", policy, (unsigned long long)chunks_remote, worst,
+            (unsigned long long)g_req_bytes, IMG, g_encode_us);
+    assert_int_equal(chunks_local, chunks_remote);
+    assert_true(policy >= LS_TICKS / 2);
+    assert_true(worst <= 0.05);              /* small and bounded, the safety gate's step is 0.1 */
+    assert_true(g_req_bytes > 0 && g_req_bytes * 2 < IMG);
+    assert_true(g_encode_us > 0);
     g_passed = true;
 }
 
@@ -708,6 +762,7 @@ int main(void) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_lockstep_equals_local, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_lockstep_jpeg, setup, teardown),
         cmocka_unit_test_setup_teardown(test_outage_holds_and_resumes, setup, teardown),
         cmocka_unit_test_setup_teardown(test_curve_infer_right, setup, teardown),
         cmocka_unit_test_setup_teardown(test_late_and_duplicate_replies_dropped, setup, teardown),

@@ -592,10 +592,10 @@ static void test_bad_requests(void **state) {
     expect_refusal(&w, 15, VLAD_SERVE_BAD_REQUEST, "version", "version 2");
     bad++;
 
-    rawreq_of(&q, &o, 16); /* JPEG: reserved, not decoded yet */
+    rawreq_of(&q, &o, 16); /* JPEG that is not one (raw pixels); test_serve_jpeg has more */
     q.im.encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
     raw_send(&w, &q.r);
-    expect_refusal(&w, 16, VLAD_SERVE_BAD_REQUEST, "images[0].encoding", "JPEG");
+    expect_refusal(&w, 16, VLAD_SERVE_BAD_REQUEST, "images[0].data", "JPEG of raw pixels");
     bad++;
 
     rawreq_of(&q, &o, 0); /* request id 0 */
