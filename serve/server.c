@@ -417,7 +417,7 @@ static void refuse(vlad_serve_server *s, const uint8_t *peer, size_t peer_len, b
     send_reply(s, peer, peer_len, env, &r);
 }
 
-static void fill_lat(Vlad__Serve__LatencyStats *o, const vlad_hist *h) {
+static void fill_lat(Vlad__LatencyStats *o, const vlad_hist *h) {
     vlad_hist_summary x;
     vlad_hist_summarize(h, &x);
     o->count = x.count;
@@ -448,8 +448,7 @@ static void reply_status(vlad_serve_server *s, const uint8_t *peer, size_t peer_
     const char *dm = s->model->file ? vlad_st_meta(s->model->file, "vlad.train.delta_max") : NULL;
     long dmv = dm ? strtol(dm, NULL, 10) : 0;
     mi.delta_max = dmv > 0 && dmv <= 65535 ? (uint32_t)dmv : 0;
-    Vlad__Serve__LatencyStats lq = VLAD__SERVE__LATENCY_STATS__INIT, lv = lq, lp = lq, lf = lq,
-                              lt = lq, ld = lq;
+    Vlad__LatencyStats lq = VLAD__LATENCY_STATS__INIT, lv = lq, lp = lq, lf = lq, lt = lq, ld = lq;
     fill_lat(&lq, &s->h_queue);
     fill_lat(&lv, &s->h_vision);
     fill_lat(&lp, &s->h_prefix);
