@@ -908,6 +908,52 @@ static void test_restart(void **state) {
     serve_stop(&s);
 }
 
+/* A hostile or broken server: every chunk the client would hand the daemon passes the one
+ * reply check (wire.h): finite values, the model's horizon, the value count. */
+static void test_hostile_replies(void **state) {
+    (void)state;
+    size_t n = (size_t)cfg.chunk_size * (size_t)cfg.action_dim;
+    struct {
+        const char *why, *field;
+        int horizon;
+        size_t n_actions;
+        float poison; /* written into value 3 */
+        int rc;
+    } cases[] = {
+        {"ok", "", cfg.chunk_size, n, 0.f, VLAD_OK},
+        {"NaN", "chunk.actions", cfg.chunk_size, n, NAN, VLAD_EINVAL},
+        {"Inf", "chunk.actions", cfg.chunk_size, n, INFINITY, VLAD_EINVAL},
+        {"short", "chunk.actions", cfg.chunk_size, n - 1, 0.f, VLAD_EINVAL},
+        {"other horizon", "chunk.horizon", cfg.chunk_size - 1,
+         (size_t)(cfg.chunk_size - 1) * (size_t)cfg.action_dim, 0.f, VLAD_ERANGE},
+        {"zero horizon", "chunk.horizon", 0, 0, 0.f, VLAD_EINVAL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        float *v = calloc(n, sizeof *v);
+        assert_non_null(v);
+        v[3] = cases[i].poison;
+        Vlad__Serve__Chunk k = VLAD__SERVE__CHUNK__INIT;
+        k.horizon = (uint32_t)cases[i].horizon;
+        k.action_dim = (uint32_t)cfg.action_dim;
+        k.n_actions = cases[i].n_actions;
+        k.actions = v;
+        Vlad__Serve__InferReply r = VLAD__SERVE__INFER_REPLY__INIT;
+        r.version = VLAD_SERVE_VERSION;
+        r.request_id = 7;
+        r.batch_size = 1;
+        r.body_case = VLAD__SERVE__INFER_REPLY__BODY_CHUNK;
+        r.chunk = &k;
+        char field[64] = "";
+        vlad_err e = {0};
+        int rc = vlad_serve_check_reply(&r, &dims, field, sizeof field, &e);
+        printf("hostile reply '%s': rc %d, field '%s': %s\n", cases[i].why, rc, field, e.msg);
+        assert_int_equal(rc, cases[i].rc);
+        if (rc) /* the field, with its index where it has one ("chunk.actions[3]") */
+            assert_int_equal(strncmp(field, cases[i].field, strlen(cases[i].field)), 0);
+        free(v);
+    }
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     vlad_blas_coretype_init(argv); /* the same OpenBLAS kernels as vlad-serve */
@@ -920,6 +966,7 @@ int main(int argc, char **argv) {
         cmocka_unit_test_setup_teardown(test_stale_reply_dropped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_curve, setup, teardown),
         cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+        cmocka_unit_test(test_hostile_replies),
     };
     return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
