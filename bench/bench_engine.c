@@ -9,7 +9,17 @@
  *          --quick, --no-twin, --only default|smolvla, --widen none|expert|all (BF16 matrices
  *          widened to F32 at load; default: all), --keep DIR (checkpoints kept there and
  *          reused), --plot DIR (DIR/engine-breakdown.png), --batch LIST (batch sizes of the
- *          batch rows, default 1,2,4,8), --batch-rounds N, --no-batch.
+ *          batch rows, default 1,2,4,8), --batch-rounds N, --no-batch,
+ *          --quant LIST (q4,q8 | none; default q4,q8 when /usr/bin/python3 has torch),
+ *          --quant-method auto|awq|rtn (auto: AWQ on random calibration frames for the
+ *          default config, RTN for the SmolVLA-scale one), --quant-group 32|64|128.
+ * Quantised rows (MODEL.md 1.1): the same checkpoint quantised by training/quantize.py,
+ * loaded beside the F32 model and run on the same inputs in interleaved rounds (ABBA) against
+ * it: prefix, one flow step, full inference and decode per token (medians), the speed ratio
+ * vs F32 from those same rounds, max |chunk - F32 chunk| (same noise). Peak RSS of a
+ * quantised model is measured alone: after the F32 model is freed (malloc_trim), the
+ * process's peak is reset (/proc/self/clear_refs 5) and the quantised model is loaded and run
+ * once (inference + decode).
  * Batch rows (batch.h): for each n in the list, n different requests (images, prompts of
  * different lengths, states, noise) as one vlad_batch_infer against the same n one after the
  * other on a runstate (encode_prefix + sample_actions), in interleaved rounds (every round
@@ -17,6 +27,8 @@
  * batch, per item, items/s and the speed-up, and the largest |batched - sequential| action. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
+#include <fcntl.h>
+#include <malloc.h>
 #include <math.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -31,6 +43,7 @@
 #include "cpu.h"
 #include "engine.h"
 #include "model.h"
+#include "quant.h"
 #include "rng.h"
 
 #ifndef VLAD_SOURCE_DIR
@@ -137,6 +150,16 @@ typedef struct {
     int b_n[BENCH_LIST_MAX];
     double b_batch_ms[BENCH_LIST_MAX], b_seq_ms[BENCH_LIST_MAX], b_diff[BENCH_LIST_MAX];
     size_t b_bytes;
+    /* quantised rows: per entry of --quant */
+    int nq;
+    struct qrow {
+        int bits, group, ok;
+        char method[8];
+        double prefix_ms, flow_ms, full_ms, decode_ms;       /* quantised, same rounds */
+        double f_prefix_ms, f_flow_ms, f_full_ms, f_decode_ms; /* F32 in those rounds */
+        double chunk_err, rss_mb, rss_base_mb, file_mb, quant_s;
+        int rss_ok;
+    } q[4];
 } result;
 
 static const char *k_prompt = "pick up the red cube and put it in the bin";
@@ -509,9 +532,192 @@ out:
     vlad_runstate_set_threads(rs, threads); /* vlad_batch_new set the process-global count */
 }
 
+/* ---- quantised rows ------------------------------------------------------------------------ */
+
+typedef struct {
+    int n, bits[4];
+    const char *method; /* auto, awq, rtn */
+    int group;
+} quant_opts;
+
+static double cur_rss_mb(void) {
+    FILE *fp = fopen("/proc/self/status", "r");
+    if (!fp)
+        return 0;
+    char line[256];
+    double kb = 0;
+    while (fgets(line, sizeof line, fp))
+        if (!strncmp(line, "VmRSS:", 6))
+            kb = atof(line + 6);
+    fclose(fp);
+    return kb / 1024.0;
+}
+
+/* Reset the process's peak RSS (VmHWM) to its current RSS; 0 on success. */
+static int reset_peak_rss(void) {
+    int fd = open("/proc/self/clear_refs", O_WRONLY);
+    if (fd < 0)
+        return -1;
+    int ok = write(fd, "5", 1) == 1;
+    close(fd);
+    return ok ? 0 : -1;
+}
+
+static int quantize_ckpt(const char *ckpt, const char *out, int bits, int group,
+                         const char *method, int threads) {
+    char cmd[9000];
+    snprintf(cmd, sizeof cmd,
+             "cd '%s/training' && OMP_NUM_THREADS=%d /usr/bin/python3 quantize.py --model '%s' "
+             "--out '%s' --bits %d --group %d --method %s --calib random --frames 4 "
+             "--threads %d >&2",
+             VLAD_SOURCE_DIR, threads, ckpt, out, bits, group, method, threads);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static int load_for_bench(const char *path, int widen, vlad_model **m, vlad_err *err) {
+    if (vlad_model_load(path, m, err))
+        return -1;
+    if ((widen == 1 ? vlad_model_widen_expert(*m, err)
+                    : widen == 2 ? vlad_model_widen_all(*m, err) : 0)) {
+        vlad_model_free(*m);
+        *m = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+static double decode_token_ms(vlad_runstate *rs, vlad_err *err) {
+    const vlad_timing *t = vlad_runstate_timing(rs);
+    vlad_lang_begin(rs, 0, "what now?", 9, err);
+    vlad_lang_step(rs, 16, err);
+    double v = t->lang_step_ms / (t->lang_step_tokens ? t->lang_step_tokens : 1);
+    vlad_lang_end(rs, 0);
+    return v;
+}
+
+/* The quantised rows of one config, beside the loaded F32 model (x->rs). */
+static void bench_quant(result *r, infer_ctx *x, int threads, int widen, const char *dir,
+                        const quant_opts *qo) {
+    const vlad_config *c = &r->cfg;
+    size_t HA = (size_t)c->chunk_size * c->action_dim;
+    char ckpt[4200], qck[4300];
+    snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", dir, r->name);
+    float *ref = malloc(sizeof(float) * HA), *qa = malloc(sizeof(float) * HA);
+    vlad_err err = {0};
+    full_inference(x, &err);
+    memcpy(ref, x->act, sizeof(float) * HA);
+    const vlad_timing *tf = vlad_runstate_timing(x->rs);
+    r->nq = 0;
+    for (int qi = 0; qi < qo->n; qi++) {
+        struct qrow *q = &r->q[r->nq++];
+        memset(q, 0, sizeof *q);
+        q->bits = qo->bits[qi];
+        q->group = qo->group;
+        snprintf(q->method, sizeof q->method, "%s",
+                 strcmp(qo->method, "auto") ? qo->method
+                                            : (!strcmp(r->name, "smolvla") ? "rtn" : "awq"));
+        snprintf(qck, sizeof qck, "%s/%s.q%d.safetensors", dir, r->name, q->bits);
+        fprintf(stderr, "[%s] quantising to Q%d (%s, group %d): %s\n", r->name, q->bits,
+                q->method, q->group, qck);
+        double t0 = now_ms();
+        if (quantize_ckpt(ckpt, qck, q->bits, q->group, q->method, threads)) {
+            fprintf(stderr, "[%s] training/quantize.py failed: no Q%d row\n", r->name, q->bits);
+            continue;
+        }
+        q->quant_s = (now_ms() - t0) * 1e-3;
+        vlad_model *qm = NULL;
+        if (load_for_bench(qck, widen, &qm, &err)) {
+            fprintf(stderr, "vlad-bench: %s\n", err.msg);
+            unlink(qck);
+            continue;
+        }
+        q->file_mb = (double)qm->file_bytes / 1048576.0;
+        vlad_runstate_opts o = {.n_threads = threads, .max_streams = 1, .lang_ignore_end = 1};
+        vlad_runstate *qrs = vlad_runstate_new(qm, &o, &err);
+        if (!qrs) {
+            fprintf(stderr, "vlad-bench: %s\n", err.msg);
+            vlad_model_free(qm);
+            unlink(qck);
+            continue;
+        }
+        infer_ctx y = {qrs, x->imgs, x->state, x->noise, qa};
+        full_inference(&y, &err); /* warm-up, and the chunk on the same inputs */
+        q->chunk_err = 0;
+        for (size_t i = 0; i < HA; i++) {
+            double d = fabs((double)qa[i] - ref[i]);
+            q->chunk_err = d > q->chunk_err ? d : q->chunk_err;
+        }
+        const vlad_timing *tq = vlad_runstate_timing(qrs);
+        int n = r->iters;
+        double *v[2][4];
+        for (int a = 0; a < 2; a++)
+            for (int k = 0; k < 4; k++)
+                v[a][k] = calloc((size_t)n, sizeof(double));
+        fprintf(stderr, "[%s] Q%d vs F32, %d interleaved rounds\n", r->name, q->bits, n);
+        for (int i = 0; i < n; i++)
+            for (int a0 = 0; a0 < 2; a0++) {
+                int a = (i & 1) ? 1 - a0 : a0; /* ABBA: 0 = F32, 1 = quantised */
+                infer_ctx *z = a ? &y : x;
+                const vlad_timing *t = a ? tq : tf;
+                double t1 = now_ms();
+                full_inference(z, &err);
+                v[a][2][i] = now_ms() - t1;
+                v[a][0][i] = t->prefix_ms;
+                v[a][1][i] = t->flow_step_ms;
+                v[a][3][i] = decode_token_ms(z->rs, &err);
+            }
+        q->f_prefix_ms = median(v[0][0], n);
+        q->f_flow_ms = median(v[0][1], n);
+        q->f_full_ms = median(v[0][2], n);
+        q->f_decode_ms = median(v[0][3], n);
+        q->prefix_ms = median(v[1][0], n);
+        q->flow_ms = median(v[1][1], n);
+        q->full_ms = median(v[1][2], n);
+        q->decode_ms = median(v[1][3], n);
+        for (int a = 0; a < 2; a++)
+            for (int k = 0; k < 4; k++)
+                free(v[a][k]);
+        q->ok = 1;
+        vlad_runstate_free(qrs);
+        vlad_model_free(qm);
+    }
+    free(ref);
+    free(qa);
+}
+
+/* Peak RSS of each quantised model alone (the F32 model already freed). */
+static void bench_quant_rss(result *r, int threads, int widen, const char *dir, infer_ctx *x0) {
+    for (int qi = 0; qi < r->nq; qi++) {
+        struct qrow *q = &r->q[qi];
+        if (!q->ok)
+            continue;
+        char qck[4300];
+        snprintf(qck, sizeof qck, "%s/%s.q%d.safetensors", dir, r->name, q->bits);
+        malloc_trim(0);
+        q->rss_base_mb = cur_rss_mb();
+        q->rss_ok = reset_peak_rss() == 0;
+        vlad_err err = {0};
+        vlad_model *qm = NULL;
+        if (!load_for_bench(qck, widen, &qm, &err)) {
+            vlad_runstate_opts o = {.n_threads = threads, .max_streams = 1, .lang_ignore_end = 1};
+            vlad_runstate *qrs = vlad_runstate_new(qm, &o, &err);
+            if (qrs) {
+                infer_ctx y = *x0;
+                y.rs = qrs;
+                full_inference(&y, &err);
+                decode_token_ms(qrs, &err);
+                vlad_runstate_free(qrs);
+            }
+            vlad_model_free(qm);
+        }
+        q->rss_mb = q->rss_ok ? peak_rss_mb() : NAN;
+        unlink(qck);
+    }
+}
+
 static int bench_config(result *r, int threads, int quick, int twin, int widen,
                         const char *dir, int keep, int timing_only, const bench_int_list *bl,
-                        int batch_rounds) {
+                        int batch_rounds, const quant_opts *qo) {
     vlad_err err = {0};
     char ckpt[4200];
     snprintf(ckpt, sizeof ckpt, "%s/%s.safetensors", dir, r->name);
@@ -686,19 +892,23 @@ static int bench_config(result *r, int threads, int quick, int twin, int widen,
         if (!r->twin_ok)
             fprintf(stderr, "[%s] twin run failed\n", r->name);
     }
+    if (qo && qo->n)
+        bench_quant(r, &x, threads, widen, dir, qo);
     free(tv);
     free(tb);
     free(tp);
     free(tf);
     free(tfull);
     free(td);
-    for (int i = 0; i < c->n_cameras; i++)
+    vlad_runstate_free(rs);
+    vlad_model_free(m);
+    if (qo && qo->n)
+        bench_quant_rss(r, threads, widen, dir, &x);
+    for (int i = 0; i < r->cfg.n_cameras; i++) /* c pointed into the freed model */
         free(imgs[i]);
     free(state);
     free(noise);
     free(act);
-    vlad_runstate_free(rs);
-    vlad_model_free(m);
     if (!keep)
         unlink(ckpt);
     return 0;
@@ -819,6 +1029,56 @@ static void print_table(result *rs, int nr, int threads) {
             ROW("batch rounds / bytes (MB)", "s",
                 fmt2((double[2]){r->b_rounds, (double)r->b_bytes / 1048576.0}));
     }
+    {
+        int mq = 0;
+        for (int i = 0; i < nr; i++)
+            mq = rs[i].nq > mq ? rs[i].nq : mq;
+        for (int k = 0; k < mq; k++) {
+            static const char *ql[11] = {
+                "", "  prefix Q / F32 (ms)", "  one flow step Q / F32 (ms)",
+                "  full inference Q / F32 (ms)", "  decode per token Q / F32 (ms)",
+                "  speed-up full vs F32", "  speed-up flow step vs F32", "  speed-up decode vs F32",
+                "  peak RSS alone (MB)", "  max |chunk - F32 chunk|", "  quantise time (s)"};
+            for (int row = 0; row < 11; row++) {
+                char lab[80];
+                snprintf(lab, sizeof lab, "%s", ql[row]);
+                if (row == 0) /* the method may differ per config: named in the cells */
+                    for (int i = 0; i < nr; i++)
+                        if (k < rs[i].nq) {
+                            snprintf(lab, sizeof lab, "Q%d (g%d): method, file (MB)",
+                                     rs[i].q[k].bits, rs[i].q[k].group);
+                            break;
+                        }
+                printf("%-34s", lab);
+                for (int i = 0; i < nr; i++) {
+                    const struct qrow *q = k < rs[i].nq ? &rs[i].q[k] : NULL;
+                    char cell[64] = "-";
+                    if (q && q->ok) {
+                        switch (row) {
+                        case 0: snprintf(cell, sizeof cell, "%s, %.1f", q->method, q->file_mb); break;
+                        case 1: snprintf(cell, sizeof cell, "%.3f / %.3f", q->prefix_ms, q->f_prefix_ms); break;
+                        case 2: snprintf(cell, sizeof cell, "%.3f / %.3f", q->flow_ms, q->f_flow_ms); break;
+                        case 3: snprintf(cell, sizeof cell, "%.3f / %.3f", q->full_ms, q->f_full_ms); break;
+                        case 4: snprintf(cell, sizeof cell, "%.3f / %.3f", q->decode_ms, q->f_decode_ms); break;
+                        case 5: snprintf(cell, sizeof cell, "%.2fx", q->f_full_ms / q->full_ms); break;
+                        case 6: snprintf(cell, sizeof cell, "%.2fx", q->f_flow_ms / q->flow_ms); break;
+                        case 7: snprintf(cell, sizeof cell, "%.2fx", q->f_decode_ms / q->decode_ms); break;
+                        case 8:
+                            if (q->rss_ok)
+                                snprintf(cell, sizeof cell, "%.1f", q->rss_mb);
+                            else
+                                snprintf(cell, sizeof cell, "n/a");
+                            break;
+                        case 9: snprintf(cell, sizeof cell, "%.3g", q->chunk_err); break;
+                        default: snprintf(cell, sizeof cell, "%.1f", q->quant_s); break;
+                        }
+                    }
+                    printf(" %20s", cell);
+                }
+                printf("\n");
+            }
+        }
+    }
     ROW("twin prefix (ms)", ".3f", r->twin_ok ? r->t_prefix_ms : NAN);
     ROW("twin one flow step (ms)", ".3f", r->twin_ok ? r->t_flow_step_ms : NAN);
     ROW("twin full inference (ms)", ".3f", r->twin_ok ? r->t_full_ms : NAN);
@@ -918,6 +1178,36 @@ static void write_json(const char *path, result *rs, int nr, int threads) {
                 cJSON_AddItemToArray(ba, e);
             }
         }
+        if (r->nq) {
+            cJSON *qa = cJSON_AddArrayToObject(j, "quant");
+            for (int k = 0; k < r->nq; k++) {
+                const struct qrow *q = &r->q[k];
+                if (!q->ok)
+                    continue;
+                cJSON *e = cJSON_CreateObject();
+                cJSON_AddNumberToObject(e, "bits", q->bits);
+                cJSON_AddNumberToObject(e, "group", q->group);
+                cJSON_AddStringToObject(e, "method", q->method);
+                cJSON_AddNumberToObject(e, "file_mb", q->file_mb);
+                cJSON_AddNumberToObject(e, "prefix_ms", q->prefix_ms);
+                cJSON_AddNumberToObject(e, "flow_step_ms", q->flow_ms);
+                cJSON_AddNumberToObject(e, "full_inference_ms", q->full_ms);
+                cJSON_AddNumberToObject(e, "decode_token_ms", q->decode_ms);
+                cJSON_AddNumberToObject(e, "f32_prefix_ms", q->f_prefix_ms);
+                cJSON_AddNumberToObject(e, "f32_flow_step_ms", q->f_flow_ms);
+                cJSON_AddNumberToObject(e, "f32_full_inference_ms", q->f_full_ms);
+                cJSON_AddNumberToObject(e, "f32_decode_token_ms", q->f_decode_ms);
+                cJSON_AddNumberToObject(e, "speedup_full", q->f_full_ms / q->full_ms);
+                cJSON_AddNumberToObject(e, "speedup_flow_step", q->f_flow_ms / q->flow_ms);
+                cJSON_AddNumberToObject(e, "speedup_decode", q->f_decode_ms / q->decode_ms);
+                if (q->rss_ok)
+                    cJSON_AddNumberToObject(e, "peak_rss_mb", q->rss_mb);
+                cJSON_AddNumberToObject(e, "rss_before_load_mb", q->rss_base_mb);
+                cJSON_AddNumberToObject(e, "max_abs_chunk_diff", q->chunk_err);
+                cJSON_AddNumberToObject(e, "quantize_s", q->quant_s);
+                cJSON_AddItemToArray(qa, e);
+            }
+        }
         if (r->twin_ok) {
             cJSON *t = cJSON_AddObjectToObject(j, "twin");
             cJSON_AddNumberToObject(t, "prefix_ms", r->t_prefix_ms);
@@ -1000,6 +1290,9 @@ int bench_engine_main(int argc, char **argv) {
     bench_int_list batch = {.v = {1, 2, 4, 8}, .n = 4, .lo = 1, .hi = 64};
     bench_choice only = {.allowed = "default|smolvla"};
     bench_choice widen = {.allowed = "none|expert|all", .value = "all", .index = 2};
+    bench_choice qmethod = {.allowed = "auto|awq|rtn", .value = "auto", .index = 0};
+    bench_choice qgroup = {.allowed = "32|64|128", .value = "32", .index = 0};
+    const char *quant_list = NULL;
     const vlad_opt opts[] = {
         BENCH_STR("json", &json, "FILE", "write the results as JSON"),
         BENCH_INT("threads", &threads, "N", "OpenBLAS threads of the engine and the twin", 1, 64),
@@ -1020,6 +1313,13 @@ int bench_engine_main(int argc, char **argv) {
                   "interleaved rounds of the batch rows (0: auto, 15 / 2 at SmolVLA scale; "
                   "--quick 5 / 1)", 0, 1000),
         BENCH_FLAG("no-batch", &no_batch, "skip the batch rows"),
+        BENCH_STR("quant", &quant_list, "LIST",
+                  "quantised rows: q4,q8 | none (default q4,q8 when /usr/bin/python3 has torch)"),
+        BENCH_CALL("quant-method", &qmethod, "auto|awq|rtn",
+                   "quantiser (auto: awq on random frames for default, rtn for smolvla)",
+                   bench_opt_choice),
+        BENCH_CALL("quant-group", &qgroup, "32|64|128", "group size (default 32)",
+                   bench_opt_choice),
         BENCH_OPT_END,
     };
     int status;
@@ -1029,6 +1329,24 @@ int bench_engine_main(int argc, char **argv) {
     if (twin && !have_torch()) {
         fprintf(stderr, "vlad-bench: /usr/bin/python3 cannot import torch: no twin figures\n");
         twin = 0;
+    }
+    quant_opts qo = {.method = qmethod.value, .group = atoi(qgroup.value)};
+    {
+        int torch_ok = quant_list ? 1 : have_torch();
+        const char *ql = quant_list ? quant_list : torch_ok ? "q4,q8" : "none";
+        if (!torch_ok)
+            fprintf(stderr, "vlad-bench: /usr/bin/python3 cannot import torch: no quantised rows\n");
+        if (strcmp(ql, "none") && strcmp(ql, "")) {
+            char buf[64];
+            snprintf(buf, sizeof buf, "%s", ql);
+            for (char *tok = strtok(buf, ","); tok; tok = strtok(NULL, ",")) {
+                if ((strcmp(tok, "q4") && strcmp(tok, "q8")) || qo.n == 4) {
+                    fprintf(stderr, "vlad-bench: --quant: '%s' is not q4 or q8 (at most 4)\n", tok);
+                    return 2;
+                }
+                qo.bits[qo.n++] = tok[1] == '4' ? 4 : 8;
+            }
+        }
     }
     char dir[4096];
     if (keep) {
@@ -1057,7 +1375,7 @@ int bench_engine_main(int argc, char **argv) {
         if (only.value && strcmp(only.value, rs[i].name))
             continue;
         if (bench_config(&rs[i], threads, quick, twin, widen.index, dir, keep != NULL,
-                         timing_only, no_batch ? NULL : &batch, batch_rounds)) {
+                         timing_only, no_batch ? NULL : &batch, batch_rounds, &qo)) {
             rc = 1;
             continue;
         }

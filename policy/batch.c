@@ -21,6 +21,7 @@
 #include "engine_internal.h"
 #include "kernels.h"
 #include "pool.h"
+#include "quant.h"
 #include "rng.h"
 #include "tokenizer.h"
 
@@ -274,8 +275,7 @@ static void backbone(vlad_batch *b, int n, const vlad_batch_item *items) {
         int nt = vlad_tok_prompt(items[i].prompt, (size_t)(b->S[i] - Mv - 1),
                                  c->max_prompt_tokens, b->tok);
         for (int t = 0; t < nt; t++)
-            memcpy(b->p_x + (size_t)(b->off[i] + Mv + t) * wd,
-                   w->embed + (size_t)b->tok[t] * wd, (size_t)wd * sizeof(float));
+            vlad_embed_row(w, b->tok[t], wd, b->p_x + (size_t)(b->off[i] + Mv + t) * wd);
     }
     for (int L = 0; L < c->depth; L++) {
         const vlad_tlayer *l = &w->vlm[L];

@@ -15,6 +15,7 @@
 #include "engine_internal.h"
 #include "kernels.h"
 #include "pool.h"
+#include "quant.h"
 #include "rng.h"
 #include "tokenizer.h"
 
@@ -421,9 +422,7 @@ int vlad_encode_prefix(vlad_runstate *rs, const uint8_t *const *images, const ch
     float eps = (float)c->norm_eps;
     int nt = vlad_tok_prompt(prompt, prompt_len, c->max_prompt_tokens, rs->l_tok);
     for (int i = 0; i < nt; i++)
-        PROF(VLAD_TCAT_COPY, memcpy(rs->p_x + (size_t)(Mv + i) * wd,
-                                    w->embed + (size_t)rs->l_tok[i] * wd,
-                                    (size_t)wd * sizeof(float)));
+        PROF(VLAD_TCAT_COPY, vlad_embed_row(w, rs->l_tok[i], wd, rs->p_x + (size_t)(Mv + i) * wd));
     for (int L = 0; L < c->depth; L++) {
         const vlad_tlayer *l = &w->vlm[L];
         float *K = vlad_kv_prefix_k(rs->kv, blk, L), *V = vlad_kv_prefix_v(rs->kv, blk, L);
@@ -596,9 +595,8 @@ static void lang_forward(vlad_runstate *rs, const lseg *segs, int nseg) {
     int M = 0;
     for (int s = 0; s < nseg; s++)
         for (int i = 0; i < segs[s].n; i++, M++)
-            PROF(VLAD_TCAT_COPY, memcpy(rs->l_x + (size_t)M * wd,
-                                        w->embed + (size_t)segs[s].toks[i] * wd,
-                                        (size_t)wd * sizeof(float)));
+            PROF(VLAD_TCAT_COPY,
+                 vlad_embed_row(w, segs[s].toks[i], wd, rs->l_x + (size_t)M * wd));
     for (int L = 0; L < c->depth; L++) {
         const vlad_tlayer *l = &w->vlm[L];
         PROF(VLAD_TCAT_ELEM, vlad_rmsnorm(rs->l_xb, rs->l_x, l->attn_norm, M, wd, eps));

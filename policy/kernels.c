@@ -1,5 +1,6 @@
 #include "kernels.h"
 #include "pool.h"
+#include "quant.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -32,9 +33,12 @@ static int tile_rows(int cols) {
 }
 
 size_t vlad_matmul_scratch_floats(int cols) {
-    /* a tile never exceeds TILE_FLOATS floats, or TILE_MIN_ROWS rows of the widest matrix */
+    /* a tile never exceeds TILE_FLOATS floats, or TILE_MIN_ROWS rows of the widest matrix;
+     * a quantised matmul needs one dequantised panel (quant.h) */
     size_t a = TILE_FLOATS, b = (size_t)TILE_MIN_ROWS * (size_t)cols;
-    return a > b ? a : b;
+    size_t q = vlad_quant_scratch_floats(cols);
+    a = a > b ? a : b;
+    return a > q ? a : q;
 }
 
 /* BF16 -> F32 for a contiguous, 2-byte aligned run (vectorised by the compiler). */
@@ -173,6 +177,63 @@ static int have_avx2(void) {
         v = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
     }
     return v;
+}
+
+/* Attention for 1 or 2 query rows (language decode): scores as direct dot products with the
+ * keys read in place (no per-head key packing, which costs more than the products at one
+ * query), softmax, then out = sum_j p_j v_j. head_dim % 8 == 0. */
+AVX2 static void attn_few_avx2(float *out, int ldo, const float *q, int ldq, int Mq, int n_heads,
+                               int head_dim, const vlad_kvseg *segs, int nseg, float *scores,
+                               int total) {
+    float scale = 1.0f / sqrtf((float)head_dim);
+    for (int h = 0; h < n_heads; h++) {
+        for (int i = 0; i < Mq; i++) {
+            const float *qh = q + (size_t)i * ldq + (size_t)h * head_dim;
+            float *row = scores + (size_t)i * total;
+            int c0 = 0;
+            for (int sg = 0; sg < nseg; sg++) {
+                const vlad_kvseg *g = &segs[sg];
+                int lim = g->row_lim ? g->row_lim[i] : g->n;
+                for (int j = 0; j < g->n; j++) {
+                    if (j >= lim) {
+                        row[c0 + j] = -INFINITY;
+                        continue;
+                    }
+                    const float *kj = g->k + (size_t)j * g->ld + (size_t)h * head_dim;
+                    if (j + 4 < g->n) /* rows are ld apart: ahead of the hardware prefetcher */
+                        for (int d = 0; d < head_dim; d += 16)
+                            _mm_prefetch((const char *)(kj + 4 * (size_t)g->ld + d), _MM_HINT_T0);
+                    __m256 acc = _mm256_setzero_ps();
+                    for (int d = 0; d < head_dim; d += 8)
+                        acc = _mm256_fmadd_ps(_mm256_loadu_ps(qh + d), _mm256_loadu_ps(kj + d), acc);
+                    row[c0 + j] = hsum256(acc) * scale;
+                }
+                c0 += g->n;
+            }
+            float inv = 1.0f / softmax_avx2(row, total);
+            float *oh = out + (size_t)i * ldo + (size_t)h * head_dim;
+            for (int d = 0; d < head_dim; d += 8)
+                _mm256_storeu_ps(oh + d, _mm256_setzero_ps());
+            c0 = 0;
+            for (int sg = 0; sg < nseg; sg++) {
+                const vlad_kvseg *g = &segs[sg];
+                for (int j = 0; j < g->n; j++) {
+                    float pj = row[c0 + j];
+                    if (pj == 0.0f)
+                        continue;
+                    __m256 p = _mm256_set1_ps(pj * inv);
+                    const float *vj = g->v + (size_t)j * g->ld + (size_t)h * head_dim;
+                    if (j + 4 < g->n)
+                        for (int d = 0; d < head_dim; d += 16)
+                            _mm_prefetch((const char *)(vj + 4 * (size_t)g->ld + d), _MM_HINT_T0);
+                    for (int d = 0; d < head_dim; d += 8)
+                        _mm256_storeu_ps(oh + d, _mm256_fmadd_ps(p, _mm256_loadu_ps(vj + d),
+                                                                 _mm256_loadu_ps(oh + d)));
+                }
+                c0 += g->n;
+            }
+        }
+    }
 }
 
 /* y[m, :] = x[m, :] @ W^T for M <= 4 rows straight from BF16 W (memory-bound decode and
@@ -393,6 +454,14 @@ static int pack_kind(void) { /* 2 AVX-512F, 1 AVX2+FMA, 0 none; VLAD_PACK=0 turn
 int vlad_pack_supported(void) {
 #ifdef HAVE_X86
     return pack_kind() > 0;
+#else
+    return 0;
+#endif
+}
+
+int vlad_pack_kind(void) {
+#ifdef HAVE_X86
+    return pack_kind();
 #else
     return 0;
 #endif
@@ -700,6 +769,12 @@ void vlad_attention_s(vlad_scratch *sc, float *out, int ldo, const float *q, int
         total += segs[s].n;
         maxn = segs[s].n > maxn ? segs[s].n : maxn;
     }
+#ifdef HAVE_X86
+    if (Mq <= 2 && head_dim % 8 == 0 && vlad_pack_supported() && have_avx2()) {
+        attn_few_avx2(out, ldo, q, ldq, Mq, n_heads, head_dim, segs, nseg, scores, total);
+        return;
+    }
+#endif
     if (!vlad_pack_supported() || head_dim % NR != 0 || !sc->kbuf ||
         vlad_pack_floats(maxn, head_dim) > sc->kcap) {
         vlad_attention(out, ldo, q, ldq, Mq, n_heads, head_dim, segs, nseg, scores);
@@ -719,6 +794,10 @@ void vlad_attention_s(vlad_scratch *sc, float *out, int ldo, const float *q, int
 void vlad_matmul(vlad_scratch *s, float *y, int ldy, const float *x, int ldx, int M,
                  const vlad_mat *W, const float *bias) {
     int N = W->rows, K = W->cols;
+    if (W->qbits) {
+        vlad_quant_matmul(s, y, ldy, x, ldx, M, W, bias);
+        return;
+    }
     if (W->packed && vlad_pack_supported()) {
         if (s->pool && 2.0 * M * N * K >= POOL_MIN_FLOPS && N > NR) {
             int np = (N + NR - 1) / NR, nt = vlad_pool_threads(s->pool);

@@ -23,12 +23,14 @@ typedef struct vlad_scratch {
     size_t pool_scores;
 } vlad_scratch;
 
-/* Floats of scratch that vlad_matmul needs for any BF16 matrix with at most `cols` inputs. */
+/* Floats of scratch that vlad_matmul needs for any BF16 or quantised (quant.h) matrix with at
+ * most `cols` inputs. */
 size_t vlad_matmul_scratch_floats(int cols);
 
 /* y[M, W.rows] = x[M, W.cols] @ W^T (+ bias if non-NULL). ldx/ldy: row strides of x and y.
  * BF16 weights are converted in row tiles into `s` (which must hold
- * vlad_matmul_scratch_floats(W.cols)); F32 weights go straight to cblas_sgemm. */
+ * vlad_matmul_scratch_floats(W.cols)); F32 weights go straight to cblas_sgemm; quantised
+ * ones (W->qbits) to vlad_quant_matmul (quant.h), dequantised on the fly. */
 void vlad_matmul(vlad_scratch *s, float *y, int ldy, const float *x, int ldx, int M,
                  const vlad_mat *W, const float *bias);
 
@@ -39,6 +41,9 @@ void vlad_matmul(vlad_scratch *s, float *y, int ldy, const float *x, int ldx, in
  * products of the flow step). */
 #define VLAD_PACK_NR 32
 int vlad_pack_supported(void);
+/* The kernel family in use: 2 AVX-512F, 1 AVX2+FMA, 0 none (or VLAD_PACK=0); VLAD_PACK=avx2
+ * picks 1 on an AVX-512 machine. Cached at the first call. */
+int vlad_pack_kind(void);
 /* What vlad_model_pack_all packs: 0 nothing (VLAD_PACK=0 or no support), 1 the expert
  * (VLAD_PACK=expert), 2 (the default; VLAD_PACK=all) every Linear of vision, backbone and
  * expert (not the tied embedding / LM head). */
@@ -79,7 +84,8 @@ void vlad_attention(float *out, int ldo, const float *q, int ldq, int Mq, int n_
 
 /* The same on the engine's own kernel (packed keys in s->kbuf, V read in place) when the
  * CPU supports it, head_dim % 32 == 0 and s->kbuf holds vlad_attention_scratch_floats of the
- * longest segment; otherwise exactly vlad_attention. */
+ * longest segment; otherwise exactly vlad_attention. For 1 or 2 query rows (decode) with
+ * head_dim % 8 == 0 on such a CPU: direct dot products with the keys in place (AVX2). */
 size_t vlad_attention_scratch_floats(int max_keys, int head_dim);
 void vlad_attention_s(vlad_scratch *s, float *out, int ldo, const float *q, int ldq, int Mq,
                       int n_heads, int head_dim, const vlad_kvseg *segs, int nseg,

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "kernels.h"
+#include "quant.h"
 #include "rng.h"
 
 typedef enum { K_MAT, K_NORM, K_BIAS, K_EMBED, K_POS, K_MEAN, K_STD } tkind;
@@ -156,9 +157,153 @@ static void *own_alloc(vlad_model *m, size_t n) {
     return b;
 }
 
+static void release_pages(vlad_model *m, const void *data, size_t bytes);
+
+static const vlad_st_tensor *find_suffix(load_ctx *cx, const char *name, const char *suf) {
+    char nm[200];
+    snprintf(nm, sizeof nm, "%s.%s", name, suf);
+    return vlad_st_find(cx->f, nm);
+}
+static void mark_seen(load_ctx *cx, const vlad_st_tensor *t) {
+    cx->seen[t - vlad_st_get(cx->f, 0)] = 1;
+    cx->n_seen++;
+}
+
+/* A quantised Linear `name` [out, in] (MODEL.md 1.1): name.q8 or name.q4, name.scale and
+ * optionally name.awq. *found = 0 when there is no quantised form (nothing is checked then
+ * but a stray .scale / .awq). On success mt is the repacked matrix. */
+static int load_quant(load_ctx *cx, const char *name, const int64_t *shape, vlad_mat *mt,
+                      int *found) {
+    vlad_err *err = cx->err;
+    const vlad_st_tensor *t = vlad_st_find(cx->f, name), *t8 = find_suffix(cx, name, "q8"),
+                         *t4 = find_suffix(cx, name, "q4"), *ts = find_suffix(cx, name, "scale"),
+                         *ta = find_suffix(cx, name, "awq");
+    *found = 0;
+    if (!t8 && !t4) {
+        if (ts || ta)
+            return vlad_err_set(err, VLAD_EINVAL,
+                                "tensor '%s.%s' without quantised codes '%s.q8' or '%s.q4'%s",
+                                name, ts ? "scale" : "awq", name, name,
+                                t ? " (the plain matrix is there too)" : "");
+        return 0;
+    }
+    *found = 1;
+    if (t8 && t4)
+        return vlad_err_set(err, VLAD_EINVAL, "tensor '%s': both '%s.q8' and '%s.q4' present",
+                            name, name, name);
+    const vlad_st_tensor *tq = t8 ? t8 : t4;
+    int bits = t8 ? 8 : 4;
+    const char *qs = t8 ? "q8" : "q4";
+    if (t)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "tensor '%s': both the plain matrix and '%s.%s' present", name, name,
+                            qs);
+    mark_seen(cx, tq);
+    int64_t out = shape[0], in = shape[1];
+    if (tq->dtype != VLAD_DT_U8)
+        return vlad_err_set(err, VLAD_EINVAL, "tensor '%s.%s': dtype '%s', expected U8", name, qs,
+                            vlad_dtype_name(tq->dtype));
+    int64_t qin = bits == 8 ? in : in / 2;
+    if ((bits == 4 && in % 2) || tq->ndim != 2 || tq->shape[0] != out || tq->shape[1] != qin)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "tensor '%s.%s': shape [%lld%s%lld], expected [%lld, %lld]", name, qs,
+                            (long long)tq->shape[0], tq->ndim >= 2 ? ", " : "",
+                            tq->ndim >= 2 ? (long long)tq->shape[1] : 0LL, (long long)out,
+                            (long long)qin);
+    if (!ts)
+        return vlad_err_set(err, VLAD_EINVAL, "tensor '%s.%s': scale tensor '%s.scale' missing",
+                            name, qs, name);
+    mark_seen(cx, ts);
+    if (ts->dtype != VLAD_DT_F32)
+        return vlad_err_set(err, VLAD_EINVAL, "tensor '%s.scale': dtype '%s', expected F32", name,
+                            vlad_dtype_name(ts->dtype));
+    int64_t G = (ts->ndim == 2 && ts->shape[1] > 0) ? in / ts->shape[1] : 0;
+    if (ts->ndim != 2 || ts->shape[0] != out || G * ts->shape[1] != in ||
+        (G != 32 && G != 64 && G != 128))
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "tensor '%s.scale': shape [%lld%s%lld], expected [%lld, %lld / G] "
+                            "with G 32, 64 or 128 dividing %lld",
+                            name, (long long)ts->shape[0], ts->ndim >= 2 ? ", " : "",
+                            ts->ndim >= 2 ? (long long)ts->shape[1] : 0LL, (long long)out,
+                            (long long)in, (long long)in);
+    for (int64_t i = 0; i < ts->numel; i++) {
+        float v;
+        memcpy(&v, ts->data + (size_t)i * 4, 4);
+        if (!isfinite(v))
+            return vlad_err_set(err, VLAD_EINVAL, "tensor '%s.scale' element %lld is %s", name,
+                                (long long)i, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+        if (!(v > 0.0f))
+            return vlad_err_set(err, VLAD_EINVAL,
+                                "tensor '%s.scale': scale %g at [%lld] is not positive", name,
+                                (double)v, (long long)i);
+    }
+    float *inv = NULL;
+    if (ta) {
+        mark_seen(cx, ta);
+        if (ta->dtype != VLAD_DT_F32 || ta->ndim != 1 || ta->shape[0] != in)
+            return vlad_err_set(err, VLAD_EINVAL,
+                                "tensor '%s.awq': %s [%lld], expected F32 [%lld]", name,
+                                vlad_dtype_name(ta->dtype),
+                                ta->ndim >= 1 ? (long long)ta->shape[0] : 0LL, (long long)in);
+        inv = own_alloc(cx->m, (size_t)in * sizeof(float));
+        if (!inv)
+            return vlad_err_set(err, VLAD_ENOMEM, "tensor '%s.awq': out of memory", name);
+        for (int64_t i = 0; i < in; i++) {
+            float v;
+            memcpy(&v, ta->data + (size_t)i * 4, 4);
+            if (!isfinite(v))
+                return vlad_err_set(err, VLAD_EINVAL, "tensor '%s.awq' element %lld is %s", name,
+                                    (long long)i, isnan(v) ? "NaN" : v > 0 ? "+Inf" : "-Inf");
+            if (!(v > 0.0f))
+                return vlad_err_set(err, VLAD_EINVAL,
+                                    "tensor '%s.awq': scale %g at [%lld] is not positive", name,
+                                    (double)v, (long long)i);
+            inv[i] = 1.0f / v;
+            if (!isfinite(inv[i]))
+                return vlad_err_set(err, VLAD_EINVAL,
+                                    "tensor '%s.awq': scale %g at [%lld] is too small", name,
+                                    (double)v, (long long)i);
+        }
+        cx->m->n_awq++;
+    }
+    int R = (int)out, C = (int)in;
+    uint8_t *codes = own_alloc(cx->m, vlad_quant_codes_bytes(bits, R, C));
+    float *sc = own_alloc(cx->m, vlad_quant_scale_floats(R, C, (int)G) * sizeof(float));
+    if (!codes || !sc)
+        return vlad_err_set(err, VLAD_ENOMEM, "tensor '%s.%s': out of memory", name, qs);
+    vlad_quant_pack(codes, sc, bits, R, C, (int)G, tq->data, ts->data);
+    release_pages(cx->m, tq->data, tq->nbytes);
+    release_pages(cx->m, ts->data, ts->nbytes);
+    *mt = (vlad_mat){.data = NULL, .dtype = VLAD_DT_U8, .rows = R, .cols = C, .qbits = bits,
+                     .qgroup = (int)G, .qcodes = codes, .qscale = sc, .qinv = inv};
+    if (bits == 8)
+        cx->m->n_q8++;
+    else
+        cx->m->n_q4++;
+    if (!cx->m->qgroup_min || G < cx->m->qgroup_min)
+        cx->m->qgroup_min = (int)G;
+    if (G > cx->m->qgroup_max)
+        cx->m->qgroup_max = (int)G;
+    return 0;
+}
+
 static int load_visit(void *vctx, const char *name, int ndim, const int64_t *shape, tkind k,
                       void *dst) {
     load_ctx *cx = vctx;
+    if (k == K_MAT || k == K_EMBED) {
+        int found = 0;
+        vlad_mat qm;
+        TRY(load_quant(cx, name, shape, &qm, &found));
+        if (found) {
+            if (k == K_MAT) {
+                *(vlad_mat *)dst = qm;
+            } else {
+                cx->m->w.embed_mat = qm;
+                *(const float **)dst = NULL;
+            }
+            return 0;
+        }
+    }
     const vlad_st_tensor *t = vlad_st_find(cx->f, name);
     if (!t)
         return vlad_err_set(cx->err, VLAD_EINVAL, "missing tensor '%s'", name);
@@ -195,6 +340,7 @@ static int load_visit(void *vctx, const char *name, int ndim, const int64_t *sha
     int aligned = ((uintptr_t)t->data % es) == 0;
     if (k == K_MAT) {
         vlad_mat *mt = dst;
+        cx->m->n_plain_mats++;
         mt->dtype = t->dtype;
         mt->rows = (int)shape[0];
         mt->cols = (int)shape[1];
@@ -282,8 +428,10 @@ int vlad_model_load(const char *path, vlad_model **out, vlad_err *err) {
     free(cx.seen);
     if (rc)
         goto fail;
-    m->w.embed_mat = (vlad_mat){.data = m->w.embed, .dtype = VLAD_DT_F32,
-                                .rows = m->cfg.vocab_size, .cols = m->cfg.width};
+    if (m->w.embed) /* else quantised: embed_mat is set by load_quant */
+        m->w.embed_mat = (vlad_mat){.data = m->w.embed, .dtype = VLAD_DT_F32,
+                                    .rows = m->cfg.vocab_size, .cols = m->cfg.width};
+    m->quant_meta = vlad_st_meta(m->file, "vlad.quant");
     m->matrix_dtype = cx.any_f32_mat ? VLAD_DT_F32 : VLAD_DT_BF16;
     m->file_bytes = vlad_st_file_size(m->file);
     if (m->w.exp[0].q.dtype == VLAD_DT_F32 && (rc = vlad_model_pack_all(m, err)))
@@ -309,8 +457,13 @@ void vlad_model_free(vlad_model *m) {
 
 int64_t vlad_model_param_count(const vlad_model *m) {
     int64_t n = 0;
-    for (int i = 0; i < vlad_st_count(m->file); i++)
-        n += vlad_st_get(m->file, i)->numel;
+    for (int i = 0; i < vlad_st_count(m->file); i++) {
+        const vlad_st_tensor *t = vlad_st_get(m->file, i);
+        size_t l = strlen(t->name);
+        if (l > 6 && (!strcmp(t->name + l - 6, ".scale") || !strcmp(t->name + l - 4, ".awq")))
+            continue; /* quantisation side tensors */
+        n += (l > 3 && !strcmp(t->name + l - 3, ".q4")) ? 2 * t->numel : t->numel;
+    }
     return n;
 }
 
@@ -431,8 +584,20 @@ static void release_pages(vlad_model *m, const void *data, size_t bytes) {
 }
 
 static int pack(vlad_model *m, vlad_mat *mt, vlad_err *err) {
-    if (mt->packed)
+    if (mt->packed || mt->qbits)
         return 0;
+    if (mt->dtype == VLAD_DT_BF16 && (m->n_q4 || m->n_q8)) {
+        /* a quantised model's plain BF16 matrices stay 2 bytes per weight: BF16 panels that
+         * the quantised kernels convert on the fly (quant.h), never an F32 copy */
+        uint8_t *b = own_alloc(m, vlad_quant_codes_bytes(16, mt->rows, mt->cols));
+        if (!b)
+            return vlad_err_set(err, VLAD_ENOMEM, "pack: out of memory");
+        vlad_quant_pack_bf16(b, mt->rows, mt->cols, mt->data);
+        release_pages(m, mt->data, (size_t)mt->rows * mt->cols * 2);
+        *mt = (vlad_mat){.dtype = VLAD_DT_U8, .rows = mt->rows, .cols = mt->cols, .qbits = 16,
+                         .qgroup = mt->cols, .qcodes = b};
+        return 0;
+    }
     float *b = own_alloc(m, vlad_pack_floats(mt->rows, mt->cols) * sizeof(float));
     if (!b)
         return vlad_err_set(err, VLAD_ENOMEM, "pack: out of memory");

@@ -17,12 +17,19 @@
 
 /* A Linear weight [rows=out, cols=in], row-major, F32 or BF16. `packed`, when set
  * (vlad_model_pack_expert), is an F32 copy in the layout of vlad_matmul's own kernel
- * (kernels.h: panels of 32 outputs, [ceil(rows/32)][cols][32]); `data` stays valid. */
+ * (kernels.h: panels of 32 outputs, [ceil(rows/32)][cols][32]); `data` stays valid.
+ * Quantised (MODEL.md 1.1, quant.h): qbits 8 or 4, dtype VLAD_DT_U8, data and packed NULL,
+ * qcodes / qscale in quant.h's panel layout (groups of qgroup inputs), qinv = 1/awq or NULL. */
 typedef struct vlad_mat {
     const void *data;
     vlad_dtype dtype;
     int rows, cols;
     const float *packed;
+    int qbits;              /* 0: not quantised */
+    int qgroup;
+    const uint8_t *qcodes;
+    const float *qscale;
+    const float *qinv;
 } vlad_mat;
 
 typedef struct vlad_vit_block {
@@ -50,7 +57,9 @@ typedef struct vlad_weights {
     vlad_vit_block *vit;                                /* [vit_depth] */
     const float *vit_norm;                              /* [vit_width] */
     vlad_mat vit_proj; const float *vit_proj_b;         /* [width, vit_width], [width] */
-    const float *embed;                                 /* [vocab, width] (tied LM head) */
+    const float *embed;                                 /* [vocab, width] (tied LM head);
+                                                           NULL when quantised: rows through
+                                                           vlad_mat_row(&embed_mat) (quant.h) */
     vlad_mat embed_mat;                                 /* the same, as a matrix */
     vlad_tlayer *vlm;                                   /* [depth] */
     const float *vlm_norm;                              /* [width] */
@@ -72,12 +81,17 @@ typedef struct vlad_model {
     vlad_dtype matrix_dtype;  /* dtype of the big matrices (F32 if any F32, for `info`) */
     size_t file_bytes;        /* size of the checkpoint */
     size_t owned_bytes;       /* bytes copied/converted at load */
+    /* quantised matrices (MODEL.md 1.1): counts, and the groups seen */
+    int n_q8, n_q4, n_awq, n_plain_mats;
+    int qgroup_min, qgroup_max;
+    const char *quant_meta;   /* __metadata__["vlad.quant"] or NULL (informational) */
     /* private */
     void **owned;
     int n_owned, cap_owned;
 } vlad_model;
 
-/* Load and validate a checkpoint (MODEL.md "Checkpoint"). Every failure names the file and
+/* Load and validate a checkpoint (MODEL.md "Checkpoint", quantised matrices: 1.1; their
+ * codes are repacked (quant.h) and the mapped pages released). Every failure names the file and
  * the tensor or config field. Every tensor is read once: a NaN or +-Inf anywhere is refused
  * ("PATH: weight tensor 'vlm.norm.weight' element 17 is NaN", flat row-major index), as is a
  * non-positive normalisation std. The path must be a regular file (a FIFO or device is
@@ -93,7 +107,11 @@ void vlad_model_free(vlad_model *m);
  * (vlad_model_pack_expert) instead of row-major F32. No-op for F32 checkpoints. Call before
  * creating runstates. */
 int vlad_model_widen_expert(vlad_model *m, vlad_err *err);
-/* The same for every BF16 matrix of the model (packed: vlad_model_pack_all). The
+/* (Quantised matrices, MODEL.md 1.1, are repacked at load into their own panel layout and
+ * left alone by the widen and pack functions. In a model with quantised matrices, the BF16
+ * matrices that would be packed become BF16 panels (quant.h, qbits 16) instead of F32 ones:
+ * a quantised checkpoint is never widened to F32.)
+ * The same for every BF16 matrix of the model (packed: vlad_model_pack_all). The
  * checkpoint's BF16 pages are released from the process (madvise) as they are converted, so
  * peak RSS stays about the F32 size. */
 int vlad_model_widen_all(vlad_model *m, vlad_err *err);

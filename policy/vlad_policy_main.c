@@ -15,6 +15,7 @@
 #include "cpu.h"
 #include "model.h"
 #include "obs.h"
+#include "quant.h"
 #include "tokenizer.h"
 
 static void usage(FILE *fp) {
@@ -50,6 +51,24 @@ static int cmd_info(int argc, char **argv) {
     const vlad_config *c = &m->cfg;
     cJSON_AddNumberToObject(out, "parameters", (double)vlad_model_param_count(m));
     cJSON_AddStringToObject(out, "matrix_dtype", vlad_dtype_name(m->matrix_dtype));
+    if (m->n_q8 || m->n_q4) { /* MODEL.md 1.1 */
+        cJSON *q = cJSON_AddObjectToObject(out, "quant");
+        cJSON_AddStringToObject(q, "format", m->n_q8 && m->n_q4 ? "Q8+Q4" : m->n_q4 ? "Q4" : "Q8");
+        cJSON_AddNumberToObject(q, "q8_matrices", m->n_q8);
+        cJSON_AddNumberToObject(q, "q4_matrices", m->n_q4);
+        cJSON_AddNumberToObject(q, "plain_matrices", m->n_plain_mats);
+        cJSON_AddNumberToObject(q, "awq_matrices", m->n_awq);
+        cJSON_AddNumberToObject(q, "group_min", m->qgroup_min);
+        cJSON_AddNumberToObject(q, "group_max", m->qgroup_max);
+        cJSON_AddStringToObject(q, "embed", vlad_mat_kind(&m->w.embed_mat));
+        if (m->quant_meta) {
+            cJSON *mj = cJSON_Parse(m->quant_meta);
+            if (mj)
+                cJSON_AddItemToObject(q, "meta", mj);
+            else
+                cJSON_AddStringToObject(q, "meta", m->quant_meta);
+        }
+    }
     cJSON_AddNumberToObject(out, "file_bytes", (double)m->file_bytes);
     cJSON_AddNumberToObject(out, "converted_bytes", (double)m->owned_bytes);
     cJSON_AddNumberToObject(out, "n_patches", vlad_cfg_n_patches(c));

@@ -6,7 +6,8 @@
 Deterministic (fixed seeds). Two tiny random checkpoints of different shapes: an F32 one with
 one camera and a BF16 one with two cameras, plus their inputs and the twin's outputs; and a
 views fixture: a model seeing two robot cameras now and in the past (three views), with a
-stream of frames and the twin's actions at ticks before and after the oldest view exists."""
+stream of frames and the twin's actions at ticks before and after the oldest view exists; and
+two quantised checkpoints (MODEL.md 1.1: Q4 with AWQ scales, Q8 without; QFIXTURES)."""
 import argparse
 import os
 import sys
@@ -30,6 +31,22 @@ FIXTURES = [
 ]
 
 
+# Quantised fixtures (MODEL.md 1.1): a Q4 one with AWQ scales (calibrated on random frames,
+# group 32) and a Q8 one without (RTN, group 64, so the matrices with 32 inputs stay F32).
+QFIXTURES = [
+    ("tiny_q4_awq", 44, dict(bits=4, group=32, method="awq"), VladConfig(
+        image_size=8, patch_size=4, n_cameras=1, vit_width=32, vit_depth=1, vit_heads=2,
+        vit_mlp=96, width=32, depth=2, n_heads=2, head_dim=16, mlp=64, expert_width=32,
+        expert_mlp=64, max_prompt_tokens=8, max_text_tokens=8, state_dim=3, action_dim=2,
+        chunk_size=3, flow_steps=3)),
+    ("tiny_q8_rtn", 55, dict(bits=8, group=64, method="rtn"), VladConfig(
+        image_size=8, patch_size=4, n_cameras=1, vit_width=32, vit_depth=1, vit_heads=2,
+        vit_mlp=64, width=32, depth=1, n_heads=2, head_dim=16, mlp=64, expert_width=32,
+        expert_mlp=64, max_prompt_tokens=8, max_text_tokens=8, state_dim=3, action_dim=2,
+        chunk_size=3, flow_steps=2)),
+]
+
+
 def main():
     ap = argparse.ArgumentParser()
     here = os.path.dirname(os.path.abspath(__file__))
@@ -37,6 +54,14 @@ def main():
     a = ap.parse_args()
     for name, dt, seed, cfg in FIXTURES:
         r = make_fixture(cfg, a.out, name, seed, dt, min_text=6, min_distinct=3)
+        print(f"{name}: S={r['S']} text={r['text']!r} end={r['end']}")
+    from quantize import quantize_file  # noqa: E402
+    for name, seed, q, cfg in QFIXTURES:
+        def post(path, q=q):
+            quantize_file(path, path, q["bits"], q["group"], q["method"], "random", frames=2,
+                          seed=seed, rows=64, verbose=False)
+        r = make_fixture(cfg, a.out, name, seed, "F32", min_text=4, min_distinct=2,
+                         post_save=post)
         print(f"{name}: S={r['S']} text={r['text']!r} end={r['end']}")
     views = [(0, 0), (0, 3), (1, 1)]
     make_views_fixture(VladConfig(

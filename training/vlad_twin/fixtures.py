@@ -55,9 +55,12 @@ def random_config(seed: int) -> VladConfig:
 def make_fixture(c: VladConfig, outdir: str, name: str, seed: int, dtype: str = "F32",
                  prompt: bytes = b"pick up the cube", question: bytes = b"what now?",
                  kv_layer: int | None = None, min_text: int = 0, min_distinct: int = 0,
-                 min_margin: float = 1e-3, gain: float = 3.0, tries: int = 50) -> dict:
+                 min_margin: float = 1e-3, gain: float = 3.0, tries: int = 50,
+                 post_save=None) -> dict:
     """Write one fixture; retries model seeds until the greedy text has >= min_text bytes and
-    every greedy choice wins by >= min_margin logits (so float32 rounding cannot flip it)."""
+    every greedy choice wins by >= min_margin logits (so float32 rounding cannot flip it).
+    post_save(path), when given, rewrites the saved checkpoint before the reference is
+    computed from it (the quantised fixtures: training/quantize.py)."""
     os.makedirs(outdir, exist_ok=True)
     g = torch.Generator().manual_seed(seed)
     imgs = torch.randint(0, 256, (1, c.n_cameras, c.image_size, c.image_size, 3), generator=g,
@@ -70,6 +73,8 @@ def make_fixture(c: VladConfig, outdir: str, name: str, seed: int, dtype: str = 
         m = random_model(c, seed * 1000 + t, torch.float32, round_bf16=(dtype == "BF16"),
                          gain=gain)
         save_checkpoint(m, ck, dtype)
+        if post_save is not None:
+            post_save(ck)
         ref = load_checkpoint(ck, torch.float64)  # exactly the stored weights
         with torch.no_grad():
             kv, S = ref.encode_prefix(imgs, prompt)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from . import safetensors_io
+from . import quant, safetensors_io
 from .config import BOS, EOS, SEP, VladConfig
 
 
@@ -358,11 +358,17 @@ def save_checkpoint(model: VladModel, path: str, dtype: str = "F32", extra_meta=
 
 
 def load_checkpoint(path: str, dtype=torch.float32) -> VladModel:
+    """Also reads quantised checkpoints (MODEL.md 1.1): every quantised matrix becomes its
+    effective matrix W_eff = (codes * scale) diag(1/awq), computed in float64 and loaded into
+    a float64 model before the conversion to `dtype`."""
     tensors, meta, _ = safetensors_io.load(path)
     if meta.get("vlad.format") != "1":
         raise ValueError(f"{path}: metadata field 'vlad.format' must be \"1\"")
     c = VladConfig.from_json(meta["vlad.config"])
     m = VladModel(c)
+    if quant.is_quantized(tensors):
+        tensors = quant.resolve(tensors, m.tensor_names(), path)
+        m = m.to(torch.float64)
     names = set(m.tensor_names())
     for n in tensors:
         if n not in names:

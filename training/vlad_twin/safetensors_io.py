@@ -1,4 +1,4 @@
-"""Minimal .safetensors reader/writer (F32 and BF16; U8 written, for fixtures' frames) on
+"""Minimal .safetensors reader/writer (F32, BF16 and U8: fixtures' frames, quantised codes) on
 numpy/torch, no extra packages."""
 from __future__ import annotations
 
@@ -43,7 +43,7 @@ def save(path: str, tensors: dict, metadata: dict | None = None, dtypes: dict | 
 
 
 def load(path: str):
-    """Returns (tensors: name -> float32 torch.Tensor, metadata dict, dtypes dict)."""
+    """Returns (tensors: name -> float32 torch.Tensor (uint8 for U8), metadata dict, dtypes dict)."""
     with open(path, "rb") as f:
         data = f.read()
     (n,) = struct.unpack("<Q", data[:8])
@@ -59,6 +59,8 @@ def load(path: str):
         elif e["dtype"] == "BF16":
             u = np.frombuffer(raw, dtype="<u2").astype(np.uint32) << 16
             arr = u.view(np.float32)
+        elif e["dtype"] == "U8":  # quantised codes (MODEL.md 1.1), kept as uint8
+            arr = np.frombuffer(raw, dtype=np.uint8)
         else:
             raise ValueError(f"tensor '{name}': unsupported dtype {e['dtype']}")
         out[name] = torch.from_numpy(arr.reshape(e["shape"]).copy())
