@@ -100,6 +100,8 @@ static int write_profile(const bench_run *r, const char *dir, const char *path, 
     fprintf(f, "async:\n  mode: %s\n  execution_horizon: %d\n  trigger_threshold: %d\n"
                "  delay_margin: %d\n",
             r->mode ? r->mode : "sync", r->K, r->threshold, r->margin);
+    if (r->free_phase)
+        fprintf(f, "  early_start: false\nphase_lock: false\n");
     if (r->set_merge_weight && r->mode && !strcmp(r->mode, "merge"))
         fprintf(f, "  merge_weight: %.17g\n", r->merge_weight);
     fprintf(f, "safety:\n  watchdog_ms: %g\n  max_delta_per_tick: %g\n  estop_file: none\n",
@@ -118,7 +120,7 @@ static double num(const cJSON *o, const char *k) {
 
 /* Per-task sums while reading the episodes. */
 typedef struct acc {
-    int n_react, n_disc;
+    int n_react, n_disc, n_e2e;
     double completion_sq; /* sum of squares of the successful episodes' completion_s */
 } acc;
 
@@ -250,6 +252,12 @@ static int summarize(const char *json_path, bench_task_stats *out, int *n, vlad_
         } else if (num(e, "world_changes") > 0) {
             s->react_missing++;
         }
+        double em = num(e, "reaction_e2e_mean_ms"), ex = num(e, "reaction_e2e_max_ms");
+        if (!isnan(em)) {
+            s->e2e_mean_ms += em;
+            s->e2e_max_ms = fmax(s->e2e_max_ms, ex);
+            a[k].n_e2e++;
+        }
         double dm = num(e, "discontinuity_mean"), dx = num(e, "discontinuity_max");
         if (!isnan(dm)) {
             s->disc_mean += dm;
@@ -273,6 +281,9 @@ static int summarize(const char *json_path, bench_task_stats *out, int *n, vlad_
         s->react_mean_ticks = a[k].n_react ? s->react_mean_ticks / a[k].n_react : NAN;
         if (!a[k].n_react)
             s->react_max_ticks = NAN;
+        s->e2e_mean_ms = a[k].n_e2e ? s->e2e_mean_ms / a[k].n_e2e : NAN;
+        if (!a[k].n_e2e)
+            s->e2e_max_ms = NAN;
         s->disc_mean = a[k].n_disc ? s->disc_mean / a[k].n_disc : NAN;
         if (!a[k].n_disc)
             s->disc_max = NAN;

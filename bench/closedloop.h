@@ -55,6 +55,8 @@ typedef struct bench_run {
     double min_latency_ms;    /* emulated inference latency (lockstep: Δ ticks) */
     bool wall;                /* wall clock for daemon and sim (default lockstep) */
     bool realtime;            /* daemon threads SCHED_FIFO (wall runs) */
+    bool free_phase;          /* wall: phase_lock and async.early_start off (ticks on their own
+                                 phase, inferences start at ticks) */
     int threads;              /* BLAS threads of the worker */
     double noise_scale;       /* policy.noise_scale (0 is valid; set 1 for the default) */
     const char *tasks;        /* "reach,track" or "all" */
@@ -85,6 +87,9 @@ typedef struct bench_task_stats {
     double react_mean_ticks;  /* mean over episodes with a reaction (NAN if none) */
     double react_max_ticks;   /* max over episodes */
     int react_missing;        /* episodes with world changes but no qualifying action */
+    double e2e_mean_ms;       /* wall clock: end-to-end reaction (observation out to reacting
+                                 Action in, vlad-sim), mean over episodes (NAN: none) */
+    double e2e_max_ms;        /* ... max over episodes */
     double disc_mean, disc_max; /* chunk-boundary discontinuity (rad) */
     double ticks;             /* mean episode length */
 } bench_task_stats;

@@ -48,6 +48,17 @@ static const field top_fields[] = {
      "Lockstep: how long to wait for the next observation before the watchdog counts it stale."},
     {"realtime", F_BOOL, P(realtime), 0, 1, "false", NULL,
      "Try SCHED_FIFO for the control thread (priority 80, with mlockall) and the I/O thread (79); needs CAP_SYS_NICE, warns if refused."},
+    {"phase_lock", F_BOOL, P(phase_lock), 0, 1, "true", NULL,
+     "Wall clock: when the robot publishes observations at control_hz, move the tick phase (by at "
+     "most a tenth of a period per tick) so that each tick falls `phase_lead_ms` after an "
+     "observation arrives: the Action for tick t is made from observation t and goes out right "
+     "after it. A robot at another rate is not locked to; a pause does not unlock."},
+    {"phase_lead_ms", F_DOUBLE, P(phase_lead_ms), 0, 500, "0", NULL,
+     "Wall clock with `phase_lock`: how long after an observation arrives its tick falls (at most "
+     "half a period). 0 = auto: the inference latency estimate (0.9 quantile) + 1 ms + twice the "
+     "arrivals' scatter around the locked phase, so that an "
+     "inference started on arrival (`async.early_start`) is ready for that tick (without a policy: 1 ms + the scatter)."
+     },
     {"action_type", F_ENUM, P(action_type), 0, 0, "absolute_joint_position",
      "absolute_joint_position",
      "What an action is. Only absolute joint position targets are supported."},
@@ -137,6 +148,10 @@ static const field top_fields[] = {
      "naive/vlash/merge: start the next inference when this many actions remain queued."},
     {"async.delay_margin", F_INT, P(async.delay_margin), 0, 100, "1", NULL,
      "Ticks added to the estimated inference delay."},
+    {"async.early_start", F_BOOL, P(async.early_start), 0, 1, "true", NULL,
+     "Wall clock: when the worker is idle, take each new observation as it arrives and start the "
+     "inference then, instead of at the next tick. The observation is placed on the tick that "
+     "follows, and the delay estimate counts from that tick's deadline."},
     {"async.max_delay_ticks", F_INT, P(async.max_delay_ticks), 0, 256, "0", NULL,
      "Largest delay Δ (ticks) the scheduler plans with; beyond it the policy is out of its "
      "training distribution: planning uses the limit, the ticks are counted and DELAY_LIMIT is "

@@ -56,6 +56,8 @@ typedef struct vlad_profile {
     vlad_clock_mode clock;
     double lockstep_timeout_ms;
     bool realtime;
+    bool phase_lock;          /* wall clock: tick phase locked to the observation stream */
+    double phase_lead_ms;     /* ... deadline this long after an arrival; 0 = auto */
     vlad_action_type action_type;
     int n_joints;
     vlad_joint joints[VLAD_MAX_JOINTS];
@@ -95,6 +97,7 @@ typedef struct vlad_profile {
         int execution_horizon;
         int trigger_threshold;
         int delay_margin;
+        bool early_start;          /* wall clock: an idle worker starts on an observation as it arrives */
         double tracking_lag_ms;
         int max_delay_ticks;       /* 0 = from the checkpoint, else horizon - K */
         double merge_weight;       /* merge: weight of the new chunk on the overlap, [0, 1] */

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <sys/timerfd.h>
+#include <time.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
@@ -26,6 +28,9 @@ int vlad_control_init(vlad_control *c, vlad_shared *sh, vlad_err *err) {
     c->seen_estop = c->seen_release = 0;
     c->seen_reset = atomic_load(&sh->reset_req);
     c->need_anchor = true;
+    c->period_ns = (int64_t)(1e9 / sh->p->control_hz);
+    vlad_phase_init(&c->phase, c->period_ns);
+    c->early_tick = -1;
     atomic_store(&sh->mode, VLAD__MODE__MODE_WAITING);
     return vlad_aq_init(&c->queue, c->p->n_joints, err);
 }
@@ -42,6 +47,9 @@ int vlad_control_attach_policy(vlad_control *c, vlad_worker *worker, int horizon
                          /*warmup*/ 2, /*window*/ 32, /*quantile*/ 0.9, err);
     if (rc)
         return rc;
+    rc = vlad_delay_init(&c->rawlat, tick_ns, floor_ns, floor_ns, 0, 2, 32, 0.9, err);
+    if (rc)
+        return rc;
     int md = p->async.max_delay_ticks;
     if (md == 0)
         md = trained_max_delay > 0 ? trained_max_delay : horizon - c->sched.K;
@@ -56,6 +64,7 @@ int vlad_control_attach_policy(vlad_control *c, vlad_worker *worker, int horizon
     atomic_store(&c->sh->max_delay_ticks, md);
     c->worker = worker;
     c->policy_active = true;
+    c->early = !c->lockstep && p->async.early_start;
     c->emul_delay = vlad_ns_to_ticks(floor_ns, tick_ns);
     c->seed = (uint64_t)p->policy.seed;
     return VLAD_OK;
@@ -309,10 +318,17 @@ static bool take_result(vlad_control *c, int64_t tick, bool running) {
     if (!r)
         return true;
     vlad_shared *sh = c->sh;
-    int64_t lat = c->lockstep ? (int64_t)c->emul_delay * c->delay.tick_ns : r->latency_ns;
+    /* the delay a chunk has: from the deadline of its observation's tick to the result (an
+     * early start began before that deadline, by job_lead_ns) */
+    int64_t lat = c->lockstep ? (int64_t)c->emul_delay * c->delay.tick_ns
+                              : r->latency_ns - c->job_lead_ns;
+    if (lat < 0)
+        lat = 0;
     if (!r->status) /* a failure (a remote timeout...) is no delay a chunk will have */
         vlad_delay_add(&c->delay, lat);
     vlad_hist_add(&sh->inference, r->latency_ns);
+    if (!r->status) /* the phase lead's estimate: the inference itself, however it started */
+        vlad_delay_add(&c->rawlat, r->latency_ns);
     if (r->status)
         atomic_fetch_add(&sh->inference_errors, 1);
     policy_health(c, tick, r);
@@ -322,11 +338,15 @@ static bool take_result(vlad_control *c, int64_t tick, bool running) {
     return true;
 }
 
-/* The delay Δ the scheduler may plan with now: the estimate, capped at the limit. */
-static int planning_delay(vlad_control *c, int64_t tick) {
+/* The delay Δ the scheduler may plan with now: the estimate, capped at the limit. `count`:
+ * this is the tick's own call (the limit's events and tick counter); an early start asks
+ * without counting. */
+static int planning_delay(vlad_control *c, int64_t tick, bool count) {
     int d = vlad_delay_ticks(&c->delay);
-    atomic_store_explicit(&c->sh->delay_ticks, d, memory_order_relaxed);
     bool over = d > c->max_delay;
+    if (!count)
+        return over ? c->max_delay : d;
+    atomic_store_explicit(&c->sh->delay_ticks, d, memory_order_relaxed);
     if (over != c->delay_limited) {
         if (over)
             emit(c, tick, VLAD__EVENT__KIND__DELAY_LIMIT, (uint64_t)d,
@@ -344,14 +364,16 @@ static int planning_delay(vlad_control *c, int64_t tick) {
     return over ? c->max_delay : d;
 }
 
-/* Start an inference if the scheduler wants one now. */
-static void maybe_request(vlad_control *c, int64_t tick, int delay) {
+/* Start an inference if the scheduler wants one now, on the observation taken for `tick`
+ * (whose deadline is deadline_ns: an early start comes before it). */
+static bool maybe_request(vlad_control *c, int64_t tick, int delay, int64_t deadline_ns,
+                          int64_t now_ns) {
     if (c->busy || !vlad_worker_idle(c->worker))
-        return;
+        return false;
     vlad_infer_job *job = vlad_worker_job(c->worker);
     if (!vlad_sched_want(&c->sched, &c->queue, tick, c->last_obs.pos, c->obs_tick, c->gate.prev,
                          delay, false, &job->req))
-        return;
+        return false;
     job->req.obs_robot_tick = c->last_obs.robot_tick;
     /* the frame the observation came with, read in place by the worker (no copy here) */
     const uint8_t *img = NULL;
@@ -360,7 +382,7 @@ static void maybe_request(vlad_control *c, int64_t tick, int delay) {
         if (!img) /* overwritten already (wall clock, a burst of frames): take the newest */
             img = vlad_frames_pin(c->sh->frames, vlad_frames_newest(c->sh->frames));
         if (!img)
-            return; /* raced the writer: try again next tick */
+            return false; /* raced the writer: try again next tick */
         c->pinned = true;
     }
     job->images = img ? img : vlad_worker_zero_images(c->worker);
@@ -370,11 +392,13 @@ static void maybe_request(vlad_control *c, int64_t tick, int delay) {
         if (c->pinned)
             vlad_frames_unpin(c->sh->frames);
         c->pinned = false;
-        return;
+        return false;
     }
     c->busy = true;
     c->job_epoch = c->epoch;
     c->ready_tick = tick + c->emul_delay;
+    c->job_lead_ns = c->lockstep ? 0 : deadline_ns - now_ns;
+    return true;
 }
 
 static void drain_req_fd(vlad_control *c) {
@@ -392,6 +416,68 @@ static const vlad_obs_state *newest_obs(vlad_control *c, const vlad_obs_state *g
     return fresh && o->count > 0 ? o : NULL;
 }
 
+/* The phase lead wanted now (phase.h): the configured one, or the inference's 0.9-quantile
+ * latency + 1 ms + twice the arrivals' scatter around the locked phase (so that an inference
+ * started on a late arrival still makes its tick; 1 ms + the scatter without a policy), at
+ * most half a period. */
+static int64_t phase_lead(const vlad_control *c) {
+    int64_t lead = (int64_t)(c->p->phase_lead_ms * 1e6);
+    if (lead <= 0)
+        lead = (c->worker ? vlad_delay_estimate_ns(&c->rawlat) : 0) + 1000000 +
+               (int64_t)(2 * c->phase.jitter_ns);
+    return lead > c->period_ns / 2 ? c->period_ns / 2 : lead;
+}
+
+/* take_obs, and in wall clock with phase_lock the phase lock's step: the origin moves so
+ * that the deadlines follow the observations' arrivals. */
+static bool take_new_obs(vlad_control *c, const vlad_obs_state *o, int64_t tick) {
+    bool anchor = take_obs(c, o, tick);
+    if (!anchor && c->anchor_pending && !c->awaiting) {
+        /* a burst: a newer observation before the tick whose Action carries the anchor; the
+         * anchor that goes out is the newest measured position (nothing was published since) */
+        vlad_gate_anchor(&c->gate, o->pos);
+        anchor = true;
+    }
+    if (!c->lockstep && c->p->phase_lock) {
+        c->t0 += vlad_phase_observe(&c->phase, o->recv_ns, c->t0 + tick * c->period_ns,
+                                    phase_lead(c));
+        atomic_store_explicit(&c->sh->phase_locked, c->phase.locked, memory_order_relaxed);
+        atomic_store_explicit(&c->sh->phase_error_us, (int64_t)(c->phase.error_ns / 1000),
+                              memory_order_relaxed);
+    }
+    return anchor;
+}
+
+/* Wall clock, async.early_start: an observation arrived before tick `tick`'s deadline. Take
+ * it for that tick (requests first, as in a tick), and if the worker is idle and the
+ * scheduler wants an inference, start it now: the result can be in place by the deadline.
+ * Publishes no Action (the tick does, on its deadline). Not while the observation is an anchor
+ * that has not gone out yet. */
+static void early_obs(vlad_control *c, int64_t tick, int64_t now_ns) {
+    if (c->sh->req_fd >= 0)
+        drain_req_fd(c);
+    vlad_control_requests(c, tick);
+    const vlad_obs_state *o = newest_obs(c, NULL);
+    if (o && take_new_obs(c, o, tick))
+        c->anchor_pending = true;
+    if (!o) {
+        wake_io(c);
+        return;
+    }
+    check_watchdog(c, tick, now_ns);
+    /* an anchor goes out as the tick's Action before anything is planned from it: the first
+     * inference of an episode starts at its tick, as without early start */
+    if (c->worker && !c->anchor_pending) {
+        take_result(c, tick, running(c));
+        if (running(c) && maybe_request(c, tick, planning_delay(c, tick, false),
+                                        c->t0 + tick * c->period_ns, now_ns)) {
+            c->early_tick = tick;
+            atomic_fetch_add(&c->sh->early_starts, 1);
+        }
+    }
+    wake_io(c);
+}
+
 static void step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now_ns,
                  const vlad_obs_state *given) {
     vlad_shared *sh = c->sh;
@@ -405,20 +491,22 @@ static void step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now
         drain_req_fd(c);
     vlad_control_requests(c, tick);
 
-    /* 2. newest observation (may anchor the gate) */
+    /* 2. newest observation (may anchor the gate); one taken early for this tick counts */
     const vlad_obs_state *o = newest_obs(c, given);
-    bool anchored = o && take_obs(c, o, tick);
+    bool anchored = (o && take_new_obs(c, o, tick)) || c->anchor_pending;
+    c->anchor_pending = false;
 
     /* 3. watchdog */
     check_watchdog(c, tick, now_ns);
 
-    /* 4. the policy: install what finished, start what is due */
+    /* 4. the policy: install what finished, start what is due (not a second inference on an
+     * observation an early start already used for this tick) */
     if (c->worker) {
         if (!take_result(c, tick, running(c)))
             vlad_control_requests(c, tick); /* the wait was cut short by a request */
-        int delay = planning_delay(c, tick);
-        if (running(c)) {
-            maybe_request(c, tick, delay);
+        int delay = planning_delay(c, tick, true);
+        if (running(c) && c->early_tick != tick) {
+            maybe_request(c, tick, delay, deadline_ns, now_ns);
             if (c->lockstep && c->emul_delay == 0 && !take_result(c, tick, true))
                 vlad_control_requests(c, tick);
         }
@@ -562,6 +650,41 @@ static void lockstep_main(vlad_control *c) {
     }
 }
 
+/* Wall clock with early start: wait until deadline_ns (absolute, on tfd) or until an
+ * observation arrives first. Returns true for an observation (the deadline has not come). */
+static bool wait_wall(vlad_control *c, int tfd, int64_t deadline_ns) {
+    struct itimerspec its = {.it_value = {.tv_sec = deadline_ns / 1000000000,
+                                          .tv_nsec = deadline_ns % 1000000000}};
+    if (deadline_ns <= vlad_now_ns())
+        return false;
+    if (timerfd_settime(tfd, TFD_TIMER_ABSTIME, &its, NULL) != 0) {
+        vlad_sleep_until_ns(deadline_ns);
+        return false;
+    }
+    for (;;) {
+        struct pollfd pfd[2] = {{.fd = tfd, .events = POLLIN},
+                                {.fd = c->sh->obs_fd, .events = POLLIN}};
+        int n = poll(pfd, 2, -1);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) { /* cannot happen with valid descriptors: fall back to sleeping */
+            vlad_sleep_until_ns(deadline_ns);
+            return false;
+        }
+        uint64_t v;
+        if (pfd[0].revents & POLLIN) {
+            ssize_t rd = read(tfd, &v, sizeof v);
+            (void)rd;
+            return false; /* the deadline first (an observation now waits for the tick) */
+        }
+        if (pfd[1].revents & POLLIN) {
+            ssize_t rd = read(c->sh->obs_fd, &v, sizeof v);
+            (void)rd;
+            return vlad_now_ns() < deadline_ns;
+        }
+    }
+}
+
 void *vlad_control_main(void *arg) {
     vlad_control *c = arg;
     vlad_shared *sh = c->sh;
@@ -572,23 +695,37 @@ void *vlad_control_main(void *arg) {
         lockstep_main(c);
         return NULL;
     }
-    const int64_t period = (int64_t)(1e9 / p->control_hz);
-    int64_t t0 = vlad_now_ns() + period;
+    const int64_t period = c->period_ns;
+    c->t0 = vlad_now_ns() + period;
+    /* early start waits for the deadline or an observation, whichever comes first: an
+     * absolute timer beside obs_fd (no relative sleep); without it, or if the timer cannot
+     * be made, plain absolute sleeps */
+    int tfd = -1;
+    if (c->early && sh->obs_fd >= 0) {
+        tfd = timerfd_create(CLOCK_MONOTONIC, TFD_CLOEXEC | TFD_NONBLOCK);
+        if (tfd < 0)
+            VLAD_LOGW("control: timerfd_create failed (%s): no early starts", strerror(errno));
+    }
     int64_t tick = 0;
     while (!atomic_load(&sh->stop)) {
-        int64_t deadline = t0 + tick * period;
-        vlad_sleep_until_ns(deadline);
+        int64_t deadline = c->t0 + tick * period;
+        if (tfd >= 0 ? wait_wall(c, tfd, deadline) : (vlad_sleep_until_ns(deadline), false)) {
+            early_obs(c, tick, vlad_now_ns());
+            continue; /* the origin may have moved: the deadline is computed again */
+        }
         int64_t now = vlad_now_ns();
         if (now - deadline > period) {
             /* we woke more than a period late: count it and jump to the current tick,
              * keeping tick numbers tied to wall time */
-            int64_t behind = (now - t0) / period;
+            int64_t behind = (now - c->t0) / period;
             atomic_fetch_add(&sh->overruns, (uint64_t)(behind - tick));
             tick = behind;
-            deadline = t0 + tick * period;
+            deadline = c->t0 + tick * period;
         }
         step(c, tick, deadline, now, NULL);
         tick++;
     }
+    if (tfd >= 0)
+        close(tfd);
     return NULL;
 }

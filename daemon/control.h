@@ -32,6 +32,7 @@
 #include "action_queue.h"
 #include "delay.h"
 #include "err.h"
+#include "phase.h"
 #include "safety.h"
 #include "scheduler.h"
 #include "shared.h"
@@ -47,7 +48,8 @@ typedef struct vlad_control {
     /* policy (all NULL/0 without one) */
     vlad_worker *worker;
     vlad_sched sched;
-    vlad_delay delay;
+    vlad_delay delay;             /* Δ: from the observation tick's deadline to the result */
+    vlad_delay rawlat;            /* the inference's own latency (the auto phase lead) */
     int max_delay;                /* Δ limit (ticks) */
     bool delay_limited;           /* the estimate is above the limit now */
     bool lockstep;
@@ -73,6 +75,14 @@ typedef struct vlad_control {
     uint64_t want_reset;          /* awaiting: reset_seq the observation must carry */
     int64_t want_from;            /* awaiting: robot tick it must reach (the reset's from_robot_tick) */
     int64_t tick;
+    /* wall clock: the tick origin, its phase lock and early starts (control.c) */
+    int64_t t0;                   /* deadline of tick n = t0 + n * period */
+    int64_t period_ns;
+    vlad_phase phase;             /* phase_lock: the lock to the observation stream */
+    bool early;                   /* async.early_start and a worker, wall clock */
+    bool anchor_pending;          /* an observation taken before its tick anchored the gate */
+    int64_t early_tick;           /* the tick whose observation an early job was started on */
+    int64_t job_lead_ns;          /* the job's obs-tick deadline minus its submission time */
 } vlad_control;
 
 /* Prepare the control state: no target until the robot reports. */

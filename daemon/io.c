@@ -316,6 +316,9 @@ void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit,
     st->delay_limited_ticks = atomic_load(&sh->delay_limited_ticks);
     st->delay_ticks = atomic_load(&sh->delay_ticks);
     st->max_delay_ticks = atomic_load(&sh->max_delay_ticks);
+    st->phase_locked = atomic_load(&sh->phase_locked);
+    st->phase_error_us = atomic_load(&sh->phase_error_us);
+    st->early_starts = atomic_load(&sh->early_starts);
     st->estop_file = sh->estop_file;
     vlad_server_sec sec;
     vlad_server_security(srv, &sec);

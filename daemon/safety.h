@@ -21,9 +21,10 @@
  *       Action of a daemon that restarted while e-stopped, which has no previous target and so
  *       holds the measured position exactly;
  *   S5  the values of an ActionChunk obey S1, S2 and S3 along the chunk: values[0] against the
- *       target the daemon has pending at start_tick - 1 (the queued action for that tick, else
- *       the last target), each later value against the one before; ActionChunk.clamped says
- *       whether the gate changed any value;
+ *       target the daemon has pending at start_tick - 1 when it installs the chunk on tick τ
+ *       (the newest queued action for a tick in [τ, start_tick - 1], else the last target: an
+ *       action queued for a tick that an overrun skipped is not pending), each later value
+ *       against the one before; ActionChunk.clamped says whether the gate changed any value;
  *   S6  the e-stop holds the last commanded target (the one the robot is tracking, never a
  *       measurement that may be watchdog_ms old); nothing but a release moves it — not a
  *       reset, not an episode boundary, not a new observation, not a robot restart.

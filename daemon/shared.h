@@ -147,6 +147,9 @@ typedef struct vlad_shared {
     _Atomic uint64_t chunks_installed, chunks_refused, chunks_clamped, inference_errors;
     _Atomic uint64_t robot_restarts, delay_limited_ticks;
     _Atomic int delay_ticks, max_delay_ticks;
+    _Atomic bool phase_locked;      /* control: phase_lock (control.c, async/phase.h) */
+    _Atomic int64_t phase_error_us; /* control: its newest phase error */
+    _Atomic uint64_t early_starts;  /* control: async.early_start inferences */
     _Atomic uint64_t episode, episode_stall_ticks, episode_chunks;
     _Atomic int64_t episode_start_tick;
     /* written by io */

@@ -209,6 +209,8 @@ static void print_text(const Vlad__Reply *r) {
            (unsigned long long)s->chunks_installed, (unsigned long long)s->chunks_clamped,
            (unsigned long long)s->chunks_refused, (unsigned long long)s->inference_errors,
            s->delay_ticks, s->max_delay_ticks, (unsigned long long)s->delay_limited_ticks);
+    printf("phase %s (error %+lld us)  early starts %llu\n", s->phase_locked ? "locked" : "free",
+               (long long)s->phase_error_us, (unsigned long long)s->early_starts);
     printf("observations dropped: %llu out of limits, %llu absurd  robot restarts %llu  e-stop latch %s\n",
            (unsigned long long)s->obs_out_of_limits, (unsigned long long)s->obs_absurd,
            (unsigned long long)s->robot_restarts, s->estop_file[0] ? s->estop_file : "(not persisted)");

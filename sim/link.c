@@ -163,8 +163,10 @@ void vlad_sim_link_wall_target(vlad_sim_link *l, int64_t episode_first_tick, int
         int ms = left > 0 ? (int)((left + VLAD_NS_PER_MS - 1) / VLAD_NS_PER_MS) : 0;
         Vlad__Action *a = NULL;
         if (vlad_client_recv_action(l->cl, ms, &a, &err) == VLAD_OK && a) {
-            if (a->robot_tick >= episode_first_tick && a->robot_tick <= tick)
+            if (a->robot_tick >= episode_first_tick && a->robot_tick <= tick) {
                 take(l, a, t); /* newest wins */
+                t->recv_ns = vlad_now_ns();
+            }
             vlad__action__free_unpacked(a, NULL);
             continue; /* drain what is queued (ms = 0 once the tick is over) */
         }

@@ -25,6 +25,7 @@ typedef struct vlad_sim_target {
     uint64_t chunk_id;          /* the chunk it came from (0: none, e.g. HOLD) */
     int64_t obs_tick;           /* robot tick of the observation that chunk was computed from */
     int source;                 /* Vlad__ActionSource */
+    int64_t recv_ns;            /* wall clock: when that Action was received (0: lockstep) */
 } vlad_sim_target;
 
 /* The observation of one tick (pointers into the caller's buffers, read during the call). */

@@ -90,6 +90,8 @@ char *vlad_sim_results_json(const vlad_sim_results *res) {
         num_or_null(o, "reaction_latency_max_ticks", e->latency_max_ticks);
         num_or_null(o, "reaction_latency_mean_ms", e->latency_mean_ticks * ms);
         num_or_null(o, "reaction_latency_max_ms", e->latency_max_ticks * ms);
+        num_or_null(o, "reaction_e2e_mean_ms", e->e2e_mean_ms);
+        num_or_null(o, "reaction_e2e_max_ms", e->e2e_max_ms);
         cJSON_AddNumberToObject(o, "chunk_switches", e->chunk_switches);
         num_or_null(o, "discontinuity_mean", e->disc_mean);
         num_or_null(o, "discontinuity_max", e->disc_max);

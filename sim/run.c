@@ -58,8 +58,9 @@ typedef struct episode {
     vlad_episode_result *res;
     int64_t changes[MAX_CHANGES]; /* ticks of WORLD_CHANGE events */
     bool reacted[MAX_CHANGES];
-    int n_changes, n_react;
-    double lat_sum, lat_max;
+    int64_t change_pub_ns[MAX_CHANGES]; /* wall clock: when the observation of that tick went out */
+    int n_changes, n_react, n_e2e;
+    double lat_sum, lat_max, e2e_sum, e2e_max;
     int switches;
     double disc_sum, disc_max;
     uint64_t h;                   /* FNV-1a of the trajectories */
@@ -138,6 +139,7 @@ static int episode_begin(runner *r, episode *e, vlad_task_kind kind, int ep, int
     r->episode_first_tick = r->tick;
     res->completion_ticks = -1;
     res->latency_mean_ticks = res->latency_max_ticks = NAN;
+    res->e2e_mean_ms = res->e2e_max_ms = NAN;
 
     double home[VLAD_MAX_JOINTS];
     for (int j = 0; j < r->n; j++)
@@ -178,6 +180,7 @@ static int observe(runner *r, episode *e, int k, double *q, double *qd, vlad_tas
     for (int i = before; i < ev->n; i++)
         if (ev->ev[i].kind == VLAD_EV_WORLD_CHANGE && e->n_changes < MAX_CHANGES) {
             e->changes[e->n_changes] = r->tick;
+            e->change_pub_ns[e->n_changes] = 0;
             e->reacted[e->n_changes++] = false;
         }
     vlad_task_sync_world(&e->t, r->w, false);
@@ -241,6 +244,10 @@ static void exchange(runner *r, episode *e, int k, const vlad_sim_obs *ob, const
         rc = vlad_sim_link_lockstep(r->link, ob, g, &err);
     } else {
         rc = vlad_sim_link_publish(r->link, ob, &err);
+        int64_t now = vlad_now_ns();
+        for (int i = 0; i < e->n_changes; i++)
+            if (e->changes[i] == r->tick && !e->change_pub_ns[i])
+                e->change_pub_ns[i] = now;
         if (!done)
             vlad_sim_link_wall_target(r->link, r->episode_first_tick, r->tick, r->wall_next, g);
     }
@@ -299,6 +306,12 @@ static void account(runner *r, episode *e, const vlad_sim_target *g) {
             e->lat_sum += l;
             e->lat_max = l > e->lat_max ? l : e->lat_max;
             e->n_react++;
+            if (g->recv_ns && e->change_pub_ns[i] && g->recv_ns >= e->change_pub_ns[i]) {
+                double ms = (double)(g->recv_ns - e->change_pub_ns[i]) / 1e6;
+                e->e2e_sum += ms;
+                e->e2e_max = ms > e->e2e_max ? ms : e->e2e_max;
+                e->n_e2e++;
+            }
         }
 }
 
@@ -357,6 +370,10 @@ static int episode_end(runner *r, episode *e, vlad_err *err) {
     if (e->n_react > 0) {
         res->latency_mean_ticks = e->lat_sum / e->n_react;
         res->latency_max_ticks = e->lat_max;
+    }
+    if (e->n_e2e > 0) {
+        res->e2e_mean_ms = e->e2e_sum / e->n_e2e;
+        res->e2e_max_ms = e->e2e_max;
     }
     res->traj_hash = e->h;
     res->chunk_switches = e->switches;

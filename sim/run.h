@@ -23,7 +23,8 @@
  * Metrics per episode: success, completion time, mean squared jerk of the measured joint
  * trajectory, stall ticks, reaction latency (WORLD_CHANGE at c -> first executed action
  * at e >= c with chunk_id != 0 whose Action.obs_robot_tick >= c -- its chunk saw the change;
- * latency e - c ticks). */
+ * latency e - c ticks; in wall clock also end to end: from publishing observation c to
+ * receiving the Action executed at e, in ms). */
 #ifndef VLAD_SIM_RUN_H
 #define VLAD_SIM_RUN_H
 
@@ -79,6 +80,9 @@ typedef struct vlad_episode_result {
     int world_changes;
     int reactions;        /* world changes with a qualifying action */
     double latency_mean_ticks, latency_max_ticks; /* NAN when reactions == 0 */
+    /* wall clock, end to end: from publishing the first observation that shows the change
+     * to receiving the executed Action that reacts to it (NAN in lockstep or without one) */
+    double e2e_mean_ms, e2e_max_ms;
     int chunk_switches;   /* ticks whose action came from another chunk than the last */
     double disc_mean, disc_max; /* max_j |a_first_new - a_last_old| at switches; NAN if none */
     uint64_t traj_hash;   /* FNV-1a of the measured and applied joint trajectories */

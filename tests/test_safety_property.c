@@ -25,8 +25,10 @@
  *   target; all ESTOP targets of one latch are equal).
  * Checked on every ActionChunk (S5): values and conditioned state finite, inside limits,
  *   each row within step of the row before, row 0 within step of the target the daemon had
- *   pending at start_tick - 1 (mirrored from the chunks and Actions seen, in the daemon's
- *   order; the mirror is cleared by ESTOP, RESET, ROBOT_RESTART as the daemon's queue is).
+ *   pending at start_tick - 1 when it installed the chunk, on the tick of the next Action
+ *   (mirrored from the chunks and Actions seen, in the daemon's order; the mirror is cleared
+ *   by ESTOP, RESET, ROBOT_RESTART as the daemon's queue is; an action queued for a tick an
+ *   overrun skipped is not pending).
  * And: the client dropped no message as invalid; the daemon counted the faults it met. */
 #include <math.h>
 #include <setjmp.h>
@@ -97,6 +99,16 @@ static struct {
     bool mirror_valid;
     int64_t m_start, m_end; /* ticks covered */
     double m_vals[512][NJ];
+    /* chunks whose row 0 waits for the next Action: its tick is the tick the chunk was
+     * installed on, and only queued actions from that tick on were still pending */
+    int n_pend;
+    struct {
+        uint64_t id;
+        int64_t start;
+        double row0[NJ], prev[NJ], q[NJ];
+        bool have_q;   /* the mirror queued an action at tick tq, the newest before start */
+        int64_t tq;
+    } pend[16];
     /* counts */
     long actions, anchors, estop_actions, chunks, clamped_chunks, policy_actions, violations;
     long restarts_daemon, restarts_robot, estops, releases, resets;
@@ -131,7 +143,10 @@ static void add_valid(const double *pos) {
     memcpy(ck.valid[ck.n_valid++], c, sizeof c);
 }
 
+static void resolve_pending(int64_t install_tick);
+
 static void new_run_seen(void) {
+    resolve_pending(ck.prev_tick + 1);
     ck.have_prev = false;
     ck.first_of_run = true;
     ck.mirror_valid = false;
@@ -146,6 +161,7 @@ static void check_action(const Vlad__Action *a) {
     }
     if (ck.have_prev && a->tick < ck.prev_tick) /* a new daemon run whose STARTED we missed */
         new_run_seen();
+    resolve_pending(a->tick);
     const double *x = a->joint_targets;
     for (int j = 0; j < NJ; j++)
         if (!in_limits(j, x[j]))
@@ -210,18 +226,44 @@ static void check_action(const Vlad__Action *a) {
     ck.first_of_run = false;
 }
 
-/* the target the daemon has pending at tick t-1 as the mirror knows it */
-static bool mirror_ref(int64_t start, double *ref) {
-    if (!ck.have_prev)
-        return false;
-    memcpy(ref, ck.prev, sizeof(double) * NJ);
-    int64_t hi = start - 1;
-    for (int64_t t = hi; t > ck.prev_tick && t >= ck.m_start; t--)
+/* S5's row 0: the target the daemon had pending at start - 1 when it installed the chunk on
+ * tick `install_tick` (the tick of the next Action): the newest action the mirror queued for a
+ * tick in [install_tick, start - 1], else the last target. Ticks before install_tick had
+ * passed (an overrun skips ticks without an Action: what was queued for them is not pending). */
+static void resolve_pending(int64_t install_tick) {
+    for (int k = 0; k < ck.n_pend; k++) {
+        const double *ref = ck.pend[k].have_q && ck.pend[k].tq >= install_tick ? ck.pend[k].q
+                                                                               : ck.pend[k].prev;
+        for (int j = 0; j < NJ; j++)
+            if (fabs(ck.pend[k].row0[j] - ref[j]) > step_j[j] + 1e-6)
+                violation("S5: chunk %llu (start %lld, installed at tick %lld) row 0 joint %d steps "
+                          "%g > %g from the pending target",
+                          (unsigned long long)ck.pend[k].id, (long long)ck.pend[k].start,
+                          (long long)install_tick, j, ck.pend[k].row0[j] - ref[j], step_j[j]);
+    }
+    ck.n_pend = 0;
+}
+
+/* Record chunk c's row 0 for resolve_pending, with what the mirror knows now (before c
+ * supersedes it): the last target, and the newest queued action for a tick in
+ * (prev_tick, start - 1]. */
+static void pend_row0(const Vlad__ActionChunk *c) {
+    if (!ck.have_prev || ck.n_pend == (int)(sizeof ck.pend / sizeof ck.pend[0]))
+        return;
+    int k = ck.n_pend++;
+    ck.pend[k].id = c->chunk_id;
+    ck.pend[k].start = c->start_tick;
+    for (int j = 0; j < NJ; j++)
+        ck.pend[k].row0[j] = c->values[j];
+    memcpy(ck.pend[k].prev, ck.prev, sizeof ck.prev);
+    ck.pend[k].have_q = false;
+    for (int64_t t = c->start_tick - 1; t > ck.prev_tick && t >= ck.m_start; t--)
         if (t < ck.m_end) {
-            memcpy(ref, ck.m_vals[t % 512], sizeof(double) * NJ);
-            return true;
+            memcpy(ck.pend[k].q, ck.m_vals[t % 512], sizeof(double) * NJ);
+            ck.pend[k].have_q = true;
+            ck.pend[k].tq = t;
+            break;
         }
-    return true;
 }
 
 static void check_chunk(const Vlad__ActionChunk *c) {
@@ -234,18 +276,17 @@ static void check_chunk(const Vlad__ActionChunk *c) {
     for (int j = 0; j < NJ; j++)
         if (!isfinite(c->conditioned_state[j]))
             violation("chunk %llu: conditioned_state not finite", (unsigned long long)c->chunk_id);
-    double ref[NJ];
-    bool have_ref = ck.mirror_valid && mirror_ref(c->start_tick, ref);
+    if (ck.mirror_valid && c->horizon > 0)
+        pend_row0(c);
     for (uint32_t i = 0; i < c->horizon; i++)
         for (int j = 0; j < NJ; j++) {
             double v = c->values[i * NJ + j];
             if (!in_limits(j, v))
                 violation("S5: chunk %llu row %u joint %d: %g", (unsigned long long)c->chunk_id, i, j, v);
-            double r = i ? (double)c->values[(i - 1) * NJ + j] : (have_ref ? ref[j] : v);
-            if (fabs(v - r) > step_j[j] + 1e-6)
-                violation("S5: chunk %llu (start %lld) row %u joint %d steps %g > %g from %s",
-                          (unsigned long long)c->chunk_id, (long long)c->start_tick, i, j, v - r,
-                          step_j[j], i ? "the row before" : "the pending target");
+            if (i && fabs(v - c->values[(i - 1) * NJ + j]) > step_j[j] + 1e-6)
+                violation("S5: chunk %llu (start %lld) row %u joint %d steps %g > %g from the row before",
+                          (unsigned long long)c->chunk_id, (long long)c->start_tick, i, j,
+                          v - c->values[(i - 1) * NJ + j], step_j[j]);
         }
     /* the mirror: this chunk supersedes from its start */
     if (!ck.mirror_valid || c->start_tick >= ck.m_end || c->start_tick < ck.m_start)
@@ -564,6 +605,7 @@ static int teardown(void **state) {
 static void test_contract_holds(void **state) {
     (void)state;
     run();
+    resolve_pending(ck.prev_tick + 1); /* chunks after the last Action */
     /* status: the daemon saw the faults it was given */
     Vlad__Status *st = vh_status(cli, 2000);
     assert_non_null(st);

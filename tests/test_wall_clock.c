@@ -22,7 +22,9 @@
  *     episode's reset (its --trajectory CSV: the applied target at k = 0 is home).
  * The robot restart: vlad-sim twice against one daemon, the second run from --start-tick 0
  * after the first ended at 1234716: the daemon counts a robot restart (Status.robot_restarts,
- * Event ROBOT_RESTART) and policy actions flow in the second run too. */
+ * Event ROBOT_RESTART) and policy actions flow in the second run too. All of it with the
+ * defaults phase_lock and async.early_start on: at the end the daemon's phase is locked to
+ * vlad-sim's stream and some inferences started as observations arrived. */
 #include <limits.h>
 #include <math.h>
 #include <setjmp.h>
@@ -398,6 +400,17 @@ static void run_mode(const char *mode) {
     int from, to;
     run_sim(0, START_TICK, EPISODES, &runs[0], &from, &to);
     check_run(mode, &runs[0], from, to, true);
+    /* the defaults lock the tick phase to vlad-sim's 50 Hz stream and start inferences as
+     * observations arrive (everything above was checked with both on) */
+    Vlad__Status *s = status_now();
+    printf("# %s: phase %s (error %lld us), early starts %llu of %llu chunks\n", mode,
+           s->phase_locked ? "locked" : "free", (long long)s->phase_error_us,
+           (unsigned long long)s->early_starts, (unsigned long long)s->chunks_installed);
+    bool locked = s->phase_locked;
+    uint64_t early = s->early_starts;
+    vlad__status__free_unpacked(s, NULL);
+    assert_true(locked);
+    assert_true(early > 0);
     stop_daemon();
     passed = true;
 }

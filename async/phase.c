@@ -1,0 +1,49 @@
+#include "phase.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MIN_INTERVALS 8
+
+void vlad_phase_init(vlad_phase *ph, int64_t period_ns) {
+    memset(ph, 0, sizeof *ph);
+    ph->period_ns = period_ns;
+}
+
+int64_t vlad_phase_observe(vlad_phase *ph, int64_t recv_ns, int64_t deadline_ns, int64_t lead_ns) {
+    const int64_t P = ph->period_ns;
+    if (ph->last_recv_ns) {
+        int64_t dt = recv_ns - ph->last_recv_ns;
+        if (dt <= 0 || dt > 2 * P) {
+            /* a gap (the robot paused) or a clock oddity: not an interval of the stream */
+        } else {
+            ph->interval_ns = ph->intervals ? ph->interval_ns + ((double)dt - ph->interval_ns) / 8.0
+                                            : (double)dt;
+            ph->intervals++;
+        }
+    }
+    ph->last_recv_ns = recv_ns;
+    ph->locked = ph->intervals >= MIN_INTERVALS && fabs(ph->interval_ns - (double)P) < 0.05 * (double)P;
+    if (lead_ns < 0)
+        lead_ns = 0;
+    if (lead_ns > P / 2)
+        lead_ns = P / 2;
+    int64_t e = (deadline_ns - recv_ns) - lead_ns; /* > 0: the deadline is later than wanted */
+    e %= P;                                         /* C: the sign of the dividend */
+    if (e >= P / 2)
+        e -= P;
+    else if (e < -P / 2)
+        e += P;
+    ph->error_ns = e;
+    ph->jitter_ns += (fabs((double)e) - ph->jitter_ns) / 8.0;
+    if (!ph->locked || (ph->corrected_ns && llabs(deadline_ns - ph->corrected_ns) < P / 2))
+        return 0;
+    int64_t corr = -e / 4, lim = P / 10;
+    if (corr > lim)
+        corr = lim;
+    if (corr < -lim)
+        corr = -lim;
+    ph->corrected_ns = deadline_ns + corr;
+    return corr;
+}
