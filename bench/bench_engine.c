@@ -71,18 +71,22 @@ static double pct(double *v, int n, double p) { /* v sorted */
     return v[i < 0 ? 0 : (i >= n ? n - 1 : i)];
 }
 
-static double peak_rss_mb(void) {
+/* A /proc/self/status figure in MB ("VmHWM:" peak, "VmRSS:" now). */
+static double status_mb(const char *key) {
     FILE *fp = fopen("/proc/self/status", "r");
     if (!fp)
         return 0;
     char line[256];
     double kb = 0;
+    size_t n = strlen(key);
     while (fgets(line, sizeof line, fp))
-        if (!strncmp(line, "VmHWM:", 6))
-            kb = atof(line + 6);
+        if (!strncmp(line, key, n))
+            kb = atof(line + n);
     fclose(fp);
     return kb / 1024.0;
 }
+
+static double peak_rss_mb(void) { return status_mb("VmHWM:"); }
 
 /* ---- jitter probe ------------------------------------------------------------------------ */
 
@@ -540,18 +544,7 @@ typedef struct {
     int group;
 } quant_opts;
 
-static double cur_rss_mb(void) {
-    FILE *fp = fopen("/proc/self/status", "r");
-    if (!fp)
-        return 0;
-    char line[256];
-    double kb = 0;
-    while (fgets(line, sizeof line, fp))
-        if (!strncmp(line, "VmRSS:", 6))
-            kb = atof(line + 6);
-    fclose(fp);
-    return kb / 1024.0;
-}
+static double cur_rss_mb(void) { return status_mb("VmRSS:"); }
 
 /* Reset the process's peak RSS (VmHWM) to its current RSS; 0 on success. */
 static int reset_peak_rss(void) {

@@ -224,6 +224,30 @@ INL AVX512 void raw512(int bits, const uint8_t *c, __m512 *w0, __m512 *w1) {
     }
 }
 
+/* Store an mr x 32 register tile (acc[r][0..1]) as y[mr, nv] (+ bias). mr <= QM512. */
+INL AVX512 void store_tile512(float *y, int ldy, __m512 (*acc)[2], int mr, int nv,
+                              const float *bias) {
+    if (nv == NR) {
+        for (int r = 0; r < mr; r++) {
+            float *yp = y + (size_t)r * ldy;
+            __m512 v0 = acc[r][0], v1 = acc[r][1];
+            if (bias) {
+                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(bias));
+                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(bias + 16));
+            }
+            _mm512_storeu_ps(yp, v0);
+            _mm512_storeu_ps(yp + 16, v1);
+        }
+    } else {
+        float tmp[12 * NR]; /* QM512 rows, the most of any tile here */
+        for (int r = 0; r < mr; r++) {
+            _mm512_storeu_ps(tmp + r * NR, acc[r][0]);
+            _mm512_storeu_ps(tmp + r * NR + 16, acc[r][1]);
+        }
+        store_tile_scalar(y, ldy, tmp, mr, nv, bias);
+    }
+}
+
 /* Few rows (decode, the state token): per group, accumulate x · code unscaled (two chains
  * over k for <= 2 rows), then total += scale · (acc − 8 · Σx) once per group. xsum[r][g]:
  * the sums of x over each group (Q4 only). */
@@ -300,25 +324,7 @@ INL AVX512 void qtile512s(int bits, int mr, int K, int G, const float *x, int ld
             tot[r][1] = _mm512_fmadd_ps(s1, a1, tot[r][1]);
         }
     }
-    if (nv == NR) {
-        for (int r = 0; r < mr; r++) {
-            float *yp = y + (size_t)r * ldy;
-            __m512 v0 = tot[r][0], v1 = tot[r][1];
-            if (bias) {
-                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(bias));
-                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(bias + 16));
-            }
-            _mm512_storeu_ps(yp, v0);
-            _mm512_storeu_ps(yp + 16, v1);
-        }
-    } else {
-        float tmp[QS512 * NR];
-        for (int r = 0; r < mr; r++) {
-            _mm512_storeu_ps(tmp + r * NR, tot[r][0]);
-            _mm512_storeu_ps(tmp + r * NR + 16, tot[r][1]);
-        }
-        store_tile_scalar(y, ldy, tmp, mr, nv, bias);
-    }
+    store_tile512(y, ldy, tot, mr, nv, bias);
 }
 
 #define QM512 12
@@ -376,25 +382,7 @@ INL AVX512 void qtile512(int bits, int mr, int K, int G, const float *x, int ldx
             acc[r][0] = _mm512_add_ps(acc[r][0], acc2[r][0]);
             acc[r][1] = _mm512_add_ps(acc[r][1], acc2[r][1]);
         }
-    if (nv == NR) {
-        for (int r = 0; r < mr; r++) {
-            float *yp = y + (size_t)r * ldy;
-            __m512 v0 = acc[r][0], v1 = acc[r][1];
-            if (bias) {
-                v0 = _mm512_add_ps(v0, _mm512_loadu_ps(bias));
-                v1 = _mm512_add_ps(v1, _mm512_loadu_ps(bias + 16));
-            }
-            _mm512_storeu_ps(yp, v0);
-            _mm512_storeu_ps(yp + 16, v1);
-        }
-    } else {
-        float tmp[QM512 * NR];
-        for (int r = 0; r < mr; r++) {
-            _mm512_storeu_ps(tmp + r * NR, acc[r][0]);
-            _mm512_storeu_ps(tmp + r * NR + 16, acc[r][1]);
-        }
-        store_tile_scalar(y, ldy, tmp, mr, nv, bias);
-    }
+    store_tile512(y, ldy, acc, mr, nv, bias);
 }
 
 #define Q512_CASE(B, R)                                                                     \
