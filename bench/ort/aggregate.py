@@ -3,7 +3,7 @@
 
     python3 bench/ort/aggregate.py RUNDIR [--json FILE]
 
-RUNDIR/<scale>/round<r>.<c|ort>.json are the runner outputs and .time the /usr/bin/time -v
+RUNDIR/<scale>/round<r>.<c|ort>.json are the runner outputs and .time the GNU time -v
 reports; RUNDIR/<scale>/reference.json the twin's chunk; RUNDIR/env.json the machine.
 """
 from __future__ import annotations

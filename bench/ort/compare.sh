@@ -18,10 +18,10 @@
 #
 # Steps: builds the engine in build-ho (incremental) and bench/ort/work/c_runner, installs
 # onnxruntime-node (package.json pin) if absent, writes the SmolVLA-scale checkpoint if absent,
-# exports the ONNX graphs + inputs + twin reference (export.py, /usr/bin/python3 with torch)
+# exports the ONNX graphs + inputs + twin reference (export.py, a python3 with torch)
 # when stale,
 # then per scale R rounds; each round runs one C process and one ORT process (the order
-# alternates: C first in odd rounds, ORT first in even ones), each under /usr/bin/time -v
+# alternates: C first in odd rounds, ORT first in even ones), each under GNU time -v
 # (peak RSS), each doing W warm-up + N timed full inferences. aggregate.py prints the table.
 set -euo pipefail
 
@@ -29,7 +29,13 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
 WORK=$HERE/work
 BUILD=$ROOT/build-ho
-PY_TORCH=/usr/bin/python3
+# the first python3 on PATH that imports torch (Debian's python3-torch lives beside its
+# python3, which another interpreter may shadow on PATH)
+PY_TORCH=
+for py in $(type -ap python3); do
+  if "$py" -c 'import torch' 2>/dev/null; then PY_TORCH=$py; break; fi
+done
+[ -n "$PY_TORCH" ] || { echo "compare.sh: no python3 on PATH imports torch (apt-get install python3-torch)" >&2; exit 1; }
 PY=python3
 
 quick=0 only="" rounds="" json="" ortv=""
@@ -65,11 +71,12 @@ RUNNER=$WORK/c_runner
 if [ ! -x "$RUNNER" ] || [ "$HERE/c_runner.c" -nt "$RUNNER" ] \
    || [ "$BUILD/policy/libvlad_policy.a" -nt "$RUNNER" ]; then
   log "building $RUNNER"
-  OB=/usr/lib/x86_64-linux-gnu/openblas-pthread
+  # include and library folders from pkg-config (Debian's libcjson-dev, libopenblas-dev)
+  # shellcheck disable=SC2046
   cc -O2 -std=c11 -D_GNU_SOURCE -Wall -Wextra -I"$ROOT/policy" -I"$ROOT/common" \
-     -I/usr/include/cjson -I/usr/include/x86_64-linux-gnu/openblas-pthread "$HERE/c_runner.c" \
+     $(pkg-config --cflags libcjson openblas) "$HERE/c_runner.c" \
      "$BUILD/policy/libvlad_policy.a" "$BUILD/common/libvlad_common.a" \
-     -Wl,-rpath,$OB $OB/libopenblas.so -lcjson -lpng16 -lyaml -lpthread -lm -o "$RUNNER"
+     $(pkg-config --libs libcjson openblas) -lpng16 -lyaml -lpthread -lm -o "$RUNNER"
 fi
 
 # ---- ONNX Runtime ---------------------------------------------------------------------------
@@ -152,11 +159,11 @@ for s in $scales; do
       log "[$s] round $r/$R: $who ($WU warm-up + $IT timed; load $(cut -d' ' -f1 /proc/loadavg))"
       cut -d' ' -f1-3 /proc/loadavg > "$out/round$r.$who.load"
       if [ "$who" = c ]; then
-        OPENBLAS_NUM_THREADS=1 /usr/bin/time -v -o "$out/round$r.c.time" \
+        OPENBLAS_NUM_THREADS=1 env time -v -o "$out/round$r.c.time" \
           "$RUNNER" --model "$ck" --input "$d/obs.json" --iters "$IT" --warmup "$WU" --threads 1 \
           > "$out/round$r.c.json"
       else
-        OMP_NUM_THREADS=1 /usr/bin/time -v -o "$out/round$r.ort.time" \
+        OMP_NUM_THREADS=1 env time -v -o "$out/round$r.ort.time" \
           node "$HERE/run_ort.js" "$d" --iters "$IT" --warmup "$WU" --spin 0 --opt all \
           > "$out/round$r.ort.json"
       fi

@@ -1,7 +1,7 @@
-#!/usr/bin/python3
+#!/usr/bin/env python3
 """Two-phase ONNX export of a vlad checkpoint (LeRobot style) + the shared benchmark inputs.
 
-    /usr/bin/python3 bench/ort/export.py --model CKPT --out DIR [--opset 17] [--seed 0] [--no-ref64]
+    python3 bench/ort/export.py --model CKPT --out DIR [--opset 17] [--seed 0] [--no-ref64]
 
 Writes into DIR:
   prefix.onnx     images u8 [1,n_cam,H,W,3], tokens i64 [1,T]  ->  K, V f32 [depth,1,S,kv_dim]
