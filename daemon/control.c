@@ -401,11 +401,14 @@ static bool maybe_request(vlad_control *c, int64_t tick, int delay, int64_t dead
     return true;
 }
 
-static void drain_req_fd(vlad_control *c) {
+/* Reset an eventfd or timerfd counter (non-blocking: nothing to read is fine). */
+static void drain_fd(int fd) {
     uint64_t v;
-    ssize_t rd = read(c->sh->req_fd, &v, sizeof v);
-    (void)rd;
+    ssize_t rd = read(fd, &v, sizeof v);
+    (void)rd; /* EAGAIN: already drained */
 }
+
+static void drain_req_fd(vlad_control *c) { drain_fd(c->sh->req_fd); }
 
 /* The tick's observation: lockstep passes the one it read; wall reads the newest. */
 static const vlad_obs_state *newest_obs(vlad_control *c, const vlad_obs_state *given) {
@@ -607,9 +610,7 @@ static int wait_lockstep(vlad_control *c, int timeout_ms) {
         return 0;
     int got = 0;
     if (pfd[0].revents & POLLIN) {
-        uint64_t v;
-        ssize_t rd = read(c->sh->obs_fd, &v, sizeof v);
-        (void)rd;
+        drain_fd(c->sh->obs_fd);
         got |= 1;
     }
     if (pfd[1].revents & POLLIN)
@@ -671,15 +672,12 @@ static bool wait_wall(vlad_control *c, int tfd, int64_t deadline_ns) {
             vlad_sleep_until_ns(deadline_ns);
             return false;
         }
-        uint64_t v;
         if (pfd[0].revents & POLLIN) {
-            ssize_t rd = read(tfd, &v, sizeof v);
-            (void)rd;
+            drain_fd(tfd);
             return false; /* the deadline first (an observation now waits for the tick) */
         }
         if (pfd[1].revents & POLLIN) {
-            ssize_t rd = read(c->sh->obs_fd, &v, sizeof v);
-            (void)rd;
+            drain_fd(c->sh->obs_fd);
             return vlad_now_ns() < deadline_ns;
         }
     }
