@@ -15,9 +15,15 @@ int64_t vlad_phase_observe(vlad_phase *ph, int64_t recv_ns, int64_t deadline_ns,
     const int64_t P = ph->period_ns;
     if (ph->last_recv_ns) {
         int64_t dt = recv_ns - ph->last_recv_ns;
-        if (dt <= 0 || dt > 2 * P) {
-            /* a gap (the robot paused) or a clock oddity: not an interval of the stream */
+        if (dt < P - P / 4 || dt > P + P / 4) {
+            /* a pause (a reset's round trip), a burst or a clock oddity: not an interval of a
+             * stream at the control rate; a run of them is another rate: start again */
+            if (++ph->outliers >= MIN_INTERVALS) {
+                ph->interval_ns = 0;
+                ph->intervals = 0;
+            }
         } else {
+            ph->outliers = 0;
             ph->interval_ns = ph->intervals ? ph->interval_ns + ((double)dt - ph->interval_ns) / 8.0
                                             : (double)dt;
             ph->intervals++;

@@ -10,8 +10,10 @@
  * Contract (vlad_phase_observe):
  *   * it locks only to a stream at the control rate: the mean interval between arrivals
  *     (an exponential average over about 8 of them) within 5% of the period. A robot at
- *     another rate, or fewer than 8 intervals so far: no correction. A gap (an interval over
- *     2 periods, or none) is not averaged: a robot that pauses keeps its rate;
+ *     another rate, or fewer than 8 intervals so far: no correction. An interval outside
+ *     0.75..1.25 periods (a pause, a burst) is not averaged: a robot that pauses keeps its
+ *     rate and its lock; 8 such intervals in a row are another rate and start the average
+ *     again;
  *   * the correction moves the origin by a quarter of the phase error (wrapped into
  *     [-period/2, period/2)), never by more than period/10, and once per tick (a second
  *     arrival before the same deadline is measured, not corrected for): consecutive
@@ -30,6 +32,7 @@ typedef struct vlad_phase {
     int64_t last_recv_ns;  /* previous arrival (0: none) */
     double interval_ns;    /* exponential mean of arrival intervals (0: none yet) */
     int intervals;         /* arrivals averaged since the last restart */
+    int outliers;          /* consecutive intervals outside [0.75, 1.25] periods */
     bool locked;           /* the last arrival was from a stream at the control rate */
     int64_t error_ns;      /* the last phase error: (deadline - arrival) - lead, wrapped */
     int64_t corrected_ns;  /* the (moved) deadline of the tick corrected last (0: none) */
