@@ -1080,6 +1080,7 @@ int bench_vlash_main(int argc, char **argv) {
                 add_num(o, "discontinuity_max", s->disc_max);
                 cJSON_AddNumberToObject(o, "mean_sq_jerk", s->jerk);
                 cJSON_AddNumberToObject(o, "stall_ticks_per_episode", s->stall_ticks);
+                cJSON_AddNumberToObject(o, "daemon_faults", s->daemon_faults);
                 { /* the daemon's delay limit: per run (every task of this Δ and mode) */
                     const job *gj = &grid[d * nm + m];
                     int eps = 0;
@@ -1100,6 +1101,18 @@ int bench_vlash_main(int argc, char **argv) {
         printf("\ndifferences outside both 95%% intervals (Wilson for success, bootstrap for time and "
                "speed-up):\n%s", notes_len ? notes_buf : "  none\n");
     free(notes_buf);
+    /* a lockstep cell is only the run its seed names if the daemon answered every command
+     * and tick in time (vlad-sim holds and goes on otherwise) */
+    for (int d = 0; lockstep && d < nd; d++)
+        for (int m = 0; m < nm; m++) {
+            const job *gj = &grid[d * nm + m];
+            for (int i = 0; i < gj->n; i++)
+                if (gj->st[i].daemon_faults)
+                    printf("WARNING: %s at Δ = %d, %s: %d episode commands or ticks went "
+                           "unanswered within the lockstep timeout (a loaded machine): not the "
+                           "deterministic result\n",
+                           gj->st[i].task, deltas[d], k_all_modes[modes[m]], gj->st[i].daemon_faults);
+        }
     /* beyond the trained delays: the daemon plans with its limit (async.max_delay_ticks, by
      * default the checkpoint's training Δmax) and counts the ticks it did */
     for (int d = 0; lockstep && d < nd; d++)

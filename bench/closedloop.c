@@ -244,6 +244,8 @@ static int summarize(const char *json_path, bench_task_stats *out, int *n, vlad_
         s->jerk += num(e, "mean_sq_jerk");
         s->stall_ticks += num(e, "stall_ticks");
         s->ticks += num(e, "ticks");
+        double uc = num(e, "unanswered_commands"), lt = num(e, "lockstep_timeouts");
+        s->daemon_faults += (int)((isnan(uc) ? 0 : uc) + (isnan(lt) ? 0 : lt));
         double rm = num(e, "reaction_latency_mean_ticks"), rx = num(e, "reaction_latency_max_ticks");
         if (!isnan(rm)) {
             s->react_mean_ticks += rm;

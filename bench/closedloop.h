@@ -92,6 +92,8 @@ typedef struct bench_task_stats {
     double e2e_max_ms;        /* ... max over episodes */
     double disc_mean, disc_max; /* chunk-boundary discontinuity (rad) */
     double ticks;             /* mean episode length */
+    int daemon_faults;        /* vlad-sim's unanswered_commands + lockstep_timeouts, summed:
+                                 0 in a clean run; else the daemon did not keep up */
 } bench_task_stats;
 
 #define BENCH_MAX_TASKS 4

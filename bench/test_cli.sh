@@ -132,7 +132,11 @@ determinism)
             err "vlad-bench vlash (run $i): exit $? (see $dir/det$i.out)"
     done
     [ -s "$dir/det1.json" ] || err "vlash wrote no JSON"
-    cmp -s "$dir/det1.json" "$dir/det2.json" || err "vlash: two runs with one seed wrote different JSON"
+    if ! cmp -s "$dir/det1.json" "$dir/det2.json"; then
+        err "vlash: two runs with one seed wrote different JSON (runs kept in $work)"
+        diff "$dir/det1.json" "$dir/det2.json" | head -20 >&2
+        trap - EXIT
+    fi
     grep -q '"completion_speedup_vs_sync"' "$dir/det1.json" || err "det1.json: no completion_speedup_vs_sync"
     ;;
 serve)

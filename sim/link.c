@@ -16,6 +16,7 @@ struct vlad_sim_link {
     int lockstep_timeout_ms;
     FILE *log;
     bool warned_cmd;
+    int unanswered, timeouts; /* since the last vlad_sim_link_take_faults */
 };
 
 vlad_sim_link *vlad_sim_link_new(const vlad_profile *p, const char *key_file, int command_timeout_ms,
@@ -27,9 +28,13 @@ vlad_sim_link *vlad_sim_link_new(const vlad_profile *p, const char *key_file, in
     }
     l->p = p;
     l->log = log;
-    l->command_timeout_ms = command_timeout_ms > 0 ? command_timeout_ms : 500;
     double to = lockstep_timeout_ms > 0 ? lockstep_timeout_ms : p->lockstep_timeout_ms;
     l->lockstep_timeout_ms = to < 1 ? 1 : (int)(to + 0.5);
+    /* lockstep: an episode's reset and instruction are part of the run (a reply missed on a
+     * loaded machine would start the episode on the last one's state): the tick's bound */
+    int def = p->clock == VLAD_CLOCK_LOCKSTEP && l->lockstep_timeout_ms > 500 ? l->lockstep_timeout_ms
+                                                                              : 500;
+    l->command_timeout_ms = command_timeout_ms > 0 ? command_timeout_ms : def;
     l->cl = vlad_client_new_keyed(p, VLAD_CLIENT_ACTIONS | VLAD_CLIENT_CONTROL | VLAD_CLIENT_PUBLISH,
                                   key_file, err);
     if (!l->cl) {
@@ -71,6 +76,8 @@ void vlad_sim_link_begin_episode(vlad_sim_link *l, int64_t first_tick, const cha
         c2.set_instruction = &si;
         rc = command(l, &c2, &err);
     }
+    if (rc != VLAD_OK)
+        l->unanswered++;
     if (rc != VLAD_OK && !l->warned_cmd) {
         l->warned_cmd = true;
         if (l->log)
@@ -146,7 +153,15 @@ int vlad_sim_link_lockstep(vlad_sim_link *l, const vlad_sim_obs *o, vlad_sim_tar
         take(l, a, t);
         vlad__action__free_unpacked(a, NULL);
     }
+    if (rc == VLAD_ETIMEOUT)
+        l->timeouts++;
     return rc == VLAD_ETIMEOUT ? VLAD_OK : rc;
+}
+
+void vlad_sim_link_take_faults(vlad_sim_link *l, int *unanswered, int *timeouts) {
+    *unanswered = l->unanswered;
+    *timeouts = l->timeouts;
+    l->unanswered = l->timeouts = 0;
 }
 
 int vlad_sim_link_publish(vlad_sim_link *l, const vlad_sim_obs *o, vlad_err *err) {

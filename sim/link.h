@@ -42,8 +42,9 @@ typedef struct vlad_sim_link vlad_sim_link;
 
 /* Connect to the daemon of profile p (kept by pointer): publish observations, subscribe to
  * actions, send commands. key_file: CURVE secret key (NULL: $VLAD_CLIENT_KEY / profile).
- * command_timeout_ms (<= 0: 500) bounds each command reply; lockstep_timeout_ms (<= 0: the
- * profile's) bounds the wait for one tick's action. Progress warnings go to log (NULL:
+ * command_timeout_ms bounds each command reply (<= 0: 500 ms in wall clock; in lockstep the
+ * tick's bound, if longer); lockstep_timeout_ms (<= 0: the profile's) bounds the wait for one
+ * tick's action. Progress warnings go to log (NULL:
  * quiet). Waits briefly for ZeroMQ to connect. */
 vlad_sim_link *vlad_sim_link_new(const vlad_profile *p, const char *key_file, int command_timeout_ms,
                                  double lockstep_timeout_ms, FILE *log, vlad_err *err);
@@ -56,6 +57,11 @@ void vlad_sim_link_begin_episode(vlad_sim_link *l, int64_t first_tick, const cha
 /* Lockstep: send o and wait for its Action (resent every 100 ms, up to the lockstep
  * timeout). *t is filled; t->fresh false on timeout. VLAD_OK, or a publish error. */
 int vlad_sim_link_lockstep(vlad_sim_link *l, const vlad_sim_obs *o, vlad_sim_target *t, vlad_err *err);
+
+/* The commands left unanswered (begin_episode) and the lockstep ticks that timed out since
+ * the last call; resets both. Either one non-zero means the daemon did not keep up: a
+ * lockstep run with them is not the deterministic run its seed names. */
+void vlad_sim_link_take_faults(vlad_sim_link *l, int *unanswered, int *timeouts);
 
 /* Wall clock: publish o. */
 int vlad_sim_link_publish(vlad_sim_link *l, const vlad_sim_obs *o, vlad_err *err);

@@ -84,6 +84,8 @@ char *vlad_sim_results_json(const vlad_sim_results *res) {
         cJSON_AddNumberToObject(o, "score", e->score);
         cJSON_AddNumberToObject(o, "mean_sq_jerk", e->jerk);
         cJSON_AddNumberToObject(o, "stall_ticks", e->stall_ticks);
+        cJSON_AddNumberToObject(o, "unanswered_commands", e->unanswered_commands);
+        cJSON_AddNumberToObject(o, "lockstep_timeouts", e->lockstep_timeouts);
         cJSON_AddNumberToObject(o, "world_changes", e->world_changes);
         cJSON_AddNumberToObject(o, "reactions", e->reactions);
         num_or_null(o, "reaction_latency_mean_ticks", e->latency_mean_ticks);

@@ -377,6 +377,8 @@ static int episode_end(runner *r, episode *e, vlad_err *err) {
     }
     res->traj_hash = e->h;
     res->chunk_switches = e->switches;
+    if (r->link)
+        vlad_sim_link_take_faults(r->link, &res->unanswered_commands, &res->lockstep_timeouts);
     res->disc_mean = e->switches ? e->disc_sum / e->switches : NAN;
     res->disc_max = e->switches ? e->disc_max : NAN;
     int rc;

@@ -86,6 +86,9 @@ typedef struct vlad_episode_result {
     int chunk_switches;   /* ticks whose action came from another chunk than the last */
     double disc_mean, disc_max; /* max_j |a_first_new - a_last_old| at switches; NAN if none */
     uint64_t traj_hash;   /* FNV-1a of the measured and applied joint trajectories */
+    /* the daemon did not keep up (0 in a clean run): episode commands without a reply, and
+     * lockstep ticks without an Action within the lockstep timeout (the robot held) */
+    int unanswered_commands, lockstep_timeouts;
 } vlad_episode_result;
 
 typedef struct vlad_sim_results {
