@@ -1,6 +1,7 @@
 #include "kernels.h"
 #include "pool.h"
 #include "quant.h"
+#include "simd.h"
 
 #include <cblas.h>
 #include <math.h>
@@ -82,20 +83,7 @@ void vlad_rmsnorm(float *out, const float *x, const float *w, int M, int D, floa
     }
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define HAVE_X86 1
-/* ThreadSanitizer does not instrument the vector kernels: each call writes only its own output
- * rows or columns and reads shared weights, and instrumented, every load and store of their
- * inner loops is a call (the default model's inference took 0.56 s instead of milliseconds,
- * too slow for the wall-clock tests). What they share across threads is handed over by the
- * pool (pool.c), which stays instrumented. ASan keeps checking them. */
-#ifdef VLAD_TSAN
-#define NO_TSAN __attribute__((no_sanitize("thread")))
-#else
-#define NO_TSAN
-#endif
-#define AVX2 __attribute__((target("avx2,fma"))) NO_TSAN
+#ifdef HAVE_X86
 
 AVX2 static inline __m256 exp256(__m256 x) {
     x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
@@ -260,8 +248,6 @@ AVX2 static void gemv_bf16_avx2(float *y, int ldy, const float *x, int ldx, int 
  * blocks of MR: the MR x 32 accumulators live in registers for the whole K loop, each k
  * loads one 32-wide weight row and broadcasts MR inputs. No packing of x (it is read with
  * broadcasts) and none of W per call. */
-#define AVX512 __attribute__((target("avx512f"))) NO_TSAN
-#define INL __attribute__((always_inline)) static inline
 
 /* Store an MR x 32 tile (nv valid columns), adding bias, and y itself when accum. */
 #define STORE_TILE(MR, LANES, STOREU, LOADU, ADD, ACC)                                         \

@@ -1,4 +1,5 @@
 #include "quant.h"
+#include "simd.h"
 
 #include <cblas.h>
 #include <string.h>
@@ -178,17 +179,7 @@ static void store_tile_scalar(float *y, int ldy, const float *acc, int mr, int n
             y[(size_t)r * ldy + j] = acc[r * NR + j] + (bias ? bias[j] : 0.0f);
 }
 
-#if defined(__x86_64__) && defined(__GNUC__)
-#include <immintrin.h>
-#define HAVE_X86 1
-#ifdef VLAD_TSAN
-#define NO_TSAN __attribute__((no_sanitize("thread")))
-#else
-#define NO_TSAN
-#endif
-#define AVX512 __attribute__((target("avx512f"))) NO_TSAN
-#define AVX2 __attribute__((target("avx2,fma"))) NO_TSAN
-#define INL __attribute__((always_inline)) static inline
+#ifdef HAVE_X86
 #define QPF 4096 /* prefetch distance (bytes of codes) of the few-row kernels */
 
 /* 32 weights of row k of a panel as floats (unscaled code values). */
