@@ -3,6 +3,7 @@
  *
  *   vlad-bench soak [--minutes N] [--profile P] [--model M | --synthetic] [--task T]
  *                   [--seed S] [--interval S] [--warmup S] [--work DIR] [--json FILE] [--lang]
+ *                   [--set KEY=VALUE]
  *
  * --lang adds the language load beside the robot: one new question per frame (each chunk the
  * daemon publishes), every answer read (bench_lang_load, closedloop.h); each sample then also
@@ -58,6 +59,7 @@ typedef struct sample {
     uint64_t episode, stall_ticks, watchdog_trips, overruns, chunks_installed, chunks_refused;
     uint64_t inference_errors, actions_published, observations;
     double jitter_p50_us, jitter_p99_us, jitter_max_us;
+    double wake_p50_us, wake_p99_us, wake_max_us; /* the control thread's wake-up part of it */
     double infer_p50_us, infer_p99_us;
     int mode;
     uint32_t lang_active, blocks_in_use, blocks;
@@ -244,6 +246,11 @@ static bool take_status(vlad_client *c, sample *s) {
             s->jitter_p99_us = st->jitter->p99_us;
             s->jitter_max_us = st->jitter->max_us;
         }
+        if (st->wake) {
+            s->wake_p50_us = st->wake->p50_us;
+            s->wake_p99_us = st->wake->p99_us;
+            s->wake_max_us = st->wake->max_us;
+        }
         if (st->inference) {
             s->infer_p50_us = st->inference->p50_us;
             s->infer_p99_us = st->inference->p99_us;
@@ -364,7 +371,7 @@ static pid_t start_sim(const char *sim_profile, const char *task, int episodes, 
 int bench_soak_main(int argc, char **argv) {
     double minutes = 10, interval_s = 5, warmup_s = 30;
     const char *profile = "configs/sim-arm-200hz.yaml", *model = NULL, *task = "whack";
-    const char *json = NULL, *work = NULL;
+    const char *json = NULL, *work = NULL, *extra_set = NULL;
     int synthetic = 0, lang = 0;
     uint64_t seed64 = 1;
     const vlad_opt opts[] = {
@@ -380,6 +387,8 @@ int bench_soak_main(int argc, char **argv) {
         BENCH_STR("work", &work, "DIR",
                   "folder for the profile, sockets and logs (default /tmp/vlad-soak-PID)"),
         BENCH_STR("json", &json, "FILE", "write the samples and the summary as JSON"),
+        BENCH_STR("set", &extra_set, "KEY=VALUE",
+                  "one more override of the daemon's profile (for A/B runs, e.g. spin_us=0)"),
         BENCH_FLAG("lang", &lang, "a new question every frame beside the robot (needs a model)"),
         BENCH_OPT_END,
     };
@@ -464,6 +473,8 @@ int bench_soak_main(int argc, char **argv) {
         dargv[n++] = "--set", dargv[n++] = "policy.synthetic=true";
         dargv[n++] = "--set", dargv[n++] = "policy.model=";
     }
+    if (extra_set)
+        dargv[n++] = "--set", dargv[n++] = (char *)extra_set;
     dargv[n] = NULL;
 
     struct sigaction sa, old_int, old_term;
@@ -645,6 +656,8 @@ stop:;
            (unsigned long long)fin->actions_published, (unsigned long long)fin->observations);
     printf("| publish jitter p50 / p99 / max | %.0f / %.0f / %.0f us |\n", fin->jitter_p50_us,
            fin->jitter_p99_us, fin->jitter_max_us);
+    printf("| of it, the control thread's wake-up p50 / p99 / max | %.0f / %.0f / %.0f us |\n",
+           fin->wake_p50_us, fin->wake_p99_us, fin->wake_max_us);
     printf("| inference p50 / p99 | %.0f / %.0f us |\n", fin->infer_p50_us, fin->infer_p99_us);
     printf("| stall ticks (daemon: no fresh action) | %llu (%.3f%% of ticks) |\n",
            (unsigned long long)fin->stall_ticks,
@@ -689,6 +702,7 @@ stop:;
     if (json) {
         cJSON *o = cJSON_CreateObject();
         cJSON_AddStringToObject(o, "profile", profile);
+        cJSON_AddStringToObject(o, "profile_override", extra_set ? extra_set : "");
         cJSON_AddNumberToObject(o, "control_hz", p.control_hz);
         cJSON_AddStringToObject(o, "policy", policy_desc);
         cJSON_AddStringToObject(o, "async_mode", vlad_async_mode_name(p.async.mode));
@@ -707,6 +721,10 @@ stop:;
         cJSON_AddNumberToObject(j, "p50", fin->jitter_p50_us);
         cJSON_AddNumberToObject(j, "p99", fin->jitter_p99_us);
         cJSON_AddNumberToObject(j, "max", fin->jitter_max_us);
+        cJSON *wk = cJSON_AddObjectToObject(o, "wake_us");
+        cJSON_AddNumberToObject(wk, "p50", fin->wake_p50_us);
+        cJSON_AddNumberToObject(wk, "p99", fin->wake_p99_us);
+        cJSON_AddNumberToObject(wk, "max", fin->wake_max_us);
         cJSON *inf = cJSON_AddObjectToObject(o, "inference_us");
         cJSON_AddNumberToObject(inf, "p50", fin->infer_p50_us);
         cJSON_AddNumberToObject(inf, "p99", fin->infer_p99_us);

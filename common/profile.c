@@ -48,6 +48,11 @@ static const field top_fields[] = {
      "Lockstep: how long to wait for the next observation before the watchdog counts it stale."},
     {"realtime", F_BOOL, P(realtime), 0, 1, "false", NULL,
      "Try SCHED_FIFO for the control thread (priority 80, with mlockall) and the I/O thread (79); needs CAP_SYS_NICE, warns if refused."},
+    {"spin_us", F_DOUBLE, P(spin_us), 0, 2000, "150", NULL,
+     "Wall clock with `realtime: true`: the control thread's timer fires this long before each "
+     "tick's deadline and the thread spins on the clock for the rest, so the tick starts on time "
+     "whatever the kernel's wake-up latency (costs that much CPU per tick; at most a quarter "
+     "period). 0 = sleep to the deadline. Without `realtime` the thread always sleeps."},
     {"phase_lock", F_BOOL, P(phase_lock), 0, 1, "true", NULL,
      "Wall clock: when the robot publishes observations at control_hz, move the tick phase (by at "
      "most a tenth of a period per tick) so that each tick falls `phase_lead_ms` after an "
@@ -977,6 +982,10 @@ int vlad_profile_validate(const vlad_profile *p, vlad_err *err) {
                             "async.trigger_threshold: %d exceeds async.execution_horizon %d",
                             p->async.trigger_threshold, p->async.execution_horizon);
     double tick_ms = 1000.0 / p->control_hz;
+    if (p->spin_us > 250 * tick_ms)
+        return vlad_err_set(err, VLAD_EINVAL,
+                            "spin_us: %g us is more than a quarter of a control tick (%g ms)",
+                            p->spin_us, tick_ms);
     if (p->safety.watchdog_ms < 2 * tick_ms)
         return vlad_err_set(err, VLAD_EINVAL,
                             "safety.watchdog_ms: %g ms is shorter than two control ticks (%g ms)",

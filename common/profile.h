@@ -56,6 +56,7 @@ typedef struct vlad_profile {
     vlad_clock_mode clock;
     double lockstep_timeout_ms;
     bool realtime;
+    double spin_us;           /* wall clock, realtime: wake this long before a deadline, spin to it */
     bool phase_lock;          /* wall clock: tick phase locked to the observation stream */
     double phase_lead_ms;     /* ... deadline this long after an arrival; 0 = auto */
     vlad_action_type action_type;

@@ -687,8 +687,10 @@ void *vlad_control_main(void *arg) {
     vlad_control *c = arg;
     vlad_shared *sh = c->sh;
     const vlad_profile *p = c->p;
-    if (p->realtime && vlad_rt_setup(80, 1) != VLAD_OK)
-        VLAD_LOGW("control: SCHED_FIFO/mlockall refused (run with CAP_SYS_NICE); continuing");
+    bool rt = p->realtime && vlad_rt_setup(80, 1) == VLAD_OK;
+    if (p->realtime && !rt)
+        VLAD_LOGW("control: SCHED_FIFO/mlockall refused (run with CAP_SYS_NICE); continuing "
+                  "without it (and without spin_us)");
     if (p->clock == VLAD_CLOCK_LOCKSTEP) {
         lockstep_main(c);
         return NULL;
@@ -704,14 +706,21 @@ void *vlad_control_main(void *arg) {
         if (tfd < 0)
             VLAD_LOGW("control: timerfd_create failed (%s): no early starts", strerror(errno));
     }
+    /* realtime: the timer fires spin_ns early and the rest is spun, so the tick starts at its
+     * deadline however late the kernel wakes the thread (an observation in that stretch
+     * waits for the tick, as one after the deadline does) */
+    const int64_t spin_ns = rt ? (int64_t)(p->spin_us * 1e3) : 0;
     int64_t tick = 0;
     while (!atomic_load(&sh->stop)) {
-        int64_t deadline = c->t0 + tick * period;
-        if (tfd >= 0 ? wait_wall(c, tfd, deadline) : (vlad_sleep_until_ns(deadline), false)) {
+        int64_t deadline = c->t0 + tick * period, wake = deadline - spin_ns;
+        if (tfd >= 0 ? wait_wall(c, tfd, wake) : (vlad_sleep_until_ns(wake), false)) {
             early_obs(c, tick, vlad_now_ns());
             continue; /* the origin may have moved: the deadline is computed again */
         }
         int64_t now = vlad_now_ns();
+        while (now < deadline)
+            now = vlad_now_ns();
+        vlad_hist_add(&sh->wake, now - deadline);
         if (now - deadline > period) {
             /* we woke more than a period late: count it and jump to the current tick,
              * keeping tick numbers tied to wall time */

@@ -137,6 +137,7 @@ vlad_daemon *vlad_daemon_new(const vlad_profile *p, vlad_err *err) {
     pthread_mutex_init(&sh->remote.mu, NULL);
     snprintf(sh->instruction, sizeof sh->instruction, "%s", p->policy.instruction);
     vlad_hist_init(&sh->jitter);
+    vlad_hist_init(&sh->wake);
     vlad_hist_init(&sh->inference);
     sh->obs = vlad_latest_new(sizeof(vlad_obs_state), err);
     if (!sh->obs)

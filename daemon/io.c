@@ -285,7 +285,7 @@ static void fill_lat(Vlad__LatencyStats *l, const vlad_hist *h) {
     l->mean_us = s.mean_us;
 }
 
-void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit,
+void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit, Vlad__LatencyStats *wake,
                          Vlad__LatencyStats *inf) {
     vlad_shared *sh = io->sh;
     const vlad_server *srv = io->srv;
@@ -348,8 +348,10 @@ void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit,
                                 ? atomic_load(&ls->tokens_per_s) : 0.0;
     st->lang_slices_preempted = atomic_load(&ls->preempted);
     fill_lat(jit, &sh->jitter);
+    fill_lat(wake, &sh->wake);
     fill_lat(inf, &sh->inference);
     st->jitter = jit;
+    st->wake = wake;
     st->inference = inf;
     st->instruction = sh->instruction; /* io thread is its only writer */
     st->async_mode = (char *)vlad_async_mode_name(p->async.mode);
@@ -422,7 +424,8 @@ static void on_commands(vlad_io *io) {
             return;
         Vlad__Reply rep = VLAD__REPLY__INIT;
         Vlad__Status st = VLAD__STATUS__INIT;
-        Vlad__LatencyStats jit = VLAD__LATENCY_STATS__INIT, inf = VLAD__LATENCY_STATS__INIT;
+        Vlad__LatencyStats jit = VLAD__LATENCY_STATS__INIT, inf = VLAD__LATENCY_STATS__INIT,
+                           wk = VLAD__LATENCY_STATS__INIT;
         char why[VLAD_ERR_MSG_MAX];
         rep.ok = true;
         rep.error = "";
@@ -481,7 +484,7 @@ static void on_commands(vlad_io *io) {
                 break;
             }
         }
-        vlad_io_fill_status(io, &st, &jit, &inf);
+        vlad_io_fill_status(io, &st, &jit, &wk, &inf);
         rep.status = &st;
         if (vlad_server_reply(io->srv, &peer, &rep, &err))
             VLAD_LOGW("reply: %s", err.msg);

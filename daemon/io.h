@@ -48,7 +48,7 @@ void *vlad_io_main(void *arg);
 
 /* Fill st (strings point into io, sh and the profile: valid until the next call; no allocation
  * beyond the caller's struct). io thread only. */
-void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit,
+void vlad_io_fill_status(vlad_io *io, Vlad__Status *st, Vlad__LatencyStats *jit, Vlad__LatencyStats *wake,
                          Vlad__LatencyStats *inf);
 
 #endif

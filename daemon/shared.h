@@ -155,6 +155,7 @@ typedef struct vlad_shared {
     /* written by io */
     _Atomic uint64_t actions_published, observations, bad_obs, bad_cmd, obs_out_of_limits, obs_absurd;
     vlad_hist jitter;          /* io: publish time - tick deadline */
+    vlad_hist wake;            /* control, wall clock: start of a tick's step - its deadline */
     vlad_hist inference;       /* control: latency of each inference it consumed */
     vlad_remote_stats remote;  /* worker (the remote policy) → io */
 

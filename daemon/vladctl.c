@@ -232,6 +232,10 @@ static void print_text(const Vlad__Reply *r) {
     if (s->jitter)
         printf("jitter us: p50 %.0f  p99 %.0f  max %.0f  (n=%llu)\n", s->jitter->p50_us,
                s->jitter->p99_us, s->jitter->max_us, (unsigned long long)s->jitter->count);
+    if (s->wake && s->wake->count)
+        printf("wake us: p50 %.0f  p99 %.0f  max %.0f  (the control thread's start of a tick after "
+               "its deadline)\n",
+               s->wake->p50_us, s->wake->p99_us, s->wake->max_us);
     if (s->instruction && s->instruction[0])
         printf("instruction: %s\n", s->instruction);
     char reason[600];
@@ -479,6 +483,10 @@ static void view_status(const vlad_profile *p, const Vlad__Reply *r, const watch
     printf("inference %s\n", a);
     fmt_lat(s->jitter, a, sizeof a);
     printf("jitter    %s\n", a);
+    if (s->wake && s->wake->count) {
+        fmt_lat(s->wake, a, sizeof a);
+        printf("wake      %s\n", a);
+    }
     printf("stalls %llu ticks (%llu this episode)  overruns %llu\n",
            (unsigned long long)s->stall_ticks, (unsigned long long)s->episode_stall_ticks,
            (unsigned long long)s->overruns);

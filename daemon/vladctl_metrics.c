@@ -74,6 +74,7 @@ static const struct {
     {"mode", "Daemon mode: 1 for the current one."},
     {"inference", "Inference latency, observation taken to chunk ready"},
     {"jitter", "Tick jitter, publish time minus tick deadline"},
+    {"wake", "Wall clock: the control thread's start of a tick's step minus its deadline (spin_us)"},
 };
 
 static const char *help_of(const char *field) {

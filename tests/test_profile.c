@@ -187,6 +187,14 @@ static void test_set_overrides(void **state) {
     /* cross-field checks run again */
     assert_int_equal(vlad_profile_set(&p, "async.trigger_threshold", "30", &err), VLAD_EINVAL);
     assert_non_null(strstr(err.msg, "exceeds async.execution_horizon"));
+    /* spin_us: at most a quarter of a tick (250 us at 1000 Hz), with its default of 150 */
+    assert_int_equal(vlad_profile_load(&p, "tests/fixtures/profiles/good-minimal.yaml", &err), 0);
+    assert_true(p.spin_us == 150.0);
+    assert_int_equal(vlad_profile_set(&p, "control_hz", "1000", &err), 0);
+    assert_int_equal(vlad_profile_set(&p, "safety.watchdog_ms", "200", &err), 0);
+    assert_int_equal(vlad_profile_set(&p, "spin_us", "250", &err), 0);
+    assert_int_equal(vlad_profile_set(&p, "spin_us", "251", &err), VLAD_EINVAL);
+    assert_non_null(strstr(err.msg, "spin_us: 251 us is more than a quarter of a control tick"));
 
     /* a command line's --set list (every program takes it the same way): in order, the last
      * wins, the first bad one stops and is named; the list refuses what is not KEY=VALUE */
