@@ -121,6 +121,16 @@ static void discard(vlad_control *c) {
     c->epoch++;
 }
 
+/* An e-stop or reset came between an early observation's anchor and its tick: the anchor
+ * never went out, so the gate goes back to the last published Action (control.h). */
+static void drop_pending_anchor(vlad_control *c) {
+    if (!c->anchor_pending)
+        return;
+    c->gate = c->pre_anchor;
+    c->need_anchor = c->pre_need_anchor;
+    c->anchor_pending = false;
+}
+
 /* Act on e-stop / release / reset requests, in the order io received them (shared.h). */
 void vlad_control_requests(vlad_control *c, int64_t tick) {
     vlad_shared *sh = c->sh;
@@ -134,6 +144,7 @@ void vlad_control_requests(vlad_control *c, int64_t tick) {
                                     "holding its position");
         c->estop = true;
         discard(c);
+        drop_pending_anchor(c);
     }
     c->seen_release = atomic_load(&sh->release_upto);
     if (c->estop && c->seen_release >= c->seen_estop) {
@@ -144,6 +155,7 @@ void vlad_control_requests(vlad_control *c, int64_t tick) {
     if (r != c->seen_reset) {
         c->seen_reset = r;
         discard(c);
+        drop_pending_anchor(c);
         c->awaiting = true;
         c->want_reset = r;
         c->want_from = atomic_load(&sh->reset_from_tick);
@@ -456,11 +468,15 @@ static bool take_new_obs(vlad_control *c, const vlad_obs_state *o, int64_t tick)
  * scheduler wants an inference, start it now: the result can be in place by the deadline.
  * Publishes no Action (the tick does, on its deadline). Not while the observation is an anchor
  * that has not gone out yet. */
-static void early_obs(vlad_control *c, int64_t tick, int64_t now_ns) {
+void vlad_control_early(vlad_control *c, int64_t tick, int64_t now_ns) {
     if (c->sh->req_fd >= 0)
         drain_req_fd(c);
     vlad_control_requests(c, tick);
     const vlad_obs_state *o = newest_obs(c, NULL);
+    if (!c->anchor_pending) { /* what an e-stop or reset before the tick goes back to */
+        c->pre_anchor = c->gate;
+        c->pre_need_anchor = c->need_anchor;
+    }
     if (o && take_new_obs(c, o, tick))
         c->anchor_pending = true;
     if (!o) {
@@ -714,7 +730,7 @@ void *vlad_control_main(void *arg) {
     while (!atomic_load(&sh->stop)) {
         int64_t deadline = c->t0 + tick * period, wake = deadline - spin_ns;
         if (tfd >= 0 ? wait_wall(c, tfd, wake) : (vlad_sleep_until_ns(wake), false)) {
-            early_obs(c, tick, vlad_now_ns());
+            vlad_control_early(c, tick, vlad_now_ns());
             continue; /* the origin may have moved: the deadline is computed again */
         }
         int64_t now = vlad_now_ns();

@@ -81,6 +81,8 @@ typedef struct vlad_control {
     vlad_phase phase;             /* phase_lock: the lock to the observation stream */
     bool early;                   /* async.early_start and a worker, wall clock */
     bool anchor_pending;          /* an observation taken before its tick anchored the gate */
+    vlad_gate pre_anchor;         /* anchor_pending: the gate as the last published Action left it */
+    bool pre_need_anchor;         /* ... and need_anchor then */
     int64_t early_tick;           /* the tick whose observation an early job was started on */
     int64_t job_lead_ns;          /* the job's obs-tick deadline minus its submission time */
 } vlad_control;
@@ -97,6 +99,14 @@ int vlad_control_attach_policy(vlad_control *c, vlad_worker *worker, int horizon
 
 /* Run tick `tick` whose deadline was `deadline_ns`, at time now_ns. */
 void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now_ns);
+
+/* Wall clock, async.early_start: an observation arrived at now_ns, before tick `tick`'s
+ * deadline (the control thread's own loop calls this). Takes it for that tick and may start
+ * an inference; publishes nothing. An anchor it makes goes out with the tick's Action, and
+ * an e-stop or reset that comes first takes it back: the tick then holds the last published
+ * target, unanchored (safety.h S4: an anchor is the first Action after a valid observation
+ * taken since the last reset, and none happens while an e-stop is latched). */
+void vlad_control_early(vlad_control *c, int64_t tick, int64_t now_ns);
 
 /* Act on pending requests (e-stop, release, reset) without a tick: lockstep, while no
  * observation arrives, so status and events follow a request at once. */

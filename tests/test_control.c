@@ -285,6 +285,67 @@ static void test_reset_from_tick(void **state) {
     assert_true(r.anchored && r.target[0] == 0.0 && r.target[1] == -0.5);
 }
 
+/* Wall clock, early start: an observation taken before its tick anchors the gate, and the
+ * anchor goes out with the tick's Action; an e-stop or a reset arriving between the two takes
+ * it back (the tick holds the last published target, unanchored). The property test found
+ * this: a reset between an early anchor and its tick used to publish an anchored hold at the
+ * pre-reset position. */
+static void early_anchor_then(bool estop) {
+    int ev;
+    int64_t now = 1000 * MS;
+    feed_obs(0, 0.2, 0.3, now);
+    vlad_out_rec r = step(0, now, &ev);
+    assert_true(r.anchored && r.target[0] == 0.2);
+    atomic_fetch_add(&sh.reset_req, 1);
+    r = step(1, now + 10 * MS, &ev);
+    assert_false(r.anchored);
+    assert_int_equal(atomic_load(&sh.mode), VLAD__MODE__MODE_WAITING);
+    /* the reset world is reported before tick 2: taken early, an anchor not yet out */
+    feed_obs(1, 0.6, -0.2, now + 15 * MS);
+    vlad_control_early(&ctl, 2, now + 15 * MS);
+    assert_true(ctl.anchor_pending);
+    vlad_out_rec drop;
+    while (vlad_spsc_pop(sh.out, &drop))
+        assert_true(drop.kind != VLAD_OUT_ACTION); /* an early observation publishes no Action */
+    if (estop)
+        atomic_fetch_add(&sh.estop_req, 1);
+    else
+        atomic_fetch_add(&sh.reset_req, 1);
+    r = step(2, now + 20 * MS, &ev);
+    assert_false(r.anchored);
+    assert_true(r.target[0] == 0.2 && r.target[1] == 0.3); /* the last published target */
+    assert_int_equal(r.source, estop ? VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP
+                                     : VLAD__ACTION_SOURCE__ACTION_SOURCE_HOLD);
+    if (estop) { /* released: the reset's anchor is still owed, at the next report */
+        atomic_store(&sh.release_upto, atomic_load(&sh.estop_req));
+        feed_obs(2, 0.6, -0.2, now + 30 * MS);
+        r = step(3, now + 30 * MS, &ev);
+        assert_true(r.anchored && r.target[0] == 0.6 && r.target[1] == -0.2);
+    } else { /* a report after the second reset anchors there */
+        feed_obs(2, 0.5, -0.1, now + 30 * MS);
+        r = step(3, now + 30 * MS, &ev);
+        assert_true(r.anchored && r.target[0] == 0.5 && r.target[1] == -0.1);
+    }
+    /* without anything between, the early anchor is the tick's Action */
+    feed_obs(3, 0.5, -0.1, now + 35 * MS);
+    atomic_fetch_add(&sh.reset_req, 1);
+    r = step(4, now + 40 * MS, &ev);
+    feed_obs(4, -0.4, 0.7, now + 45 * MS);
+    vlad_control_early(&ctl, 5, now + 45 * MS);
+    r = step(5, now + 50 * MS, &ev);
+    assert_true(r.anchored && r.target[0] == -0.4 && r.target[1] == 0.7);
+}
+
+static void test_early_anchor_then_reset(void **state) {
+    (void)state;
+    early_anchor_then(false);
+}
+
+static void test_early_anchor_then_estop(void **state) {
+    (void)state;
+    early_anchor_then(true);
+}
+
 /* a latch persisted by an earlier run: e-stopped from the first Action, anchored there */
 static void test_starts_estopped(void **state) {
     (void)state;
@@ -412,6 +473,8 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_reset_while_stale, setup, teardown),
         cmocka_unit_test_setup_teardown(test_reset_from_tick, setup, teardown),
         cmocka_unit_test_setup_teardown(test_starts_estopped, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_anchor_then_reset, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_early_anchor_then_estop, setup, teardown),
         cmocka_unit_test(test_tick_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
