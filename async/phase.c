@@ -5,6 +5,8 @@
 #include <string.h>
 
 #define MIN_INTERVALS 8
+#define MEAN_SPAN 32 /* the rate's average: the plain mean of the first 32 intervals, then an
+                        exponential one over about 32 (smooth enough under scheduling jitter) */
 
 void vlad_phase_init(vlad_phase *ph, int64_t period_ns) {
     memset(ph, 0, sizeof *ph);
@@ -24,9 +26,9 @@ int64_t vlad_phase_observe(vlad_phase *ph, int64_t recv_ns, int64_t deadline_ns,
             }
         } else {
             ph->outliers = 0;
-            ph->interval_ns = ph->intervals ? ph->interval_ns + ((double)dt - ph->interval_ns) / 8.0
-                                            : (double)dt;
             ph->intervals++;
+            int span = ph->intervals < MEAN_SPAN ? ph->intervals : MEAN_SPAN;
+            ph->interval_ns += ((double)dt - ph->interval_ns) / span;
         }
     }
     ph->last_recv_ns = recv_ns;

@@ -9,8 +9,9 @@
  *
  * Contract (vlad_phase_observe):
  *   * it locks only to a stream at the control rate: the mean interval between arrivals
- *     (an exponential average over about 8 of them) within 5% of the period. A robot at
- *     another rate, or fewer than 8 intervals so far: no correction. An interval outside
+ *     (the plain mean of the first 32, then an exponential average over about 32, so that
+ *     a loaded machine's scatter of arrivals does not move it out) within 5% of the period.
+ *     A robot at another rate, or fewer than 8 intervals so far: no correction. An interval outside
  *     0.75..1.25 periods (a pause, a burst) is not averaged: a robot that pauses keeps its
  *     rate and its lock; 8 such intervals in a row are another rate and start the average
  *     again;
