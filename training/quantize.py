@@ -3,12 +3,15 @@
 
     cd training && /usr/bin/python3 quantize.py --model IN --out OUT --bits 4|8 --group G \\
         [--method awq|rtn] [--calib DIR|random] [--frames N] [--seed S] [--no-embed]
+        [--keep REGEX]
     cd training && /usr/bin/python3 quantize.py --eval-ref F32_MODEL --model QUANTISED \
         --calib DIR|random --frames N     # max / mean |chunk - F32 chunk| on the same inputs
 
 Every Linear weight [out, in] with in % G == 0 (and the tied embedding / LM head `embed.weight`
 unless --no-embed) is stored as codes + one F32 scale per (row, group of G inputs), symmetric
-round to nearest. Other tensors are copied unchanged (same dtype).
+round to nearest. Other tensors are copied unchanged (same dtype), and so are those whose name
+matches --keep (a Python regular expression searched in the name: mixed precision, e.g.
+--keep '^expert\.' keeps the action expert at its stored precision).
 
 --method awq (the default; Lin et al. 2023, "AWQ: Activation-aware Weight Quantization"):
 the twin runs on --frames calibration frames (--calib DIR: recorded episodes, frames spread
@@ -30,6 +33,7 @@ import glob
 import json
 import math
 import os
+import re
 import struct
 import sys
 import time
@@ -184,11 +188,16 @@ def awq_scale(W: torch.Tensor, mean_abs: torch.Tensor, X: torch.Tensor, bits: in
 
 def quantize_file(model: str, out: str, bits: int, group: int, method: str = "awq",
                   calib: str = "random", frames: int = 8, seed: int = 0, grid: int = 20,
-                  rows: int = 256, embed: bool = True, verbose: bool = True) -> dict:
+                  rows: int = 256, embed: bool = True, verbose: bool = True,
+                  keep: str = "") -> dict:
     if bits not in (4, 8):
         raise SystemExit("quantize: --bits must be 4 or 8")
     if group not in quant.GROUPS:
         raise SystemExit(f"quantize: --group must be one of {quant.GROUPS}")
+    try:
+        keep_re = re.compile(keep) if keep else None
+    except re.error as e:
+        raise SystemExit(f"quantize: --keep {keep!r}: {e}") from None
     t0 = time.time()
     lf = LazyFile(model)
     c = VladConfig.from_json(lf.meta["vlad.config"])
@@ -206,7 +215,8 @@ def quantize_file(model: str, out: str, bits: int, group: int, method: str = "aw
     err_awq = err_rtn = 0.0
     for name in lf.entries:
         shape = lf.shape(name)
-        want = quant.quantizable(name, shape, group) and (embed or name != "embed.weight")
+        want = (quant.quantizable(name, shape, group) and (embed or name != "embed.weight")
+                and not (keep_re and keep_re.search(name)))
         if lf.dtype(name) not in ("F32", "BF16"):
             raise SystemExit(f"quantize: tensor '{name}': dtype {lf.dtype(name)} "
                              "(already quantised?)")
@@ -226,15 +236,17 @@ def quantize_file(model: str, out: str, bits: int, group: int, method: str = "aw
         n_q += 1
         del W
     meta = dict(lf.meta)
-    meta["vlad.quant"] = json.dumps({"method": method, "bits": bits, "group": group,
-                                     "calib_frames": frames if method == "awq" else 0},
-                                    separators=(",", ":"))
+    qm = {"method": method, "bits": bits, "group": group,
+          "calib_frames": frames if method == "awq" else 0}
+    if keep:
+        qm["keep"] = keep
+    meta["vlad.quant"] = json.dumps(qm, separators=(",", ":"))
     del lf
     tmp = out + ".tmp"
     safetensors_io.save(tmp, tensors, meta, dtypes)
     os.replace(tmp, out)
-    r = {"out": out, "method": method, "bits": bits, "group": group, "quantized": n_q,
-         "plain": n_plain, "seconds": round(time.time() - t0, 2)}
+    r = {"out": out, "method": method, "bits": bits, "group": group, "keep": keep,
+         "quantized": n_q, "plain": n_plain, "seconds": round(time.time() - t0, 2)}
     if method == "awq":
         r["calib_err_awq"] = err_awq
         r["calib_err_rtn"] = err_rtn
@@ -281,6 +293,8 @@ def main():
     ap.add_argument("--rows", type=int, default=256, help="input rows kept per linear")
     ap.add_argument("--threads", type=int, default=0)
     ap.add_argument("--no-embed", action="store_true", help="keep the embedding unquantised")
+    ap.add_argument("--keep", default="", metavar="REGEX",
+                    help="tensors whose name matches stay unquantised (mixed precision)")
     a = ap.parse_args()
     if a.threads:
         torch.set_num_threads(a.threads)
@@ -290,7 +304,7 @@ def main():
     if not a.out or not a.bits:
         ap.error("--out and --bits are required")
     quantize_file(a.model, a.out, a.bits, a.group, a.method, a.calib, a.frames, a.seed, a.grid,
-                  a.rows, not a.no_embed)
+                  a.rows, not a.no_embed, keep=a.keep)
 
 
 if __name__ == "__main__":
