@@ -155,7 +155,7 @@ int main(int argc, char **argv) {
         {"start-tick", VLAD_OPT_U64, &c.start_tick, "N", "first tick number this robot reports", 0, 4503599627370496.0, NULL},
         {"key", VLAD_OPT_STR, &c.key_file, "FILE", "CURVE: this client's secret key (vladctl keygen)", 0, 0, NULL},
         {"lockstep-timeout", VLAD_OPT_INT, &c.lockstep_to, "MS", "wait per tick for the daemon's action (default: the profile's)", 1, 600000, NULL},
-        {"command-timeout", VLAD_OPT_INT, &c.cmd_to, "MS", "wait for reset/set_instruction replies (default 500)", 1, 600000, NULL},
+        {"command-timeout", VLAD_OPT_INT, &c.cmd_to, "MS", "wait for reset/set_instruction replies (default 500; lockstep: the lockstep timeout if longer)", 1, 600000, NULL},
         {"json", VLAD_OPT_STR, &c.json, "FILE", "write per-episode results (or --bench figures) as JSON", 0, 0, NULL},
         {"record", VLAD_OPT_STR, &c.record, "FILE", "camera stream as an animated .gif (or .mp4 via ffmpeg)", 0, 0, NULL},
         {"record-scale", VLAD_OPT_INT, &c.scale, "K", "enlarge recorded frames K times", 1, 16, NULL},
