@@ -56,21 +56,31 @@ static void sim_arrive(sim *s, int64_t arrival, int64_t lead) {
     s->t0 += vlad_phase_observe(&s->ph, arrival, deadline, lead);
 }
 
+/* A stream's random start (its first arrival), the daemon's tick origin and the lead wanted. */
+static void random_stream(sim *s, int64_t *start, int64_t *lead) {
+    *start = 1000 * MS + (int64_t)(urand() * (double)P);
+    sim_init(s, 1000 * MS + (int64_t)(urand() * (double)P));
+    *lead = (int64_t)(urand() * (double)(P / 2));
+}
+
+/* Arrival k of a robot whose clock runs at `rate`, scattered uniformly by +-jit. */
+static int64_t arrival(int64_t start, int k, double rate, double jit) {
+    return start + (int64_t)((double)k * (double)P * rate + (urand() * 2 - 1) * jit);
+}
+
 static void test_locks_any_phase_with_jitter(void **state) {
     (void)state;
     rng_state = 12345;
     for (int trial = 0; trial < 300; trial++) {
         sim s;
-        int64_t start = 1000 * MS + (int64_t)(urand() * (double)P);
-        sim_init(&s, 1000 * MS + (int64_t)(urand() * (double)P));
-        int64_t lead = (int64_t)(urand() * (double)(P / 2));
+        int64_t start, lead;
+        random_stream(&s, &start, &lead);
         double jit = urand() * 2.0 * MS; /* uniform +-jit */
         double rate = 1.0 + (urand() - 0.5) * 1e-3; /* the robot's clock: within 500 ppm */
         double sum_abs = 0;
         int n = 0;
         for (int k = 0; k < 600; k++) {
-            int64_t a = start + (int64_t)((double)k * (double)P * rate + (urand() * 2 - 1) * jit);
-            sim_arrive(&s, a, lead);
+            sim_arrive(&s, arrival(start, k, rate, jit), lead);
             if (k >= 300) {
                 sum_abs += fabs((double)s.ph.error_ns);
                 n++;
@@ -96,15 +106,13 @@ static void test_stays_locked_under_scatter(void **state) {
     rng_state = 4242;
     for (int trial = 0; trial < 200; trial++) {
         sim s;
-        int64_t start = 1000 * MS + (int64_t)(urand() * (double)P);
-        sim_init(&s, 1000 * MS + (int64_t)(urand() * (double)P));
-        int64_t lead = (int64_t)(urand() * (double)(P / 2));
+        int64_t start, lead;
+        random_stream(&s, &start, &lead);
         double jit = 3.0 * MS; /* uniform +-15% of a period: intervals 0.7..1.3 periods */
         double rate = 1.0 + (urand() - 0.5) * 1e-3;
         int unlocked = 0;
         for (int k = 0; k < 1000; k++) {
-            int64_t a = start + (int64_t)((double)k * (double)P * rate + (urand() * 2 - 1) * jit);
-            sim_arrive(&s, a, lead);
+            sim_arrive(&s, arrival(start, k, rate, jit), lead);
             if (k >= 64 && !s.ph.locked)
                 unlocked++;
         }
