@@ -8,7 +8,7 @@
  * Built by compare.sh against build-ho's static libraries (the link line of vlad-policy):
  *   cc -O2 -std=c11 -D_GNU_SOURCE -Ipolicy -Icommon $(pkg-config --cflags libcjson openblas) \
  *      bench/ort/c_runner.c build-ho/policy/libvlad_policy.a build-ho/common/libvlad_common.a \
- *      $(pkg-config --libs libcjson openblas) -lpng16 -lyaml -lpthread -lm -o bench/ort/work/c_runner
+ *      $(pkg-config --libs libcjson openblas) -lpng16 -lyaml -lpthread -lm -o bench/ort/out/c_runner
  * Timing is CLOCK_MONOTONIC around each call, the same points as run_ort.js: prefix = the
  * vlad_encode_prefix call, sample = the vlad_sample_actions call (all flow steps, state token
  * and the de-normalisation), flow step = sample / flow_steps, full = prefix + sample;

@@ -11,12 +11,12 @@
 #   --rounds R     rounds per scale (default: 11 at default scale, each process 10 warm-up +
 #                  100 timed inferences; 7 at SmolVLA scale, 1 + 4; --quick: 3 of 3 + 10 and
 #                  2 of 1 + 2)
-#   --ort-version V  ONNX Runtime from npm onnxruntime-node@V installed under work/ort-V
+#   --ort-version V  ONNX Runtime from npm onnxruntime-node@V installed under out/ort-V
 #                  (default: the package.json pin, installed in bench/ort/node_modules)
 #   --json FILE    where to write the aggregated results (default:
-#                  bench/ort/work/runs/<UTC time>/result.json)
+#                  bench/ort/out/runs/<UTC time>/result.json)
 #
-# Steps: builds the engine in build-ho (incremental) and bench/ort/work/c_runner, installs
+# Steps: builds the engine in build-ho (incremental) and bench/ort/out/c_runner, installs
 # onnxruntime-node (package.json pin) if absent, writes the SmolVLA-scale checkpoint if absent,
 # exports the ONNX graphs + inputs + twin reference (export.py, a python3 with torch)
 # when stale,
@@ -27,7 +27,7 @@ set -euo pipefail
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
-WORK=$HERE/work
+WORK=$HERE/out
 BUILD=$ROOT/build-ho
 # the first python3 on PATH that imports torch (Debian's python3-torch lives beside its
 # python3, which another interpreter may shadow on PATH)
