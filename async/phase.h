@@ -31,7 +31,8 @@
 typedef struct vlad_phase {
     int64_t period_ns;
     int64_t last_recv_ns;  /* previous arrival (0: none) */
-    double interval_ns;    /* exponential mean of arrival intervals (0: none yet) */
+    double interval_ns;    /* mean of the arrival intervals (plain for the first 32, then
+                              exponential over about 32; 0: none yet) */
     int intervals;         /* arrivals averaged since the last restart */
     int outliers;          /* consecutive intervals outside [0.75, 1.25] periods */
     bool locked;           /* the last arrival was from a stream at the control rate */

@@ -51,6 +51,25 @@
 
 #define SOAK_MAX_SAMPLES 100000
 
+/* p50 / p99 / max of one of the daemon's latency summaries (Status LatencyStats), in us */
+typedef struct lat_us {
+    double p50, p99, max;
+} lat_us;
+
+static void take_lat(lat_us *l, const Vlad__LatencyStats *st) {
+    if (st)
+        *l = (lat_us){st->p50_us, st->p99_us, st->max_us};
+}
+
+/* o[name] = {p50, p99[, max]} */
+static void add_lat(cJSON *o, const char *name, const lat_us *l, bool with_max) {
+    cJSON *j = cJSON_AddObjectToObject(o, name);
+    cJSON_AddNumberToObject(j, "p50", l->p50);
+    cJSON_AddNumberToObject(j, "p99", l->p99);
+    if (with_max)
+        cJSON_AddNumberToObject(j, "max", l->max);
+}
+
 typedef struct sample {
     double t_s;          /* since the sim started */
     long rss_kb, fds, threads;
@@ -58,9 +77,7 @@ typedef struct sample {
     int64_t tick;
     uint64_t episode, stall_ticks, watchdog_trips, overruns, chunks_installed, chunks_refused;
     uint64_t inference_errors, actions_published, observations;
-    double jitter_p50_us, jitter_p99_us, jitter_max_us;
-    double wake_p50_us, wake_p99_us, wake_max_us; /* the control thread's wake-up part of it */
-    double infer_p50_us, infer_p99_us;
+    lat_us jitter, wake, infer; /* publish jitter; its wake-up part (control); inference */
     int mode;
     uint32_t lang_active, blocks_in_use, blocks;
     uint64_t prefills, frames, lang_tokens, lang_done, lang_refused;
@@ -241,20 +258,9 @@ static bool take_status(vlad_client *c, sample *s) {
         s->inference_errors = st->inference_errors;
         s->actions_published = st->actions_published;
         s->observations = st->observations_received;
-        if (st->jitter) {
-            s->jitter_p50_us = st->jitter->p50_us;
-            s->jitter_p99_us = st->jitter->p99_us;
-            s->jitter_max_us = st->jitter->max_us;
-        }
-        if (st->wake) {
-            s->wake_p50_us = st->wake->p50_us;
-            s->wake_p99_us = st->wake->p99_us;
-            s->wake_max_us = st->wake->max_us;
-        }
-        if (st->inference) {
-            s->infer_p50_us = st->inference->p50_us;
-            s->infer_p99_us = st->inference->p99_us;
-        }
+        take_lat(&s->jitter, st->jitter);
+        take_lat(&s->wake, st->wake);
+        take_lat(&s->infer, st->inference);
         s->lang_active = st->lang_streams_active;
         s->blocks_in_use = st->prefix_blocks_in_use;
         s->blocks = st->prefix_blocks;
@@ -314,10 +320,10 @@ static void print_row(const sample *s) {
         printf("| %5.0f | %lld | %s | %llu | %8ld | %3ld | %7ld | %.0f / %.0f / %.0f | %llu | %llu | "
                "%llu | %llu | %.0f |\n",
                s->t_s, (long long)s->tick, mode_name(s->mode), (unsigned long long)s->episode,
-               s->rss_kb, s->fds, s->threads, s->jitter_p50_us, s->jitter_p99_us, s->jitter_max_us,
+               s->rss_kb, s->fds, s->threads, s->jitter.p50, s->jitter.p99, s->jitter.max,
                (unsigned long long)s->stall_ticks, (unsigned long long)s->watchdog_trips,
                (unsigned long long)s->overruns, (unsigned long long)s->chunks_installed,
-               s->infer_p50_us);
+               s->infer.p50);
     }
     fflush(stdout);
 }
@@ -333,17 +339,17 @@ static cJSON *sample_json(const sample *s) {
         cJSON_AddNumberToObject(o, "tick", (double)s->tick);
         cJSON_AddStringToObject(o, "mode", mode_name(s->mode));
         cJSON_AddNumberToObject(o, "episode", (double)s->episode);
-        cJSON_AddNumberToObject(o, "jitter_p50_us", s->jitter_p50_us);
-        cJSON_AddNumberToObject(o, "jitter_p99_us", s->jitter_p99_us);
-        cJSON_AddNumberToObject(o, "jitter_max_us", s->jitter_max_us);
+        cJSON_AddNumberToObject(o, "jitter_p50_us", s->jitter.p50);
+        cJSON_AddNumberToObject(o, "jitter_p99_us", s->jitter.p99);
+        cJSON_AddNumberToObject(o, "jitter_max_us", s->jitter.max);
         cJSON_AddNumberToObject(o, "stall_ticks", (double)s->stall_ticks);
         cJSON_AddNumberToObject(o, "watchdog_trips", (double)s->watchdog_trips);
         cJSON_AddNumberToObject(o, "overruns", (double)s->overruns);
         cJSON_AddNumberToObject(o, "chunks_installed", (double)s->chunks_installed);
         cJSON_AddNumberToObject(o, "chunks_refused", (double)s->chunks_refused);
         cJSON_AddNumberToObject(o, "inference_errors", (double)s->inference_errors);
-        cJSON_AddNumberToObject(o, "inference_p50_us", s->infer_p50_us);
-        cJSON_AddNumberToObject(o, "inference_p99_us", s->infer_p99_us);
+        cJSON_AddNumberToObject(o, "inference_p50_us", s->infer.p50);
+        cJSON_AddNumberToObject(o, "inference_p99_us", s->infer.p99);
     }
     return o;
 }
@@ -654,11 +660,11 @@ stop:;
            status_failures, sim_runs);
     printf("| ticks / actions published / observations | %lld / %llu / %llu |\n", (long long)fin->tick,
            (unsigned long long)fin->actions_published, (unsigned long long)fin->observations);
-    printf("| publish jitter p50 / p99 / max | %.0f / %.0f / %.0f us |\n", fin->jitter_p50_us,
-           fin->jitter_p99_us, fin->jitter_max_us);
+    printf("| publish jitter p50 / p99 / max | %.0f / %.0f / %.0f us |\n", fin->jitter.p50,
+           fin->jitter.p99, fin->jitter.max);
     printf("| of it, the control thread's wake-up p50 / p99 / max | %.0f / %.0f / %.0f us |\n",
-           fin->wake_p50_us, fin->wake_p99_us, fin->wake_max_us);
-    printf("| inference p50 / p99 | %.0f / %.0f us |\n", fin->infer_p50_us, fin->infer_p99_us);
+           fin->wake.p50, fin->wake.p99, fin->wake.max);
+    printf("| inference p50 / p99 | %.0f / %.0f us |\n", fin->infer.p50, fin->infer.p99);
     printf("| stall ticks (daemon: no fresh action) | %llu (%.3f%% of ticks) |\n",
            (unsigned long long)fin->stall_ticks,
            fin->tick > 0 ? 100.0 * (double)fin->stall_ticks / (double)fin->tick : 0.0);
@@ -717,17 +723,9 @@ stop:;
         cJSON_AddNumberToObject(o, "ticks", (double)fin->tick);
         cJSON_AddNumberToObject(o, "actions_published", (double)fin->actions_published);
         cJSON_AddNumberToObject(o, "observations", (double)fin->observations);
-        cJSON *j = cJSON_AddObjectToObject(o, "jitter_us");
-        cJSON_AddNumberToObject(j, "p50", fin->jitter_p50_us);
-        cJSON_AddNumberToObject(j, "p99", fin->jitter_p99_us);
-        cJSON_AddNumberToObject(j, "max", fin->jitter_max_us);
-        cJSON *wk = cJSON_AddObjectToObject(o, "wake_us");
-        cJSON_AddNumberToObject(wk, "p50", fin->wake_p50_us);
-        cJSON_AddNumberToObject(wk, "p99", fin->wake_p99_us);
-        cJSON_AddNumberToObject(wk, "max", fin->wake_max_us);
-        cJSON *inf = cJSON_AddObjectToObject(o, "inference_us");
-        cJSON_AddNumberToObject(inf, "p50", fin->infer_p50_us);
-        cJSON_AddNumberToObject(inf, "p99", fin->infer_p99_us);
+        add_lat(o, "jitter_us", &fin->jitter, true);
+        add_lat(o, "wake_us", &fin->wake, true);
+        add_lat(o, "inference_us", &fin->infer, false);
         cJSON_AddNumberToObject(o, "stall_ticks", (double)fin->stall_ticks);
         cJSON_AddNumberToObject(o, "sim_stall_ticks", eps.stall_ticks);
         cJSON_AddNumberToObject(o, "watchdog_trips", (double)fin->watchdog_trips);

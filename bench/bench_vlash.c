@@ -1101,26 +1101,22 @@ int bench_vlash_main(int argc, char **argv) {
         printf("\ndifferences outside both 95%% intervals (Wilson for success, bootstrap for time and "
                "speed-up):\n%s", notes_len ? notes_buf : "  none\n");
     free(notes_buf);
-    /* a lockstep cell is only the run its seed names if the daemon answered every command
-     * and tick in time (vlad-sim holds and goes on otherwise) */
+    /* per lockstep cell: a cell is only the run its seed names if the daemon answered every
+     * command and tick in time (vlad-sim holds and goes on otherwise); and beyond the trained
+     * delays the daemon plans with its limit (async.max_delay_ticks, by default the
+     * checkpoint's training Δmax) and counts the ticks it did */
     for (int d = 0; lockstep && d < nd; d++)
         for (int m = 0; m < nm; m++) {
             const job *gj = &grid[d * nm + m];
-            for (int i = 0; i < gj->n; i++)
+            int eps = 0;
+            for (int i = 0; i < gj->n; i++) {
+                eps += gj->st[i].episodes;
                 if (gj->st[i].daemon_faults)
                     printf("WARNING: %s at Δ = %d, %s: %d episode commands or ticks went "
                            "unanswered within the lockstep timeout (a loaded machine): not the "
                            "deterministic result\n",
                            gj->st[i].task, deltas[d], k_all_modes[modes[m]], gj->st[i].daemon_faults);
-        }
-    /* beyond the trained delays: the daemon plans with its limit (async.max_delay_ticks, by
-     * default the checkpoint's training Δmax) and counts the ticks it did */
-    for (int d = 0; lockstep && d < nd; d++)
-        for (int m = 0; m < nm; m++) {
-            const job *gj = &grid[d * nm + m];
-            int eps = 0;
-            for (int i = 0; i < gj->n; i++)
-                eps += gj->st[i].episodes;
+            }
             if (gj->ds.ok && gj->ds.delay_limited_ticks && eps)
                 printf("delay limit %d ticks: at Δ = %d, %s planned %.1f ticks per episode at the "
                        "limit (DELAY_LIMIT)\n",

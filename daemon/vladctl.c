@@ -187,6 +187,12 @@ static void print_remote(const Vlad__Status *s) {
         printf("remote last error: %s\n", s->remote_last_error);
 }
 
+/* "NAME us: p50 X  p99 Y  max Z  (NOTE)" */
+static void print_lat_us(const char *name, const Vlad__LatencyStats *l, const char *note) {
+    printf("%s us: p50 %.0f  p99 %.0f  max %.0f  (%s)\n", name, l->p50_us, l->p99_us, l->max_us,
+           note);
+}
+
 static void print_text(const Vlad__Reply *r) {
     if (!r->ok)
         printf("refused: %s\n", r->error);
@@ -229,13 +235,13 @@ static void print_text(const Vlad__Reply *r) {
     printf("connections: %u open  %llu refused  %llu disconnects\n", s->connections,
            (unsigned long long)s->connections_refused, (unsigned long long)s->disconnects);
     print_remote(s);
-    if (s->jitter)
-        printf("jitter us: p50 %.0f  p99 %.0f  max %.0f  (n=%llu)\n", s->jitter->p50_us,
-               s->jitter->p99_us, s->jitter->max_us, (unsigned long long)s->jitter->count);
+    if (s->jitter) {
+        char n[32];
+        snprintf(n, sizeof n, "n=%llu", (unsigned long long)s->jitter->count);
+        print_lat_us("jitter", s->jitter, n);
+    }
     if (s->wake && s->wake->count)
-        printf("wake us: p50 %.0f  p99 %.0f  max %.0f  (the control thread's start of a tick after "
-               "its deadline)\n",
-               s->wake->p50_us, s->wake->p99_us, s->wake->max_us);
+        print_lat_us("wake", s->wake, "the control thread's start of a tick after its deadline");
     if (s->instruction && s->instruction[0])
         printf("instruction: %s\n", s->instruction);
     char reason[600];
