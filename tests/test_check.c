@@ -4,7 +4,9 @@
  * the model without starting threads or binding sockets; `vlad` refuses to start with the
  * same list; and any number of --set options is accepted (more than 32 used to be
  * refused as "unknown argument"). Profiles are written to a temporary folder and point at
- * the committed default model (4 joints, 1 camera 64x64, chunk_size 26). */
+ * the committed default model (4 joints, 64x64 images, chunk_size 26), or, where the camera
+ * count is the point, at a parity fixture: one without views (one image input per camera)
+ * and one whose views name cameras 0 and 1 (MODEL.md "Views"). */
 #include <dirent.h>
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,12 +20,16 @@
 #include <cmocka.h>
 
 #include "check.h"
+#include "model.h"
 #include "keys.h"
 #include "proc.h"
 #include "profile.h"
+#include "safetensors.h"
 
 static char g_dir[256];
 static char g_model[600];
+static char g_fix1[600];  /* tiny_f32_1cam: no views, 1 camera 16x16, 3 state / 2 action, chunk 5 */
+static char g_views[600]; /* views_3of2cam: views camera 0 now and 3 ago, camera 1 1 ago; 8x8 */
 
 /* What a temporary profile contains; NULL / 0 fields take the sim-arm values. */
 typedef struct spec {
@@ -128,7 +134,12 @@ static void test_default_profile_passes(void **st) {
     assert_true(r.model.loaded);
     assert_int_equal(r.model.action_dim, 4);
     assert_int_equal(r.model.state_dim, 4);
-    assert_int_equal(r.model.n_cameras, 1);
+    vlad_model *m = NULL;
+    vlad_err e;
+    if (vlad_model_load(g_model, &m, &e))
+        fail_msg("%s", e.msg);
+    assert_int_equal(r.model.n_cameras, m->cfg.n_cameras); /* image inputs: one per view */
+    vlad_model_free(m);
     assert_int_equal(r.model.image_size, 64);
     assert_int_equal(r.horizon, r.model.chunk_size);
     assert_true(r.model.chunk_size >= p.async.execution_horizon);
@@ -175,17 +186,37 @@ static void test_wrong_camera_count(void **st) {
     (void)st;
     static vlad_profile p;
     static vlad_check_report r;
-    spec two = {.cameras = "  - {name: front, width: 64, height: 64}\n"
-                           "  - {name: wrist, width: 64, height: 64}\n"};
+    /* no views: one image input per camera, so the profile's camera count must match */
+    spec two = {.model = g_fix1, .n_joints = 3, .K = 5,
+                .cameras = "  - {name: front, width: 16, height: 16}\n"
+                           "  - {name: wrist, width: 16, height: 16}\n"};
     load(&p, write_profile("cam-two", &two));
     check(&p, &r);
-    assert_int_equal(r.n_errors, 1);
+    assert_int_equal(r.n_errors, 2); /* and the fixture's action_dim 2 for 3 joints */
     EXPECT(&r, "cameras", "2 cameras", "1 camera image");
-    spec none = {.cameras = ""};
+    EXPECT(&r, "joints", "3 joints", "action_dim 2");
+    spec none = {.model = g_fix1, .n_joints = 3, .K = 5, .cameras = ""};
     load(&p, write_profile("cam-none", &none));
     check(&p, &r);
-    assert_int_equal(r.n_errors, 1);
+    assert_int_equal(r.n_errors, 2);
     EXPECT(&r, "cameras", "0 cameras", "1 camera image");
+    /* views: the cameras they name must exist; more cameras than views need is fine */
+    spec one = {.model = g_views, .n_joints = 3, .K = 4, .threshold = 2,
+                .cameras = "  - {name: front, width: 8, height: 8}\n"};
+    load(&p, write_profile("views-one", &one));
+    check(&p, &r);
+    assert_int_equal(r.n_errors, 1);
+    EXPECT(&r, "cameras", "camera");
+    spec three = {.model = g_views, .n_joints = 3, .K = 4, .threshold = 2,
+                  .cameras = "  - {name: front, width: 8, height: 8}\n"
+                             "  - {name: wrist, width: 8, height: 8}\n"
+                             "  - {name: side, width: 8, height: 8}\n"};
+    load(&p, write_profile("views-three", &three));
+    check(&p, &r);
+    if (r.n_errors)
+        dump(&r);
+    assert_int_equal(r.n_errors, 0);
+    assert_int_equal(r.model.n_cameras, 3); /* three image inputs from two of the cameras */
 }
 
 static void test_execution_horizon_beyond_model(void **st) {
@@ -277,19 +308,31 @@ static void test_every_problem_reported(void **st) {
     EXPECT(&r, "policy.synthetic", "policy.model");
     EXPECT(&r, "joints", "6 joints", "action_dim 4");
     EXPECT(&r, "joints", "6 joints", "state_dim 4");
-    EXPECT(&r, "cameras", "2 cameras");
+    /* two cameras are a problem for a model without views that takes one image; a model
+     * whose views all name camera 0 takes any number of cameras */
+    const int count_problem = find(&r, "cameras", "2 cameras", (const char *)NULL) != NULL;
+    vlad_model *m = NULL;
+    vlad_err e;
+    if (vlad_model_load(g_model, &m, &e))
+        fail_msg("%s", e.msg);
+    const char *views = vlad_st_meta(m->file, "vlad.views");
+    assert_int_equal(count_problem, !views && m->cfg.n_cameras == 1);
+    vlad_model_free(m);
     EXPECT(&r, "cameras[0]", "front", "32x32");
     EXPECT(&r, "cameras[1]", "side", "64x96");
     EXPECT(&r, "async.execution_horizon", "40", "26");
-    assert_int_equal(r.n_errors, 7);
+    const int n = 6 + count_problem;
+    assert_int_equal(r.n_errors, n);
     assert_int_equal(r.n_dropped, 0);
     vlad_err err = {0};
     assert_int_equal(vlad_check_to_err(&r, &err), VLAD_EINVAL);
-    assert_non_null(strstr(err.msg, "7 problems"));
+    char want[32];
+    snprintf(want, sizeof want, "%d problems", n);
+    assert_non_null(strstr(err.msg, want));
     char buf[8192] = {0};
     FILE *f = fmemopen(buf, sizeof buf - 1, "w");
     assert_non_null(f);
-    assert_int_equal(vlad_check_print(&r, f, "> "), 7);
+    assert_int_equal(vlad_check_print(&r, f, "> "), n);
     fclose(f);
     assert_non_null(strstr(buf, "> error: cameras[1] (side)"));
 }
@@ -541,6 +584,8 @@ static int setup(void **st) {
     else if (!getcwd(base, sizeof base))
         return -1;
     snprintf(g_model, sizeof g_model, "%s/models/vlad-default.safetensors", base);
+    snprintf(g_fix1, sizeof g_fix1, "%s/tests/policy/fixtures/tiny_f32_1cam.safetensors", base);
+    snprintf(g_views, sizeof g_views, "%s/tests/policy/fixtures/views_3of2cam.safetensors", base);
     return 0;
 }
 

@@ -50,39 +50,50 @@ static vlad_serve_dims dims;
 /* ---- observations and the local reference ----------------------------------------------- */
 
 #define MAX_PIX (64 * 64 * 3)
+#define MAX_IMG 4 /* image inputs (the model's views) */
 
 typedef struct obs {
-    uint8_t img[MAX_PIX];
-    vlad_serve_image view;
+    uint8_t img[MAX_IMG][MAX_PIX];
+    vlad_serve_image view[MAX_IMG];
     float state[16];
     char prompt[64];
     uint64_t seed;
     vlad_serve_request req;
 } obs;
 
-/* A deterministic observation k (images, state, prompt and seed all depend on k). */
+/* A deterministic observation k (images, state, prompt and seed all depend on k): one image
+ * per image input of the model (each of its views), each different. */
 static void make_obs(obs *o, int k) {
     memset(o, 0, sizeof *o);
     size_t n = (size_t)cfg.image_size * cfg.image_size * 3;
-    assert_true(n <= MAX_PIX && cfg.n_cameras == 1 && cfg.state_dim <= 16);
+    assert_true(n <= MAX_PIX && cfg.n_cameras <= MAX_IMG && cfg.state_dim <= 16);
     uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1);
-    for (size_t i = 0; i < n; i++) {
-        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
-        o->img[i] = (uint8_t)((i % 3 == (size_t)(k % 3) ? 160 : 40) + (x & 63));
+    for (int v = 0; v < cfg.n_cameras; v++) {
+        for (size_t i = 0; i < n; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            o->img[v][i] = (uint8_t)((i % 3 == (size_t)((k + v) % 3) ? 160 : 40) + (x & 63));
+        }
+        o->view[v] = (vlad_serve_image){(uint32_t)cfg.image_size, (uint32_t)cfg.image_size,
+                                        VLAD__SERVE__ENCODING__ENCODING_RAW, o->img[v], n};
     }
-    o->view = (vlad_serve_image){(uint32_t)cfg.image_size, (uint32_t)cfg.image_size,
-                                 VLAD__SERVE__ENCODING__ENCODING_RAW, o->img, n};
     for (int j = 0; j < cfg.state_dim; j++)
         o->state[j] = (float)(0.3 * sin(0.7 * k + j) + 0.1 * j);
     snprintf(o->prompt, sizeof o->prompt, "%s", k % 2 ? "touch the red ball" : "reach the target");
     o->seed = 1000 + (uint64_t)k;
-    o->req = (vlad_serve_request){.obs_tick = 100 + k, .images = &o->view, .n_images = 1,
+    o->req = (vlad_serve_request){.obs_tick = 100 + k, .images = o->view, .n_images = cfg.n_cameras,
                                   .prompt = o->prompt, .state = o->state,
                                   .state_len = cfg.state_dim, .seed = o->seed};
 }
 
+/* The observation's images as the engine takes them. */
+static void images_of(const obs *o, const uint8_t **imgs) {
+    for (int v = 0; v < cfg.n_cameras; v++)
+        imgs[v] = o->img[v];
+}
+
 static void local_chunk(const obs *o, const float *noise, float *out) {
-    const uint8_t *imgs[1] = {o->img};
+    const uint8_t *imgs[MAX_IMG];
+    images_of(o, imgs);
     vlad_err e;
     if (vlad_encode_prefix(rs, imgs, o->prompt, strlen(o->prompt), &e) < 0)
         fail_msg("local encode: %s", e.msg);
@@ -236,23 +247,25 @@ static Vlad__Serve__InferReply *raw_recv(raw *w, int timeout_ms) {
 /* An InferRequest for o pointing into storage the caller keeps. */
 typedef struct rawreq {
     Vlad__Serve__InferRequest r;
-    Vlad__Serve__Image im, *imp;
+    Vlad__Serve__Image im[MAX_IMG], *imp[MAX_IMG];
 } rawreq;
 
 static void rawreq_of(rawreq *q, obs *o, uint64_t id) {
     q->r = (Vlad__Serve__InferRequest)VLAD__SERVE__INFER_REQUEST__INIT;
-    q->im = (Vlad__Serve__Image)VLAD__SERVE__IMAGE__INIT;
-    q->im.width = q->im.height = (uint32_t)cfg.image_size;
-    q->im.encoding = VLAD__SERVE__ENCODING__ENCODING_RAW;
-    q->im.data.data = o->img;
-    q->im.data.len = o->view.len;
-    q->imp = &q->im;
+    for (int v = 0; v < cfg.n_cameras; v++) {
+        q->im[v] = (Vlad__Serve__Image)VLAD__SERVE__IMAGE__INIT;
+        q->im[v].width = q->im[v].height = (uint32_t)cfg.image_size;
+        q->im[v].encoding = VLAD__SERVE__ENCODING__ENCODING_RAW;
+        q->im[v].data.data = o->img[v];
+        q->im[v].data.len = o->view[v].len;
+        q->imp[v] = &q->im[v];
+    }
     q->r.version = VLAD_SERVE_VERSION;
     q->r.robot = "rawbot";
     q->r.request_id = id;
     q->r.obs_tick = o->req.obs_tick;
-    q->r.n_images = 1;
-    q->r.images = &q->imp;
+    q->r.n_images = (size_t)cfg.n_cameras;
+    q->r.images = q->imp;
     q->r.prompt = o->prompt;
     q->r.n_state = (size_t)cfg.state_dim;
     q->r.state = o->state;
@@ -348,7 +361,8 @@ static void test_chunk_equals_local(void **state) {
     assert_int_equal(r.code, VLAD_SERVE_OK);
     char want[4200];
     size_t wlen = 0;
-    const uint8_t *imgs[1] = {o.img};
+    const uint8_t *imgs[MAX_IMG];
+    images_of(&o, imgs);
     assert_true(vlad_encode_prefix(rs, imgs, o.prompt, strlen(o.prompt), &e) >= 0);
     const char *q = "which colour is the target?";
     if (vlad_lang_generate(rs, q, strlen(q), want, sizeof want, &wlen, &e))
@@ -361,7 +375,7 @@ static void test_chunk_equals_local(void **state) {
     o.req.state_len = 0;
     if (vlad_serve_client_ask(c, &o.req, "", &r, &e))
         fail_msg("second ask: %s", e.msg);
-    imgs[0] = o.img;
+    images_of(&o, imgs);
     assert_true(vlad_encode_prefix(rs, imgs, o.prompt, strlen(o.prompt), &e) >= 0);
     if (vlad_lang_generate(rs, "", 0, want, sizeof want, &wlen, &e))
         fail_msg("local commentary: %s", e.msg);
@@ -549,7 +563,7 @@ static void test_bad_requests(void **state) {
     int shape = 0, bad = 0;
 
     rawreq_of(&q, &o, 11); /* image bytes short of width*height*3 */
-    q.im.data.len -= 5;
+    q.im[0].data.len -= 5;
     raw_send(&w, &q.r);
     expect_refusal(&w, 11, VLAD_SERVE_BAD_REQUEST, "images[0].data", "short image");
     bad++;
@@ -573,9 +587,9 @@ static void test_bad_requests(void **state) {
 
     rawreq_of(&q, &o, 13); /* a well-formed image of the wrong size: SHAPE */
     static uint8_t small[32 * 32 * 3];
-    q.im.width = q.im.height = 32;
-    q.im.data.data = small;
-    q.im.data.len = sizeof small;
+    q.im[0].width = q.im[0].height = 32;
+    q.im[0].data.data = small;
+    q.im[0].data.len = sizeof small;
     raw_send(&w, &q.r);
     expect_refusal(&w, 13, VLAD_SERVE_SHAPE, "images[0].width", "32x32 image");
     shape++;
@@ -593,7 +607,7 @@ static void test_bad_requests(void **state) {
     bad++;
 
     rawreq_of(&q, &o, 16); /* JPEG that is not one (raw pixels); test_serve_jpeg has more */
-    q.im.encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
+    q.im[0].encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
     raw_send(&w, &q.r);
     expect_refusal(&w, 16, VLAD_SERVE_BAD_REQUEST, "images[0].data", "JPEG of raw pixels");
     bad++;

@@ -228,9 +228,11 @@ static void wait_ready(server *s, vlad_serve_client *c) {
     fail_msg("vlad-serve never answered a status request");
 }
 
+#define MAX_IMG 4 /* image inputs (the model's views) */
+
 typedef struct obs {
-    uint8_t img[PIX];
-    vlad_serve_image view;
+    uint8_t img[MAX_IMG][PIX];
+    vlad_serve_image view[MAX_IMG];
     float state[16];
     const char *prompt;
     vlad_serve_request req;
@@ -238,19 +240,21 @@ typedef struct obs {
 
 static void make_obs(obs *o, int k) {
     memset(o, 0, sizeof *o);
-    assert_true(cfg.image_size == SIDE && cfg.n_cameras == 1 && cfg.state_dim <= 16);
-    scene(o->img, k);
-    o->view = (vlad_serve_image){SIDE, SIDE, VLAD__SERVE__ENCODING__ENCODING_RAW, o->img, PIX};
+    assert_true(cfg.image_size == SIDE && cfg.n_cameras <= MAX_IMG && cfg.state_dim <= 16);
+    for (int v = 0; v < cfg.n_cameras; v++) { /* one scene per image input, each different */
+        scene(o->img[v], k + 3 * v);
+        o->view[v] = (vlad_serve_image){SIDE, SIDE, VLAD__SERVE__ENCODING__ENCODING_RAW, o->img[v], PIX};
+    }
     for (int j = 0; j < cfg.state_dim; j++)
         o->state[j] = (float)(0.3 * sin(0.7 * k + j) + 0.1 * j);
     o->prompt = k % 2 ? "touch the red ball" : "reach the target";
-    o->req = (vlad_serve_request){.obs_tick = 10 + k, .images = &o->view, .n_images = 1,
+    o->req = (vlad_serve_request){.obs_tick = 10 + k, .images = o->view, .n_images = cfg.n_cameras,
                                   .prompt = o->prompt, .state = o->state,
                                   .state_len = cfg.state_dim, .seed = 500 + (uint64_t)k};
 }
 
-static void local_chunk(const obs *o, const uint8_t *img, float *out) {
-    const uint8_t *imgs[1] = {img};
+/* The local engine's chunk for o's prompt, state and seed on these images (one per input). */
+static void local_chunk(const obs *o, const uint8_t *const *imgs, float *out) {
     vlad_err e;
     if (vlad_encode_prefix(rs, imgs, o->prompt, strlen(o->prompt), &e) < 0)
         fail_msg("local encode: %s", e.msg);
@@ -277,17 +281,25 @@ static void *raw_sock(void *ctx, const char *ep) {
 static void raw_send_jpeg(void *sock, const obs *o, uint64_t id, const uint8_t *jpg, size_t len,
                           uint32_t side) {
     Vlad__Serve__InferRequest r = VLAD__SERVE__INFER_REQUEST__INIT;
-    Vlad__Serve__Image im = VLAD__SERVE__IMAGE__INIT, *imp = &im;
-    im.width = im.height = side;
-    im.encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
-    im.data.data = (uint8_t *)jpg;
-    im.data.len = len;
+    Vlad__Serve__Image im[MAX_IMG], *imp[MAX_IMG]; /* image 0 is this JPEG, any others o's raw */
+    for (int v = 0; v < cfg.n_cameras; v++) {
+        im[v] = (Vlad__Serve__Image)VLAD__SERVE__IMAGE__INIT;
+        im[v].width = im[v].height = SIDE;
+        im[v].encoding = VLAD__SERVE__ENCODING__ENCODING_RAW;
+        im[v].data.data = (uint8_t *)o->img[v];
+        im[v].data.len = PIX;
+        imp[v] = &im[v];
+    }
+    im[0].width = im[0].height = side;
+    im[0].encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
+    im[0].data.data = (uint8_t *)jpg;
+    im[0].data.len = len;
     r.version = VLAD_SERVE_VERSION;
     r.robot = "rawbot";
     r.request_id = id;
     r.obs_tick = 1;
-    r.n_images = 1;
-    r.images = &imp;
+    r.n_images = (size_t)cfg.n_cameras;
+    r.images = imp;
     r.prompt = (char *)o->prompt;
     r.n_state = (size_t)cfg.state_dim;
     r.state = (float *)o->state;
@@ -342,7 +354,7 @@ static void test_served_chunks(void **state) {
     assert_non_null(codec);
     size_t n = (size_t)cfg.chunk_size * cfg.action_dim, cap = vlad_jpeg_max_bytes(SIDE, SIDE);
     float *want_raw = malloc(n * sizeof(float)), *want_dec = malloc(n * sizeof(float));
-    uint8_t *enc = malloc(cap), *dec = malloc(PIX);
+    uint8_t *enc = malloc(cap), *dec = malloc((size_t)MAX_IMG * PIX);
     assert_true(want_raw && want_dec && enc && dec);
     double worst_raw = 0, worst_dec = 0, worst_jpeg = 0, span = 0;
     size_t bytes_raw = 0, bytes_jpeg = 0;
@@ -355,7 +367,10 @@ static void test_served_chunks(void **state) {
         /* raw: the local engine's chunk */
         if (vlad_serve_client_infer(raw, &o.req, &r, &e))
             fail_msg("raw infer %d: %s", k, e.msg);
-        local_chunk(&o, o.img, want_raw);
+        const uint8_t *imgs[MAX_IMG];
+        for (int v = 0; v < cfg.n_cameras; v++)
+            imgs[v] = o.img[v];
+        local_chunk(&o, imgs, want_raw);
         worst_raw = fmax(worst_raw, maxdiff(r.actions, want_raw, n));
         bytes_raw += r.request_bytes;
         assert_int_equal(r.encode_us + r.decode_us, 0);
@@ -364,10 +379,13 @@ static void test_served_chunks(void **state) {
         /* JPEG: the local engine's chunk on the decoded picture */
         if (vlad_serve_client_infer(jpg, &o.req, &r, &e))
             fail_msg("jpeg infer %d: %s", k, e.msg);
-        size_t len;
-        assert_int_equal(vlad_jpeg_encode(codec, o.img, SIDE, SIDE, 90, enc, cap, &len, &e), 0);
-        assert_int_equal(vlad_jpeg_decode(codec, enc, len, SIDE, SIDE, dec, PIX, &e), 0);
-        local_chunk(&o, dec, want_dec);
+        for (int v = 0; v < cfg.n_cameras; v++) { /* what the server decodes, per image */
+            size_t len;
+            assert_int_equal(vlad_jpeg_encode(codec, o.img[v], SIDE, SIDE, 90, enc, cap, &len, &e), 0);
+            assert_int_equal(vlad_jpeg_decode(codec, enc, len, SIDE, SIDE, dec + (size_t)v * PIX, PIX, &e), 0);
+            imgs[v] = dec + (size_t)v * PIX;
+        }
+        local_chunk(&o, imgs, want_dec);
         worst_dec = fmax(worst_dec, maxdiff(r.actions, want_dec, n));
         worst_jpeg = fmax(worst_jpeg, maxdiff(r.actions, want_raw, n));
         bytes_jpeg += r.request_bytes;
@@ -388,10 +406,10 @@ static void test_served_chunks(void **state) {
     assert_true(bytes_jpeg * 2 < bytes_raw); /* the point of it */
     vlad_serve_client_counters cn;
     vlad_serve_client_counters_get(jpg, &cn);
-    assert_int_equal(cn.jpeg_images, K);
+    assert_int_equal(cn.jpeg_images, K * cfg.n_cameras);
     vlad_serve_reply r;
     assert_int_equal(vlad_serve_client_status(raw, &r, &e), VLAD_OK);
-    assert_int_equal(r.status->jpeg_images, K);
+    assert_int_equal(r.status->jpeg_images, K * cfg.n_cameras);
     assert_int_equal(r.status->decode->count, K);
     assert_int_equal(r.status->chunks, 2 * K);
     assert_true(r.status->request_bytes >= bytes_raw + bytes_jpeg);
@@ -424,10 +442,10 @@ static void test_bad_jpeg(void **state) {
     make_obs(&o, 2);
     void *ctx = zmq_ctx_new(), *sock = raw_sock(ctx, s.ep);
 
-    raw_send_jpeg(sock, &o, 1, o.img, 700, SIDE); /* raw pixels called JPEG */
+    raw_send_jpeg(sock, &o, 1, o.img[0], 700, SIDE); /* raw pixels called JPEG */
     expect(sock, 1, VLAD_SERVE_BAD_REQUEST, "images[0].data", "not a JPEG");
 
-    assert_int_equal(vlad_jpeg_encode(codec, o.img, SIDE, SIDE, 90, enc, cap, &len, &e), 0);
+    assert_int_equal(vlad_jpeg_encode(codec, o.img[0], SIDE, SIDE, 90, enc, cap, &len, &e), 0);
     raw_send_jpeg(sock, &o, 2, enc, len - len / 4, SIDE); /* truncated */
     expect(sock, 2, VLAD_SERVE_BAD_REQUEST, "images[0].data", "does not decode");
 
@@ -443,7 +461,7 @@ static void test_bad_jpeg(void **state) {
     expect(sock, 5, VLAD_SERVE_BAD_REQUEST, "images[0].data", "bytes of JPEG");
 
     /* still serving: a good JPEG, then the client */
-    assert_int_equal(vlad_jpeg_encode(codec, o.img, SIDE, SIDE, 90, enc, cap, &len, &e), 0);
+    assert_int_equal(vlad_jpeg_encode(codec, o.img[0], SIDE, SIDE, 90, enc, cap, &len, &e), 0);
     raw_send_jpeg(sock, &o, 6, enc, len, SIDE);
     Vlad__Serve__InferReply *ok = raw_recv(sock);
     assert_int_equal(ok->error, VLAD__SERVE__ERROR_CODE__OK);
