@@ -38,7 +38,8 @@ def _apply_rope(x, cos, sin, n_heads):
 def _attention(q, k, v, n_heads, mask, probe=None):
     """q [B,Tq,D], k/v [B,Tk,D], mask [B,Tq,Tk] bool (True = visible). With probe =
     {"head": h}, stores the log attention weights of head h, [B,Tq,Tk] (-inf where masked),
-    as probe["logp"] (training-only attention supervision)."""
+    as probe["logp"] (training-only attention supervision); with probe["head2"] = h2 also
+    head h2's as probe["logp2"]."""
     B, Tq, D = q.shape
     hd = D // n_heads
     q = q.view(B, Tq, n_heads, hd).transpose(1, 2)
@@ -48,6 +49,8 @@ def _attention(q, k, v, n_heads, mask, probe=None):
     s = s.masked_fill(~mask[:, None], float("-inf"))
     if probe is not None:
         probe["logp"] = torch.log_softmax(s[:, probe["head"]], dim=-1)
+        if probe.get("head2") is not None:
+            probe["logp2"] = torch.log_softmax(s[:, probe["head2"]], dim=-1)
     return (torch.softmax(s, dim=-1) @ v).transpose(1, 2).reshape(B, Tq, D)
 
 

@@ -75,10 +75,23 @@ def main() -> int:
     from .train import named_colour
     img = np.zeros((2, 2, 16, 16, 3), np.uint8) + 128
     img[0, 0, 8:16, 0:8] = (220, 30, 30)  # a red block in patch 2 of camera 0
-    pos, frac, ok, xy = named_colour(c, [b"touch the red ball", b"wave"], img)
+    img[0, 1, 0:8, 8:16] = (220, 30, 30)  # and, in the older view, in patch 1
+    named = named_colour(c, [b"touch the red ball", b"wave"], img)
+    pos, ok, frac, xy = named["word_pos"], named["ok"], named["frac"], named["xy"]
     assert ok.tolist() == [True, False] and int(pos[0]) == 2 * 4 + 1 + 10, (ok, pos)
-    assert frac[0].tolist() == [0.0, 0.0, 1.0, 0.0], frac
-    assert np.allclose(xy[0], [3.5 / 15 * 2 - 1, 11.5 / 15 * 2 - 1]) and (xy[1] == 0).all(), xy
+    assert frac[0, 0].tolist() == [0.0, 0.0, 1.0, 0.0] and frac[0, 1].tolist() == [0.0, 1.0, 0.0, 0.0], frac
+    assert np.allclose(xy[0, 0], [3.5 / 15 * 2 - 1, 11.5 / 15 * 2 - 1]) and (xy[1] == 0).all(), xy
+    assert np.allclose(xy[0, 1], [11.5 / 15 * 2 - 1, 3.5 / 15 * 2 - 1]), xy
+    # the motion loss: zero-weight samples skipped; a head that predicts the move exactly and
+    # an attention row that is all on the old view's red patch leave only -log(1) = 0
+    from .train import MOTION_SCALE, motion_loss
+    S_max = pb["hidden"].shape[1]
+    probe = {"hidden": torch.zeros(2, S_max, c.width), "logp2": torch.full((2, S_max, S_max), -1e9)}
+    probe["logp2"][0, int(pos[0]), 4 + 1] = 0.0   # view 1 starts at patch 4; its patch 1
+    move = torch.from_numpy((xy[0, 0] - xy[0, 1]) * MOTION_SCALE)
+    head = lambda h: move.expand(h.shape[0], 2)  # noqa: E731
+    assert float(motion_loss(c, named, probe, head, 10.0)) == 0.0
+    assert float(motion_loss(c, named, probe, lambda h: torch.zeros(h.shape[0], 2), 1.0)) == float((move ** 2).sum())
     assert pb["hidden"].shape == (B, S_max, c.width)
     te = batched.time_embedding(torch.tensor([0.25]), 24, 2)[0]
     worst = max(worst, float((te - twin_temb(0.25, 24, 2, torch.float32)).abs().max()))

@@ -80,6 +80,12 @@ def parse_args(argv=None):
     ap.add_argument("--locate-weight", type=float, default=1.0,
                     help="with --attn-weight: weight of the regression of the colour's pixel "
                          "centroid from the colour word's hidden state after --attn-layer")
+    ap.add_argument("--motion-weight", type=float, default=0.0,
+                    help="with --attn-weight and two or more views: weight of the auxiliary motion "
+                         "losses (0 = off): backbone head 1 of --attn-layer looks from the colour "
+                         "word at that colour's patches in the oldest view, and a linear head "
+                         "reads from the word's hidden state how far the colour moved between the "
+                         "oldest view and the current one")
     ap.add_argument("--attn-expert-patches", action="store_true",
                     help="with --attn-weight: also supervise expert head 0 of layer --attn-layer+2, "
                          "from every suffix token to the patches of the instruction's colour")
@@ -184,19 +190,22 @@ class SubgoalHead(torch.nn.Module):
 
 
 def named_colour(c, prompts, images):
-    """Per sample: the instruction's (first-named) colour word and where its pixels are.
-    Returns (word_pos [B] long: prefix position of the word's first byte, frac [B,n_patches]
-    float32: fraction of each camera-0 patch in that colour, ok [B] bool: the prompt names a
-    colour within max_prompt_tokens, xy [B,2]: centroid of that colour's pixels, -1..1)."""
+    """Per sample: the instruction's (first-named) colour word and where its pixels are in
+    every view. Returns a dict: word_pos [B] long (prefix position of the word's first
+    byte), ok [B] bool (the prompt names a colour within max_prompt_tokens), frac
+    [B,n_views,n_patches] float32 (fraction of each patch in that colour) and xy
+    [B,n_views,2] (centroid of that colour's pixels, -1..1; view 0 is the current image)."""
     col = np.array([first_colour(p) for p in prompts])
     start = np.array([p.decode(errors="replace").lower().find(COLOURS[k]) if k >= 0 else -1
                       for p, k in zip(prompts, col)])
     ok = (col >= 0) & (start >= 0) & (start < c.max_prompt_tokens)
-    masks = colour_masks(images[:, 0])                                  # [B,4,H,W]
-    named = masks[np.arange(len(col)), np.maximum(col, 0)]              # [B,H,W]
+    B, V = images.shape[:2]
+    masks = colour_masks(images)                                        # [B,V,4,H,W]
+    named = masks[np.arange(B), :, np.maximum(col, 0)]                  # [B,V,H,W]
     frac = patch_fraction(named, c.patch_size)
+    xy = centroid(named.reshape(B * V, *named.shape[2:])).reshape(B, V, 2)
     word_pos = c.n_cameras * c.n_patches + 1 + np.maximum(start, 0)    # after BOS
-    return torch.from_numpy(word_pos).long(), frac, ok, centroid(named)
+    return {"word_pos": torch.from_numpy(word_pos).long(), "ok": ok, "frac": frac, "xy": xy}
 
 
 def centroid(mask):
@@ -218,7 +227,7 @@ def attention_loss(c, named, probe_b, probe_e, R, locate_head, locate_weight):
     expert rows (state and action tokens) -> the colour word's first byte. Samples whose
     colour is not in sight (whack between balls) are skipped. `named` is the batch's
     named_colour()."""
-    word_pos, frac, ok, xy = named
+    word_pos, ok, frac, xy = named["word_pos"], named["ok"], named["frac"][:, 0], named["xy"][:, 0]
     seen = ok & (frac.sum(-1) > 0)
     if not seen.any():
         return torch.zeros(())
@@ -238,6 +247,34 @@ def attention_loss(c, named, probe_b, probe_e, R, locate_head, locate_weight):
             ce_e = -(tgt.repeat_interleave(R, 0)[:, None, :] * lp[:, :, : c.n_patches]).sum(-1).mean(-1)
         total = total + (ce_e * wr).sum() / wr.sum()
     return total
+
+
+MOTION_SCALE = 8.0  # the motion head's target: centroid displacement (-1..1 image units) x this
+
+
+def motion_loss(c, named, probe_b, motion_head, locate_weight):
+    """What moved, taught on the prefix of a model with two or more views: cross-entropy of
+    backbone head probe_b["head2"] at the colour word -> that colour's patches in the oldest
+    view (head probe_b["head"] already looks at them in the current one), and the MSE of
+    motion_head on the word's hidden state after the layer -> the colour's centroid in the
+    current view minus its centroid in the oldest, times MOTION_SCALE (for `track`, where the
+    ball is going; about 0 for a resting ball). Samples whose colour is not in sight in both
+    views are skipped."""
+    word_pos, ok, frac, xy = named["word_pos"], named["ok"], named["frac"], named["xy"]
+    seen = ok & (frac[:, 0].sum(-1) > 0) & (frac[:, -1].sum(-1) > 0)
+    if not seen.any():
+        return torch.zeros(())
+    w = torch.from_numpy(seen.astype(np.float32))
+    old = frac[:, -1]
+    tgt = torch.from_numpy(old / np.maximum(old.sum(-1, keepdims=True), 1e-9))
+    B, V = frac.shape[:2]
+    lo = (V - 1) * c.n_patches
+    row = probe_b["logp2"][torch.arange(B), word_pos, lo: lo + c.n_patches]
+    ce = -(tgt * row).sum(-1)
+    moved = torch.from_numpy((xy[:, 0] - xy[:, -1]) * MOTION_SCALE)
+    pred = motion_head(probe_b["hidden"][torch.arange(B), word_pos])
+    mse = ((pred - moved) ** 2).sum(-1)
+    return ((ce + locate_weight * mse) * w).sum() / w.sum()
 
 
 def masked_mse(pred, target, mask):
@@ -273,7 +310,8 @@ plot '{csv}' using 1:3 with lines lw 2 title 'flow matching', \\
      '' using 1:4 with lines lw 2 title 'language'""" + "".join(
         f""", \\
      '' using 1:{col} with lines lw 2 title '{name} (auxiliary)'"""
-        for name, col in (("goal", 5), ("subgoal", 6), ("bind", 7), ("attention", 8)) if name in aux) + "\n"
+        for name, col in (("goal", 5), ("subgoal", 6), ("bind", 7), ("attention", 8), ("motion", 9))
+        if name in aux) + "\n"
     try:
         subprocess.run(["gnuplot"], input=script.encode(), check=True, capture_output=True)
     except (subprocess.CalledProcessError, OSError) as e:  # a plot is not worth a crash
@@ -326,6 +364,11 @@ def main(argv=None) -> int:
     if a.attn_weight > 0 and a.attn_layer + (2 if a.attn_expert_patches else 1) >= c.depth:
         raise SystemExit(f"--attn-layer {a.attn_layer}: the supervised expert layers must exist "
                          f"(depth {c.depth})")
+    if a.motion_weight > 0 and not (a.attn_weight > 0 and len(parse_views(a.views, 64)) >= 2):
+        raise SystemExit("--motion-weight needs --attn-weight > 0 (it reads the colour word's "
+                         "hidden state there) and two or more --views (what moved between them)")
+    if a.motion_weight > 0 and c.n_heads < 2:
+        raise SystemExit("--motion-weight supervises backbone head 1: the model needs two heads")
     if (a.prefix_only or a.pretrain_prefix_min > 0) and not (
             a.goal_weight > 0 or a.bind_weight > 0 or a.attn_weight > 0):
         raise SystemExit("--prefix-only and --pretrain-prefix-min train the prefix through "
@@ -374,13 +417,15 @@ def main(argv=None) -> int:
     goal_head = GoalHead(c.width, c.action_dim)
     bind_head = torch.nn.Linear(c.width, 1)
     locate_head = torch.nn.Linear(c.width, 2)
+    motion_head = torch.nn.Linear(c.width, 2)
     subgoal_head = SubgoalHead(c.expert_width, c.action_dim)
     state_after = max(0, c.depth // 2 - 1)  # later expert layers read the state token's K/V
     params = (list(model.named_parameters())
               + [("aux." + n, p) for n, p in goal_head.named_parameters()]
               + [("aux2." + n, p) for n, p in subgoal_head.named_parameters()]
               + [("aux3." + n, p) for n, p in bind_head.named_parameters()]
-              + [("aux4." + n, p) for n, p in locate_head.named_parameters()])
+              + [("aux4." + n, p) for n, p in locate_head.named_parameters()]
+              + [("aux5." + n, p) for n, p in motion_head.named_parameters()])
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
@@ -389,7 +434,8 @@ def main(argv=None) -> int:
     torch.manual_seed(a.seed)
     step = 0
     elapsed0 = 0.0  # training seconds of earlier runs (resume)
-    ema = {"flow": None, "lang": None, "goal": None, "subgoal": None, "bind": None, "attn": None}
+    ema = {"flow": None, "lang": None, "goal": None, "subgoal": None, "bind": None, "attn": None,
+           "motion": None}
     state_path = os.path.join(work, "state.pt")
     if os.path.exists(state_path):
         st = torch.load(state_path)
@@ -402,6 +448,8 @@ def main(argv=None) -> int:
             bind_head.load_state_dict(st["bind_head"])
         if "locate_head" in st:
             locate_head.load_state_dict(st["locate_head"])
+        if "motion_head" in st:
+            motion_head.load_state_dict(st["motion_head"])
         opt.load_state_dict(st["opt"])
         rng.bit_generator.state = st["rng"]
         torch.set_rng_state(st["torch_rng"])
@@ -410,19 +458,20 @@ def main(argv=None) -> int:
         ema.setdefault("subgoal", None)
         ema.setdefault("bind", None)
         ema.setdefault("attn", None)
+        ema.setdefault("motion", None)
         elapsed0 = st.get("elapsed", 0.0)
         print(f"resumed from {state_path} at step {step}", file=sys.stderr)
     csv_path = os.path.join(work, "loss.csv")
     if step == 0 or not os.path.exists(csv_path):
         with open(csv_path, "w") as f:
-            f.write("step,seconds,flow,lang,goal,subgoal,bind,attn\n")
+            f.write("step,seconds,flow,lang,goal,subgoal,bind,attn,motion\n")
     with open(os.path.join(work, "args.json"), "w") as f:
         json.dump(vars(a), f, indent=1)
 
     def save_state():
         torch.save({"model": model.state_dict(), "goal_head": goal_head.state_dict(),
                     "subgoal_head": subgoal_head.state_dict(), "bind_head": bind_head.state_dict(),
-                    "locate_head": locate_head.state_dict(),
+                    "locate_head": locate_head.state_dict(), "motion_head": motion_head.state_dict(),
                     "opt": opt.state_dict(),
                     "rng": rng.bit_generator.state, "torch_rng": torch.get_rng_state(),
                     "step": step, "ema": ema, "elapsed": elapsed0 + time.time() - t_start},
@@ -449,7 +498,8 @@ def main(argv=None) -> int:
         b = make_batch(eps, idx, rng, c.chunk_size, a.delta_max, a.state_source, a.branches,
                        views)
         images = torch.from_numpy(b["images"])
-        probe_b = {"layer": a.attn_layer, "head": 0} if a.attn_weight > 0 else None
+        probe_b = ({"layer": a.attn_layer, "head": 0, "head2": 1 if a.motion_weight > 0 else None}
+                   if a.attn_weight > 0 else None)
         prefix_step = a.prefix_only or (
             a.pretrain_prefix_min > 0 and elapsed0 + time.time() - t_start < a.pretrain_prefix_min * 60)
         probe_e = None
@@ -499,10 +549,14 @@ def main(argv=None) -> int:
         if a.attn_weight > 0:
             attn = attention_loss(c, named, probe_b, probe_e, R, locate_head, a.locate_weight)
             loss = loss + a.attn_weight * attn
+        motion = torch.zeros(())
+        if a.motion_weight > 0:
+            motion = motion_loss(c, named, probe_b, motion_head, a.locate_weight)
+            loss = loss + a.motion_weight * motion
         bind = torch.zeros(())
         if a.bind_weight > 0:
             # per image patch of camera 0: does it hold pixels of the instruction's colour?
-            _, frac, ok, _ = named
+            frac, ok = named["frac"][:, 0], named["ok"]
             if ok.any():
                 target = torch.from_numpy((frac > 0.02).astype(np.float32))  # [B,n_patches]
                 logit = bind_head(hid[:, : c.n_patches]).squeeze(-1)
@@ -516,16 +570,17 @@ def main(argv=None) -> int:
         opt.step()
         step += 1
         for k, val in (("flow", float(flow)), ("lang", float(lang)), ("goal", float(goal)),
-                         ("subgoal", float(subgoal)), ("bind", float(bind)), ("attn", float(attn))):
+                         ("subgoal", float(subgoal)), ("bind", float(bind)), ("attn", float(attn)),
+                         ("motion", float(motion))):
             if prefix_step and k in ("flow", "lang", "subgoal"):
                 continue  # not computed on prefix steps
             ema[k] = val if ema[k] is None else 0.98 * ema[k] + 0.02 * val
         if step % 20 == 0:
             with open(csv_path, "a") as f:
                 cols = ",".join("" if ema[k] is None else f"{ema[k]:.6f}"
-                                for k in ("flow", "lang", "goal", "subgoal", "bind", "attn"))
+                                for k in ("flow", "lang", "goal", "subgoal", "bind", "attn", "motion"))
                 f.write(f"{step},{elapsed0 + time.time() - t_start:.1f},{cols}\n")
-        aux = {k: ema[k] for k in ("goal", "subgoal", "bind", "attn")}
+        aux = {k: ema[k] for k in ("goal", "subgoal", "bind", "attn", "motion")}
         prog.show(step, ema["flow"], ema["lang"], lr, aux=aux)
         if step % a.save_every == 0:
             save_state()
@@ -533,7 +588,8 @@ def main(argv=None) -> int:
     print(file=sys.stderr)
     save_state()
     plot(work, aux=[n for n, w in (("goal", a.goal_weight), ("subgoal", a.subgoal_weight),
-                                   ("bind", a.bind_weight), ("attention", a.attn_weight)) if w > 0])
+                                   ("bind", a.bind_weight), ("attention", a.attn_weight),
+                                   ("motion", a.motion_weight)) if w > 0])
     model.eval()
     save_checkpoint(model, a.out, dtype=a.dtype, extra_meta={"vlad.train.delta_max": a.delta_max,
                                                                    "vlad.views": views_json(views)})
