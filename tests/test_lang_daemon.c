@@ -41,6 +41,8 @@
 #include "model.h"
 #include "proc.h"
 #include "profile.h"
+#include "safetensors.h"
+#include "views.h"
 
 #define HZ 50
 #define K 10           /* async.execution_horizon of the profile */
@@ -242,10 +244,16 @@ static bool all_done(const robot *r) {
     return true;
 }
 
-/* the engine's own greedy answer for q on one image with the daemon's instruction */
-static int expected(vlad_runstate *rs, const uint8_t *img, const char *q, char *out, size_t cap) {
+/* the engine's own greedy answer for q on the frame of robot tick t with the daemon's
+ * instruction: each view (camera 0, lag L) is the image of robot tick t - L (a frame every
+ * tick; before the first one, the first, which is image A like every frame before the switch) */
+static vlad_views g_views;
+static int expected(vlad_runstate *rs, const robot *r, int64_t t, const char *q, char *out,
+                    size_t cap) {
     vlad_err err = {0};
-    const uint8_t *cams[1] = {img};
+    const uint8_t *cams[VLAD_MAX_VIEWS];
+    for (int v = 0; v < g_views.n; v++)
+        cams[v] = r->img[t - g_views.v[v].lag < r->switch_tick ? 0 : 1];
     const char *prompt = g_p.policy.instruction;
     assert_true(vlad_encode_prefix(rs, cams, prompt, strlen(prompt), &err) >= 0);
     size_t len = 0;
@@ -267,7 +275,7 @@ static void check_answers(robot *r, vlad_runstate *rs) {
                      s->id, (long long)s->asked_tick, (long long)s->obs_tick);
         int which = s->obs_robot_tick < r->switch_tick ? 0 : 1;
         char want[512];
-        int n = expected(rs, r->img[which], s->question, want, sizeof want);
+        int n = expected(rs, r, s->obs_robot_tick, s->question, want, sizeof want);
         printf("stream %u \"%s\" (asked at tick %lld, frame of tick %lld, image %c): \"%.*s\" in "
                "%d pieces\n", s->id, s->question, (long long)s->asked_tick, (long long)s->obs_tick,
                which ? 'B' : 'A', s->len, s->text, s->pieces);
@@ -323,12 +331,15 @@ static void daemon_down(robot *r) {
     assert_int_equal(vh_rmdir(g_dir), 0);
 }
 
-/* the in-process engine the answers are checked against */
+/* the in-process engine the answers are checked against, and the model's views */
 static vlad_model *g_m;
 static vlad_runstate *g_rs;
 static void engine_up(void) {
     vlad_err err;
     assert_int_equal(vlad_model_load(g_p.policy.model, &g_m, &err), 0);
+    if (vlad_views_parse(vlad_st_meta(g_m->file, "vlad.views"), g_m->cfg.n_cameras, 1, &g_views,
+                         &err))
+        fail_msg("%s", err.msg);
     vlad_runstate_opts o = {.n_threads = g_p.policy.threads, .max_streams = 1};
     g_rs = vlad_runstate_new(g_m, &o, &err);
     assert_non_null(g_rs);
@@ -435,8 +446,8 @@ static void test_language_while_acting(void **state) {
     assert_true(cJSON_IsString(ans) && cJSON_IsNumber(ort));
     assert_true(cJSON_IsTrue(cJSON_GetObjectItem(j, "done")));
     char want[512];
-    int wn = expected(rs, r.img[(int64_t)ort->valuedouble < r.switch_tick ? 0 : 1],
-                      "which colour is the target?", want, sizeof want);
+    int wn = expected(rs, &r, (int64_t)ort->valuedouble, "which colour is the target?", want,
+                      sizeof want);
     printf("vladctl ask: \"%s\" (frame of robot tick %.0f)\n", ans->valuestring, ort->valuedouble);
     assert_int_equal(strlen(ans->valuestring), (size_t)wn);
     assert_memory_equal(ans->valuestring, want, (size_t)wn);
