@@ -425,7 +425,9 @@ def main(argv=None) -> int:
               + [("aux2." + n, p) for n, p in subgoal_head.named_parameters()]
               + [("aux3." + n, p) for n, p in bind_head.named_parameters()]
               + [("aux4." + n, p) for n, p in locate_head.named_parameters()]
-              + [("aux5." + n, p) for n, p in motion_head.named_parameters()])
+              # only when used: a run without it keeps the optimiser state of earlier versions
+              + ([("aux5." + n, p) for n, p in motion_head.named_parameters()]
+                 if a.motion_weight > 0 else []))
     decay = [p for n, p in params if p.dim() >= 2]
     no_decay = [p for n, p in params if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": a.weight_decay},
