@@ -100,6 +100,15 @@ static const vlad_check_item *find(const vlad_check_report *r, const char *key, 
 
 static void dump(const vlad_check_report *r) { vlad_check_print(r, stderr, "  report: "); }
 
+/* The checkpoint at path, loaded by the engine's own loader (the test fails if it cannot). */
+static vlad_model *load_model(const char *path) {
+    vlad_model *m = NULL;
+    vlad_err e;
+    if (vlad_model_load(path, &m, &e))
+        fail_msg("%s", e.msg);
+    return m;
+}
+
 #define EXPECT(r, key, ...)                                                               \
     do {                                                                                  \
         if (!find(r, key, __VA_ARGS__, (const char *)NULL)) {                             \
@@ -134,10 +143,7 @@ static void test_default_profile_passes(void **st) {
     assert_true(r.model.loaded);
     assert_int_equal(r.model.action_dim, 4);
     assert_int_equal(r.model.state_dim, 4);
-    vlad_model *m = NULL;
-    vlad_err e;
-    if (vlad_model_load(g_model, &m, &e))
-        fail_msg("%s", e.msg);
+    vlad_model *m = load_model(g_model);
     assert_int_equal(r.model.n_cameras, m->cfg.n_cameras); /* image inputs: one per view */
     vlad_model_free(m);
     assert_int_equal(r.model.image_size, 64);
@@ -311,10 +317,7 @@ static void test_every_problem_reported(void **st) {
     /* two cameras are a problem for a model without views that takes one image; a model
      * whose views all name camera 0 takes any number of cameras */
     const int count_problem = find(&r, "cameras", "2 cameras", (const char *)NULL) != NULL;
-    vlad_model *m = NULL;
-    vlad_err e;
-    if (vlad_model_load(g_model, &m, &e))
-        fail_msg("%s", e.msg);
+    vlad_model *m = load_model(g_model);
     const char *views = vlad_st_meta(m->file, "vlad.views");
     assert_int_equal(count_problem, !views && m->cfg.n_cameras == 1);
     vlad_model_free(m);

@@ -244,10 +244,11 @@ static bool all_done(const robot *r) {
     return true;
 }
 
+static vlad_views g_views; /* the model's views (engine_up) */
+
 /* the engine's own greedy answer for q on the frame of robot tick t with the daemon's
  * instruction: each view (camera 0, lag L) is the image of robot tick t - L (a frame every
  * tick; before the first one, the first, which is image A like every frame before the switch) */
-static vlad_views g_views;
 static int expected(vlad_runstate *rs, const robot *r, int64_t t, const char *q, char *out,
                     size_t cap) {
     vlad_err err = {0};
