@@ -9,14 +9,19 @@
 # scratch with two views (the current frame and the frame 4 ticks before it, so that the
 # model can see motion), the motion losses on the prefix (vlad_train --motion-weight) and δ in
 # 0..8, written to DATA_DIR/model.safetensors. Defaults: data/ (git-ignored),
-# models/vlad-default.safetensors. Resumable: a rerun
-# skips the recorded demonstrations and resumes training from DATA_DIR/work.
+# models/vlad-default.safetensors. Resumable: a rerun skips the recorded demonstrations and
+# resumes training from DATA_DIR/work.
 # Needs the build (make build) and Debian's python3-torch (installed here if root).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MOTION=${MOTION:-0}
-if [ "$MOTION" = 1 ]; then DATA=${1:-data/motion}; else DATA=${1:-data}; fi
-if [ "$MOTION" = 1 ]; then OUT=${2:-$DATA/model.safetensors}; else OUT=${2:-models/vlad-default.safetensors}; fi
+if [ "$MOTION" = 1 ]; then
+  DATA=${1:-data/motion}
+  OUT=${2:-$DATA/model.safetensors}
+else
+  DATA=${1:-data}
+  OUT=${2:-models/vlad-default.safetensors}
+fi
 MINUTES=${3:-58}
 SIM="build/bin/vlad-sim --profile configs/sim-arm.yaml --expert --clock lockstep --quiet"
 

@@ -364,11 +364,6 @@ def main(argv=None) -> int:
     if a.attn_weight > 0 and a.attn_layer + (2 if a.attn_expert_patches else 1) >= c.depth:
         raise SystemExit(f"--attn-layer {a.attn_layer}: the supervised expert layers must exist "
                          f"(depth {c.depth})")
-    if a.motion_weight > 0 and not (a.attn_weight > 0 and len(parse_views(a.views, 64)) >= 2):
-        raise SystemExit("--motion-weight needs --attn-weight > 0 (it reads the colour word's "
-                         "hidden state there) and two or more --views (what moved between them)")
-    if a.motion_weight > 0 and c.n_heads < 2:
-        raise SystemExit("--motion-weight supervises backbone head 1: the model needs two heads")
     if (a.prefix_only or a.pretrain_prefix_min > 0) and not (
             a.goal_weight > 0 or a.bind_weight > 0 or a.attn_weight > 0):
         raise SystemExit("--prefix-only and --pretrain-prefix-min train the prefix through "
@@ -382,6 +377,10 @@ def main(argv=None) -> int:
     c.n_cameras = len(views)
     c.image_size = eps.images.shape[2]
     c.validate()
+    if a.motion_weight > 0 and not (a.attn_weight > 0 and c.n_cameras >= 2 and c.n_heads >= 2):
+        raise SystemExit("--motion-weight needs --attn-weight > 0 (it reads the colour word's "
+                         "hidden state there), two or more --views (what moved between them) "
+                         "and two backbone heads (it supervises head 1)")
     print(f"{len(eps.lengths)} episodes, {len(eps)} frames, {J} joints, "
           f"{c.n_cameras} view(s) {views} {c.image_size}px; tasks: "
           f"{ {t: eps.tasks.count(t) for t in sorted(set(eps.tasks))} }", file=sys.stderr)
