@@ -37,156 +37,40 @@
 #include "safetensors.h"
 #include "serve/client.h"
 #include "serve/wire.h"
-
-#define MODEL "models/vlad-default.safetensors"
-#define TOL 1e-5
-
-static char dir[64];
-static vlad_model *model;
-static vlad_runstate *rs;
-static vlad_config cfg;
-static vlad_serve_dims dims;
+#include "serve_testutil.h"
 
 /* ---- observations and the local reference ----------------------------------------------- */
 
-#define MAX_PIX (64 * 64 * 3)
-#define MAX_IMG 4 /* image inputs (the model's views) */
-
-typedef struct obs {
-    uint8_t img[MAX_IMG][MAX_PIX];
-    vlad_serve_image view[MAX_IMG];
-    float state[16];
-    char prompt[64];
-    uint64_t seed;
-    vlad_serve_request req;
-} obs;
-
-/* A deterministic observation k (images, state, prompt and seed all depend on k): one image
- * per image input of the model (each of its views), each different. */
-static void make_obs(obs *o, int k) {
-    memset(o, 0, sizeof *o);
-    size_t n = (size_t)cfg.image_size * cfg.image_size * 3;
-    assert_true(n <= MAX_PIX && cfg.n_cameras <= MAX_IMG && cfg.state_dim <= 16);
+/* Observation k's pictures: one per image input of the model (each of its views), each
+ * different. */
+static void pictures(sv_obs *o, int k) {
+    size_t n = (size_t)sv_cfg.image_size * sv_cfg.image_size * 3;
     uint64_t x = 0x9E3779B97F4A7C15ull * (uint64_t)(k + 1);
-    for (int v = 0; v < cfg.n_cameras; v++) {
+    for (int v = 0; v < sv_cfg.n_cameras; v++)
         for (size_t i = 0; i < n; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             o->img[v][i] = (uint8_t)((i % 3 == (size_t)((k + v) % 3) ? 160 : 40) + (x & 63));
         }
-        o->view[v] = (vlad_serve_image){(uint32_t)cfg.image_size, (uint32_t)cfg.image_size,
-                                        VLAD__SERVE__ENCODING__ENCODING_RAW, o->img[v], n};
-    }
-    for (int j = 0; j < cfg.state_dim; j++)
-        o->state[j] = (float)(0.3 * sin(0.7 * k + j) + 0.1 * j);
-    snprintf(o->prompt, sizeof o->prompt, "%s", k % 2 ? "touch the red ball" : "reach the target");
-    o->seed = 1000 + (uint64_t)k;
-    o->req = (vlad_serve_request){.obs_tick = 100 + k, .images = o->view, .n_images = cfg.n_cameras,
-                                  .prompt = o->prompt, .state = o->state,
-                                  .state_len = cfg.state_dim, .seed = o->seed};
 }
 
-/* The observation's images as the engine takes them. */
-static void images_of(const obs *o, const uint8_t **imgs) {
-    for (int v = 0; v < cfg.n_cameras; v++)
-        imgs[v] = o->img[v];
+/* A deterministic observation k (images, state, prompt and seed all depend on k). */
+static void make_obs(sv_obs *o, int k) {
+    sv_make_obs(o, k, 100, 1000, pictures);
 }
 
-static void local_chunk(const obs *o, const float *noise, float *out) {
-    const uint8_t *imgs[MAX_IMG];
-    images_of(o, imgs);
-    vlad_err e;
-    if (vlad_encode_prefix(rs, imgs, o->prompt, strlen(o->prompt), &e) < 0)
-        fail_msg("local encode: %s", e.msg);
-    if (vlad_sample_actions(rs, o->state, noise, o->seed, out, &e))
-        fail_msg("local sample: %s", e.msg);
-}
-
-static void assert_chunk_is_local(const vlad_serve_reply *r, const obs *o, const float *noise) {
+static void assert_chunk_is_local(const vlad_serve_reply *r, const sv_obs *o, const float *noise) {
     assert_int_equal(r->code, VLAD_SERVE_OK);
-    assert_int_equal(r->horizon, cfg.chunk_size);
-    assert_int_equal(r->action_dim, cfg.action_dim);
+    assert_int_equal(r->horizon, sv_cfg.chunk_size);
+    assert_int_equal(r->action_dim, sv_cfg.action_dim);
     assert_non_null(r->actions);
     float want[4096];
-    size_t n = (size_t)cfg.chunk_size * cfg.action_dim;
+    size_t n = (size_t)sv_cfg.chunk_size * sv_cfg.action_dim;
     assert_true(n <= 4096);
-    local_chunk(o, noise, want);
-    double md = 0;
-    for (size_t i = 0; i < n; i++)
-        md = fmax(md, fabs((double)r->actions[i] - want[i]));
-    if (!(md <= TOL))
+    sv_local_chunk(o, NULL, noise, want);
+    double md = sv_maxdiff(r->actions, want, n);
+    if (!(md <= SV_TOL))
         fail_msg("request %llu (obs tick %lld): max |served - local| = %g > %g",
-                 (unsigned long long)r->request_id, (long long)r->obs_tick, md, TOL);
-}
-
-/* ---- the server process -------------------------------------------------------------------- */
-
-typedef struct server {
-    pid_t pid;
-    int port;
-    char ep[64], log[160];
-    const char *args[24];
-    int nargs;
-} server;
-
-/* args: extra options, NULL-terminated */
-static void serve_start(server *s, int port, const char *tag, const char *const *extra) {
-    s->port = port;
-    snprintf(s->ep, sizeof s->ep, "tcp://127.0.0.1:%d", port);
-    snprintf(s->log, sizeof s->log, "%s/serve-%s.log", dir, tag);
-    char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)vlad_proc_bin("vlad-serve");
-    argv[n++] = "--bind";
-    argv[n++] = s->ep;
-    argv[n++] = "--model";
-    argv[n++] = MODEL;
-    for (int i = 0; extra && extra[i]; i++) {
-        assert_true(n < 31);
-        argv[n++] = (char *)extra[i];
-    }
-    argv[n] = NULL;
-    s->pid = vlad_proc_start(argv, s->log);
-    if (s->pid <= 0)
-        fail_msg("cannot start %s", argv[0]);
-}
-
-static vlad_serve_client *client_of(const char *const *eps, int n, int timeout_ms, const char *pub,
-                                    const char *key) {
-    vlad_serve_client_opts o = {.endpoints = eps, .n_endpoints = n, .timeout_ms = timeout_ms,
-                                .attempts = 1, .robot = "testbot", .server_public_key = pub,
-                                .client_key = key};
-    vlad_err e;
-    vlad_serve_client *c = vlad_serve_client_new(&o, &e);
-    if (!c)
-        fail_msg("client: %s", e.msg);
-    return c;
-}
-
-/* Wait until the server answers a status request through c (it loads the model first). */
-static void wait_ready(server *s, vlad_serve_client *c) {
-    for (int i = 0; i < 120; i++) {
-        vh_alive(&s->pid, "vlad-serve", s->log, "before it answered");
-        vlad_serve_reply r;
-        vlad_err e;
-        if (vlad_serve_client_status(c, &r, &e) == VLAD_OK) {
-            assert_non_null(r.status);
-            assert_non_null(r.status->model);
-            assert_int_equal(r.status->model->state_dim, cfg.state_dim);
-            return;
-        }
-    }
-    vh_print_file(s->log, 100);
-    fail_msg("vlad-serve on %s never answered a status request", s->ep);
-}
-
-static void serve_stop(server *s) {
-    if (s->pid <= 0)
-        return;
-    int rc = vh_stop(&s->pid, 20000);
-    if (rc != 0) {
-        vh_print_file(s->log, 200);
-        fail_msg("vlad-serve exited with %d after SIGTERM (expected 0)", rc);
-    }
+                 (unsigned long long)r->request_id, (long long)r->obs_tick, md, SV_TOL);
 }
 
 static const Vlad__Serve__ServeStatus *status_of(vlad_serve_client *c, vlad_serve_reply *r) {
@@ -196,126 +80,9 @@ static const Vlad__Serve__ServeStatus *status_of(vlad_serve_client *c, vlad_serv
     return r->status;
 }
 
-/* ---- a raw DEALER, for what the client library would refuse to send -------------------- */
-
-typedef struct raw {
-    void *ctx, *sock;
-} raw;
-
-static void raw_open(raw *w, const char *ep) {
-    w->ctx = zmq_ctx_new();
-    w->sock = zmq_socket(w->ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(w->sock, ZMQ_LINGER, &zero, sizeof zero);
-    assert_int_equal(zmq_connect(w->sock, ep), 0);
-}
-
-static void raw_close(raw *w) {
-    zmq_close(w->sock);
-    zmq_ctx_term(w->ctx);
-}
-
-static void raw_send_bytes(raw *w, const void *buf, size_t len) {
-    assert_true(zmq_send(w->sock, buf, len, 0) == (int)len);
-}
-
-/* Pack without any check (the point is to send what the checks would refuse). */
-static void raw_send(raw *w, const Vlad__Serve__InferRequest *r) {
-    static uint8_t buf[1 << 20];
-    size_t len;
-    assert_int_equal(vlad_frame_pack(VLAD_SERVE_TOPIC_REQUEST, &r->base, buf, sizeof buf, &len, NULL), 0);
-    raw_send_bytes(w, buf, len);
-}
-
-/* The next reply within timeout_ms (decoded and checked by wire.h), or fail. */
-static Vlad__Serve__InferReply *raw_recv(raw *w, int timeout_ms) {
-    zmq_pollitem_t it = {w->sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&it, 1, timeout_ms) <= 0)
-        fail_msg("no reply within %d ms", timeout_ms);
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    assert_true(zmq_msg_recv(&m, w->sock, 0) >= 0);
-    Vlad__Serve__InferReply *r = NULL;
-    vlad_err e;
-    int rc = vlad_serve_decode_reply(zmq_msg_data(&m), zmq_msg_size(&m), &dims, &r, NULL, 0, &e);
-    zmq_msg_close(&m);
-    if (rc)
-        fail_msg("reply failed the wire check: %s", e.msg);
-    return r;
-}
-
-/* An InferRequest for o pointing into storage the caller keeps. */
-typedef struct rawreq {
-    Vlad__Serve__InferRequest r;
-    Vlad__Serve__Image im[MAX_IMG], *imp[MAX_IMG];
-} rawreq;
-
-static void rawreq_of(rawreq *q, obs *o, uint64_t id) {
-    q->r = (Vlad__Serve__InferRequest)VLAD__SERVE__INFER_REQUEST__INIT;
-    for (int v = 0; v < cfg.n_cameras; v++) {
-        q->im[v] = (Vlad__Serve__Image)VLAD__SERVE__IMAGE__INIT;
-        q->im[v].width = q->im[v].height = (uint32_t)cfg.image_size;
-        q->im[v].encoding = VLAD__SERVE__ENCODING__ENCODING_RAW;
-        q->im[v].data.data = o->img[v];
-        q->im[v].data.len = o->view[v].len;
-        q->imp[v] = &q->im[v];
-    }
-    q->r.version = VLAD_SERVE_VERSION;
-    q->r.robot = "rawbot";
-    q->r.request_id = id;
-    q->r.obs_tick = o->req.obs_tick;
-    q->r.n_images = (size_t)cfg.n_cameras;
-    q->r.images = q->imp;
-    q->r.prompt = o->prompt;
-    q->r.n_state = (size_t)cfg.state_dim;
-    q->r.state = o->state;
-    q->r.seed = o->seed;
-}
-
-/* ---- set-up ---------------------------------------------------------------------------- */
-
 static int group_setup(void **state) {
     (void)state;
-    vlad_err e;
-    if (vlad_model_load(MODEL, &model, &e)) {
-        fprintf(stderr, "test_serve: %s\n", e.msg);
-        return -1;
-    }
-    cfg = model->cfg;
-    dims = (vlad_serve_dims){cfg.n_cameras, cfg.image_size, cfg.state_dim, cfg.action_dim,
-                             cfg.chunk_size};
-    vlad_runstate_opts ro = {.n_threads = 1, .max_streams = 1};
-    rs = vlad_runstate_new(model, &ro, &e);
-    if (!rs) {
-        fprintf(stderr, "test_serve: %s\n", e.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    vlad_runstate_free(rs);
-    vlad_model_free(model);
-    return 0;
-}
-
-static int setup(void **state) {
-    (void)state;
-    vh_tmpdir(dir, sizeof dir, "serve");
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    vh_finish_dir(dir, true, NULL);
-    return 0;
-}
-
-static int free_port(void) {
-    int p;
-    vh_free_ports(&p, 1);
-    return p;
+    return sv_group_setup("test_serve", "serve", 1); /* one language stream: the asks */
 }
 
 /* ---- tests ----------------------------------------------------------------------------- */
@@ -325,13 +92,13 @@ static int free_port(void) {
  * first endpoint has no server is served by the second. */
 static void test_chunk_equals_local(void **state) {
     (void)state;
-    server s;
-    serve_start(&s, free_port(), "chunk", NULL);
+    sv_server s;
+    sv_serve_start(&s, sv_free_port(), "chunk", NULL);
     const char *eps[1] = {s.ep};
-    vlad_serve_client *c = client_of(eps, 1, 2000, NULL, NULL);
-    wait_ready(&s, c);
-    assert_int_equal(vlad_serve_client_dims(c).state_dim, cfg.state_dim); /* learnt from status */
-    obs o;
+    vlad_serve_client *c = sv_client_of(eps, 1, 2000, NULL, NULL, "testbot", 0);
+    sv_wait_ready(&s, c, true);
+    assert_int_equal(vlad_serve_client_dims(c).state_dim, sv_cfg.state_dim); /* learnt from status */
+    sv_obs o;
     vlad_serve_reply r;
     vlad_err e;
     for (int k = 0; k < 3; k++) {
@@ -345,7 +112,7 @@ static void test_chunk_equals_local(void **state) {
     }
     /* explicit noise instead of the seed */
     float noise[4096];
-    size_t nn = (size_t)cfg.chunk_size * cfg.action_dim;
+    size_t nn = (size_t)sv_cfg.chunk_size * sv_cfg.action_dim;
     for (size_t i = 0; i < nn; i++)
         noise[i] = (float)(0.5 * sin(0.37 * (double)i));
     make_obs(&o, 7);
@@ -361,11 +128,11 @@ static void test_chunk_equals_local(void **state) {
     assert_int_equal(r.code, VLAD_SERVE_OK);
     char want[4200];
     size_t wlen = 0;
-    const uint8_t *imgs[MAX_IMG];
-    images_of(&o, imgs);
-    assert_true(vlad_encode_prefix(rs, imgs, o.prompt, strlen(o.prompt), &e) >= 0);
+    const uint8_t *imgs[SV_MAX_IMG];
+    sv_images_of(&o, imgs);
+    assert_true(vlad_encode_prefix(sv_rs, imgs, o.prompt, strlen(o.prompt), &e) >= 0);
     const char *q = "which colour is the target?";
-    if (vlad_lang_generate(rs, q, strlen(q), want, sizeof want, &wlen, &e))
+    if (vlad_lang_generate(sv_rs, q, strlen(q), want, sizeof want, &wlen, &e))
         fail_msg("local ask: %s", e.msg);
     assert_int_equal(r.answer_len, wlen);
     assert_memory_equal(r.answer, want, wlen);
@@ -375,9 +142,9 @@ static void test_chunk_equals_local(void **state) {
     o.req.state_len = 0;
     if (vlad_serve_client_ask(c, &o.req, "", &r, &e))
         fail_msg("second ask: %s", e.msg);
-    images_of(&o, imgs);
-    assert_true(vlad_encode_prefix(rs, imgs, o.prompt, strlen(o.prompt), &e) >= 0);
-    if (vlad_lang_generate(rs, "", 0, want, sizeof want, &wlen, &e))
+    sv_images_of(&o, imgs);
+    assert_true(vlad_encode_prefix(sv_rs, imgs, o.prompt, strlen(o.prompt), &e) >= 0);
+    if (vlad_lang_generate(sv_rs, "", 0, want, sizeof want, &wlen, &e))
         fail_msg("local commentary: %s", e.msg);
     assert_int_equal(r.answer_len, wlen);
     assert_memory_equal(r.answer, want, wlen);
@@ -390,11 +157,11 @@ static void test_chunk_equals_local(void **state) {
     assert_int_equal(st->batches, 4);
     assert_int_equal(st->bad_requests + st->late + st->busy + st->shape_errors, 0);
     assert_int_equal(st->queue->count, 6);
-    assert_int_equal(st->model->chunk_size, cfg.chunk_size);
+    assert_int_equal(st->model->chunk_size, sv_cfg.chunk_size);
     /* what a daemon composes and plans by: the checkpoint's views and Δmax, as recorded */
-    const char *mv = vlad_st_meta(model->file, "vlad.views");
+    const char *mv = vlad_st_meta(sv_model->file, "vlad.views");
     assert_string_equal(st->model->views, mv ? mv : "");
-    const char *md = vlad_st_meta(model->file, "vlad.train.delta_max");
+    const char *md = vlad_st_meta(sv_model->file, "vlad.train.delta_max");
     assert_int_equal(st->model->delta_max, md ? strtol(md, NULL, 10) : 0);
     vlad_serve_client_counters n;
     vlad_serve_client_counters_get(c, &n);
@@ -403,7 +170,7 @@ static void test_chunk_equals_local(void **state) {
 
     /* the same counters from `vlad-serve --status`, as JSON */
     char out[200];
-    snprintf(out, sizeof out, "%s/status.json", dir);
+    snprintf(out, sizeof out, "%s/status.json", sv_dir);
     char *argv[] = {(char *)vlad_proc_bin("vlad-serve"), "--status", "--connect", s.ep, NULL};
     pid_t qp = vlad_proc_start(argv, out);
     assert_true(qp > 0);
@@ -418,15 +185,15 @@ static void test_chunk_equals_local(void **state) {
     assert_int_equal(cJSON_GetObjectItem(j, "asks")->valuedouble, 2);
     cJSON *mj = cJSON_GetObjectItem(j, "model");
     assert_non_null(mj);
-    assert_int_equal(cJSON_GetObjectItem(mj, "action_dim")->valuedouble, cfg.action_dim);
+    assert_int_equal(cJSON_GetObjectItem(mj, "action_dim")->valuedouble, sv_cfg.action_dim);
     assert_non_null(cJSON_GetObjectItem(cJSON_GetObjectItem(j, "total"), "p99_us"));
     cJSON_Delete(j);
 
     /* a dead endpoint first: ZMQ_IMMEDIATE sends only over the live connection */
     char dead[64];
-    snprintf(dead, sizeof dead, "tcp://127.0.0.1:%d", free_port());
+    snprintf(dead, sizeof dead, "tcp://127.0.0.1:%d", sv_free_port());
     const char *two[2] = {dead, s.ep};
-    c = client_of(two, 2, 3000, NULL, NULL);
+    c = sv_client_of(two, 2, 3000, NULL, NULL, "testbot", 0);
     for (int k = 0; k < 4; k++) {
         make_obs(&o, 10 + k);
         if (vlad_serve_client_infer(c, &o.req, &r, &e))
@@ -436,7 +203,7 @@ static void test_chunk_equals_local(void **state) {
     vlad_serve_client_counters_get(c, &n);
     assert_int_equal(n.timeouts, 0);
     vlad_serve_client_free(c);
-    serve_stop(&s);
+    sv_serve_stop(&s);
 }
 
 #define NCONC 4
@@ -470,7 +237,7 @@ static void *conc_main(void *arg) {
     x->rc = vlad_serve_client_status(c, &r, &e);
     pthread_barrier_wait(x->bar);
     if (!x->rc) {
-        obs *ob = malloc(sizeof *ob);
+        sv_obs *ob = malloc(sizeof *ob);
         make_obs(ob, 20 + x->k);
         x->rc = vlad_serve_client_infer(c, &ob->req, &r, &e);
         if (!x->rc) {
@@ -490,12 +257,12 @@ static void *conc_main(void *arg) {
  * engine threads), and each result equals its one-by-one local result. */
 static void test_batching(void **state) {
     (void)state;
-    server s;
+    sv_server s;
     const char *args[] = {"--batch-wait-us", "500000", "--max-batch", "8", "--threads", "2", NULL};
-    serve_start(&s, free_port(), "batch", args);
+    sv_serve_start(&s, sv_free_port(), "batch", args);
     const char *eps[1] = {s.ep};
-    vlad_serve_client *c = client_of(eps, 1, 2000, NULL, NULL);
-    wait_ready(&s, c);
+    vlad_serve_client *c = sv_client_of(eps, 1, 2000, NULL, NULL, "testbot", 0);
+    sv_wait_ready(&s, c, true);
     pthread_barrier_t bar;
     pthread_barrier_init(&bar, NULL, NCONC);
     static conc x[NCONC];
@@ -512,12 +279,12 @@ static void test_batching(void **state) {
     for (int i = 0; i < NCONC; i++) {
         if (x[i].rc)
             fail_msg("client %d: %s", i, x[i].err);
-        vlad_serve_reply r = {.code = VLAD_SERVE_OK, .horizon = cfg.chunk_size,
-                              .action_dim = cfg.action_dim, .actions = x[i].actions};
-        obs o;
+        vlad_serve_reply r = {.code = VLAD_SERVE_OK, .horizon = sv_cfg.chunk_size,
+                              .action_dim = sv_cfg.action_dim, .actions = x[i].actions};
+        sv_obs o;
         make_obs(&o, 20 + i);
         r.obs_tick = o.req.obs_tick;
-        assert_int_equal(x[i].n, cfg.chunk_size * cfg.action_dim);
+        assert_int_equal(x[i].n, sv_cfg.chunk_size * sv_cfg.action_dim);
         assert_chunk_is_local(&r, &o, NULL);
         if (x[i].batch_size > maxb)
             maxb = x[i].batch_size;
@@ -532,15 +299,12 @@ static void test_batching(void **state) {
     assert_true(st->mean_batch > 1.0);
     assert_int_equal(st->max_batch_seen, maxb);
     vlad_serve_client_free(c);
-    serve_stop(&s);
+    sv_serve_stop(&s);
 }
 
-static void expect_refusal(raw *w, uint64_t id, int code, const char *field, const char *what) {
-    Vlad__Serve__InferReply *r = raw_recv(w, 10000);
-    if ((int)r->error != code || r->request_id != id || strcmp(r->field, field))
-        fail_msg("%s: got %s (field '%s', request %llu: %s), expected %s field '%s' request %llu",
-                 what, vlad_serve_code_name(r->error), r->field, (unsigned long long)r->request_id,
-                 r->message, vlad_serve_code_name(code), field, (unsigned long long)id);
+/* A refusal (sv_expect_refusal) whose message names the field too and that carries no body. */
+static void expect_refusal(sv_raw *w, uint64_t id, int code, const char *field, const char *what) {
+    Vlad__Serve__InferReply *r = sv_expect_refusal(w, 10000, id, code, field, NULL, what);
     assert_non_null(strstr(r->message, field)); /* the message names the field too */
     assert_int_equal(r->body_case, VLAD__SERVE__INFER_REPLY__BODY__NOT_SET);
     vlad__serve__infer_reply__free_unpacked(r, NULL);
@@ -550,91 +314,91 @@ static void expect_refusal(raw *w, uint64_t id, int code, const char *field, con
  * the field, and the server keeps serving. The client library refuses them before sending. */
 static void test_bad_requests(void **state) {
     (void)state;
-    server s;
-    serve_start(&s, free_port(), "bad", NULL);
+    sv_server s;
+    sv_serve_start(&s, sv_free_port(), "bad", NULL);
     const char *eps[1] = {s.ep};
-    vlad_serve_client *c = client_of(eps, 1, 3000, NULL, NULL);
-    wait_ready(&s, c);
-    raw w;
-    raw_open(&w, s.ep);
-    obs o;
+    vlad_serve_client *c = sv_client_of(eps, 1, 3000, NULL, NULL, "testbot", 0);
+    sv_wait_ready(&s, c, true);
+    sv_raw w;
+    sv_raw_open(&w, s.ep);
+    sv_obs o;
     make_obs(&o, 1);
-    rawreq q;
+    sv_rawreq q;
     int shape = 0, bad = 0;
 
-    rawreq_of(&q, &o, 11); /* image bytes short of width*height*3 */
+    sv_rawreq_of(&q, &o, 11); /* image bytes short of width*height*3 */
     q.im[0].data.len -= 5;
-    raw_send(&w, &q.r);
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 11, VLAD_SERVE_BAD_REQUEST, "images[0].data", "short image");
     bad++;
 
-    rawreq_of(&q, &o, 12); /* NaN in the state */
+    sv_rawreq_of(&q, &o, 12); /* NaN in the state */
     float st[16];
     memcpy(st, o.state, sizeof st);
     st[1] = NAN;
     q.r.state = st;
-    raw_send(&w, &q.r);
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 12, VLAD_SERVE_BAD_REQUEST, "state[1]", "NaN state");
     bad++;
 
-    raw_send_bytes(&w, "\x01garbage \xff\xfe not a request", 26); /* garbage */
+    sv_raw_send_bytes(&w, "\x01garbage \xff\xfe not a request", 26); /* garbage */
     expect_refusal(&w, 0, VLAD_SERVE_BAD_REQUEST, "frame", "garbage bytes");
     bad++;
     static const uint8_t junk[] = "infer \x0a\xff\xff\xff\xff\x0f\x01";
-    raw_send_bytes(&w, junk, sizeof junk - 1); /* the right topic, not a protobuf */
+    sv_raw_send_bytes(&w, junk, sizeof junk - 1); /* the right topic, not a protobuf */
     expect_refusal(&w, 0, VLAD_SERVE_BAD_REQUEST, "frame", "garbage protobuf");
     bad++;
 
-    rawreq_of(&q, &o, 13); /* a well-formed image of the wrong size: SHAPE */
+    sv_rawreq_of(&q, &o, 13); /* a well-formed image of the wrong size: SHAPE */
     static uint8_t small[32 * 32 * 3];
     q.im[0].width = q.im[0].height = 32;
     q.im[0].data.data = small;
     q.im[0].data.len = sizeof small;
-    raw_send(&w, &q.r);
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 13, VLAD_SERVE_SHAPE, "images[0].width", "32x32 image");
     shape++;
 
-    rawreq_of(&q, &o, 14); /* one state value short: SHAPE */
-    q.r.n_state = (size_t)cfg.state_dim - 1;
-    raw_send(&w, &q.r);
+    sv_rawreq_of(&q, &o, 14); /* one state value short: SHAPE */
+    q.r.n_state = (size_t)sv_cfg.state_dim - 1;
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 14, VLAD_SERVE_SHAPE, "state", "short state");
     shape++;
 
-    rawreq_of(&q, &o, 15); /* another protocol version */
+    sv_rawreq_of(&q, &o, 15); /* another protocol version */
     q.r.version = 2;
-    raw_send(&w, &q.r);
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 15, VLAD_SERVE_BAD_REQUEST, "version", "version 2");
     bad++;
 
-    rawreq_of(&q, &o, 16); /* JPEG that is not one (raw pixels); test_serve_jpeg has more */
+    sv_rawreq_of(&q, &o, 16); /* JPEG that is not one (raw pixels); test_serve_jpeg has more */
     q.im[0].encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
-    raw_send(&w, &q.r);
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 16, VLAD_SERVE_BAD_REQUEST, "images[0].data", "JPEG of raw pixels");
     bad++;
 
-    rawreq_of(&q, &o, 0); /* request id 0 */
-    raw_send(&w, &q.r);
+    sv_rawreq_of(&q, &o, 0); /* request id 0 */
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 0, VLAD_SERVE_BAD_REQUEST, "request_id", "request id 0");
     bad++;
 
-    rawreq_of(&q, &o, 17); /* no images */
+    sv_rawreq_of(&q, &o, 17); /* no images */
     q.r.n_images = 0;
-    raw_send(&w, &q.r);
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 17, VLAD_SERVE_BAD_REQUEST, "images", "no images");
     bad++;
 
-    rawreq_of(&q, &o, 18); /* a prompt over the bound */
+    sv_rawreq_of(&q, &o, 18); /* a prompt over the bound */
     static char longp[VLAD_SERVE_MAX_PROMPT + 10];
     memset(longp, 'a', sizeof longp - 1);
     q.r.prompt = longp;
-    raw_send(&w, &q.r);
+    sv_raw_send(&w, &q.r);
     expect_refusal(&w, 18, VLAD_SERVE_BAD_REQUEST, "prompt", "long prompt");
     bad++;
 
     /* two frames after the routing id */
     uint8_t buf[256];
     size_t len;
-    rawreq_of(&q, &o, 19);
+    sv_rawreq_of(&q, &o, 19);
     q.r.n_images = 0; /* small enough; never decoded anyway */
     assert_int_equal(vlad_frame_pack(VLAD_SERVE_TOPIC_REQUEST, &q.r.base, buf, sizeof buf, &len, NULL), 0);
     assert_true(zmq_send(w.sock, buf, len, ZMQ_SNDMORE) >= 0);
@@ -643,13 +407,13 @@ static void test_bad_requests(void **state) {
     bad++;
 
     /* the raw socket is still served */
-    rawreq_of(&q, &o, 20);
-    raw_send(&w, &q.r);
-    Vlad__Serve__InferReply *ok = raw_recv(&w, 10000);
+    sv_rawreq_of(&q, &o, 20);
+    sv_raw_send(&w, &q.r);
+    Vlad__Serve__InferReply *ok = sv_raw_recv(&w, 10000);
     assert_int_equal(ok->error, VLAD__SERVE__ERROR_CODE__OK);
     assert_int_equal(ok->request_id, 20);
     vlad__serve__infer_reply__free_unpacked(ok, NULL);
-    raw_close(&w);
+    sv_raw_close(&w);
 
     /* the client library checks before sending: nothing goes out */
     vlad_serve_client_counters n0, n1;
@@ -660,7 +424,7 @@ static void test_bad_requests(void **state) {
     assert_int_equal(vlad_serve_client_infer(c, &o.req, &r, &e), VLAD_EINVAL);
     assert_non_null(strstr(e.msg, "state[2]"));
     make_obs(&o, 1);
-    o.req.state_len = cfg.state_dim + 1;
+    o.req.state_len = sv_cfg.state_dim + 1;
     assert_int_equal(vlad_serve_client_infer(c, &o.req, &r, &e), VLAD_ERANGE);
     assert_int_equal(r.code, -1);
     vlad_serve_client_counters_get(c, &n1);
@@ -676,7 +440,7 @@ static void test_bad_requests(void **state) {
     assert_int_equal(stt->shape_errors, shape);
     assert_int_equal(stt->chunks, 2);
     vlad_serve_client_free(c);
-    serve_stop(&s);
+    sv_serve_stop(&s);
 }
 
 /* Deadlines and backpressure, against a slow server (--min-latency-ms, one request per
@@ -685,13 +449,13 @@ static void test_bad_requests(void **state) {
  * (before any of the slow results). */
 static void test_late_and_busy(void **state) {
     (void)state;
-    server s;
+    sv_server s;
     const char *args[] = {"--min-latency-ms", "1500", "--max-batch", "1", "--queue", "2", NULL};
-    serve_start(&s, free_port(), "late", args);
+    sv_serve_start(&s, sv_free_port(), "late", args);
     const char *eps[1] = {s.ep};
-    vlad_serve_client *c = client_of(eps, 1, 10000, NULL, NULL);
-    wait_ready(&s, c);
-    obs o;
+    vlad_serve_client *c = sv_client_of(eps, 1, 10000, NULL, NULL, "testbot", 0);
+    sv_wait_ready(&s, c, true);
+    sv_obs o;
     vlad_serve_reply r;
     vlad_err e;
 
@@ -704,18 +468,18 @@ static void test_late_and_busy(void **state) {
     assert_null(r.actions);
 
     /* passed in the queue: B (100 ms budget) waits behind A's 1.5 s batch */
-    raw w;
-    raw_open(&w, s.ep);
-    obs a, b;
+    sv_raw w;
+    sv_raw_open(&w, s.ep);
+    sv_obs a, b;
     make_obs(&a, 4);
     make_obs(&b, 5);
-    rawreq qa, qb;
-    rawreq_of(&qa, &a, 101);
-    rawreq_of(&qb, &b, 102);
+    sv_rawreq qa, qb;
+    sv_rawreq_of(&qa, &a, 101);
+    sv_rawreq_of(&qb, &b, 102);
     qb.r.budget_us = 100000;
-    raw_send(&w, &qa.r);
-    raw_send(&w, &qb.r);
-    Vlad__Serve__InferReply *ra = raw_recv(&w, 20000), *rb = raw_recv(&w, 20000);
+    sv_raw_send(&w, &qa.r);
+    sv_raw_send(&w, &qb.r);
+    Vlad__Serve__InferReply *ra = sv_raw_recv(&w, 20000), *rb = sv_raw_recv(&w, 20000);
     assert_int_equal(ra->request_id, 101);
     assert_int_equal(ra->error, VLAD__SERVE__ERROR_CODE__OK);
     assert_int_equal(rb->request_id, 102);
@@ -727,17 +491,17 @@ static void test_late_and_busy(void **state) {
 
     /* a full queue: at most one running + two waiting are taken, the rest is BUSY */
     enum { NB = 6 };
-    rawreq qs[NB];
-    obs os[NB];
+    sv_rawreq qs[NB];
+    sv_obs os[NB];
     for (int i = 0; i < NB; i++) {
         make_obs(&os[i], 30 + i);
-        rawreq_of(&qs[i], &os[i], 200 + (uint64_t)i);
-        raw_send(&w, &qs[i].r);
+        sv_rawreq_of(&qs[i], &os[i], 200 + (uint64_t)i);
+        sv_raw_send(&w, &qs[i].r);
     }
     int busy = 0, okn = 0;
     bool seen_ok = false;
     for (int i = 0; i < NB; i++) {
-        Vlad__Serve__InferReply *x = raw_recv(&w, 20000);
+        Vlad__Serve__InferReply *x = sv_raw_recv(&w, 20000);
         if (x->error == VLAD__SERVE__ERROR_CODE__BUSY) {
             busy++;
             assert_false(seen_ok); /* answered at once, before any slow result */
@@ -751,13 +515,13 @@ static void test_late_and_busy(void **state) {
     fprintf(stderr, "test_serve: %d requests at once: %d served, %d BUSY\n", NB, okn, busy);
     assert_true(busy >= NB - 3);
     assert_true(okn >= 2 && okn <= 3);
-    raw_close(&w);
+    sv_raw_close(&w);
     const Vlad__Serve__ServeStatus *st = status_of(c, &r);
     assert_int_equal(st->late, 2);
     assert_int_equal(st->busy, busy);
     assert_int_equal(st->chunks, 1 + okn);
     vlad_serve_client_free(c);
-    serve_stop(&s);
+    sv_serve_stop(&s);
 }
 
 /* A reply that comes after the client gave up on its request is dropped and counted, and
@@ -766,15 +530,15 @@ static void test_late_and_busy(void **state) {
  * same batch, so the first one's reply reaches the client before its own. */
 static void test_stale_reply_dropped(void **state) {
     (void)state;
-    server s;
+    sv_server s;
     const char *args[] = {"--batch-wait-us", "1500000", NULL};
-    serve_start(&s, free_port(), "stale", args);
+    sv_serve_start(&s, sv_free_port(), "stale", args);
     const char *eps[1] = {s.ep};
-    vlad_serve_client *c = client_of(eps, 1, 300, NULL, NULL);
+    vlad_serve_client *c = sv_client_of(eps, 1, 300, NULL, NULL, "testbot", 0);
     vlad_serve_client_set_timeout(c, 5000);
-    wait_ready(&s, c); /* status replies come at once, without the batch wait */
+    sv_wait_ready(&s, c, true); /* status replies come at once, without the batch wait */
     vlad_serve_client_set_timeout(c, 300);
-    obs o;
+    sv_obs o;
     vlad_serve_reply r;
     vlad_err e;
     make_obs(&o, 40);
@@ -797,7 +561,7 @@ static void test_stale_reply_dropped(void **state) {
     const Vlad__Serve__ServeStatus *st = status_of(c, &r);
     assert_int_equal(st->chunks, 2);
     vlad_serve_client_free(c);
-    serve_stop(&s);
+    sv_serve_stop(&s);
 }
 
 /* CURVE: the allowed key (the infer right) is served; a known key without the infer right
@@ -807,12 +571,12 @@ static void test_stale_reply_dropped(void **state) {
 static void test_curve(void **state) {
     (void)state;
     char keys[160], srv[160], good[160], viewer[160], stranger[160], path[200];
-    snprintf(keys, sizeof keys, "%s/clients", dir);
+    snprintf(keys, sizeof keys, "%s/clients", sv_dir);
     assert_int_equal(mkdir(keys, 0700), 0);
-    snprintf(srv, sizeof srv, "%s/server", dir);
-    snprintf(good, sizeof good, "%s/daemon", dir);
-    snprintf(viewer, sizeof viewer, "%s/viewer", dir);
-    snprintf(stranger, sizeof stranger, "%s/stranger", dir);
+    snprintf(srv, sizeof srv, "%s/server", sv_dir);
+    snprintf(good, sizeof good, "%s/daemon", sv_dir);
+    snprintf(viewer, sizeof viewer, "%s/viewer", sv_dir);
+    snprintf(stranger, sizeof stranger, "%s/stranger", sv_dir);
     vh_gen_key(srv, "vlad-serve", "", NULL);
     vh_gen_key(good, "daemon", "infer", keys);
     vh_gen_key(viewer, "viewer", "observe,publish,command", keys); /* all but infer */
@@ -825,13 +589,13 @@ static void test_curve(void **state) {
     snprintf(good_secret, sizeof good_secret, "%s.key_secret", good);
     snprintf(viewer_secret, sizeof viewer_secret, "%s.key_secret", viewer);
     snprintf(stranger_secret, sizeof stranger_secret, "%s.key_secret", stranger);
-    server s;
+    sv_server s;
     const char *args[] = {"--server-key", srv_secret, "--keys-dir", keys, NULL};
-    serve_start(&s, free_port(), "curve", args);
+    sv_serve_start(&s, sv_free_port(), "curve", args);
     const char *eps[1] = {s.ep};
-    vlad_serve_client *c = client_of(eps, 1, 3000, sc.public_key, good_secret);
-    wait_ready(&s, c);
-    obs o;
+    vlad_serve_client *c = sv_client_of(eps, 1, 3000, sc.public_key, good_secret, "testbot", 0);
+    sv_wait_ready(&s, c, true);
+    sv_obs o;
     vlad_serve_reply r;
     vlad_err e;
     make_obs(&o, 50);
@@ -843,7 +607,7 @@ static void test_curve(void **state) {
     const char *refused[2] = {viewer_secret, stranger_secret};
     const char *what[2] = {"key without the infer right", "unknown key"};
     for (int k = 0; k < 2; k++) {
-        vlad_serve_client *x = client_of(eps, 1, 1000, sc.public_key, refused[k]);
+        vlad_serve_client *x = sv_client_of(eps, 1, 1000, sc.public_key, refused[k], "testbot", 0);
         vlad_serve_client_counters n = {0};
         int calls = 0;
         for (; calls < 8 && !(n.refusals >= 2 && n.new_sockets >= 1); calls++) {
@@ -872,22 +636,22 @@ static void test_curve(void **state) {
     assert_int_equal(st->not_authorised, 0); /* the handshake refused them first */
     assert_int_equal(st->chunks, 1);
     vlad_serve_client_free(c);
-    serve_stop(&s);
+    sv_serve_stop(&s);
 }
 
 /* The server killed (SIGKILL) and started again on the same port: the client times out
  * while it is gone, then reconnects by itself and is served again. */
 static void test_restart(void **state) {
     (void)state;
-    server s;
-    int port = free_port();
-    serve_start(&s, port, "first", NULL);
+    sv_server s;
+    int port = sv_free_port();
+    sv_serve_start(&s, port, "first", NULL);
     const char *eps[1] = {s.ep};
-    vlad_serve_client *c = client_of(eps, 1, 1000, NULL, NULL);
+    vlad_serve_client *c = sv_client_of(eps, 1, 1000, NULL, NULL, "testbot", 0);
     vlad_serve_client_set_timeout(c, 3000);
-    wait_ready(&s, c);
+    sv_wait_ready(&s, c, true);
     vlad_serve_client_set_timeout(c, 1000);
-    obs o;
+    sv_obs o;
     vlad_serve_reply r;
     vlad_err e;
     make_obs(&o, 60);
@@ -899,7 +663,7 @@ static void test_restart(void **state) {
     make_obs(&o, 61);
     assert_int_equal(vlad_serve_client_infer(c, &o.req, &r, &e), VLAD_ETIMEOUT);
     assert_int_equal(r.code, -1);
-    serve_start(&s, port, "second", NULL);
+    sv_serve_start(&s, port, "second", NULL);
     int rc = VLAD_ETIMEOUT, tries = 0;
     for (; tries < 60 && rc; tries++) {
         vh_alive(&s.pid, "vlad-serve", s.log, "after the restart");
@@ -919,14 +683,14 @@ static void test_restart(void **state) {
     assert_true(n.reconnects >= 1);
     assert_true(n.disconnects >= 1);
     vlad_serve_client_free(c);
-    serve_stop(&s);
+    sv_serve_stop(&s);
 }
 
 /* A hostile or broken server: every chunk the client would hand the daemon passes the one
  * reply check (wire.h): finite values, the model's horizon, the value count. */
 static void test_hostile_replies(void **state) {
     (void)state;
-    size_t n = (size_t)cfg.chunk_size * (size_t)cfg.action_dim;
+    size_t n = (size_t)sv_cfg.chunk_size * (size_t)sv_cfg.action_dim;
     struct {
         const char *why, *field;
         int horizon;
@@ -934,12 +698,12 @@ static void test_hostile_replies(void **state) {
         float poison; /* written into value 3 */
         int rc;
     } cases[] = {
-        {"ok", "", cfg.chunk_size, n, 0.f, VLAD_OK},
-        {"NaN", "chunk.actions", cfg.chunk_size, n, NAN, VLAD_EINVAL},
-        {"Inf", "chunk.actions", cfg.chunk_size, n, INFINITY, VLAD_EINVAL},
-        {"short", "chunk.actions", cfg.chunk_size, n - 1, 0.f, VLAD_EINVAL},
-        {"other horizon", "chunk.horizon", cfg.chunk_size - 1,
-         (size_t)(cfg.chunk_size - 1) * (size_t)cfg.action_dim, 0.f, VLAD_ERANGE},
+        {"ok", "", sv_cfg.chunk_size, n, 0.f, VLAD_OK},
+        {"NaN", "chunk.actions", sv_cfg.chunk_size, n, NAN, VLAD_EINVAL},
+        {"Inf", "chunk.actions", sv_cfg.chunk_size, n, INFINITY, VLAD_EINVAL},
+        {"short", "chunk.actions", sv_cfg.chunk_size, n - 1, 0.f, VLAD_EINVAL},
+        {"other horizon", "chunk.horizon", sv_cfg.chunk_size - 1,
+         (size_t)(sv_cfg.chunk_size - 1) * (size_t)sv_cfg.action_dim, 0.f, VLAD_ERANGE},
         {"zero horizon", "chunk.horizon", 0, 0, 0.f, VLAD_EINVAL},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -948,7 +712,7 @@ static void test_hostile_replies(void **state) {
         v[3] = cases[i].poison;
         Vlad__Serve__Chunk k = VLAD__SERVE__CHUNK__INIT;
         k.horizon = (uint32_t)cases[i].horizon;
-        k.action_dim = (uint32_t)cfg.action_dim;
+        k.action_dim = (uint32_t)sv_cfg.action_dim;
         k.n_actions = cases[i].n_actions;
         k.actions = v;
         Vlad__Serve__InferReply r = VLAD__SERVE__INFER_REPLY__INIT;
@@ -959,7 +723,7 @@ static void test_hostile_replies(void **state) {
         r.chunk = &k;
         char field[64] = "";
         vlad_err e = {0};
-        int rc = vlad_serve_check_reply(&r, &dims, field, sizeof field, &e);
+        int rc = vlad_serve_check_reply(&r, &sv_dims, field, sizeof field, &e);
         printf("hostile reply '%s': rc %d, field '%s': %s\n", cases[i].why, rc, field, e.msg);
         assert_int_equal(rc, cases[i].rc);
         if (rc) /* the field, with its index where it has one ("chunk.actions[3]") */
@@ -973,14 +737,14 @@ int main(int argc, char **argv) {
     vlad_blas_coretype_init(argv); /* the same OpenBLAS kernels as vlad-serve */
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_chunk_equals_local, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batching, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_requests, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_late_and_busy, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_stale_reply_dropped, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_curve, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_chunk_equals_local, sv_setup, sv_teardown),
+        cmocka_unit_test_setup_teardown(test_batching, sv_setup, sv_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_requests, sv_setup, sv_teardown),
+        cmocka_unit_test_setup_teardown(test_late_and_busy, sv_setup, sv_teardown),
+        cmocka_unit_test_setup_teardown(test_stale_reply_dropped, sv_setup, sv_teardown),
+        cmocka_unit_test_setup_teardown(test_curve, sv_setup, sv_teardown),
+        cmocka_unit_test_setup_teardown(test_restart, sv_setup, sv_teardown),
         cmocka_unit_test(test_hostile_replies),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, sv_group_teardown);
 }

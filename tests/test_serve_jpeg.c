@@ -33,17 +33,10 @@
 #include "serve/client.h"
 #include "serve/jpeg.h"
 #include "serve/wire.h"
+#include "serve_testutil.h"
 
-#define MODEL "models/vlad-default.safetensors"
-#define TOL 1e-5
 #define SIDE 64
 #define PIX (SIDE * SIDE * 3)
-
-static char dir[64];
-static vlad_model *model;
-static vlad_runstate *rs;
-static vlad_config cfg;
-static vlad_serve_dims dims;
 
 /* ---- pictures ---------------------------------------------------------------------------- */
 
@@ -183,158 +176,40 @@ static void test_codec(void **state) {
 
 /* ---- the server -------------------------------------------------------------------------------- */
 
-typedef struct server {
-    pid_t pid;
-    char ep[64], log[160];
-} server;
-
-static void serve_start(server *s, int port) {
-    snprintf(s->ep, sizeof s->ep, "tcp://127.0.0.1:%d", port);
-    snprintf(s->log, sizeof s->log, "%s/serve.log", dir);
-    char *argv[] = {(char *)vlad_proc_bin("vlad-serve"), "--bind", s->ep, "--model", MODEL, NULL};
-    s->pid = vlad_proc_start(argv, s->log);
-    if (s->pid <= 0)
-        fail_msg("cannot start vlad-serve");
+/* Observation k's pictures: one scene per image input, each different. */
+static void pictures(sv_obs *o, int k) {
+    assert_true(sv_cfg.image_size == SIDE);
+    for (int v = 0; v < sv_cfg.n_cameras; v++)
+        scene(o->img[v], k + 3 * v);
 }
 
-static void serve_stop(server *s) {
-    int rc = vh_stop(&s->pid, 20000);
-    if (rc != 0) {
-        vh_print_file(s->log, 200);
-        fail_msg("vlad-serve exited with %d after SIGTERM (expected 0)", rc);
-    }
+static void make_obs(sv_obs *o, int k) {
+    sv_make_obs(o, k, 10, 500, pictures);
 }
 
 static vlad_serve_client *client_of(const char *ep, int quality) {
     const char *eps[1] = {ep};
-    vlad_serve_client_opts o = {.endpoints = eps, .n_endpoints = 1, .timeout_ms = 20000,
-                                .attempts = 1, .robot = "jpegbot", .jpeg_quality = quality};
-    vlad_err e;
-    vlad_serve_client *c = vlad_serve_client_new(&o, &e);
-    if (!c)
-        fail_msg("client: %s", e.msg);
-    return c;
+    return sv_client_of(eps, 1, 20000, NULL, NULL, "jpegbot", quality);
 }
 
-static void wait_ready(server *s, vlad_serve_client *c) {
-    for (int i = 0; i < 120; i++) {
-        vh_alive(&s->pid, "vlad-serve", s->log, "before it answered");
-        vlad_serve_reply r;
-        vlad_err e;
-        if (vlad_serve_client_status(c, &r, &e) == VLAD_OK)
-            return;
-    }
-    vh_print_file(s->log, 100);
-    fail_msg("vlad-serve never answered a status request");
-}
-
-#define MAX_IMG 4 /* image inputs (the model's views) */
-
-typedef struct obs {
-    uint8_t img[MAX_IMG][PIX];
-    vlad_serve_image view[MAX_IMG];
-    float state[16];
-    const char *prompt;
-    vlad_serve_request req;
-} obs;
-
-static void make_obs(obs *o, int k) {
-    memset(o, 0, sizeof *o);
-    assert_true(cfg.image_size == SIDE && cfg.n_cameras <= MAX_IMG && cfg.state_dim <= 16);
-    for (int v = 0; v < cfg.n_cameras; v++) { /* one scene per image input, each different */
-        scene(o->img[v], k + 3 * v);
-        o->view[v] = (vlad_serve_image){SIDE, SIDE, VLAD__SERVE__ENCODING__ENCODING_RAW, o->img[v], PIX};
-    }
-    for (int j = 0; j < cfg.state_dim; j++)
-        o->state[j] = (float)(0.3 * sin(0.7 * k + j) + 0.1 * j);
-    o->prompt = k % 2 ? "touch the red ball" : "reach the target";
-    o->req = (vlad_serve_request){.obs_tick = 10 + k, .images = o->view, .n_images = cfg.n_cameras,
-                                  .prompt = o->prompt, .state = o->state,
-                                  .state_len = cfg.state_dim, .seed = 500 + (uint64_t)k};
-}
-
-/* The local engine's chunk for o's prompt, state and seed on these images (one per input). */
-static void local_chunk(const obs *o, const uint8_t *const *imgs, float *out) {
-    vlad_err e;
-    if (vlad_encode_prefix(rs, imgs, o->prompt, strlen(o->prompt), &e) < 0)
-        fail_msg("local encode: %s", e.msg);
-    if (vlad_sample_actions(rs, o->state, NULL, o->req.seed, out, &e))
-        fail_msg("local sample: %s", e.msg);
-}
-
-static double maxdiff(const float *a, const float *b, size_t n) {
-    double m = 0;
-    for (size_t i = 0; i < n; i++)
-        m = fmax(m, fabs((double)a[i] - b[i]));
-    return m;
-}
-
-/* A raw DEALER: what the client library would not send. */
-static void *raw_sock(void *ctx, const char *ep) {
-    void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
-    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-    assert_int_equal(zmq_connect(s, ep), 0);
-    return s;
-}
-
-static void raw_send_jpeg(void *sock, const obs *o, uint64_t id, const uint8_t *jpg, size_t len,
+/* A request with o's images but image 0 this JPEG (declared side x side), sent raw. */
+static void raw_send_jpeg(sv_raw *w, const sv_obs *o, uint64_t id, const uint8_t *jpg, size_t len,
                           uint32_t side) {
-    Vlad__Serve__InferRequest r = VLAD__SERVE__INFER_REQUEST__INIT;
-    Vlad__Serve__Image im[MAX_IMG], *imp[MAX_IMG]; /* image 0 is this JPEG, any others o's raw */
-    for (int v = 0; v < cfg.n_cameras; v++) {
-        im[v] = (Vlad__Serve__Image)VLAD__SERVE__IMAGE__INIT;
-        im[v].width = im[v].height = SIDE;
-        im[v].encoding = VLAD__SERVE__ENCODING__ENCODING_RAW;
-        im[v].data.data = (uint8_t *)o->img[v];
-        im[v].data.len = PIX;
-        imp[v] = &im[v];
-    }
-    im[0].width = im[0].height = side;
-    im[0].encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
-    im[0].data.data = (uint8_t *)jpg;
-    im[0].data.len = len;
-    r.version = VLAD_SERVE_VERSION;
-    r.robot = "rawbot";
-    r.request_id = id;
-    r.obs_tick = 1;
-    r.n_images = (size_t)cfg.n_cameras;
-    r.images = imp;
-    r.prompt = (char *)o->prompt;
-    r.n_state = (size_t)cfg.state_dim;
-    r.state = (float *)o->state;
-    r.seed = o->req.seed;
-    static uint8_t buf[1 << 16];
-    size_t n;
-    assert_int_equal(vlad_frame_pack(VLAD_SERVE_TOPIC_REQUEST, &r.base, buf, sizeof buf, &n, NULL), 0);
-    assert_true(zmq_send(sock, buf, n, 0) == (int)n);
+    sv_rawreq q;
+    sv_rawreq_of(&q, o, id);
+    q.r.obs_tick = 1;
+    q.im[0].width = q.im[0].height = side;
+    q.im[0].encoding = VLAD__SERVE__ENCODING__ENCODING_JPEG;
+    q.im[0].data.data = (uint8_t *)jpg;
+    q.im[0].data.len = len;
+    sv_raw_send(w, &q.r);
 }
 
-static Vlad__Serve__InferReply *raw_recv(void *sock) {
-    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
-    if (zmq_poll(&it, 1, 20000) <= 0)
-        fail_msg("no reply");
-    zmq_msg_t m;
-    zmq_msg_init(&m);
-    assert_true(zmq_msg_recv(&m, sock, 0) >= 0);
-    Vlad__Serve__InferReply *r = NULL;
-    vlad_err e;
-    int rc = vlad_serve_decode_reply(zmq_msg_data(&m), zmq_msg_size(&m), &dims, &r, NULL, 0, &e);
-    zmq_msg_close(&m);
-    if (rc)
-        fail_msg("reply failed the wire check: %s", e.msg);
-    return r;
-}
-
-static void expect(void *sock, uint64_t id, int code, const char *field, const char *in_msg) {
-    Vlad__Serve__InferReply *r = raw_recv(sock);
+/* A refusal (sv_expect_refusal), printed on stderr. */
+static void expect(sv_raw *w, uint64_t id, int code, const char *field, const char *in_msg) {
+    Vlad__Serve__InferReply *r = sv_expect_refusal(w, 20000, id, code, field, in_msg, NULL);
     fprintf(stderr, "test_serve_jpeg: request %llu: %s %s: %s\n", (unsigned long long)id,
             vlad_serve_code_name(r->error), r->field, r->message);
-    if ((int)r->error != code || r->request_id != id || strcmp(r->field, field) ||
-        (in_msg && !strstr(r->message, in_msg)))
-        fail_msg("request %llu: got %s field '%s' (%s), expected %s field '%s' with '%s'",
-                 (unsigned long long)id, vlad_serve_code_name(r->error), r->field, r->message,
-                 vlad_serve_code_name(code), field, in_msg ? in_msg : "");
     vlad__serve__infer_reply__free_unpacked(r, NULL);
 }
 
@@ -342,36 +217,31 @@ static void expect(void *sock, uint64_t id, int code, const char *field, const c
  * decoded image, a bounded distance from the raw one's; raw requests are the local engine's. */
 static void test_served_chunks(void **state) {
     (void)state;
-    server s;
-    int port;
-    vh_free_ports(&port, 1);
-    serve_start(&s, port);
+    sv_server s;
+    sv_serve_start(&s, sv_free_port(), NULL, NULL);
     vlad_serve_client *raw = client_of(s.ep, 0), *jpg = client_of(s.ep, 90);
-    wait_ready(&s, raw);
-    wait_ready(&s, jpg);
+    sv_wait_ready(&s, raw, false);
+    sv_wait_ready(&s, jpg, false);
     vlad_err e;
     vlad_jpeg *codec = vlad_jpeg_new(&e);
     assert_non_null(codec);
-    size_t n = (size_t)cfg.chunk_size * cfg.action_dim, cap = vlad_jpeg_max_bytes(SIDE, SIDE);
+    size_t n = (size_t)sv_cfg.chunk_size * sv_cfg.action_dim, cap = vlad_jpeg_max_bytes(SIDE, SIDE);
     float *want_raw = malloc(n * sizeof(float)), *want_dec = malloc(n * sizeof(float));
-    uint8_t *enc = malloc(cap), *dec = malloc((size_t)MAX_IMG * PIX);
+    uint8_t *enc = malloc(cap), *dec = malloc((size_t)SV_MAX_IMG * PIX);
     assert_true(want_raw && want_dec && enc && dec);
     double worst_raw = 0, worst_dec = 0, worst_jpeg = 0, span = 0;
     size_t bytes_raw = 0, bytes_jpeg = 0;
     uint64_t enc_us = 0, dec_us = 0;
     enum { K = 6 };
     for (int k = 0; k < K; k++) {
-        obs o;
+        sv_obs o;
         make_obs(&o, k);
         vlad_serve_reply r;
         /* raw: the local engine's chunk */
         if (vlad_serve_client_infer(raw, &o.req, &r, &e))
             fail_msg("raw infer %d: %s", k, e.msg);
-        const uint8_t *imgs[MAX_IMG];
-        for (int v = 0; v < cfg.n_cameras; v++)
-            imgs[v] = o.img[v];
-        local_chunk(&o, imgs, want_raw);
-        worst_raw = fmax(worst_raw, maxdiff(r.actions, want_raw, n));
+        sv_local_chunk(&o, NULL, NULL, want_raw);
+        worst_raw = fmax(worst_raw, sv_maxdiff(r.actions, want_raw, n));
         bytes_raw += r.request_bytes;
         assert_int_equal(r.encode_us + r.decode_us, 0);
         for (size_t i = 0; i < n; i++)
@@ -379,15 +249,16 @@ static void test_served_chunks(void **state) {
         /* JPEG: the local engine's chunk on the decoded picture */
         if (vlad_serve_client_infer(jpg, &o.req, &r, &e))
             fail_msg("jpeg infer %d: %s", k, e.msg);
-        for (int v = 0; v < cfg.n_cameras; v++) { /* what the server decodes, per image */
+        const uint8_t *imgs[SV_MAX_IMG];
+        for (int v = 0; v < sv_cfg.n_cameras; v++) { /* what the server decodes, per image */
             size_t len;
             assert_int_equal(vlad_jpeg_encode(codec, o.img[v], SIDE, SIDE, 90, enc, cap, &len, &e), 0);
             assert_int_equal(vlad_jpeg_decode(codec, enc, len, SIDE, SIDE, dec + (size_t)v * PIX, PIX, &e), 0);
             imgs[v] = dec + (size_t)v * PIX;
         }
-        local_chunk(&o, imgs, want_dec);
-        worst_dec = fmax(worst_dec, maxdiff(r.actions, want_dec, n));
-        worst_jpeg = fmax(worst_jpeg, maxdiff(r.actions, want_raw, n));
+        sv_local_chunk(&o, imgs, NULL, want_dec);
+        worst_dec = fmax(worst_dec, sv_maxdiff(r.actions, want_dec, n));
+        worst_jpeg = fmax(worst_jpeg, sv_maxdiff(r.actions, want_raw, n));
         bytes_jpeg += r.request_bytes;
         enc_us += r.encode_us;
         dec_us += r.decode_us;
@@ -399,17 +270,17 @@ static void test_served_chunks(void **state) {
     fprintf(stderr, "test_serve_jpeg: max |served - local| raw %g, JPEG vs local on the decoded "
             "picture %g; JPEG vs raw %g (largest |action| %g)\n", worst_raw, worst_dec, worst_jpeg,
             span);
-    assert_true(worst_raw <= TOL);           /* raw: the engine's chunk (measured 0) */
-    assert_true(worst_dec <= TOL);           /* the model saw exactly the decoded picture */
+    assert_true(worst_raw <= SV_TOL);           /* raw: the engine's chunk (measured 0) */
+    assert_true(worst_dec <= SV_TOL);           /* the model saw exactly the decoded picture */
     assert_true(worst_jpeg > 0);             /* ... which is not the raw one */
     assert_true(worst_jpeg <= 0.02);         /* a small, bounded change (rad; measured 0.0023) */
     assert_true(bytes_jpeg * 2 < bytes_raw); /* the point of it */
     vlad_serve_client_counters cn;
     vlad_serve_client_counters_get(jpg, &cn);
-    assert_int_equal(cn.jpeg_images, K * cfg.n_cameras);
+    assert_int_equal(cn.jpeg_images, K * sv_cfg.n_cameras);
     vlad_serve_reply r;
     assert_int_equal(vlad_serve_client_status(raw, &r, &e), VLAD_OK);
-    assert_int_equal(r.status->jpeg_images, K * cfg.n_cameras);
+    assert_int_equal(r.status->jpeg_images, K * sv_cfg.n_cameras);
     assert_int_equal(r.status->decode->count, K);
     assert_int_equal(r.status->chunks, 2 * K);
     assert_true(r.status->request_bytes >= bytes_raw + bytes_jpeg);
@@ -420,50 +291,49 @@ static void test_served_chunks(void **state) {
     vlad_jpeg_free(codec);
     vlad_serve_client_free(raw);
     vlad_serve_client_free(jpg);
-    serve_stop(&s);
+    sv_serve_stop(&s);
 }
 
 /* Bad JPEGs are refused naming the image; the server keeps serving. */
 static void test_bad_jpeg(void **state) {
     (void)state;
-    server s;
-    int port;
-    vh_free_ports(&port, 1);
-    serve_start(&s, port);
+    sv_server s;
+    sv_serve_start(&s, sv_free_port(), NULL, NULL);
     vlad_serve_client *c = client_of(s.ep, 0);
-    wait_ready(&s, c);
+    sv_wait_ready(&s, c, false);
     vlad_err e;
     vlad_jpeg *codec = vlad_jpeg_new(&e);
     assert_non_null(codec);
     size_t cap = vlad_jpeg_max_bytes(SIDE, SIDE), len;
     uint8_t *enc = calloc(1, cap + 1), *small = malloc(32 * 32 * 3); /* + 1: over the bound */
     assert_true(enc && small);
-    obs o;
+    sv_obs o;
     make_obs(&o, 2);
-    void *ctx = zmq_ctx_new(), *sock = raw_sock(ctx, s.ep);
+    sv_raw w;
+    sv_raw_open(&w, s.ep);
 
-    raw_send_jpeg(sock, &o, 1, o.img[0], 700, SIDE); /* raw pixels called JPEG */
-    expect(sock, 1, VLAD_SERVE_BAD_REQUEST, "images[0].data", "not a JPEG");
+    raw_send_jpeg(&w, &o, 1, o.img[0], 700, SIDE); /* raw pixels called JPEG */
+    expect(&w, 1, VLAD_SERVE_BAD_REQUEST, "images[0].data", "not a JPEG");
 
     assert_int_equal(vlad_jpeg_encode(codec, o.img[0], SIDE, SIDE, 90, enc, cap, &len, &e), 0);
-    raw_send_jpeg(sock, &o, 2, enc, len - len / 4, SIDE); /* truncated */
-    expect(sock, 2, VLAD_SERVE_BAD_REQUEST, "images[0].data", "does not decode");
+    raw_send_jpeg(&w, &o, 2, enc, len - len / 4, SIDE); /* truncated */
+    expect(&w, 2, VLAD_SERVE_BAD_REQUEST, "images[0].data", "does not decode");
 
     memset(small, 90, 32 * 32 * 3); /* a 32x32 JPEG declared 64x64 */
     assert_int_equal(vlad_jpeg_encode(codec, small, 32, 32, 90, enc, cap, &len, &e), 0);
-    raw_send_jpeg(sock, &o, 3, enc, len, SIDE);
-    expect(sock, 3, VLAD_SERVE_SHAPE, "images[0].data", "JPEG is 32x32, expected 64x64");
+    raw_send_jpeg(&w, &o, 3, enc, len, SIDE);
+    expect(&w, 3, VLAD_SERVE_SHAPE, "images[0].data", "JPEG is 32x32, expected 64x64");
 
-    raw_send_jpeg(sock, &o, 4, enc, len, 32); /* declared 32x32 too: the model's is 64 */
-    expect(sock, 4, VLAD_SERVE_SHAPE, "images[0].width", NULL);
+    raw_send_jpeg(&w, &o, 4, enc, len, 32); /* declared 32x32 too: the model's is 64 */
+    expect(&w, 4, VLAD_SERVE_SHAPE, "images[0].width", NULL);
 
-    raw_send_jpeg(sock, &o, 5, enc, cap + 1, SIDE); /* over the worst-case bound */
-    expect(sock, 5, VLAD_SERVE_BAD_REQUEST, "images[0].data", "bytes of JPEG");
+    raw_send_jpeg(&w, &o, 5, enc, cap + 1, SIDE); /* over the worst-case bound */
+    expect(&w, 5, VLAD_SERVE_BAD_REQUEST, "images[0].data", "bytes of JPEG");
 
     /* still serving: a good JPEG, then the client */
     assert_int_equal(vlad_jpeg_encode(codec, o.img[0], SIDE, SIDE, 90, enc, cap, &len, &e), 0);
-    raw_send_jpeg(sock, &o, 6, enc, len, SIDE);
-    Vlad__Serve__InferReply *ok = raw_recv(sock);
+    raw_send_jpeg(&w, &o, 6, enc, len, SIDE);
+    Vlad__Serve__InferReply *ok = sv_raw_recv(&w, 20000);
     assert_int_equal(ok->error, VLAD__SERVE__ERROR_CODE__OK);
     assert_int_equal(ok->request_id, 6);
     assert_true(ok->latency->decode_us > 0 || ok->latency->total_us > 0);
@@ -476,52 +346,18 @@ static void test_bad_jpeg(void **state) {
     assert_int_equal(r.status->shape_errors, 2);
     assert_int_equal(r.status->chunks, 2);
     assert_int_equal(r.status->jpeg_images, 1);
-    zmq_close(sock);
-    zmq_ctx_term(ctx);
+    sv_raw_close(&w);
     free(enc);
     free(small);
     vlad_jpeg_free(codec);
     vlad_serve_client_free(c);
-    serve_stop(&s);
+    sv_serve_stop(&s);
     assert_true(vh_file_has(s.log, "not a JPEG")); /* the refusal is logged, naming why */
 }
 
 static int group_setup(void **state) {
     (void)state;
-    vlad_err e;
-    if (vlad_model_load(MODEL, &model, &e)) {
-        fprintf(stderr, "test_serve_jpeg: %s\n", e.msg);
-        return -1;
-    }
-    cfg = model->cfg;
-    dims = (vlad_serve_dims){cfg.n_cameras, cfg.image_size, cfg.state_dim, cfg.action_dim,
-                             cfg.chunk_size};
-    vlad_runstate_opts ro = {.n_threads = 1, .max_streams = 0};
-    rs = vlad_runstate_new(model, &ro, &e);
-    if (!rs) {
-        fprintf(stderr, "test_serve_jpeg: %s\n", e.msg);
-        return -1;
-    }
-    return 0;
-}
-
-static int group_teardown(void **state) {
-    (void)state;
-    vlad_runstate_free(rs);
-    vlad_model_free(model);
-    return 0;
-}
-
-static int setup(void **state) {
-    (void)state;
-    vh_tmpdir(dir, sizeof dir, "jpeg");
-    return 0;
-}
-
-static int teardown(void **state) {
-    (void)state;
-    vh_finish_dir(dir, true, NULL);
-    return 0;
+    return sv_group_setup("test_serve_jpeg", "jpeg", 0);
 }
 
 int main(int argc, char **argv) {
@@ -530,8 +366,8 @@ int main(int argc, char **argv) {
     signal(SIGPIPE, SIG_IGN);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_codec),
-        cmocka_unit_test_setup_teardown(test_served_chunks, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_jpeg, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_served_chunks, sv_setup, sv_teardown),
+        cmocka_unit_test_setup_teardown(test_bad_jpeg, sv_setup, sv_teardown),
     };
-    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+    return cmocka_run_group_tests(tests, group_setup, sv_group_teardown);
 }
