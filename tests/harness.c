@@ -184,12 +184,14 @@ void vh_gen_key(const char *base, const char *name, const char *rights, const ch
 
 /* ---- processes -------------------------------------------------------------------------- */
 
-pid_t vh_start(const char *prog, const char *profile, const char *log, const char *const *args) {
+/* prog head[0..nhead) args... (args NULL-terminated, or NULL), output appended to log. */
+static pid_t start_argv(const char *prog, const char *const *head, int nhead,
+                        const char *const *args, const char *log) {
     char *argv[64];
     int n = 0;
     argv[n++] = (char *)vlad_proc_bin(prog);
-    argv[n++] = "--profile";
-    argv[n++] = (char *)profile;
+    for (int i = 0; i < nhead; i++)
+        argv[n++] = (char *)head[i];
     for (int i = 0; args && args[i]; i++) {
         assert_true(n < 63);
         argv[n++] = (char *)args[i];
@@ -199,6 +201,16 @@ pid_t vh_start(const char *prog, const char *profile, const char *log, const cha
     if (pid <= 0)
         fail_msg("cannot start %s", argv[0]);
     return pid;
+}
+
+pid_t vh_start(const char *prog, const char *profile, const char *log, const char *const *args) {
+    const char *head[] = {"--profile", profile};
+    return start_argv(prog, head, 2, args, log);
+}
+
+pid_t vh_start_serve(const char *ep, const char *model, const char *log, const char *const *extra) {
+    const char *head[] = {"--bind", ep, "--model", model};
+    return start_argv("vlad-serve", head, 4, extra, log);
 }
 
 void vh_alive(pid_t *pid, const char *what, const char *log, const char *when) {

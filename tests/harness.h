@@ -89,6 +89,10 @@ void vh_gen_key(const char *base, const char *name, const char *rights, const ch
  * NULL-terminated, or NULL), stdout and stderr appended to log. Its pid. */
 pid_t vh_start(const char *prog, const char *profile, const char *log, const char *const *args);
 
+/* Start the built vlad-serve as `vlad-serve --bind ep --model model extra...` (extra
+ * NULL-terminated, or NULL), stdout and stderr appended to log. Its pid. */
+pid_t vh_start_serve(const char *ep, const char *model, const char *log, const char *const *extra);
+
 /* If *pid (started as `what`) has exited: print its log, set *pid = -1 and fail the test
  * with its exit status and `when`. */
 void vh_alive(pid_t *pid, const char *what, const char *log, const char *when);

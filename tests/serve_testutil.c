@@ -122,21 +122,7 @@ void sv_serve_start(sv_server *s, int port, const char *tag, const char *const *
         snprintf(s->log, sizeof s->log, "%s/serve-%s.log", sv_dir, tag);
     else
         snprintf(s->log, sizeof s->log, "%s/serve.log", sv_dir);
-    char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)vlad_proc_bin("vlad-serve");
-    argv[n++] = "--bind";
-    argv[n++] = s->ep;
-    argv[n++] = "--model";
-    argv[n++] = SV_MODEL;
-    for (int i = 0; extra && extra[i]; i++) {
-        assert_true(n < 31);
-        argv[n++] = (char *)extra[i];
-    }
-    argv[n] = NULL;
-    s->pid = vlad_proc_start(argv, s->log);
-    if (s->pid <= 0)
-        fail_msg("cannot start %s", argv[0]);
+    s->pid = vh_start_serve(s->ep, SV_MODEL, s->log, extra);
 }
 
 void sv_wait_ready(sv_server *s, vlad_serve_client *c, bool check_model) {

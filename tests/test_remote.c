@@ -78,19 +78,7 @@ typedef struct server {
 static void serve_start(server *s, const char *tag, const char *const *extra) {
     snprintf(s->ep, sizeof s->ep, "tcp://127.0.0.1:%d", s->port);
     snprintf(s->log, sizeof s->log, "%s/serve-%s.log", g_dir, tag);
-    char *argv[32];
-    int n = 0;
-    argv[n++] = (char *)vlad_proc_bin("vlad-serve");
-    argv[n++] = "--bind";
-    argv[n++] = s->ep;
-    argv[n++] = "--model";
-    argv[n++] = MODEL;
-    for (int i = 0; extra && extra[i]; i++)
-        argv[n++] = (char *)extra[i];
-    argv[n] = NULL;
-    g_server = vlad_proc_start(argv, s->log);
-    if (g_server <= 0)
-        fail_msg("cannot start vlad-serve");
+    g_server = vh_start_serve(s->ep, MODEL, s->log, extra);
 }
 
 static void serve_stop(server *s) {
