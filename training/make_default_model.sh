@@ -3,6 +3,9 @@
 #   training/make_default_model.sh [DATA_DIR] [OUT_MODEL] [MINUTES]
 #   DATA_ONLY=1 training/make_default_model.sh ...   only records the demonstrations
 #   MOTION=1 training/make_default_model.sh ...      the two-view motion experiment instead
+#   EXTRA="--views 0:0,0:4" WORK=data/run2 training/make_default_model.sh data data/run2/m.safetensors
+#                                                    the recipe with more trainer options
+#                                                    (appended last), its state in WORK
 # The default model (configs/MODEL_CARD.md): from scratch, one view (the current frame), δ in
 # 0..4, MINUTES (default 58) of training. MOTION=1 (the model card's session-9 experiment; not
 # better, not the default): other demonstrations (DATA_DIR default data/motion), then from
@@ -23,6 +26,7 @@ else
   OUT=${2:-models/vlad-default.safetensors}
 fi
 MINUTES=${3:-58}
+WORK=${WORK:-$DATA/work}
 SIM="build/bin/vlad-sim --profile configs/sim-arm.yaml --expert --clock lockstep --quiet"
 
 gen() { # name task episodes seed [--param ...]
@@ -77,6 +81,8 @@ if [ "$MOTION" = 1 ]; then
 else
   ARGS=(--task-weights reach=4,push=3,whack=2,track=1)
 fi
+# shellcheck disable=SC2206 # EXTRA is a list of options, split on spaces
+ARGS+=(${EXTRA:-})
 echo "== training ($MINUTES min at most)"
-/usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "../$OUT" --work "../$DATA/work" \
+/usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "../$OUT" --work "../$WORK" \
     --time-limit-min "$MINUTES" "${COMMON[@]}" "${ARGS[@]}"
