@@ -179,7 +179,11 @@ static bool take_obs(vlad_control *c, const vlad_obs_state *o, int64_t tick) {
         atomic_fetch_add(&c->sh->robot_restarts, 1);
         discard(c);
         c->need_anchor = true;
-        c->want_from = 0; /* its new ticks may never reach a reset's from_robot_tick */
+        /* a reset's from_robot_tick beyond the old timeline's last tick was named on it: the
+         * new ticks may never reach it. One at or below it names a tick of the new timeline
+         * (the robot restarted, then reset): it stands, an earlier observation is stale. */
+        if (c->want_from > c->last_robot_tick)
+            c->want_from = 0;
         emit(c, tick, VLAD__EVENT__KIND__ROBOT_RESTART, atomic_load(&c->sh->robot_restarts),
              "robot tick went back from %lld to %lld: robot restarted; queue discarded%s",
              (long long)c->last_robot_tick, (long long)o->robot_tick,
@@ -510,10 +514,18 @@ static void step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now
         drain_req_fd(c);
     vlad_control_requests(c, tick);
 
-    /* 2. newest observation (may anchor the gate); one taken early for this tick counts */
+    /* 2. newest observation (may anchor the gate); one taken early for this tick counts. The
+     * anchor stays pending until the Action is built: an e-stop or reset that step 4 acts on
+     * (one that cut a wait short) takes it back, as it does an early one (the Action then
+     * holds the last published target: S4, no anchor from before a reset or under an e-stop;
+     * S6, the hold is the last commanded target, never this measurement) */
     const vlad_obs_state *o = newest_obs(c, given);
-    bool anchored = (o && take_new_obs(c, o, tick)) || c->anchor_pending;
-    c->anchor_pending = false;
+    if (!c->anchor_pending) {
+        c->pre_anchor = c->gate;
+        c->pre_need_anchor = c->need_anchor;
+    }
+    if (o && take_new_obs(c, o, tick))
+        c->anchor_pending = true;
 
     /* 3. watchdog */
     check_watchdog(c, tick, now_ns);
@@ -532,6 +544,8 @@ static void step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now
     }
 
     /* 5. choose the target and pass it through the gate */
+    bool anchored = c->anchor_pending;
+    c->anchor_pending = false;
     if (!c->gate.anchored) {
         /* the robot has not reported: no target at all (safety.h S4) */
         atomic_store_explicit(&sh->mode, c->estop ? VLAD__MODE__MODE_ESTOP : VLAD__MODE__MODE_WAITING,

@@ -17,7 +17,9 @@
  *   reset ── hold (no new target) until an observation received after the reset ──>
  *            anchored there (unless e-stopped: the e-stop hold stays) ── inference on it
  *   robot restart (tick went back) ── queue discarded ──> anchored at its new position
- *            (unless e-stopped)
+ *            (unless e-stopped; while a reset waits, only if the reset's from_robot_tick
+ *            was beyond the old timeline's last tick: one at or below it names a tick of
+ *            the new timeline, and it still stands)
  *   e-stop ── queue discarded, hold the last target; only a release that came after it
  *            clears it; a daemon restarted while e-stopped starts e-stopped
  *   watchdog ── hold the last target until observations are fresh again
@@ -80,7 +82,8 @@ typedef struct vlad_control {
     int64_t period_ns;
     vlad_phase phase;             /* phase_lock: the lock to the observation stream */
     bool early;                   /* async.early_start and a worker, wall clock */
-    bool anchor_pending;          /* an observation taken before its tick anchored the gate */
+    bool anchor_pending;          /* an anchor not yet published: from an early observation, or
+                                   * this tick's, until its Action is built */
     vlad_gate pre_anchor;         /* anchor_pending: the gate as the last published Action left it */
     bool pre_need_anchor;         /* ... and need_anchor then */
     int64_t early_tick;           /* the tick whose observation an early job was started on */
@@ -97,7 +100,10 @@ int vlad_control_init(vlad_control *c, vlad_shared *sh, vlad_err *err);
 int vlad_control_attach_policy(vlad_control *c, vlad_worker *worker, int horizon, int dim,
                                int trained_max_delay, vlad_err *err);
 
-/* Run tick `tick` whose deadline was `deadline_ns`, at time now_ns. */
+/* Run tick `tick` whose deadline was `deadline_ns`, at time now_ns. Requests first, then the
+ * newest observation (which may anchor), the policy, the Action. An e-stop or reset acted on
+ * while the tick waits for the policy (lockstep: a request cuts the wait short) takes back an
+ * anchor of this tick, as it does an early one (vlad_control_early). */
 void vlad_control_step(vlad_control *c, int64_t tick, int64_t deadline_ns, int64_t now_ns);
 
 /* Wall clock, async.early_start: an observation arrived at now_ns, before tick `tick`'s

@@ -365,6 +365,116 @@ static void test_starts_estopped(void **state) {
     assert_true(r.target[0] == 0.3 && !r.anchored); /* nothing but a release moves it */
 }
 
+/* ---- a request that cuts a lockstep wait short takes the tick's anchor back ------------- */
+
+/* A policy that, when asked to, has an e-stop or a reset arrive while the control thread
+ * waits for it (as io would: the shared counter, then the request fd), and answers late. */
+static _Atomic int request_in_infer; /* 0 none, 1 reset, 2 e-stop */
+
+static int requesting_infer(void *self, const vlad_infer_job *job, float *actions, vlad_err *err) {
+    (void)self, (void)job, (void)err;
+    int what = atomic_exchange(&request_in_infer, 0);
+    if (what) {
+        atomic_fetch_add(what == 1 ? &sh.reset_req : &sh.estop_req, 1);
+        uint64_t one = 1;
+        if (write(sh.req_fd, &one, sizeof one) != (ssize_t)sizeof one)
+            return -1;
+        vlad_sleep_until_ns(vlad_now_ns() + 300 * MS); /* the wait sees the request first */
+    }
+    for (int i = 0; i < 4 * 2; i++)
+        actions[i] = 0.0f;
+    return 0;
+}
+
+/* The property test found this: a robot restart anchored in step 2, a reset that cut the
+ * policy wait short in step 4 of the same tick, and the Action went out anchored at the
+ * pre-reset position. Now it holds the last published target, unanchored (S4), and under an
+ * e-stop that target is the hold (S6); the next report after a reset anchors. */
+static void request_during_wait(bool estop) {
+    static vlad_profile p;
+    const char *y = "robot: r\ncontrol_hz: 100\nclock: lockstep\nlockstep_timeout_ms: 2000\n"
+                    "safety: {max_delta_per_tick: 0.1, watchdog_ms: 5000}\n"
+                    "async: {mode: sync}\n"
+                    "joints:\n  - {name: a, min: -1, max: 1, max_velocity: 100}\n"
+                    "  - {name: b, min: -1, max: 1, max_velocity: 100}\n";
+    vlad_err err;
+    if (vlad_profile_load_string(&p, y, strlen(y), "w.yaml", &err))
+        fail_msg("%s", err.msg);
+    shared_down(); /* setup's */
+    shared_up(&p);
+    vlad_policy_ops ops = {.horizon = 4, .dim = 2, .infer = requesting_infer, .wake_fd = -1};
+    vlad_worker *w = vlad_worker_new(&ops, 0, 0, false, &sh.text_mu, "x", &err);
+    assert_non_null(w);
+    assert_int_equal(vlad_control_init(&ctl, &sh, NULL), 0);
+    assert_int_equal(vlad_control_attach_policy(&ctl, w, 4, 2, 0, &err), 0);
+    int ev;
+    int64_t now = 1000 * MS;
+    feed_obs(100, 0.2, 0.3, now);
+    vlad_out_rec r = step(0, now, &ev);
+    assert_true(r.anchored);
+    double held[2] = {r.target[0], r.target[1]}; /* a step from there toward the policy's 0 */
+    /* the robot restarts elsewhere; the request arrives while this tick waits */
+    atomic_store(&request_in_infer, estop ? 2 : 1);
+    feed_obs(3, -0.5, 0.5, now + 10 * MS);
+    r = step(1, now + 10 * MS, &ev);
+    assert_true(ev & EV(VLAD__EVENT__KIND__ROBOT_RESTART));
+    assert_true(ev & EV(estop ? VLAD__EVENT__KIND__ESTOP : VLAD__EVENT__KIND__RESET));
+    assert_false(r.anchored);
+    assert_true(r.target[0] == held[0] && r.target[1] == held[1]); /* the last published target */
+    assert_int_equal(r.source, estop ? VLAD__ACTION_SOURCE__ACTION_SOURCE_ESTOP
+                                     : VLAD__ACTION_SOURCE__ACTION_SOURCE_HOLD);
+    feed_obs(4, 0.4, -0.4, now + 20 * MS);
+    r = step(2, now + 20 * MS, &ev);
+    if (estop) /* nothing but a release moves the hold */
+        assert_true(!r.anchored && r.target[0] == held[0] && r.target[1] == held[1]);
+    else /* the report after the reset anchors */
+        assert_true(r.anchored && fabs(r.target[0] - 0.4) <= 0.1 + 1e-9 && fabs(r.target[1] + 0.4) <= 0.1 + 1e-9);
+    if (ctl.busy)
+        vlad_worker_wait(w, 5000, -1);
+    vlad_worker_free(w);
+}
+
+static void test_reset_during_wait(void **state) {
+    (void)state;
+    request_during_wait(false);
+}
+
+static void test_estop_during_wait(void **state) {
+    (void)state;
+    request_during_wait(true);
+}
+
+/* A reset naming a tick of the robot's new timeline (it restarted, then reset) still holds
+ * after the restart is seen: the restart's first report, sent before the reset, is stale. One
+ * naming a tick beyond the old timeline's last was named there: the restart clears it (the
+ * new ticks may never reach it). */
+static void test_reset_from_tick_across_restart(void **state) {
+    (void)state;
+    int ev;
+    int64_t now = 1000 * MS;
+    feed_obs(500, 0.5, 0.5, now);
+    vlad_out_rec r = step(0, now, &ev);
+    /* restarted at 20, then reset from 21; the report of 20 arrives after the reset */
+    atomic_store(&sh.reset_from_tick, 21);
+    atomic_fetch_add(&sh.reset_req, 1);
+    feed_obs(20, -0.5, -0.5, now + 10 * MS);
+    r = step(1, now + 10 * MS, &ev);
+    assert_true(ev & EV(VLAD__EVENT__KIND__ROBOT_RESTART));
+    assert_false(r.anchored);
+    assert_int_equal(atomic_load(&sh.mode), VLAD__MODE__MODE_WAITING);
+    feed_obs(21, -0.4, -0.4, now + 20 * MS);
+    r = step(2, now + 20 * MS, &ev);
+    assert_true(r.anchored && r.target[0] == -0.4 && r.target[1] == -0.4);
+    /* reset from 22 (the old timeline's next), then the robot restarts at 5 */
+    atomic_store(&sh.reset_from_tick, 22);
+    atomic_fetch_add(&sh.reset_req, 1);
+    r = step(3, now + 30 * MS, &ev);
+    feed_obs(5, 0.1, 0.1, now + 40 * MS);
+    r = step(4, now + 40 * MS, &ev);
+    assert_true(ev & EV(VLAD__EVENT__KIND__ROBOT_RESTART));
+    assert_true(r.anchored && r.target[0] == 0.1 && r.target[1] == 0.1);
+}
+
 /* ---- the tick allocates nothing, in every mode, with a faulty policy ----------------------- */
 
 static const char *const MODES[] = {"sync", "naive", "vlash", "merge"};
@@ -475,6 +585,9 @@ int main(void) {
         cmocka_unit_test_setup_teardown(test_starts_estopped, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_anchor_then_reset, setup, teardown),
         cmocka_unit_test_setup_teardown(test_early_anchor_then_estop, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_during_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_estop_during_wait, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reset_from_tick_across_restart, setup, teardown),
         cmocka_unit_test(test_tick_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

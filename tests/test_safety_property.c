@@ -17,8 +17,10 @@
  * Checked on every Action (S1-S4, S6):
  *   finite and inside the limits; within step of the previous Action of the same daemon
  *   run unless anchored; an anchored target within step of the (clamped) position of an
- *   observation the robot published since the last event that allows an anchor (start,
- *   reset reply, robot restart), never an out-of-limit one; no anchor while e-stopped
+ *   observation the daemon may have received since the last event that allows an anchor
+ *   (start; robot restart; reset, from the first Action of a tick after its reply's: with
+ *   from_robot_tick one of at least that tick, with 0 also one published before the reset
+ *   that was still on its way), never an out-of-limit one; no anchor while e-stopped
  *   except the first Action of a daemon run; after an e-stop is acknowledged (reply tick τ)
  *   every Action of tick > τ is ESTOP until a release is acknowledged, across daemon
  *   restarts; the e-stop hold never moves (the first ESTOP target equals the previous
@@ -74,6 +76,22 @@ static double step_j[NJ];
 static pid_t daemon_pid = -1;
 static vlad_client *cli;
 static bool lockstep;
+/* the robot's tick, and its timelines: timeline k starts at tl_first[k] (0: the first; k+1
+ * after its k+1-th restart). A restart goes back below the timeline's first tick by more
+ * than a run's length, so timelines never share a tick and an Action's robot_tick says which
+ * one it belongs to (timeline_of). */
+#define MAX_TL 256
+static int64_t robot_tick, tl_first[MAX_TL];
+static int tl_cur;
+#define TIMELINE_GAP ((int64_t)g_ticks * 2 + 100)
+
+/* the timeline robot tick t belongs to, or -1 */
+static int timeline_of(int64_t t) {
+    for (int k = 0; k <= tl_cur; k++)
+        if (t >= tl_first[k] && (k == 0 || t < tl_first[k - 1]))
+            return k;
+    return -1;
+}
 
 /* ---- checker state ---- */
 #define MAX_VALID 4096
@@ -85,10 +103,21 @@ static struct {
     double prev[NJ];
     int64_t prev_tick;
     bool first_of_run;    /* no Action of this run seen yet */
-    /* anchors: clamped positions of valid observations published since the last event
-     * that allows one */
+    /* anchors: the valid observations an anchor may use: clamped position, robot tick,
+     * timeline (see keep_after_reset and keep_recent_tl) */
     int n_valid;
-    double valid[MAX_VALID][NJ];
+    struct valid_obs { double pos[NJ]; int64_t tick; int tl; } valid[MAX_VALID];
+    /* what this daemon run is known to have received: the newest timeline an Action names,
+     * and in the robot's current timeline the newest tick (io received that observation, and
+     * every earlier one, before it published that Action; -1: none) */
+    int rx_tl;
+    int64_t rx_tick;
+    /* a reset acknowledged at daemon tick prune_tau: Actions of that tick may still carry an
+     * anchor made before the daemon acted on it, so its prune waits for a later tick */
+    bool prune_pending;
+    int64_t prune_tau, prune_from, prune_rx;
+    int prune_tl;
+    int64_t reset_mark;   /* the robot's next tick when the last from = 0 reset was sent */
     /* e-stop */
     bool estop_acked;     /* an e-stop reply arrived and no release reply since */
     int64_t estop_tick;   /* the e-stop reply's tick (this run), or -1 after a restart */
@@ -110,12 +139,31 @@ static struct {
         int64_t tq;
     } pend[16];
     /* counts */
+    long prior_anchors;
     long actions, anchors, estop_actions, chunks, clamped_chunks, policy_actions, violations;
     long restarts_daemon, restarts_robot, estops, releases, resets;
 } ck;
 
+/* what the checker saw last (messages, publishes, commands), printed with the first
+ * violation: the context a timing-dependent failure needs */
+#define TRACE_N 48
+static char trace_ring[TRACE_N][160];
+static long trace_n;
+static void trace(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static void trace(const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(trace_ring[trace_n++ % TRACE_N], sizeof trace_ring[0], fmt, ap);
+    va_end(ap);
+}
+
 static void violation(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 static void violation(const char *fmt, ...) {
+    if (ck.violations == 0) {
+        fprintf(stderr, "# the checker's last %d records, oldest first:\n", TRACE_N);
+        for (long i = trace_n > TRACE_N ? trace_n - TRACE_N : 0; i < trace_n; i++)
+            fprintf(stderr, "#   %s\n", trace_ring[i % TRACE_N]);
+    }
     va_list ap;
     va_start(ap, fmt);
     fprintf(stderr, "VIOLATION (%s %s seed %llu, run %d): ", g_clock, g_mode,
@@ -132,15 +180,44 @@ static bool in_limits(int j, double v) {
 
 static void allow_anchor_reset(void) { ck.n_valid = 0; }
 
-static void add_valid(const double *pos) {
-    double c[NJ];
-    for (int j = 0; j < NJ; j++)
-        c[j] = fmin(fmax(pos[j], prof.joints[j].min), prof.joints[j].max);
+/* keep the valid observations for which keep(v) holds */
+static void filter_valid(bool (*keep)(const struct valid_obs *)) {
+    int k = 0;
+    for (int i = 0; i < ck.n_valid; i++)
+        if (keep(&ck.valid[i]))
+            ck.valid[k++] = ck.valid[i];
+    ck.n_valid = k;
+}
+
+/* A reset's anchor is the first observation io receives after it with robot tick >= from
+ * (safety.h S4, Reset.from_robot_tick). Observations travel on another socket than the
+ * reset, so one published before the reset may arrive after it: with from = 0 it may anchor.
+ * What goes, of the timeline the reset was sent in: with from > 0 every observation of tick
+ * < from; with from = 0 the ones io surely had before the reset (tick <= rx: an Action
+ * received before the reset was sent names rx, and one socket delivers in order). An older
+ * timeline's observation still on its way has the larger ticks and may anchor (then the
+ * daemon sees the restart). */
+static bool keep_after_reset(const struct valid_obs *v) {
+    if (v->tl != ck.prune_tl)
+        return true;
+    return ck.prune_from > 0 ? v->tick >= ck.prune_from : v->tick > ck.prune_rx;
+}
+
+/* An Action that names a tick of timeline k: the daemon has seen k, and nothing older can
+ * reach it after (one socket, in order). */
+static int drop_below_tl;
+static bool keep_recent_tl(const struct valid_obs *v) { return v->tl >= drop_below_tl; }
+
+static void add_valid(const double *pos, int64_t tick) {
     if (ck.n_valid == MAX_VALID) { /* keep the newest half */
         memmove(ck.valid, ck.valid + MAX_VALID / 2, sizeof(ck.valid[0]) * (MAX_VALID / 2));
         ck.n_valid = MAX_VALID / 2;
     }
-    memcpy(ck.valid[ck.n_valid++], c, sizeof c);
+    struct valid_obs *v = &ck.valid[ck.n_valid++];
+    for (int j = 0; j < NJ; j++)
+        v->pos[j] = fmin(fmax(pos[j], prof.joints[j].min), prof.joints[j].max);
+    v->tick = tick;
+    v->tl = tl_cur;
 }
 
 static void resolve_pending(int64_t install_tick);
@@ -155,6 +232,11 @@ static void new_run_seen(void) {
 
 static void check_action(const Vlad__Action *a) {
     ck.actions++;
+    trace("action tick %lld robot_tick %lld src %d%s (%g %g %g)", (long long)a->tick,
+          (long long)a->robot_tick, a->source, a->anchored ? " ANCHOR" : "",
+          a->n_joint_targets == NJ ? a->joint_targets[0] : NAN,
+          a->n_joint_targets == NJ ? a->joint_targets[1] : NAN,
+          a->n_joint_targets == NJ ? a->joint_targets[2] : NAN);
     if (a->n_joint_targets != NJ) {
         violation("action with %zu targets", a->n_joint_targets);
         return;
@@ -162,6 +244,17 @@ static void check_action(const Vlad__Action *a) {
     if (ck.have_prev && a->tick < ck.prev_tick) /* a new daemon run whose STARTED we missed */
         new_run_seen();
     resolve_pending(a->tick);
+    if (ck.prune_pending && a->tick > ck.prune_tau) {
+        filter_valid(keep_after_reset);
+        ck.prune_pending = false;
+    }
+    int tl = a->robot_tick >= 0 ? timeline_of(a->robot_tick) : -1;
+    if (tl > ck.rx_tl) {
+        ck.rx_tl = drop_below_tl = tl;
+        filter_valid(keep_recent_tl);
+    }
+    if (tl == tl_cur && a->robot_tick > ck.rx_tick)
+        ck.rx_tick = a->robot_tick;
     const double *x = a->joint_targets;
     for (int j = 0; j < NJ; j++)
         if (!in_limits(j, x[j]))
@@ -175,16 +268,19 @@ static void check_action(const Vlad__Action *a) {
         ck.anchors++;
         if (estop_src && !ck.first_of_run)
             violation("S4: anchored while e-stopped at tick %lld", (long long)a->tick);
-        bool ok = false;
-        for (int i = ck.n_valid - 1; i >= 0 && !ok; i--) {
+        bool ok = false, after = false;
+        for (int i = ck.n_valid - 1; i >= 0; i--) {
             bool near = true;
             for (int j = 0; j < NJ; j++)
-                near = near && fabs(x[j] - ck.valid[i][j]) <= step_j[j] + EPS;
-            ok = near;
+                near = near && fabs(x[j] - ck.valid[i].pos[j]) <= step_j[j] + EPS;
+            ok = ok || near;
+            after = after || (near && (ck.valid[i].tl != tl_cur || ck.valid[i].tick >= ck.reset_mark));
         }
+        if (ok && !after)
+            ck.prior_anchors++; /* only an observation sent before a from = 0 reset fits */
         if (!ok)
             violation("S4: anchored target at tick %lld (%g %g %g) is not within a step of any "
-                      "valid observation published since the last reset/restart (%d of them)",
+                      "valid observation it may anchor on (%d of them)",
                       (long long)a->tick, x[0], x[1], x[2], ck.n_valid);
     } else if (ck.have_prev) {
         for (int j = 0; j < NJ; j++)
@@ -300,6 +396,7 @@ static void check_chunk(const Vlad__ActionChunk *c) {
 }
 
 static void check_event(const Vlad__Event *e) {
+    trace("event %d tick %lld: %s", e->kind, (long long)e->tick, e->message ? e->message : "");
     switch (e->kind) {
     case VLAD__EVENT__KIND__STARTED:
         new_run_seen();
@@ -356,6 +453,9 @@ static void start_daemon(void) {
     daemon_pid = vh_start("vlad", profile_path, log_path, NULL);
     ck.run++;
     ck.started_seen = false;
+    ck.rx_tick = -1; /* this run has received nothing yet */
+    ck.rx_tl = -1;
+    ck.prune_pending = false; /* its ticks start again */
     new_run_seen();
 }
 
@@ -400,6 +500,7 @@ static void send_estop(void) {
     int64_t t = command(vh_command(&b, VLAD__COMMAND__BODY_ESTOP,
                                    k == 2 ? big : k == 3 ? bad : reasons[k]),
                         true);
+    trace("e-stop, reply tick %lld", (long long)t);
     if (!ck.estop_acked) {
         ck.estop_acked = true;
         ck.estop_tick = t;
@@ -410,21 +511,35 @@ static void send_estop(void) {
 
 static void send_simple(int body) {
     vh_cmd b;
-    command(body == VLAD__COMMAND__BODY_STATUS ? NULL : vh_command(&b, body, "touch the red ball"),
-            true);
+    Vlad__Command *c = body == VLAD__COMMAND__BODY_STATUS ? NULL : vh_command(&b, body, "touch the red ball");
+    /* a reset names the robot's next tick (as vlad-sim does) or any (0), half the time each */
+    int64_t from = body == VLAD__COMMAND__BODY_RESET && chance(0.5) ? robot_tick : 0;
+    if (body == VLAD__COMMAND__BODY_RESET) {
+        b.reset.from_robot_tick = from;
+        if (from == 0)
+            ck.reset_mark = robot_tick;
+    }
+    trace("command %d (from %lld)", body, (long long)from);
+    int64_t t = command(c, true);
+    trace("  reply tick %lld", (long long)t);
     if (body == VLAD__COMMAND__BODY_RELEASE_ESTOP) {
         ck.estop_acked = false;
         ck.releases++;
     }
     if (body == VLAD__COMMAND__BODY_RESET) {
-        allow_anchor_reset(); /* the next anchor is an observation published after this reply */
+        /* the next anchor is an observation io receives after the reset: from the first
+         * Action of a tick after the reply's (a newer reset's prune supersedes this one) */
+        ck.prune_pending = true;
+        ck.prune_tau = t;
+        ck.prune_from = from;
+        ck.prune_rx = ck.rx_tick;
+        ck.prune_tl = tl_cur;
         ck.resets++;
     }
 }
 
 /* ---- the robot ---- */
 static double pos[NJ];
-static int64_t robot_tick;
 
 static void random_pos(double *p) {
     for (int j = 0; j < NJ; j++)
@@ -456,8 +571,9 @@ static bool publish(int kind) {
     vlad_err err;
     assert_int_equal(vlad_client_publish_observation(cli, &o, &err), 0);
     bool ok = kind <= 1;
+    trace("publish tick %lld kind %d (%g %g %g)", (long long)o.tick, kind, q[0], q[1], q[2]);
     if (ok)
-        add_valid(q);
+        add_valid(q, robot_tick);
     return ok;
 }
 
@@ -467,13 +583,21 @@ static void track(const Vlad__Action *a) {
 }
 
 static void robot_restart(void) {
+    if (tl_first[tl_cur] < TIMELINE_GAP + 50 || tl_cur + 1 == MAX_TL)
+        return; /* no tick left below this timeline */
     random_pos(pos);
-    robot_tick = (int64_t)(rnd() % 50);
-    allow_anchor_reset();
+    robot_tick = tl_first[tl_cur + 1] = tl_first[tl_cur] - TIMELINE_GAP - (int64_t)(rnd() % 50);
+    tl_cur++;
+    ck.rx_tick = -1;
+    ck.reset_mark = robot_tick;
+    trace("robot restart at tick %lld (%g %g %g)", (long long)robot_tick, pos[0], pos[1], pos[2]);
+    /* the older timelines' observations stay usable until an Action shows the daemon saw
+     * this one (keep_recent_tl): one may be on its way, or anchor an Action on its way */
     ck.restarts_robot++;
 }
 
 static void kill_and_restart_daemon(void) {
+    trace("kill the daemon");
     kill(daemon_pid, SIGKILL);
     vlad_proc_wait(daemon_pid, 5000);
     pump(50, -1);
@@ -503,7 +627,8 @@ static void operator_turn(bool mid_tick) {
 static void run(void) {
     rng_state = g_seed * 0x2545F4914F6CDD1DULL + (uint64_t)(lockstep ? 7 : 3);
     random_pos(pos);
-    robot_tick = (int64_t)(rnd() % 1000000);
+    robot_tick = tl_first[0] = TIMELINE_GAP * 64 + (int64_t)(rnd() % 1000000);
+    tl_cur = 0;
     bool robot_first = g_seed % 2 == 0;
     if (robot_first) { /* the robot is up and reporting before the daemon starts */
         for (int i = 0; i < 40; i++) {
@@ -533,8 +658,10 @@ static void run(void) {
         double b = unif();
         if (b < 0.03)
             kind = 1 + (int)(rnd() % 5);
-        if (chance(0.004))
+        if (chance(0.004)) {
             stall = 5 + (int)(rnd() % 30);
+            trace("stall for %d ticks", stall);
+        }
         bool ok = publish(kind);
         if (!lockstep) {
             Vlad__Action *a = pump(1000 / HZ_WALL, NEWEST); /* one robot tick */
@@ -610,11 +737,11 @@ static void test_contract_holds(void **state) {
     Vlad__Status *st = vh_status(cli, 2000);
     assert_non_null(st);
     printf("# %s %s seed %llu: %ld actions (%ld policy, %ld anchored, %ld e-stop), %ld chunks "
-           "(%ld clamped); %ld e-stops, %ld releases, %ld resets, %ld robot restarts, %ld daemon "
+           "(%ld clamped); %ld anchors on an observation sent before a reset; %ld e-stops, %ld releases, %ld resets, %ld robot restarts, %ld daemon "
            "restarts; last run: %llu obs out of limits, %llu absurd, %llu bad, %llu refused chunks, "
            "%llu inference errors, %llu watchdog trips; %ld violations\n",
            g_clock, g_mode, (unsigned long long)g_seed, ck.actions, ck.policy_actions, ck.anchors,
-           ck.estop_actions, ck.chunks, ck.clamped_chunks, ck.estops, ck.releases, ck.resets,
+           ck.estop_actions, ck.chunks, ck.clamped_chunks, ck.prior_anchors, ck.estops, ck.releases, ck.resets,
            ck.restarts_robot, ck.restarts_daemon, (unsigned long long)st->obs_out_of_limits,
            (unsigned long long)st->obs_absurd, (unsigned long long)st->bad_observations,
            (unsigned long long)st->chunks_refused, (unsigned long long)st->inference_errors,
