@@ -161,7 +161,8 @@ static cJSON *stats_json(const bench_task_stats *s) {
 
 int bench_policy_main(int argc, char **argv) {
     const char *model = "models/vlad-default.safetensors", *profile = "configs/sim-arm.yaml";
-    const char *tasks = "all", *heldout = "data/heldout", *work = "/tmp/vlad-bench-policy";
+    char default_work[256];
+    const char *tasks = "all", *heldout = "data/heldout", *work = bench_default_work(default_work, sizeof default_work, "policy");
     const char *json = NULL;
     int episodes = 50, K = 10, no_expert = 0, only_lang = 0;
     double noise = 1.0;

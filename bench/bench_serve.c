@@ -615,7 +615,8 @@ static bool parse_modes(const char *s, bool *ls, bool *wall) {
 
 int bench_serve_main(int argc, char **argv) {
     const char *model = "models/vlad-default.safetensors", *profile = "configs/sim-arm.yaml";
-    const char *tasks = "reach,track", *work = "/tmp/vlad-bench-serve", *json = NULL;
+    char default_work[256];
+    const char *tasks = "reach,track", *work = bench_default_work(default_work, sizeof default_work, "serve"), *json = NULL;
     const char *modes = "lockstep,wall";
     int episodes = 3, K = 10, threshold = 5, max_batch = 8, quality = 90, quick = 0, resume = 0;
     int batch_wait = 0;

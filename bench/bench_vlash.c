@@ -709,7 +709,8 @@ static const char *fmt_ci(char *buf, size_t cap, const char *vf, const char *bf,
 
 int bench_vlash_main(int argc, char **argv) {
     const char *model = "models/vlad-default.safetensors", *profile = "configs/sim-arm.yaml";
-    const char *tasks = "reach,track,whack", *work = "/tmp/vlad-bench-vlash", *json = NULL;
+    char default_work[256];
+    const char *tasks = "reach,track,whack", *work = bench_default_work(default_work, sizeof default_work, "vlash"), *json = NULL;
     const char *plot_arg = ".", *modes_arg = NULL;
     int episodes = 50, K = 10, jobs = 2, no_wall = 0, wall_eps = 20, wall_K = 25, only_wall = 0;
     int held_out = 0, seeds_only = 0, B = 2000, threshold = 0;

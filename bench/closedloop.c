@@ -17,6 +17,12 @@
 #include "clock.h"
 #include "proc.h"
 
+const char *bench_default_work(char *buf, size_t cap, const char *name) {
+    const char *t = getenv("TMPDIR");
+    snprintf(buf, cap, "%s/vlad-bench-%s-%d", t && *t ? t : "/tmp", name, (int)getpid());
+    return buf;
+}
+
 int bench_mkdirs(const char *dir, vlad_err *err) {
     char tmp[PATH_MAX];
     snprintf(tmp, sizeof tmp, "%s", dir);

@@ -132,6 +132,10 @@ void bench_trajectory_path(const char *dir, char *buf, size_t cap);
 /* Make `dir` (and parents). */
 int bench_mkdirs(const char *dir, vlad_err *err);
 
+/* The default folder of a benchmark's runs: $TMPDIR (else /tmp)/vlad-bench-NAME-PID, so that
+ * two benchmarks at once never share a profile or ipc:// endpoints. Returns buf. */
+const char *bench_default_work(char *buf, size_t cap, const char *name);
+
 /* Point vlad_proc_bin at the folder of the running executable (build/bin). */
 void bench_find_binaries(void);
 
