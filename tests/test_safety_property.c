@@ -205,8 +205,7 @@ static bool keep_after_reset(const struct valid_obs *v) {
 
 /* An Action that names a tick of timeline k: the daemon has seen k, and nothing older can
  * reach it after (one socket, in order). */
-static int drop_below_tl;
-static bool keep_recent_tl(const struct valid_obs *v) { return v->tl >= drop_below_tl; }
+static bool keep_recent_tl(const struct valid_obs *v) { return v->tl >= ck.rx_tl; }
 
 static void add_valid(const double *pos, int64_t tick) {
     if (ck.n_valid == MAX_VALID) { /* keep the newest half */
@@ -250,7 +249,7 @@ static void check_action(const Vlad__Action *a) {
     }
     int tl = a->robot_tick >= 0 ? timeline_of(a->robot_tick) : -1;
     if (tl > ck.rx_tl) {
-        ck.rx_tl = drop_below_tl = tl;
+        ck.rx_tl = tl;
         filter_valid(keep_recent_tl);
     }
     if (tl == tl_cur && a->robot_tick > ck.rx_tick)
