@@ -1491,7 +1491,7 @@ int bench_kv_main(int argc, char **argv) {
     if (loop_eps > 0 && (!only || !strcmp(only, "default"))) {
         static vlad_profile lp;
         char work[128];
-        snprintf(work, sizeof work, "/tmp/vlad-bench-kv-%d", (int)getpid());
+        bench_default_work(work, sizeof work, "kv");
         vlad_err lerr = {0};
         bench_kv_loop_opts lo = {.base = &lp, .model = default_ckpt(model), .tasks = "all",
                                  .episodes = loop_eps, .seed = 1,
