@@ -5,7 +5,8 @@
  * norms, activations, residual adds) and a loop over the items wherever they are not (RoPE
  * positions, attention). Layouts, for n items with prefix lengths S_i and row offsets
  * off_i = S_0 + ... + S_{i-1}:
- *   vision   [n * n_cameras * n_patches] rows, item i's camera c at (i * n_cameras + c) * P
+ *   vision   [n * image_tokens] rows, item i's token set t (images t*F.., F = frame_stack) at
+ *            (i * n_groups + t) * P
  *   prefix   [sum S_i] rows, item i at off_i: its image tokens, BOS, prompt bytes
  *   K/V      per backbone layer, [sum S_i, kv] each, item i at off_i (its prefix block)
  *   suffix   [n * (H + 1)] rows, item i at i * (H + 1): state token, H action tokens
@@ -102,7 +103,7 @@ vlad_batch *vlad_batch_new(const vlad_model *m, int max_batch, const vlad_runsta
         return NULL;
     }
     const vlad_config *c = &m->cfg;
-    int P = vlad_cfg_n_patches(c), Mv = c->n_cameras * P, Smax = vlad_cfg_prefix_max(c);
+    int P = vlad_cfg_n_patches(c), Mv = vlad_cfg_image_tokens(c), Smax = vlad_cfg_prefix_max(c);
     int H = c->chunk_size, H1 = H + 1;
     /* every row count handed to a kernel is an int */
     int lim = INT_MAX / (Smax > H1 ? Smax : H1);
@@ -123,7 +124,7 @@ vlad_batch *vlad_batch_new(const vlad_model *m, int max_batch, const vlad_runsta
     size_t R = (size_t)max_batch;
     int vw = c->vit_width, kvd = vlad_cfg_kv_dim(c), wd = c->width, e = c->expert_width;
     int A = c->action_dim, half = c->head_dim / 2;
-    size_t pp = (size_t)3 * c->patch_size * c->patch_size;
+    size_t pp = (size_t)vlad_cfg_patch_dim(c);
     b->max_pos = Smax + H1;
     b->n_scores = zmax(zmax((size_t)P * P, (size_t)Smax * Smax), (size_t)H1 * (Smax + H1));
     b->scr.cap = vlad_matmul_scratch_floats((int)vlad__max_cols(m));
@@ -210,28 +211,18 @@ size_t vlad_batch_bytes(const vlad_batch *b) { return b->bytes; }
 static float *kv_k(vlad_batch *b, int L) { return b->kv + (size_t)(2 * L) * b->kv_layer; }
 static float *kv_v(vlad_batch *b, int L) { return b->kv + (size_t)(2 * L + 1) * b->kv_layer; }
 
-/* ---- vision: n * n_cameras images; the projected tokens go to each item's prefix rows ---- */
+/* ---- vision: n * n_groups token sets; the projected tokens go to each item's prefix rows ---- */
 
 static void vision(vlad_batch *b, int n, const vlad_batch_item *items) {
     const vlad_config *c = &b->c;
     const vlad_weights *w = &b->m->w;
-    int p = c->patch_size, g = c->image_size / p, P = g * g, nc = c->n_cameras;
-    int Mv = nc * P, M = n * Mv, NI = n * nc;
-    int vw = c->vit_width, pp = 3 * p * p, isz = c->image_size, wd = c->width;
+    int P = vlad_cfg_n_patches(c), Mv = vlad_cfg_image_tokens(c), M = n * Mv;
+    int NI = n * vlad_cfg_n_groups(c); /* token sets of the batch */
+    int vw = c->vit_width, pp = vlad_cfg_patch_dim(c), wd = c->width;
     int hd = vw / c->vit_heads;
     float eps = (float)c->norm_eps;
-    for (int im = 0; im < NI; im++) {
-        const uint8_t *img = items[im / nc].images[im % nc];
-        for (int pr = 0; pr < g; pr++)
-            for (int pc = 0; pc < g; pc++) {
-                float *dst = b->v_patch + ((size_t)im * P + (size_t)pr * g + pc) * pp;
-                for (int r = 0; r < p; r++) {
-                    const uint8_t *src = img + ((size_t)(pr * p + r) * isz + (size_t)pc * p) * 3;
-                    for (int j = 0; j < 3 * p; j++)
-                        dst[r * 3 * p + j] = (float)src[j] / 127.5f - 1.0f;
-                }
-            }
-    }
+    for (int i = 0; i < n; i++)
+        vlad_patchify(c, items[i].images, b->v_patch + (size_t)i * Mv * pp);
     vlad_matmul(&b->scr, b->v_x, vw, b->v_patch, pp, M, &w->patch_embed, w->patch_embed_b);
     for (int im = 0; im < NI; im++)
         vlad_add(b->v_x + (size_t)im * P * vw, w->pos_embed, (size_t)P * vw);
@@ -241,7 +232,7 @@ static void vision(vlad_batch *b, int n, const vlad_batch_item *items) {
         vlad_matmul(&b->scr, b->v_q, vw, b->v_xb, vw, M, &k->q, k->qb);
         vlad_matmul(&b->scr, b->v_k, vw, b->v_xb, vw, M, &k->k, k->kb);
         vlad_matmul(&b->scr, b->v_v, vw, b->v_xb, vw, M, &k->v, k->vb);
-        for (int im = 0; im < NI; im++) { /* within one camera */
+        for (int im = 0; im < NI; im++) { /* within one token set */
             size_t off = (size_t)im * P * vw;
             vlad_kvseg seg = {b->v_k + off, b->v_v + off, P, vw, NULL};
             vlad_attention_s(&b->scr, b->v_att + off, vw, b->v_q + off, vw, P, c->vit_heads, hd,
@@ -268,7 +259,7 @@ static void vision(vlad_batch *b, int n, const vlad_batch_item *items) {
 static void backbone(vlad_batch *b, int n, const vlad_batch_item *items) {
     const vlad_config *c = &b->c;
     const vlad_weights *w = &b->m->w;
-    int Mv = c->n_cameras * vlad_cfg_n_patches(c), wd = c->width, kvd = vlad_cfg_kv_dim(c);
+    int Mv = vlad_cfg_image_tokens(c), wd = c->width, kvd = vlad_cfg_kv_dim(c);
     float eps = (float)c->norm_eps;
     int R = b->off[n - 1] + b->S[n - 1];
     for (int i = 0; i < n; i++) {
@@ -414,7 +405,7 @@ int vlad_batch_infer(vlad_batch *b, int n, const vlad_batch_item *items, float *
     const vlad_config *c = &b->c;
     const vlad_weights *w = &b->m->w;
     int H = c->chunk_size, A = c->action_dim, HA = H * A, N = c->flow_steps;
-    int Mv = c->n_cameras * vlad_cfg_n_patches(c), sd = c->state_dim;
+    int Mv = vlad_cfg_image_tokens(c), sd = c->state_dim;
     for (int i = 0, off = 0; i < n; i++) {
         size_t pl = items[i].prompt ? items[i].prompt_len : 0;
         if (pl > (size_t)c->max_prompt_tokens)

@@ -3,7 +3,7 @@
  * For a server that collects the requests of several robots: instead of n calls of
  * vlad_encode_prefix + vlad_sample_actions, one vlad_batch_infer stacks the rows of all items
  * into the same GEMMs (MODEL.md "Forward pass"):
- *   vision    the n * n_cameras images in one set of GEMMs (attention within each camera);
+ *   vision    the n * n_groups token sets in one set of GEMMs (attention within each set);
  *   backbone  every item's prefix rows stacked (items may have different prompt lengths):
  *             the Linear layers, norms and MLPs take all rows at once, RoPE and attention run
  *             per item over its own prefix K/V (positions 0 .. S_i - 1);

@@ -15,7 +15,7 @@ vlad_config vlad_config_default(void) {
         .vocab_size = VLAD_VOCAB_SIZE,
         .max_prompt_tokens = 32, .max_text_tokens = 48,
         .state_dim = 4, .action_dim = 4, .chunk_size = 26, .flow_steps = 5,
-        .rope_theta = 10000.0, .norm_eps = 1e-6,
+        .rope_theta = 10000.0, .norm_eps = 1e-6, .frame_stack = 1,
     };
     return c;
 }
@@ -29,7 +29,7 @@ vlad_config vlad_config_smolvla(void) {
         .vocab_size = VLAD_VOCAB_SIZE,
         .max_prompt_tokens = 48, .max_text_tokens = 64,
         .state_dim = 6, .action_dim = 6, .chunk_size = 50, .flow_steps = 10,
-        .rope_theta = 10000.0, .norm_eps = 1e-6,
+        .rope_theta = 10000.0, .norm_eps = 1e-6, .frame_stack = 1,
     };
     return c;
 }
@@ -49,14 +49,17 @@ int vlad_config_preset(const char *name, vlad_config *out, vlad_err *err) {
                         name);
 }
 
-/* Field table: name, offset, min, max. */
+/* Field table: name, offset, min, max, and for an optional field its default (0: required).
+ * An optional field at its default is not written by vlad_config_to_json, so checkpoints
+ * that do not use it read the same in older builds. */
 typedef struct {
     const char *name;
     size_t off;
-    int lo, hi;
+    int lo, hi, dflt;
 } int_field;
 
-#define F(n, lo, hi) {#n, offsetof(vlad_config, n), lo, hi}
+#define F(n, lo, hi) {#n, offsetof(vlad_config, n), lo, hi, 0}
+#define OPT(n, lo, hi, d) {#n, offsetof(vlad_config, n), lo, hi, d}
 static const int_field k_int_fields[] = {
     F(image_size, 1, 4096),     F(patch_size, 1, 4096),       F(n_cameras, 1, 16),
     F(vit_width, 1, 16384),     F(vit_depth, 1, 256),         F(vit_heads, 1, 1024),
@@ -65,8 +68,10 @@ static const int_field k_int_fields[] = {
     F(expert_width, 2, 16384),  F(expert_mlp, 1, 65536),      F(vocab_size, 260, 260),
     F(max_prompt_tokens, 0, 4096), F(max_text_tokens, 1, 4096), F(state_dim, 1, 4096),
     F(action_dim, 1, 4096),     F(chunk_size, 1, 4096),       F(flow_steps, 1, 1000),
+    OPT(frame_stack, 1, 16, 1),
 };
 #undef F
+#undef OPT
 #define N_INT_FIELDS (sizeof k_int_fields / sizeof k_int_fields[0])
 
 static int *field_ptr(vlad_config *c, const int_field *f) { return (int *)((char *)c + f->off); }
@@ -85,6 +90,10 @@ int vlad_config_validate(const vlad_config *c, vlad_err *err) {
         return vlad_err_set(err, VLAD_ERANGE,
                             "config field 'patch_size' = %d does not divide image_size %d",
                             c->patch_size, c->image_size);
+    if (c->n_cameras % c->frame_stack != 0)
+        return vlad_err_set(err, VLAD_ERANGE,
+                            "config field 'frame_stack' = %d does not divide n_cameras %d",
+                            c->frame_stack, c->n_cameras);
     if (c->vit_width % c->vit_heads != 0)
         return vlad_err_set(err, VLAD_ERANGE,
                             "config field 'vit_heads' = %d does not divide vit_width %d",
@@ -103,9 +112,11 @@ int vlad_config_validate(const vlad_config *c, vlad_err *err) {
         return vlad_err_set(err, VLAD_ERANGE,
                             "config fields 'image_size'/'patch_size'/'n_cameras': %ld image tokens "
                             "(max 65536)", np * c->n_cameras);
-    if (3L * c->patch_size * c->patch_size > 1L << 20)
-        return vlad_err_set(err, VLAD_ERANGE, "config field 'patch_size' = %d too large",
-                            c->patch_size);
+    if (3L * c->frame_stack * c->patch_size * c->patch_size > 1L << 20)
+        return vlad_err_set(err, VLAD_ERANGE,
+                            "config fields 'patch_size'/'frame_stack' = %d/%d: patch tokens of "
+                            "%ld values (max 2^20)", c->patch_size, c->frame_stack,
+                            3L * c->frame_stack * c->patch_size * c->patch_size);
     if (!isfinite(c->rope_theta) || c->rope_theta <= 1.0 || c->rope_theta > 1e9)
         return vlad_err_set(err, VLAD_ERANGE, "config field 'rope_theta' = %g out of range (1, 1e9]",
                             c->rope_theta);
@@ -120,6 +131,9 @@ int vlad_config_from_json(const char *json, vlad_config *out, vlad_err *err) {
     memset(&c, 0, sizeof c);
     c.rope_theta = 10000.0;
     c.norm_eps = 1e-6;
+    for (size_t i = 0; i < N_INT_FIELDS; i++)
+        if (k_int_fields[i].dflt)
+            *field_ptr(&c, &k_int_fields[i]) = k_int_fields[i].dflt;
     cJSON *root = cJSON_Parse(json);
     if (!root || !cJSON_IsObject(root)) {
         cJSON_Delete(root);
@@ -165,7 +179,7 @@ int vlad_config_from_json(const char *json, vlad_config *out, vlad_err *err) {
     if (rc)
         return rc;
     for (size_t i = 0; i < N_INT_FIELDS; i++)
-        if (!(seen & (1u << i)))
+        if (!(seen & (1u << i)) && !k_int_fields[i].dflt)
             return vlad_err_set(err, VLAD_EPARSE, "vlad.config: missing field '%s'",
                                 k_int_fields[i].name);
     rc = vlad_config_validate(&c, err);
@@ -179,8 +193,11 @@ char *vlad_config_to_json(const vlad_config *c) {
     cJSON *o = cJSON_CreateObject();
     if (!o)
         return NULL;
-    for (size_t i = 0; i < N_INT_FIELDS; i++)
-        cJSON_AddNumberToObject(o, k_int_fields[i].name, field_get(c, &k_int_fields[i]));
+    for (size_t i = 0; i < N_INT_FIELDS; i++) {
+        int v = field_get(c, &k_int_fields[i]);
+        if (!k_int_fields[i].dflt || v != k_int_fields[i].dflt)
+            cJSON_AddNumberToObject(o, k_int_fields[i].name, v);
+    }
     cJSON_AddNumberToObject(o, "rope_theta", c->rope_theta);
     cJSON_AddNumberToObject(o, "norm_eps", c->norm_eps);
     char *s = cJSON_PrintUnformatted(o);
@@ -190,7 +207,7 @@ char *vlad_config_to_json(const vlad_config *c) {
 
 int64_t vlad_config_param_count(const vlad_config *c) {
     int64_t vw = c->vit_width, w = c->width, e = c->expert_width, kv = vlad_cfg_kv_dim(c);
-    int64_t pp = 3LL * c->patch_size * c->patch_size;
+    int64_t pp = vlad_cfg_patch_dim(c);
     int64_t n = 0;
     n += vw * pp + vw + (int64_t)vlad_cfg_n_patches(c) * vw;
     n += c->vit_depth * (2 * vw + 4 * (vw * vw + vw) + (c->vit_mlp * vw + c->vit_mlp) +

@@ -27,6 +27,7 @@ typedef struct vlad_config {
     int max_prompt_tokens, max_text_tokens;
     int state_dim, action_dim, chunk_size, flow_steps;
     double rope_theta, norm_eps;
+    int frame_stack; /* image inputs fused into one token set (MODEL.md 6.1); optional, 1 */
 } vlad_config;
 
 /* Derived sizes. */
@@ -34,11 +35,21 @@ static inline int vlad_cfg_n_patches(const vlad_config *c) {
     int g = c->image_size / c->patch_size;
     return g * g;
 }
+/* Token sets of image inputs: n_cameras / frame_stack (validate checks that it divides). */
+static inline int vlad_cfg_n_groups(const vlad_config *c) { return c->n_cameras / c->frame_stack; }
+/* Prefix rows of the images: one token set of n_patches rows per group. */
+static inline int vlad_cfg_image_tokens(const vlad_config *c) {
+    return vlad_cfg_n_groups(c) * vlad_cfg_n_patches(c);
+}
+/* Values per patch token: 3*patch_size^2 for each image of its group. */
+static inline int vlad_cfg_patch_dim(const vlad_config *c) {
+    return 3 * c->frame_stack * c->patch_size * c->patch_size;
+}
 /* Width of one K or V row: n_heads*head_dim. */
 static inline int vlad_cfg_kv_dim(const vlad_config *c) { return c->n_heads * c->head_dim; }
-/* Longest prefix: all camera tokens + BOS + max_prompt_tokens. */
+/* Longest prefix: all image tokens + BOS + max_prompt_tokens. */
 static inline int vlad_cfg_prefix_max(const vlad_config *c) {
-    return c->n_cameras * vlad_cfg_n_patches(c) + 1 + c->max_prompt_tokens;
+    return vlad_cfg_image_tokens(c) + 1 + c->max_prompt_tokens;
 }
 /* Rows of a language stream's own KV blocks: [SEP, question (<= max_prompt_tokens), SEP]
  * followed by the generated tokens that are fed back (< max_text_tokens). */

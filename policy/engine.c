@@ -38,8 +38,8 @@ struct vlad_runstate {
     vlad_scratch scr;     /* BF16 tiles */
     float *rope_cos, *rope_sin; /* [max_pos, head_dim/2] */
     int max_pos;
-    /* vision: Mv = n_cameras * n_patches rows */
-    float *v_patch;       /* [Mv, 3*p*p] */
+    /* vision: Mv = vlad_cfg_image_tokens rows */
+    float *v_patch;       /* [Mv, patch_dim] */
     float *v_x, *v_xb, *v_q, *v_k, *v_v, *v_att, *v_tmp; /* [Mv, vit_width] */
     float *v_h;           /* [Mv, vit_mlp] */
     /* prefix: up to prefix_max rows */
@@ -188,7 +188,7 @@ vlad_runstate *vlad_runstate_new(const vlad_model *m, const vlad_runstate_opts *
         free(rs);
         return NULL;
     }
-    int P = vlad_cfg_n_patches(c), Mv = c->n_cameras * P, vw = c->vit_width;
+    int P = vlad_cfg_n_patches(c), Mv = vlad_cfg_image_tokens(c), vw = c->vit_width;
     int Smax = vlad_cfg_prefix_max(c), kvd = vlad_cfg_kv_dim(c), wd = c->width;
     int e = c->expert_width, H = c->chunk_size, H1 = H + 1, A = c->action_dim;
     int Tmax = vlad_cfg_stream_max(c);
@@ -214,7 +214,7 @@ vlad_runstate *vlad_runstate_new(const vlad_model *m, const vlad_runstate_opts *
     A_(rs->scr.kbuf, rs->scr.kcap);
     A_(rs->rope_cos, (size_t)rs->max_pos * half);
     A_(rs->rope_sin, (size_t)rs->max_pos * half);
-    A_(rs->v_patch, (size_t)Mv * 3 * c->patch_size * c->patch_size);
+    A_(rs->v_patch, (size_t)Mv * vlad_cfg_patch_dim(c));
     A_(rs->v_x, (size_t)Mv * vw);
     A_(rs->v_xb, (size_t)Mv * vw);
     A_(rs->v_q, (size_t)Mv * vw);
@@ -334,30 +334,18 @@ const vlad_timing *vlad_runstate_timing(const vlad_runstate *rs) { return &rs->t
 static void vision(vlad_runstate *rs, const uint8_t *const *images) {
     const vlad_config *c = &rs->c;
     const vlad_weights *w = &rs->m->w;
-    int p = c->patch_size, g = c->image_size / p, P = g * g, Mv = c->n_cameras * P;
-    int vw = c->vit_width, pp = 3 * p * p, isz = c->image_size;
+    int P = vlad_cfg_n_patches(c), Mv = vlad_cfg_image_tokens(c), ng = vlad_cfg_n_groups(c);
+    int vw = c->vit_width, pp = vlad_cfg_patch_dim(c);
     int hd = vw / c->vit_heads;
     float eps = (float)c->norm_eps;
     double tp0 = rs->prof ? now_ms() : 0;
-    /* patches: row-major patch order, each flattened (row, column, channel) */
-    for (int cam = 0; cam < c->n_cameras; cam++) {
-        const uint8_t *img = images[cam];
-        for (int pr = 0; pr < g; pr++)
-            for (int pc = 0; pc < g; pc++) {
-                float *dst = rs->v_patch + (size_t)(cam * P + pr * g + pc) * pp;
-                for (int r = 0; r < p; r++) {
-                    const uint8_t *src = img + ((size_t)(pr * p + r) * isz + (size_t)pc * p) * 3;
-                    for (int j = 0; j < 3 * p; j++)
-                        dst[r * 3 * p + j] = (float)src[j] / 127.5f - 1.0f;
-                }
-            }
-    }
+    vlad_patchify(c, images, rs->v_patch);
     if (rs->prof)
         rs->acc[VLAD_TCAT_COPY] += now_ms() - tp0;
     PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_x, vw, rs->v_patch, pp, Mv, &w->patch_embed,
                                      w->patch_embed_b));
-    for (int cam = 0; cam < c->n_cameras; cam++)
-        PROF(VLAD_TCAT_ELEM, vlad_add(rs->v_x + (size_t)cam * P * vw, w->pos_embed,
+    for (int t = 0; t < ng; t++)
+        PROF(VLAD_TCAT_ELEM, vlad_add(rs->v_x + (size_t)t * P * vw, w->pos_embed,
                                       (size_t)P * vw));
     for (int L = 0; L < c->vit_depth; L++) {
         const vlad_vit_block *b = &w->vit[L];
@@ -365,8 +353,8 @@ static void vision(vlad_runstate *rs, const uint8_t *const *images) {
         PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_q, vw, rs->v_xb, vw, Mv, &b->q, b->qb));
         PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_k, vw, rs->v_xb, vw, Mv, &b->k, b->kb));
         PROF(VLAD_TCAT_GEMM, vlad_matmul(&rs->scr, rs->v_v, vw, rs->v_xb, vw, Mv, &b->v, b->vb));
-        for (int cam = 0; cam < c->n_cameras; cam++) {
-            size_t off = (size_t)cam * P * vw;
+        for (int t = 0; t < ng; t++) { /* within one token set */
+            size_t off = (size_t)t * P * vw;
             vlad_kvseg seg = {rs->v_k + off, rs->v_v + off, P, vw, NULL};
             PROF(VLAD_TCAT_ATTN, vlad_attention_s(&rs->scr, rs->v_att + off, vw, rs->v_q + off, vw,
                                                   P, c->vit_heads, hd, &seg, 1,
@@ -417,7 +405,7 @@ int vlad_encode_prefix(vlad_runstate *rs, const uint8_t *const *images, const ch
     double t0 = now_ms();
     vision(rs, images);
     double t1 = now_ms();
-    int Mv = c->n_cameras * vlad_cfg_n_patches(c), wd = c->width, kvd = vlad_cfg_kv_dim(c);
+    int Mv = vlad_cfg_image_tokens(c), wd = c->width, kvd = vlad_cfg_kv_dim(c);
     int S = Mv + 1 + (int)prompt_len;
     float eps = (float)c->norm_eps;
     int nt = vlad_tok_prompt(prompt, prompt_len, c->max_prompt_tokens, rs->l_tok);
@@ -802,10 +790,10 @@ int vlad_lang_generate(vlad_runstate *rs, const char *question, size_t qlen, cha
 /* ---- FLOP counts -------------------------------------------------------------------------- */
 
 double vlad_flops_prefix(const vlad_config *c, int S) {
-    double P = vlad_cfg_n_patches(c), Mv = c->n_cameras * P, vw = c->vit_width;
-    double kvd = vlad_cfg_kv_dim(c), wd = c->width, pp = 3.0 * c->patch_size * c->patch_size;
+    double P = vlad_cfg_n_patches(c), Mv = vlad_cfg_image_tokens(c), vw = c->vit_width;
+    double kvd = vlad_cfg_kv_dim(c), wd = c->width, pp = vlad_cfg_patch_dim(c);
     double f = 2 * Mv * vw * pp;
-    f += c->vit_depth * (2 * Mv * (4 * vw * vw + 2 * vw * c->vit_mlp) + 4 * c->n_cameras * P * P * vw);
+    f += c->vit_depth * (2 * Mv * (4 * vw * vw + 2 * vw * c->vit_mlp) + 4 * vlad_cfg_n_groups(c) * P * P * vw);
     f += 2 * Mv * vw * wd;
     /* backbone: all layers' q,k,v; all but the last: attention, o, mlp */
     f += c->depth * 2 * S * 3 * wd * kvd;

@@ -69,7 +69,7 @@ static int visit_tlayer(visitor *v, const char *pre, int L, vlad_tlayer *t, int 
 static int visit_all(const vlad_config *c, vlad_weights *w, visit_fn fn, void *ctx) {
     visitor vv = {.fn = fn, .ctx = ctx}, *v = &vv;
     int vw = c->vit_width, wd = c->width, e = c->expert_width, kv = vlad_cfg_kv_dim(c);
-    int pp = 3 * c->patch_size * c->patch_size;
+    int pp = vlad_cfg_patch_dim(c);
     TRY(v2(v, K_MAT, &w->patch_embed, vw, pp, "vision.patch_embed.weight"));
     TRY(v1(v, K_BIAS, &w->patch_embed_b, vw, "vision.patch_embed.bias"));
     TRY(v2(v, K_POS, &w->pos_embed, vlad_cfg_n_patches(c), vw, "vision.pos_embed"));
@@ -683,4 +683,22 @@ int vlad_model_widen_all(vlad_model *m, vlad_err *err) {
     }
     m->matrix_dtype = VLAD_DT_F32;
     return 0;
+}
+
+void vlad_patchify(const vlad_config *c, const uint8_t *const *images, float *dst) {
+    int p = c->patch_size, g = c->image_size / p, P = g * g, isz = c->image_size;
+    int F = c->frame_stack, fp = 3 * p * p, pd = F * fp;
+    for (int im = 0; im < c->n_cameras; im++) {
+        const uint8_t *img = images[im];
+        float *set = dst + (size_t)(im / F) * P * pd + (size_t)(im % F) * fp;
+        for (int pr = 0; pr < g; pr++)
+            for (int pc = 0; pc < g; pc++) {
+                float *d = set + (size_t)(pr * g + pc) * pd;
+                for (int r = 0; r < p; r++) {
+                    const uint8_t *src = img + ((size_t)(pr * p + r) * isz + (size_t)pc * p) * 3;
+                    for (int j = 0; j < 3 * p; j++)
+                        d[r * 3 * p + j] = (float)src[j] / 127.5f - 1.0f;
+                }
+            }
+    }
 }

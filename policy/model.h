@@ -52,7 +52,7 @@ typedef struct vlad_tlayer {
 } vlad_tlayer;
 
 typedef struct vlad_weights {
-    vlad_mat patch_embed; const float *patch_embed_b;   /* [vit_width, 3*p*p], [vit_width] */
+    vlad_mat patch_embed; const float *patch_embed_b;   /* [vit_width, patch_dim], [vit_width] */
     const float *pos_embed;                             /* [n_patches, vit_width] */
     vlad_vit_block *vit;                                /* [vit_depth] */
     const float *vit_norm;                              /* [vit_width] */
@@ -136,5 +136,13 @@ int64_t vlad_model_param_count(const vlad_model *m);
  * embeddings N(0,1), pos_embed N(0, 0.02^2), stats mean N(0, 0.5^2) std 0.5 + U(0,1). */
 int vlad_model_write_random(const vlad_config *c, vlad_dtype dtype, uint64_t seed,
                             const char *path, vlad_err *err);
+
+/* The vision input of one observation (MODEL.md 6.1): images are the n_cameras RGB8 HWC
+ * image inputs (image_size square). Writes vlad_cfg_image_tokens(c) rows of
+ * vlad_cfg_patch_dim(c) floats to dst: token set t (images t*F .. t*F+F-1, F = frame_stack)
+ * at rows t*n_patches.., patches in row-major order; a row holds its patch of each image of
+ * the set in input order, each flattened (row, column, channel), values v/127.5 - 1. The
+ * engine and the batched engine both call it. */
+void vlad_patchify(const vlad_config *c, const uint8_t *const *images, float *dst);
 
 #endif

@@ -7,7 +7,8 @@
  * each chunk the daemon publishes is checked against the engine run here on views taken by the
  * training rule (frame max(t - lag, the episode's first tick), MODEL.md 6.0) and the chunk's
  * own conditioning state. A view taken from the wrong tick, from the previous episode or from
- * the other camera changes the chunk. */
+ * the other camera changes the chunk. The second test runs the same with stack_4of2cam, whose
+ * four views are fused in pairs (frame_stack 2, MODEL.md 6.1). */
 #include <setjmp.h>
 #include <math.h>
 #include <stdarg.h>
@@ -114,11 +115,10 @@ static void reset(vlad_client *c, int64_t from) {
     vlad__reply__free_unpacked(rep, NULL);
 }
 
-static void test_views_through_the_daemon(void **st) {
-    (void)st;
+static void views_through_the_daemon(const char *fixture) {
     char dir[256], prof[300], logp[300], model[4200];
     vh_tmpdir(dir, sizeof dir, "vlad-views");
-    snprintf(model, sizeof model, "%s/tests/policy/fixtures/views_3of2cam.safetensors", vh_src_dir());
+    snprintf(model, sizeof model, "%s/tests/policy/fixtures/%s.safetensors", vh_src_dir(), fixture);
     snprintf(prof, sizeof prof, "%s/p.yaml", dir);
     snprintf(logp, sizeof logp, "%s/vlad.log", dir);
     vh_write_file(prof,
@@ -206,9 +206,9 @@ static void test_views_through_the_daemon(void **st) {
         checked[e]++;
         early[e] += t < v.max_lag;
     }
-    printf("%d chunks checked (episodes %d / %d / %d, %d / %d / %d before the oldest view "
+    printf("%s: %d chunks checked (episodes %d / %d / %d, %d / %d / %d before the oldest view "
            "exists): max |daemon - engine on the training rule's views| = %.3g\n",
-           r.n_chunks, checked[0], checked[1], checked[2], early[0], early[1], early[2], worst);
+           fixture, r.n_chunks, checked[0], checked[1], checked[2], early[0], early[1], early[2], worst);
     for (int e = 0; e < 3; e++) {
         assert_true(checked[e] >= 3);
         assert_true(early[e] >= 1);
@@ -219,9 +219,22 @@ static void test_views_through_the_daemon(void **st) {
     vh_finish_dir(dir, true, NULL);
 }
 
+static void test_views_through_the_daemon(void **st) {
+    (void)st;
+    views_through_the_daemon("views_3of2cam");
+}
+
+/* The same with views fused in pairs (stack_4of2cam: frame_stack 2, camera 0 now and 3 ticks
+ * ago, camera 1 now and 2 ago): the daemon composes the same history, the engine fuses it. */
+static void test_stacked_views_through_the_daemon(void **st) {
+    (void)st;
+    views_through_the_daemon("stack_4of2cam");
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_views_through_the_daemon),
+        cmocka_unit_test(test_stacked_views_through_the_daemon),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

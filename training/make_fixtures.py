@@ -6,8 +6,8 @@
 Deterministic (fixed seeds). Two tiny random checkpoints of different shapes: an F32 one with
 one camera and a BF16 one with two cameras, plus their inputs and the twin's outputs; and a
 views fixture: a model seeing two robot cameras now and in the past (three views), with a
-stream of frames and the twin's actions at ticks before and after the oldest view exists; and
-two quantised checkpoints (MODEL.md 1.1: Q4 with AWQ scales, Q8 without; QFIXTURES)."""
+stream of frames and the twin's actions at ticks before and after the oldest view exists; a
+stacked views fixture (four views fused in pairs, frame_stack 2: MODEL.md 6.1); and two quantised checkpoints (MODEL.md 1.1: Q4 with AWQ scales, Q8 without; QFIXTURES)."""
 import argparse
 import os
 import sys
@@ -71,6 +71,14 @@ def main():
         chunk_size=4, flow_steps=3), a.out, "views_3of2cam", 33, views, n_robot_cameras=2, T=9,
         ticks=[0, 1, 2, 5, 8])
     print("views_3of2cam: views", views)
+    stack = [(0, 0), (0, 3), (1, 0), (1, 2)]  # fused in pairs: each camera now and before
+    make_views_fixture(VladConfig(
+        image_size=8, patch_size=4, n_cameras=len(stack), vit_width=16, vit_depth=1, vit_heads=2,
+        vit_mlp=32, width=24, depth=2, n_heads=2, head_dim=8, mlp=48, expert_width=16,
+        expert_mlp=32, max_prompt_tokens=16, max_text_tokens=8, state_dim=3, action_dim=3,
+        chunk_size=4, flow_steps=3, frame_stack=2), a.out, "stack_4of2cam", 34, stack,
+        n_robot_cameras=2, T=9, ticks=[0, 1, 2, 5, 8])
+    print("stack_4of2cam: views", stack, "frame_stack 2")
 
 
 if __name__ == "__main__":

@@ -215,9 +215,14 @@ static void test_random_configs(void **state) {
         .vocab_size = VLAD_VOCAB_SIZE,
         .max_prompt_tokens = 12, .max_text_tokens = 8,
         .state_dim = 5, .action_dim = 3, .chunk_size = 7, .flow_steps = 3,
-        .rope_theta = 5000.0, .norm_eps = 1e-5,
+        .rope_theta = 5000.0, .norm_eps = 1e-5, .frame_stack = 1,
     };
-    for (int k = 0; k < 2; k++) {
+    for (int k = 0; k < 3; k++) {
+        if (k == 2) { /* four image inputs fused in pairs: two token sets (frame_stack) */
+            c.n_cameras = 4;
+            c.frame_stack = 2;
+            c.max_prompt_tokens = 6;
+        }
         if (k == 1) {
             c.n_cameras = 3;
             c.image_size = 20;

@@ -60,17 +60,18 @@ static void test_bf16_2cam(void **state) {
     check("tiny_bf16_2cam", 2e-4, 1);
 }
 
-static void test_views_history(void **state) {
-    (void)state;
+/* A views fixture (training/vlad_twin/fixtures.py): the daemon's frame history composes
+ * each evaluated tick's views, and the engine's actions match the twin's. */
+static void check_views(const char *name, int n_views, int max_lag, int frame_stack) {
     char dir[4096], path[4200];
     tu_fixture_dir(dir, sizeof dir);
     vlad_err err = {0};
     vlad_model *m = NULL;
-    snprintf(path, sizeof path, "%s/views_3of2cam.safetensors", dir);
+    snprintf(path, sizeof path, "%s/%s.safetensors", dir, name);
     if (vlad_model_load(path, &m, &err))
         fail_msg("%s", err.msg);
     vlad_st_file *ex = NULL;
-    snprintf(path, sizeof path, "%s/views_3of2cam.expected.safetensors", dir);
+    snprintf(path, sizeof path, "%s/%s.expected.safetensors", dir, name);
     if (vlad_st_open(path, &ex, &err))
         fail_msg("%s", err.msg);
     const vlad_st_tensor *frames = vlad_st_find(ex, "frames"), *st = vlad_st_find(ex, "state"),
@@ -81,8 +82,9 @@ static void test_views_history(void **state) {
     vlad_views v;
     if (vlad_views_parse(vlad_st_meta(m->file, "vlad.views"), c->n_cameras, n_cams, &v, &err))
         fail_msg("%s", err.msg);
-    assert_int_equal(v.n, 3);
-    assert_int_equal(v.max_lag, 3);
+    assert_int_equal(v.n, n_views);
+    assert_int_equal(v.max_lag, max_lag);
+    assert_int_equal(c->frame_stack, frame_stack);
     size_t cam = (size_t)c->image_size * (size_t)c->image_size * 3, bytes[2] = {cam, cam};
     vlad_view_hist *h = vlad_view_hist_new(&v, n_cams, bytes, &err);
     assert_non_null(h);
@@ -127,7 +129,7 @@ static void test_views_history(void **state) {
         double e = 0;
         for (size_t i = 0; i < HA; i++)
             e = fabs((double)out[i] - want[i]) > e ? fabs((double)out[i] - want[i]) : e;
-        printf("views_3of2cam tick %d: actions max err %.3g\n", t, e);
+        printf("%s tick %d: actions max err %.3g\n", name, t, e);
         worst = e > worst ? e : worst;
         k++;
     }
@@ -141,12 +143,24 @@ static void test_views_history(void **state) {
     vlad_model_free(m);
 }
 
+static void test_views_history(void **state) {
+    (void)state;
+    check_views("views_3of2cam", 3, 3, 1);
+}
+
+/* Four views fused in pairs (frame_stack 2): each camera now and in the past in one token set. */
+static void test_views_stacked(void **state) {
+    (void)state;
+    check_views("stack_4of2cam", 4, 3, 2);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_f32_1cam),
         cmocka_unit_test(test_f32_1cam_2threads),
         cmocka_unit_test(test_bf16_2cam),
         cmocka_unit_test(test_views_history),
+        cmocka_unit_test(test_views_stacked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

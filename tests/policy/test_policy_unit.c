@@ -85,6 +85,35 @@ static void test_config(void **state) {
     d.norm_eps = -1;
     assert_int_equal(vlad_config_validate(&d, &err), VLAD_ERANGE);
     assert_non_null(strstr(err.msg, "norm_eps"));
+    /* frame_stack: optional (1), written only when not 1, must divide n_cameras */
+    d = vlad_config_default();
+    j = vlad_config_to_json(&d);
+    assert_null(strstr(j, "frame_stack"));
+    assert_int_equal(vlad_config_from_json(j, &c, &err), 0);
+    assert_int_equal(c.frame_stack, 1);
+    free(j);
+    d.n_cameras = 4;
+    d.frame_stack = 2;
+    assert_int_equal(vlad_config_validate(&d, &err), 0);
+    assert_int_equal(vlad_cfg_n_groups(&d), 2);
+    assert_int_equal(vlad_cfg_image_tokens(&d), 2 * vlad_cfg_n_patches(&d));
+    assert_int_equal(vlad_cfg_patch_dim(&d), 2 * 3 * 16 * 16);
+    j = vlad_config_to_json(&d);
+    assert_non_null(strstr(j, "\"frame_stack\":2"));
+    assert_int_equal(vlad_config_from_json(j, &c, &err), 0);
+    assert_int_equal(c.frame_stack, 2);
+    assert_int_equal(vlad_config_param_count(&c),
+                     vlad_config_param_count(&d)); /* the wider patch embedding is counted */
+    d.frame_stack = 1;
+    assert_true(vlad_config_param_count(&c) ==
+                vlad_config_param_count(&d) + (int64_t)3 * 16 * 16 * d.vit_width);
+    free(j);
+    d.frame_stack = 3;
+    assert_int_equal(vlad_config_validate(&d, &err), VLAD_ERANGE);
+    assert_non_null(strstr(err.msg, "frame_stack"));
+    d.frame_stack = 0;
+    assert_int_equal(vlad_config_validate(&d, &err), VLAD_ERANGE);
+    assert_non_null(strstr(err.msg, "frame_stack"));
 }
 
 /* ---- tokenizer ----------------------------------------------------------------------------- */

@@ -15,6 +15,49 @@ from vlad_twin.model import VladModel, init_random, time_embedding as twin_temb
 from . import batched
 
 
+def check_frame_stack() -> float:
+    """Views fused in pairs (frame_stack 2): the batched prefix equals the twin's, and a
+    frame_stack 1 model widened by train.widen_frame_stack gives the old model's prefix on the
+    first view of each pair, whatever the second holds. Returns the worst difference."""
+    import dataclasses
+    from .train import widen_frame_stack
+    c1 = VladConfig(image_size=16, patch_size=8, n_cameras=2, vit_width=32, vit_depth=1, vit_heads=2,
+                    vit_mlp=64, width=32, depth=2, n_heads=2, head_dim=16, mlp=64, expert_width=24,
+                    expert_mlp=48, max_prompt_tokens=12, max_text_tokens=8, state_dim=3,
+                    action_dim=3, chunk_size=5, flow_steps=3)
+    c2 = dataclasses.replace(c1, n_cameras=4, frame_stack=2).validate()
+    assert c2.n_image_tokens == 2 * c2.n_patches and c2.patch_dim == 2 * 3 * 64
+    m1 = init_random(VladModel(c1), 5).float().eval()
+    m2 = VladModel(c2).float().eval()
+    m2.load_state_dict(widen_frame_stack(m1.state_dict(), c1, c2), strict=True)
+    now = torch.randint(0, 256, (2, 2, 16, 16, 3), dtype=torch.uint8)
+    old = torch.randint(0, 256, (2, 2, 16, 16, 3), dtype=torch.uint8)
+    fused = torch.stack([now[:, 0], old[:, 0], now[:, 1], old[:, 1]], 1)
+    worst = 0.0
+    with torch.no_grad():
+        kv, valid, S = batched.encode_prefix(m2, fused, [b"go", b"touch red"])
+        for b in range(2):
+            p = [b"go", b"touch red"][b]
+            kv1, S1 = m1.encode_prefix(now[b:b + 1], p)
+            kv2, S2 = m2.encode_prefix(fused[b:b + 1], p)
+            assert S1 == S2 == c2.n_image_tokens + 1 + len(p)
+            for (k1, v1), (k2, v2), (kb, vb) in zip(kv1, kv2, kv):
+                worst = max(worst, float((k1 - k2).abs().max()), float((v1 - v2).abs().max()),
+                            float((kb[b, :S2] - k2[0]).abs().max()))
+        # the second view of a pair reaches the tokens once its weights are not zero
+        before, _ = m2.encode_prefix(fused[:1], b"go")
+        m2.vision.patch_embed.weight.data[:, 3 * 64:] += 0.05
+        after, _ = m2.encode_prefix(fused[:1], b"go")
+        assert float((after[0][0] - before[0][0]).abs().max()) > 1e-3
+    try:
+        widen_frame_stack(m2.state_dict(), c2, dataclasses.replace(c2, frame_stack=4))
+        raise AssertionError("widening a frame_stack 2 model was accepted")
+    except ValueError:
+        pass
+    print(f"frame_stack 2: batched and widened prefixes vs twin, max abs difference {worst:.2e}")
+    return worst
+
+
 def main() -> int:
     torch.manual_seed(0)
     c = VladConfig(image_size=16, patch_size=8, n_cameras=2, vit_width=32, vit_depth=1, vit_heads=2,
@@ -95,6 +138,7 @@ def main() -> int:
     assert pb["hidden"].shape == (B, S_max, c.width)
     te = batched.time_embedding(torch.tensor([0.25]), 24, 2)[0]
     worst = max(worst, float((te - twin_temb(0.25, 24, 2, torch.float32)).abs().max()))
+    worst = max(worst, check_frame_stack())
     print(f"batched vs twin: max abs difference {worst:.2e}")
     return 0 if worst < 1e-4 else 1
 

@@ -53,6 +53,10 @@ def parse_args(argv=None):
     ap.add_argument("--views", default="",
                     help="the model's image inputs as camera:lag,... (lag: ticks before the "
                          "frame; default every camera at lag 0), e.g. 0:0,0:4 sees motion")
+    ap.add_argument("--frame-stack", type=int, default=1,
+                    help="fuse each group of this many consecutive --views into one set of image "
+                         "tokens (the patch embedding sees them side by side: motion at no extra "
+                         "tokens); must divide the number of views")
     ap.add_argument("--branches", type=int, default=4,
                     help="future-state branches (δ, flow time, noise) per shared image prefix")
     ap.add_argument("--state-source", choices=["measured", "target", "both"], default="both")
@@ -204,7 +208,7 @@ def named_colour(c, prompts, images):
     named = masks[np.arange(B), :, np.maximum(col, 0)]                  # [B,V,H,W]
     frac = patch_fraction(named, c.patch_size)
     xy = centroid(named.reshape(B * V, *named.shape[2:])).reshape(B, V, 2)
-    word_pos = c.n_cameras * c.n_patches + 1 + np.maximum(start, 0)    # after BOS
+    word_pos = c.n_image_tokens + 1 + np.maximum(start, 0)    # after BOS
     return {"word_pos": torch.from_numpy(word_pos).long(), "ok": ok, "frac": frac, "xy": xy}
 
 
@@ -259,7 +263,8 @@ def motion_loss(c, named, probe_b, motion_head, locate_weight):
     motion_head on the word's hidden state after the layer -> the colour's centroid in the
     current view minus its centroid in the oldest, times MOTION_SCALE (for `track`, where the
     ball is going; about 0 for a resting ball). Samples whose colour is not in sight in both
-    views are skipped."""
+    views are skipped. With frame_stack > 1 the views share tokens, so only the motion_head
+    term applies."""
     word_pos, ok, frac, xy = named["word_pos"], named["ok"], named["frac"], named["xy"]
     seen = ok & (frac[:, 0].sum(-1) > 0) & (frac[:, -1].sum(-1) > 0)
     if not seen.any():
@@ -268,13 +273,34 @@ def motion_loss(c, named, probe_b, motion_head, locate_weight):
     old = frac[:, -1]
     tgt = torch.from_numpy(old / np.maximum(old.sum(-1, keepdims=True), 1e-9))
     B, V = frac.shape[:2]
-    lo = (V - 1) * c.n_patches
-    row = probe_b["logp2"][torch.arange(B), word_pos, lo: lo + c.n_patches]
-    ce = -(tgt * row).sum(-1)
+    if c.frame_stack > 1:
+        ce = torch.zeros(B)
+    else:
+        lo = (V - 1) * c.n_patches
+        row = probe_b["logp2"][torch.arange(B), word_pos, lo: lo + c.n_patches]
+        ce = -(tgt * row).sum(-1)
     moved = torch.from_numpy((xy[:, 0] - xy[:, -1]) * MOTION_SCALE)
     pred = motion_head(probe_b["hidden"][torch.arange(B), word_pos])
     mse = ((pred - moved) ** 2).sum(-1)
     return ((ce + locate_weight * mse) * w).sum() / w.sum()
+
+
+def widen_frame_stack(state: dict, old, new) -> dict:
+    """A frame_stack 1 checkpoint's weights for a model whose views are fused in sets of
+    new.frame_stack: the first image of each set gets the old patch embedding, the others
+    zero weights, so the widened model's outputs start equal to the old one's (on the first
+    image of each set). Same frame_stack: unchanged. ValueError for any other change."""
+    if old.frame_stack == new.frame_stack:
+        return state
+    if old.frame_stack != 1:
+        raise ValueError(f"frame_stack {old.frame_stack} -> {new.frame_stack}: only a "
+                         f"frame_stack 1 model can be widened")
+    st = dict(state)
+    pe = st["vision.patch_embed.weight"]
+    wide = torch.zeros(pe.shape[0], new.patch_dim, dtype=pe.dtype)
+    wide[:, : pe.shape[1]] = pe
+    st["vision.patch_embed.weight"] = wide
+    return st
 
 
 def masked_mse(pred, target, mask):
@@ -375,6 +401,7 @@ def main(argv=None) -> int:
     c.state_dim = c.action_dim = J
     views = parse_views(a.views, eps.images.shape[1])
     c.n_cameras = len(views)
+    c.frame_stack = a.frame_stack
     c.image_size = eps.images.shape[2]
     c.validate()
     if a.motion_weight > 0 and not (a.attn_weight > 0 and c.n_cameras >= 2 and c.n_heads >= 2):
@@ -408,10 +435,14 @@ def main(argv=None) -> int:
     if a.init:
         init = load_checkpoint(a.init)
         ci, cm = json.loads(init.c.to_json()), json.loads(c.to_json())
-        diff = [k for k in cm if k != "n_cameras" and ci.get(k) != cm[k]]
+        diff = [k for k in cm if k not in ("n_cameras", "frame_stack") and ci.get(k) != cm[k]]
         if diff:
             raise SystemExit(f"--init {a.init}: its config differs in {', '.join(diff)}")
-        model.load_state_dict(init.state_dict(), strict=True)
+        try:
+            st = widen_frame_stack(init.state_dict(), init.c, c)
+        except ValueError as e:
+            raise SystemExit(f"--init {a.init}: {e}") from None
+        model.load_state_dict(st, strict=True)
         print(f"initialised from {a.init}", file=sys.stderr)
     goal_head = GoalHead(c.width, c.action_dim)
     bind_head = torch.nn.Linear(c.width, 1)

@@ -17,6 +17,7 @@ INT_FIELDS = {  # name: (min, max) -- the same ranges as policy/config.c
     "max_prompt_tokens": (0, 4096), "max_text_tokens": (1, 4096), "state_dim": (1, 4096),
     "action_dim": (1, 4096), "chunk_size": (1, 4096), "flow_steps": (1, 1000),
 }
+OPTIONAL_INT_FIELDS = {"frame_stack": (1, 16)}  # may be absent (default 1); written only when not 1
 
 
 @dataclasses.dataclass
@@ -44,22 +45,41 @@ class VladConfig:
     flow_steps: int = 5
     rope_theta: float = 10000.0
     norm_eps: float = 1e-6
+    frame_stack: int = 1  # image inputs fused into one token set (MODEL.md 6.1), divides n_cameras
 
     @property
     def n_patches(self) -> int:
         return (self.image_size // self.patch_size) ** 2
 
     @property
+    def n_groups(self) -> int:
+        """Token sets of image inputs: n_cameras / frame_stack."""
+        return self.n_cameras // self.frame_stack
+
+    @property
+    def n_image_tokens(self) -> int:
+        """Prefix rows of the images: n_groups * n_patches."""
+        return self.n_groups * self.n_patches
+
+    @property
+    def patch_dim(self) -> int:
+        """Values per patch token: 3 * patch_size^2 per fused image input."""
+        return 3 * self.frame_stack * self.patch_size ** 2
+
+    @property
     def kv_dim(self) -> int:
         return self.n_heads * self.head_dim
 
     def validate(self) -> "VladConfig":
-        for k, (lo, hi) in INT_FIELDS.items():
+        for k, (lo, hi) in {**INT_FIELDS, **OPTIONAL_INT_FIELDS}.items():
             v = getattr(self, k)
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"config field '{k}' = {v} out of range [{lo}, {hi}]")
         if self.image_size % self.patch_size:
             raise ValueError("config field 'patch_size' does not divide image_size")
+        if self.n_cameras % self.frame_stack:
+            raise ValueError(f"config field 'frame_stack' = {self.frame_stack} does not divide "
+                             f"n_cameras {self.n_cameras}")
         if self.vit_width % self.vit_heads:
             raise ValueError("config field 'vit_heads' does not divide vit_width")
         if self.head_dim % 2 or self.expert_width % 2:
@@ -71,7 +91,10 @@ class VladConfig:
         return self
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), separators=(",", ":"))
+        d = dataclasses.asdict(self)
+        if d["frame_stack"] == 1:
+            del d["frame_stack"]  # checkpoints without it read as before
+        return json.dumps(d, separators=(",", ":"))
 
     @staticmethod
     def from_json(text: str) -> "VladConfig":
@@ -86,7 +109,7 @@ class VladConfig:
             if k not in d:
                 raise ValueError(f"vlad.config: missing field '{k}'")
         c = VladConfig(**d)
-        for k in INT_FIELDS:
+        for k in {**INT_FIELDS, **OPTIONAL_INT_FIELDS}:
             v = getattr(c, k)
             if isinstance(v, float) and v.is_integer():
                 setattr(c, k, int(v))

@@ -82,26 +82,30 @@ class Vision(nn.Module):
     def __init__(self, c: VladConfig):
         super().__init__()
         self.c = c
-        self.patch_embed = nn.Linear(3 * c.patch_size ** 2, c.vit_width)
+        self.patch_embed = nn.Linear(c.patch_dim, c.vit_width)
         self.pos_embed = nn.Parameter(torch.zeros(c.n_patches, c.vit_width))
         self.blocks = nn.ModuleList([VisionBlock(c) for _ in range(c.vit_depth)])
         self.norm = RMSNorm(c.vit_width, c.norm_eps)
         self.proj = nn.Linear(c.vit_width, c.width)
 
     def forward(self, images):
-        """images: uint8 [B, n_cameras, H, W, 3] -> [B, n_cameras*n_patches, width]."""
+        """images: uint8 [B, n_cameras, H, W, 3] -> [B, n_image_tokens, width]. Each group of
+        frame_stack consecutive inputs is one token set: a patch token's values are its patch in
+        each input of the group, in input order (MODEL.md 6.1)."""
         c = self.c
         B, ncam = images.shape[:2]
-        p, g = c.patch_size, c.image_size // c.patch_size
+        p, g, F = c.patch_size, c.image_size // c.patch_size, c.frame_stack
         dt = self.pos_embed.dtype
         x = images.to(torch.float64) / 127.5 - 1.0
         x = x.to(dt).reshape(B * ncam, g, p, g, p, 3).permute(0, 1, 3, 2, 4, 5)
         x = x.reshape(B * ncam, g * g, 3 * p * p)  # patches row-major, (row, col, ch) inside
+        ng = ncam // F
+        x = x.reshape(B * ng, F, g * g, 3 * p * p).permute(0, 2, 1, 3).reshape(B * ng, g * g, F * 3 * p * p)
         x = self.patch_embed(x) + self.pos_embed
         for blk in self.blocks:
-            x = blk(x)  # attention within one camera
+            x = blk(x)  # attention within one token set
         x = self.proj(self.norm(x))
-        return x.reshape(B, ncam * g * g, c.width)
+        return x.reshape(B, ng * g * g, c.width)
 
 
 class TLayer(nn.Module):
