@@ -270,12 +270,12 @@ def motion_loss(c, named, probe_b, motion_head, locate_weight):
     if not seen.any():
         return torch.zeros(())
     w = torch.from_numpy(seen.astype(np.float32))
-    old = frac[:, -1]
-    tgt = torch.from_numpy(old / np.maximum(old.sum(-1, keepdims=True), 1e-9))
     B, V = frac.shape[:2]
     if c.frame_stack > 1:
         ce = torch.zeros(B)
     else:
+        old = frac[:, -1]
+        tgt = torch.from_numpy(old / np.maximum(old.sum(-1, keepdims=True), 1e-9))
         lo = (V - 1) * c.n_patches
         row = probe_b["logp2"][torch.arange(B), word_pos, lo: lo + c.n_patches]
         ce = -(tgt * row).sum(-1)

@@ -17,7 +17,10 @@ INT_FIELDS = {  # name: (min, max) -- the same ranges as policy/config.c
     "max_prompt_tokens": (0, 4096), "max_text_tokens": (1, 4096), "state_dim": (1, 4096),
     "action_dim": (1, 4096), "chunk_size": (1, 4096), "flow_steps": (1, 1000),
 }
-OPTIONAL_INT_FIELDS = {"frame_stack": (1, 16)}  # may be absent (default 1); written only when not 1
+# name: (min, max, default): may be absent (the default), written only when not the default
+# (the same rule as policy/config.c's OPT fields)
+OPTIONAL_INT_FIELDS = {"frame_stack": (1, 16, 1)}
+ALL_INT_FIELDS = {**INT_FIELDS, **{k: v[:2] for k, v in OPTIONAL_INT_FIELDS.items()}}
 
 
 @dataclasses.dataclass
@@ -71,7 +74,7 @@ class VladConfig:
         return self.n_heads * self.head_dim
 
     def validate(self) -> "VladConfig":
-        for k, (lo, hi) in {**INT_FIELDS, **OPTIONAL_INT_FIELDS}.items():
+        for k, (lo, hi) in ALL_INT_FIELDS.items():
             v = getattr(self, k)
             if not isinstance(v, int) or not lo <= v <= hi:
                 raise ValueError(f"config field '{k}' = {v} out of range [{lo}, {hi}]")
@@ -92,8 +95,9 @@ class VladConfig:
 
     def to_json(self) -> str:
         d = dataclasses.asdict(self)
-        if d["frame_stack"] == 1:
-            del d["frame_stack"]  # checkpoints without it read as before
+        for k, (_, _, default) in OPTIONAL_INT_FIELDS.items():
+            if d[k] == default:
+                del d[k]  # checkpoints that do not use it read as before
         return json.dumps(d, separators=(",", ":"))
 
     @staticmethod
@@ -109,7 +113,7 @@ class VladConfig:
             if k not in d:
                 raise ValueError(f"vlad.config: missing field '{k}'")
         c = VladConfig(**d)
-        for k in {**INT_FIELDS, **OPTIONAL_INT_FIELDS}:
+        for k in ALL_INT_FIELDS:
             v = getattr(c, k)
             if isinstance(v, float) and v.is_integer():
                 setattr(c, k, int(v))
