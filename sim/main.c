@@ -1,6 +1,6 @@
 /* vlad-sim — the bundled MuJoCo simulator of vlad. See sim/README.md.
  *   vlad-sim --profile FILE [--set KEY=VALUE ...] [--task NAME[,NAME..]|all] [--episodes N] [--seed S]
- *            [--clock wall|lockstep] [--expert [--expert-delay T]] [--expect-policy]
+ *            [--clock wall|lockstep] [--expert [--expert-delay T] [--expert-chunk K]] [--expect-policy]
  *            [--lockstep-timeout MS] [--json FILE] [--record FILE.gif|FILE.mp4]
  *            [--record-scale K] [--record-dataset DIR] [--param TASK.KNOB=V] [--quiet]
  *   vlad-sim --profile FILE --snapshot DIR [--seed S]
@@ -25,7 +25,7 @@
 
 typedef struct cli {
     const char *profile, *tasks, *json, *clock, *snapshot, *record, *dataset, *trajectory, *key_file;
-    int episodes, delay, scale, lockstep_to, cmd_to;
+    int episodes, delay, chunk, scale, lockstep_to, cmd_to;
     int expert, expect, bench, quiet;
     uint64_t seed, start_tick;
     double noise[2];                      /* std, correlation time */
@@ -108,6 +108,7 @@ static int run_opts(cli *c, vlad_sim_opts *o) {
         }
     }
     const char *needs_expert = c->dataset ? "--record-dataset" : c->delay ? "--expert-delay"
+                               : c->chunk ? "--expert-chunk"
                                : c->noise[0] > 0 ? "--expert-noise" : NULL;
     if (needs_expert && !c->expert) {
         fprintf(stderr, "vlad-sim: %s needs --expert\n", needs_expert);
@@ -120,6 +121,7 @@ static int run_opts(cli *c, vlad_sim_opts *o) {
     o->seed = c->seed;
     o->expert = c->expert;
     o->expert_delay = c->delay;
+    o->expert_chunk = c->chunk;
     o->expert_noise = c->noise[0];
     o->expert_noise_tau_s = c->noise[1];
     o->expect_policy = c->expect;
@@ -148,6 +150,7 @@ int main(int argc, char **argv) {
         {"clock", VLAD_OPT_STR, &c.clock, "wall|lockstep", "default: the profile's clock", 0, 0, NULL},
         {"expert", VLAD_OPT_FLAG, &c.expert, NULL, "act with the scripted expert (no daemon needed)", 0, 0, NULL},
         {"expert-delay", VLAD_OPT_INT, &c.delay, "T", "expert plans on the world as it was T ticks ago", 0, 1000, NULL},
+        {"expert-chunk", VLAD_OPT_INT, &c.chunk, "K", "expert plans K ticks at a time on a forecast of the world and runs each plan open loop", 0, 1000, NULL},
         {"expert-noise", VLAD_OPT_CALL, c.noise, "STD[,TAU]",
          "perturb the executed expert command by a random walk (std STD rad, correlation TAU s, "
          "default 0.2); the dataset keeps the clean command (DART-style data)", 0, 0, opt_noise},

@@ -60,6 +60,7 @@ char *vlad_sim_results_json(const vlad_sim_results *res) {
     cJSON_AddNumberToObject(root, "control_hz", res->control_hz);
     cJSON_AddBoolToObject(root, "expert", res->expert);
     cJSON_AddNumberToObject(root, "expert_delay", res->expert_delay);
+    cJSON_AddNumberToObject(root, "expert_chunk", res->expert_chunk);
     cJSON *eps = cJSON_AddArrayToObject(root, "episodes");
     const double ms = 1000.0 / res->control_hz;
     for (int i = 0; i < res->n; i++) {
@@ -144,9 +145,10 @@ int vlad_sim_results_write_json(const vlad_sim_results *res, const char *path, v
 
 void vlad_sim_results_print(const vlad_sim_results *res, FILE *out) {
     const double ms = 1000.0 / res->control_hz;
-    fprintf(out, "\nvlad-sim results: robot %s, %s, seed %llu, %s%s\n", res->robot,
+    fprintf(out, "\nvlad-sim results: robot %s, %s, seed %llu, %s%s%s\n", res->robot,
             vlad_clock_mode_name(res->clock), (unsigned long long)res->seed,
-            res->expert ? "scripted expert" : "daemon", res->expert && res->expert_delay ? " (delayed)" : "");
+            res->expert ? "scripted expert" : "daemon", res->expert && res->expert_delay ? " (delayed)" : "",
+            res->expert && res->expert_chunk ? " (open-loop chunks)" : "");
     fprintf(out, "| task  | episodes | success | score | completion s | sq jerk (rad/s^3)^2 | stall ticks | reaction ticks (ms) mean / max | no reaction |\n");
     fprintf(out, "|-------|---------:|--------:|------:|-------------:|--------------------:|------------:|-------------------------------:|------------:|\n");
     for (int k = 0; k < VLAD_TASK_COUNT; k++) {

@@ -45,6 +45,9 @@ typedef struct runner {
     int ring_n;
     vlad_task *ring_t;
     vlad_task_state *ring_s;
+    /* --expert-chunk: the forecast the current plan is made on */
+    vlad_task plan_t;
+    vlad_task_state plan_s;
     /* per-episode joint trajectory */
     double *qbuf;
     size_t qcap;
@@ -232,12 +235,31 @@ static void exchange(runner *r, episode *e, int k, const vlad_sim_obs *ob, const
     if (r->ex) {
         if (done)
             return;
-        int d = o->expert_delay, kk = k - d < 0 ? 0 : k - d;
+        int d = o->expert_delay, kk = k - d < 0 ? 0 : k - d, K = o->expert_chunk;
         r->ring_t[k % r->ring_n] = e->t;
         r->ring_s[k % r->ring_n] = *st;
-        vlad_expert_act(r->ex, &r->ring_t[kk % r->ring_n], &r->ring_s[kk % r->ring_n], g->q);
+        const vlad_task *seen = &r->ring_t[kk % r->ring_n];
+        const vlad_task_state *seen_s = &r->ring_s[kk % r->ring_n];
+        if (K > 0) { /* open loop: a plan of K ticks made on the forecast of tick kk */
+            if (k % K == 0) {
+                r->plan_t = *seen;
+                r->plan_s = *seen_s;
+                vlad_task_forecast(&r->plan_t);
+                r->chunk_counter++;
+            } else {
+                vlad_task_update(&r->plan_t, &r->plan_s, NULL);
+            }
+            seen = &r->plan_t;
+            seen_s = &r->plan_s;
+            kk -= k % K;
+            if (kk < 0)
+                kk = 0;
+        } else {
+            r->chunk_counter++;
+        }
+        vlad_expert_act(r->ex, seen, seen_s, g->q);
         g->fresh = true;
-        g->chunk_id = ++r->chunk_counter;
+        g->chunk_id = r->chunk_counter;
         g->obs_tick = e->res->first_tick + kk;
         g->source = VLAD__ACTION_SOURCE__ACTION_SOURCE_POLICY;
     } else if (o->clock == VLAD_CLOCK_LOCKSTEP) {
@@ -440,8 +462,8 @@ int vlad_sim_run(const vlad_sim_opts *o, vlad_sim_results *res, vlad_err *err) {
     memset(res, 0, sizeof *res);
     const vlad_profile *p = o->p;
     if (o->episodes < 0 || o->n_tasks < 1 || o->n_tasks > VLAD_TASK_COUNT || o->expert_delay < 0 ||
-        o->expert_delay > 1000)
-        return vlad_err_set(err, VLAD_EINVAL, "bad run options (episodes, tasks or expert delay)");
+        o->expert_delay > 1000 || o->expert_chunk < 0 || o->expert_chunk > 1000)
+        return vlad_err_set(err, VLAD_EINVAL, "bad run options (episodes, tasks, expert delay or chunk)");
     if (!(o->expert_noise >= 0 && o->expert_noise <= 1) ||
         (o->expert_noise > 0 && !(o->expert_noise_tau_s > 0 && o->expert_noise_tau_s <= 10)))
         return vlad_err_set(err, VLAD_EINVAL, "bad expert noise (std 0..1 rad, correlation time 0..10 s)");
@@ -520,6 +542,7 @@ int vlad_sim_run(const vlad_sim_opts *o, vlad_sim_results *res, vlad_err *err) {
     res->seed = o->seed;
     res->expert = o->expert;
     res->expert_delay = o->expert_delay;
+    res->expert_chunk = o->expert_chunk;
     int64_t t0 = vlad_now_ns();
     int global_ep = 0;
     for (int ti = 0; ti < o->n_tasks; ti++)

@@ -45,6 +45,12 @@ typedef struct vlad_sim_opts {
     vlad_clock_mode clock;
     bool expert;              /* act in process; no daemon */
     int expert_delay;         /* expert sees the world this many ticks late */
+    int expert_chunk;         /* > 0: the expert plans this many ticks at a time on a forecast
+                               * of the world (vlad_task_forecast) and executes the plan open
+                               * loop, as a policy with a chunk of that length that knew the
+                               * present exactly would (with expert_delay: the world of that
+                               * many ticks before the plan's first tick); 0: it replans every
+                               * tick */
     /* DART-style perturbation of the expert's demonstrations: the world executes the
      * expert's command plus a seeded Ornstein-Uhlenbeck offset per joint (stationary std
      * expert_noise rad, correlation time expert_noise_tau_s), while the dataset records
@@ -100,6 +106,7 @@ typedef struct vlad_sim_results {
     uint64_t seed;
     bool expert;
     int expert_delay;
+    int expert_chunk;
     double wall_s;        /* not part of the JSON (which is deterministic) */
     int64_t ticks;
 } vlad_sim_results;

@@ -231,7 +231,7 @@ static void update_track(vlad_task *t, const vlad_task_state *s, vlad_task_event
     double *p = t->obj[0].pos;
     if (t->k > 0) {
         bool changed = false;
-        if (t->k >= t->next_turn) {
+        if (!t->forecast && t->k >= t->next_turn) {
             new_heading(t, M_PI / 3);
             t->next_turn = t->k + secs(t, vlad_rng_range(&t->rng, t->prm.turn_min_s, t->prm.turn_max_s));
             changed = true;
@@ -291,7 +291,7 @@ static void update_whack(vlad_task *t, const vlad_task_state *s, vlad_task_event
         }
         return;
     }
-    if (!t->obj[0].visible && t->k >= t->next_pop_k) {
+    if (!t->forecast && !t->obj[0].visible && t->k >= t->next_pop_k) {
         double prev[1][3];
         memcpy(prev[0], t->obj[0].pos, sizeof prev[0]);
         sample_apart(&t->rng, BALL_Z + 0.005, WHACK_SEP, prev, t->popped > 0 ? 1 : 0, t->obj[0].pos);
@@ -431,6 +431,8 @@ void vlad_task_labels(const vlad_task *t, const vlad_task_state *s, vlad_labels 
         break;
     }
 }
+
+void vlad_task_forecast(vlad_task *t) { t->forecast = true; }
 
 double vlad_task_score(const vlad_task *t) {
     switch (t->kind) {

@@ -107,6 +107,7 @@ typedef struct vlad_task {
     int success_k;    /* tick (within the episode) the task was completed; -1 if not */
     int acquired_k;   /* track: first tick on target; -1 if never */
     int world_changes;
+    bool forecast;    /* vlad_task_forecast: no random future (turns, pops) */
 } vlad_task;
 
 /* One frame's language labels: a commentary and short question/answer pairs. */
@@ -138,6 +139,12 @@ int vlad_task_begin(vlad_task *t, vlad_task_kind kind, const vlad_task_params *p
  * check hits/success/failure, append WORLD_CHANGE / SUCCESS / EPISODE_END events (ev may
  * be NULL). Does nothing once done. */
 void vlad_task_update(vlad_task *t, const vlad_task_state *s, vlad_task_events *ev);
+
+/* Make t a forecast of itself from its present: from the next update on, the track target
+ * keeps its heading (it still bounces off the region's edges, which are fixed) and no new
+ * whack target pops; a visible one still vanishes at its time. What a planner that knows the
+ * present exactly, and not the random future, can predict (the chunked expert's world). */
+void vlad_task_forecast(vlad_task *t);
 
 /* Show the task's objects in the world; with place_block also put the block at its
  * start pose (episode start). */

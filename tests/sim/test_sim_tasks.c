@@ -191,6 +191,65 @@ static void test_whack(void **st) {
     assert_int_equal(w.hits, 0);
 }
 
+/* A forecast (vlad_task_forecast) is the task with its random future removed: the track
+ * target keeps its speed and changes velocity only by bouncing off the region's edges; it
+ * agrees with the real task up to the real task's first turn; no whack target pops. */
+static void test_forecast(void **st) {
+    (void)st;
+    for (uint64_t seed = 1; seed <= 20; seed++) {
+        vlad_task t;
+        assert_int_equal(vlad_task_begin(&t, VLAD_TASK_TRACK, NULL, 50, seed, NULL), VLAD_OK);
+        vlad_task f = t;
+        vlad_task_forecast(&f);
+        bool diverged = false;
+        int turns_seen = 0;
+        while (!t.done) {
+            vlad_task_state s = far_state();
+            double fv[2] = {f.vel[0], f.vel[1]};
+            vlad_task_events ev = {0};
+            int turns_before = t.world_changes;
+            vlad_task_update(&t, &s, &ev);
+            vlad_task_update(&f, &s, NULL);
+            /* the forecast's velocity: the same or a component reflected */
+            for (int i = 0; i < 2; i++)
+                assert_true(fabs(f.vel[i] - fv[i]) < 1e-12 || fabs(f.vel[i] + fv[i]) < 1e-12);
+            assert_true(fabs(hypot(f.vel[0], f.vel[1]) - f.prm.speed) < 1e-9);
+            if (!diverged) {
+                if (t.world_changes > turns_before &&
+                    (fabs(t.vel[0] - f.vel[0]) > 1e-12 || fabs(t.vel[1] - f.vel[1]) > 1e-12)) {
+                    diverged = true; /* the real task turned: the forecast cannot know that */
+                } else {
+                    assert_true(fabs(t.obj[0].pos[0] - f.obj[0].pos[0]) < 1e-12);
+                    assert_true(fabs(t.obj[0].pos[1] - f.obj[0].pos[1]) < 1e-12);
+                }
+            }
+            turns_seen += t.world_changes > turns_before;
+        }
+        assert_true(diverged); /* 3 s with a turn every 0.3..0.7 s */
+        assert_true(turns_seen >= 3);
+    }
+    /* whack: a forecast made while a target is up sees it vanish and no other appear */
+    vlad_task w;
+    vlad_task_begin(&w, VLAD_TASK_WHACK, NULL, 50, 9, NULL);
+    while (!w.obj[0].visible) {
+        vlad_task_state s = far_state();
+        vlad_task_update(&w, &s, NULL);
+    }
+    vlad_task f = w;
+    vlad_task_forecast(&f);
+    int visible_after = 0, pops = 0;
+    for (int k = 0; k < 200; k++) {
+        vlad_task_state s = far_state();
+        vlad_task_events ev = {0};
+        vlad_task_update(&f, &s, &ev);
+        pops += count(&ev, VLAD_EV_WORLD_CHANGE);
+        if (f.k > w.vanish_k)
+            visible_after += f.obj[0].visible;
+    }
+    assert_int_equal(pops, 0);
+    assert_int_equal(visible_after, 0);
+}
+
 static void test_push(void **st) {
     (void)st;
     vlad_task t;
@@ -267,6 +326,7 @@ int main(void) {
         cmocka_unit_test(test_layout_seeded),
         cmocka_unit_test(test_track),
         cmocka_unit_test(test_whack),
+        cmocka_unit_test(test_forecast),
         cmocka_unit_test(test_push),
         cmocka_unit_test(test_labels),
         cmocka_unit_test(test_params),
