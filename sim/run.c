@@ -235,27 +235,25 @@ static void exchange(runner *r, episode *e, int k, const vlad_sim_obs *ob, const
     if (r->ex) {
         if (done)
             return;
-        int d = o->expert_delay, kk = k - d < 0 ? 0 : k - d, K = o->expert_chunk;
+        const int d = o->expert_delay, K = o->expert_chunk;
+        const int k0 = K > 0 ? k - k % K : k; /* the tick the current plan started */
+        const int kk = k0 - d < 0 ? 0 : k0 - d; /* the tick of the world it was made on */
         r->ring_t[k % r->ring_n] = e->t;
         r->ring_s[k % r->ring_n] = *st;
         const vlad_task *seen = &r->ring_t[kk % r->ring_n];
         const vlad_task_state *seen_s = &r->ring_s[kk % r->ring_n];
+        if (k == k0)
+            r->chunk_counter++;
         if (K > 0) { /* open loop: a plan of K ticks made on the forecast of tick kk */
-            if (k % K == 0) {
+            if (k == k0) {
                 r->plan_t = *seen;
                 r->plan_s = *seen_s;
                 vlad_task_forecast(&r->plan_t);
-                r->chunk_counter++;
             } else {
                 vlad_task_update(&r->plan_t, &r->plan_s, NULL);
             }
             seen = &r->plan_t;
             seen_s = &r->plan_s;
-            kk -= k % K;
-            if (kk < 0)
-                kk = 0;
-        } else {
-            r->chunk_counter++;
         }
         vlad_expert_act(r->ex, seen, seen_s, g->q);
         g->fresh = true;
