@@ -713,14 +713,18 @@ int bench_vlash_main(int argc, char **argv) {
     const char *tasks = "reach,track,whack", *work = bench_default_work(default_work, sizeof default_work, "vlash"), *json = NULL;
     const char *plot_arg = ".", *modes_arg = NULL;
     int episodes = 50, K = 10, jobs = 2, no_wall = 0, wall_eps = 20, wall_K = 25, only_wall = 0;
-    int held_out = 0, seeds_only = 0, B = 2000, threshold = 0;
+    int held_out = 0, seeds_only = 0, B = 2000, threshold = 0, max_delay = -1;
     double noise = 1.0, merge_weight = -1;
     uint64_t seed64 = 1;
     bench_int_list dl = {.v = {0, 1, 2, 4, 8}, .n = 5, .lo = 0, .hi = 64};
     bench_choice seed_set = {.allowed = "dev|held-out", .value = "dev", .index = 0};
     const vlad_opt opts[] = {
         BENCH_STR("model", &model, "M", "checkpoint"),
-        BENCH_STR("profile", &profile, "P", "base robot profile"),
+        BENCH_STR("profile", &profile, "P", "base robot profile (robot, cameras, safety limits, "
+                  "async.tracking_lag_ms and async.max_delay_ticks; the grid sets the scheduler)"),
+        BENCH_INT("max-delay", &max_delay, "N", "async.max_delay_ticks of every run, the planning-delay "
+                  "limit (0: the checkpoint's trained Δmax, else horizon - K; default: the profile's)",
+                  0, 256),
         BENCH_INT("episodes", &episodes, "N", "episodes per cell (same seeds in every cell)", 1, 100000),
         BENCH_CALL("deltas", &dl, "D,D,...", "emulated inference delays in ticks, 0..64 (default "
                    "0,1,2,4,8)", bench_opt_int_list),
@@ -815,6 +819,8 @@ int bench_vlash_main(int argc, char **argv) {
     static vlad_profile p;
     if (bench_setup("vlad-bench vlash", profile, &p))
         return 2;
+    if (max_delay >= 0)
+        p.async.max_delay_ticks = max_delay;
     bool merge_ok = daemon_accepts_merge(profile);
     if (!modes_arg) {
         static const int def[MAX_MODES] = {0, 1, 2, 3};

@@ -103,9 +103,11 @@ static int write_profile(const bench_run *r, const char *dir, const char *path, 
                 rm->endpoints, rm->timeout_ms > 0 ? rm->timeout_ms : 2000,
                 rm->jpeg ? "jpeg" : "raw", rm->jpeg_quality > 0 ? rm->jpeg_quality : 90,
                 rm->rtt_ms, rm->jitter_ms);
+    /* the run sets the scheduler; the robot's own lag model and delay limit come from the base */
     fprintf(f, "async:\n  mode: %s\n  execution_horizon: %d\n  trigger_threshold: %d\n"
-               "  delay_margin: %d\n",
-            r->mode ? r->mode : "sync", r->K, r->threshold, r->margin);
+               "  delay_margin: %d\n  tracking_lag_ms: %.17g\n  max_delay_ticks: %d\n",
+            r->mode ? r->mode : "sync", r->K, r->threshold, r->margin, b->async.tracking_lag_ms,
+            b->async.max_delay_ticks);
     if (r->free_phase)
         fprintf(f, "  early_start: false\nphase_lock: false\n");
     if (r->set_merge_weight && r->mode && !strcmp(r->mode, "merge"))

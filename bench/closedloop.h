@@ -45,7 +45,8 @@ typedef struct bench_remote {
 } bench_remote;
 
 typedef struct bench_run {
-    const vlad_profile *base; /* robot, joints, cameras, control_hz, sim model */
+    const vlad_profile *base; /* robot, joints, cameras, control_hz, safety limits, sim model,
+                                 async.tracking_lag_ms and async.max_delay_ticks */
     const char *model;        /* checkpoint; NULL: the sim's scripted expert, no daemon */
     bool synthetic;           /* the daemon's built-in synthetic policy instead of a model */
     const char *mode;         /* sync | naive | vlash | merge */

@@ -84,7 +84,41 @@ static void test_modes(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
+/* The generated profile keeps the base profile's delay limit: with async.max_delay_ticks 2
+ * and Δ = 3 the daemon reports the limit 2 and plans at it (DELAY_LIMIT ticks counted);
+ * with the base's 0 the limit is the policy's own (above Δ: nothing counted). */
+static void test_delay_limit(void **state) {
+    (void)state;
+    vlad_err err;
+    if (vlad_profile_load(&prof, "configs/sim-arm.yaml", &err))
+        fail_msg("%s", err.msg);
+    for (int lim = 2; lim >= 0; lim -= 2) {
+        prof.async.max_delay_ticks = lim;
+        bench_daemon_stats ds = {0};
+        bench_task_stats ts;
+        bench_run r = {.base = &prof, .synthetic = true, .mode = "vlash", .K = 10, .threshold = 0,
+                       .margin = 0, .min_latency_ms = DELTA * 20.0, .threads = 1, .tasks = "whack",
+                       .episodes = 1, .seed = 3, .noise_scale = 1.0, .stats = &ds};
+        char dir[128];
+        snprintf(dir, sizeof dir, "/tmp/vlad-closed-loop-%d/limit-%d", (int)getpid(), lim);
+        int n = 0;
+        if (bench_closed_loop(&r, dir, &ts, &n, &err))
+            fail_msg("limit %d: %s", lim, err.msg);
+        assert_true(ds.ok);
+        if (lim) {
+            assert_int_equal(ds.max_delay_ticks, lim);
+            assert_true(ds.delay_limited_ticks > 0);
+        } else {
+            assert_true(ds.max_delay_ticks > DELTA);
+            assert_true(ds.delay_limited_ticks == 0);
+        }
+    }
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf /tmp/vlad-closed-loop-%d", (int)getpid());
+    assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
-    const struct CMUnitTest tests[] = {cmocka_unit_test(test_modes)};
+    const struct CMUnitTest tests[] = {cmocka_unit_test(test_modes), cmocka_unit_test(test_delay_limit)};
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
