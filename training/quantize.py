@@ -45,6 +45,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from vlad_twin import quant, safetensors_io  # noqa: E402
 from vlad_twin.config import SEP, VladConfig  # noqa: E402
+from vlad_train.data import frame_views  # noqa: E402
 
 
 class LazyFile:
@@ -108,7 +109,7 @@ def calib_frames(c: VladConfig, meta: dict, calib: str, n: int, seed: int):
         t, m = read_episode(p)
         T = t["state"].shape[0]
         k = int(rng.integers(T))
-        imgs = np.stack([t["images"][max(k - lag, 0), cam] for cam, lag in views])[None]
+        imgs = frame_views(t["images"], k, views)[None]
         if imgs.shape[2] != c.image_size:
             raise SystemExit(f"quantize: {p}: images {imgs.shape[2]}px, the model takes {c.image_size}")
         state = torch.from_numpy(np.array(t["state"][k], np.float32))[None]

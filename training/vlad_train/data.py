@@ -42,6 +42,13 @@ def views_json(views) -> str:
     return json.dumps([{"camera": c, "lag": lag} for c, lag in views], separators=(",", ":"))
 
 
+def frame_views(images: np.ndarray, k: int, views) -> np.ndarray:
+    """Frame k's image inputs from one episode's images [T, n_cameras, H, W, 3]: view (camera,
+    lag) is the camera's image at frame max(k - lag, 0), the rule of Episodes.view_images.
+    -> [n_views, H, W, 3]."""
+    return np.stack([images[max(k - lag, 0), cam] for cam, lag in views])
+
+
 class Episodes:
     """All episodes of a directory, concatenated frame-wise."""
 

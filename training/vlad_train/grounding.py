@@ -25,6 +25,7 @@ import torch
 
 from vlad_twin import safetensors_io
 from vlad_twin.model import load_checkpoint
+from vlad_train.data import frame_views
 
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "sim"))
@@ -77,7 +78,7 @@ def main(argv=None) -> int:
             T = len(t["action"])
             if f >= T - 1:
                 continue
-            image = np.stack([t["images"][max(f - lag, 0), cam] for cam, lag in views])
+            image = frame_views(t["images"], f, views)
             a_ = sample_chunks(m, image, meta["instruction"].encode(), t["state"][f],
                                a.draws, gen)
             i = min(T - 1 - f, m.c.chunk_size - 1)   # the touch tick, within the chunk

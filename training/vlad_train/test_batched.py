@@ -139,6 +139,12 @@ def main() -> int:
     te = batched.time_embedding(torch.tensor([0.25]), 24, 2)[0]
     worst = max(worst, float((te - twin_temb(0.25, 24, 2, torch.float32)).abs().max()))
     worst = max(worst, check_frame_stack())
+    # one episode's views (quantize.py, grounding.py): lag L is frame max(k - L, 0)
+    from .data import frame_views
+    ep = np.arange(5 * 2 * 2 * 2 * 3).reshape(5, 2, 2, 2, 3)
+    for k, want in ((1, (1, 0)), (3, (3, 1)), (0, (0, 0))):
+        v = frame_views(ep, k, [(0, 0), (1, 2)])
+        assert v.shape == (2, 2, 2, 3) and (v[0] == ep[want[0], 0]).all() and (v[1] == ep[want[1], 1]).all(), k
     print(f"batched vs twin: max abs difference {worst:.2e}")
     return 0 if worst < 1e-4 else 1
 
