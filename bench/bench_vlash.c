@@ -721,7 +721,7 @@ int bench_vlash_main(int argc, char **argv) {
     const vlad_opt opts[] = {
         BENCH_STR("model", &model, "M", "checkpoint"),
         BENCH_STR("profile", &profile, "P", "base robot profile (robot, cameras, safety limits, "
-                  "async.tracking_lag_ms and async.max_delay_ticks; the grid sets the scheduler)"),
+                  "async.tracking_lag_ms, max_delay_ticks and merge_weight; the grid sets the scheduler)"),
         BENCH_INT("max-delay", &max_delay, "N", "async.max_delay_ticks of every run, the planning-delay "
                   "limit (0: the checkpoint's trained Δmax, else horizon - K; default: the profile's)",
                   0, 256),
@@ -741,7 +741,7 @@ int bench_vlash_main(int argc, char **argv) {
         BENCH_INT("threshold", &threshold, "T", "async.trigger_threshold of the grid's asynchronous "
                   "modes (0: trigger at Δ remaining, no overlap, so merge acts as naive)", 0, 1000),
         BENCH_INT("bootstrap", &B, "B", "bootstrap resamples per interval (fixed seed)", 100, 100000),
-        BENCH_DBL("merge-weight", &merge_weight, "W", "merge: async.merge_weight (default: the daemon's)",
+        BENCH_DBL("merge-weight", &merge_weight, "W", "merge: async.merge_weight (default: the profile's)",
                   0, 1),
         BENCH_INT("jobs", &jobs, "J", "lockstep runs at a time", 1, 8),
         BENCH_STR("work", &work, "DIR", "folder for the runs"),
@@ -821,6 +821,8 @@ int bench_vlash_main(int argc, char **argv) {
         return 2;
     if (max_delay >= 0)
         p.async.max_delay_ticks = max_delay;
+    if (merge_weight >= 0)
+        p.async.merge_weight = merge_weight;
     bool merge_ok = daemon_accepts_merge(profile);
     if (!modes_arg) {
         static const int def[MAX_MODES] = {0, 1, 2, 3};
@@ -854,7 +856,6 @@ int bench_vlash_main(int argc, char **argv) {
                                  .min_latency_ms = deltas[d] * tick_ms,
                                  .threads = 1, .tasks = tasks, .episodes = episodes, .seed = seed,
                                  .trajectory = true, .noise_scale = noise,
-                                 .set_merge_weight = merge_weight >= 0, .merge_weight = merge_weight,
                                  .stats = &j->ds};
             snprintf(j->dir, sizeof j->dir, "%s/lockstep-d%d-%s", work, deltas[d], mn);
         }
@@ -990,8 +991,7 @@ int bench_vlash_main(int argc, char **argv) {
     cJSON *jm = cJSON_AddArrayToObject(root, "modes");
     for (int m = 0; m < nm; m++)
         cJSON_AddItemToArray(jm, cJSON_CreateString(k_all_modes[modes[m]]));
-    if (merge_weight >= 0)
-        cJSON_AddNumberToObject(root, "merge_weight", merge_weight);
+    cJSON_AddNumberToObject(root, "merge_weight", p.async.merge_weight); /* the value in force */
     cJSON_AddNumberToObject(root, "control_hz", p.control_hz);
     cJSON_AddNumberToObject(root, "noise_scale", noise);
     cJSON *bj = cJSON_AddObjectToObject(root, "bootstrap");

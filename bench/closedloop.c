@@ -103,15 +103,15 @@ static int write_profile(const bench_run *r, const char *dir, const char *path, 
                 rm->endpoints, rm->timeout_ms > 0 ? rm->timeout_ms : 2000,
                 rm->jpeg ? "jpeg" : "raw", rm->jpeg_quality > 0 ? rm->jpeg_quality : 90,
                 rm->rtt_ms, rm->jitter_ms);
-    /* the run sets the scheduler; the robot's own lag model and delay limit come from the base */
+    /* the run sets the scheduler; the lag model, delay limit and merge weight come from the base */
     fprintf(f, "async:\n  mode: %s\n  execution_horizon: %d\n  trigger_threshold: %d\n"
                "  delay_margin: %d\n  tracking_lag_ms: %.17g\n  max_delay_ticks: %d\n",
             r->mode ? r->mode : "sync", r->K, r->threshold, r->margin, b->async.tracking_lag_ms,
             b->async.max_delay_ticks);
+    if (r->mode && !strcmp(r->mode, "merge"))
+        fprintf(f, "  merge_weight: %.17g\n", b->async.merge_weight);
     if (r->free_phase)
         fprintf(f, "  early_start: false\nphase_lock: false\n");
-    if (r->set_merge_weight && r->mode && !strcmp(r->mode, "merge"))
-        fprintf(f, "  merge_weight: %.17g\n", r->merge_weight);
     fprintf(f, "safety:\n  watchdog_ms: %g\n  max_delta_per_tick: %g\n  estop_file: none\n",
             b->safety.watchdog_ms, b->safety.max_delta_per_tick);
     fprintf(f, "lang:\n  max_streams: %d\n  tokens_per_frame: %d\n",

@@ -46,12 +46,10 @@ typedef struct bench_remote {
 
 typedef struct bench_run {
     const vlad_profile *base; /* robot, joints, cameras, control_hz, safety limits, sim model,
-                                 async.tracking_lag_ms and async.max_delay_ticks */
+                                 async.tracking_lag_ms, max_delay_ticks and merge_weight */
     const char *model;        /* checkpoint; NULL: the sim's scripted expert, no daemon */
     bool synthetic;           /* the daemon's built-in synthetic policy instead of a model */
     const char *mode;         /* sync | naive | vlash | merge */
-    bool set_merge_weight;    /* merge: write async.merge_weight (else the daemon's default) */
-    double merge_weight;
     int K, threshold, margin;
     double min_latency_ms;    /* emulated inference latency (lockstep: Δ ticks) */
     bool wall;                /* wall clock for daemon and sim (default lockstep) */

@@ -84,19 +84,22 @@ static void test_modes(void **state) {
     assert_int_equal(system(cmd), 0);
 }
 
-/* The generated profile keeps the base profile's delay limit: with async.max_delay_ticks 2
- * and Δ = 3 the daemon reports the limit 2 and plans at it (DELAY_LIMIT ticks counted);
- * with the base's 0 the limit is the policy's own (above Δ: nothing counted). */
+/* The generated profile keeps the base profile's delay limit (and, for merge runs, its merge
+ * weight): with async.max_delay_ticks 2 and Δ = 3 the daemon (VLASH) reports the limit 2 and
+ * plans at it (DELAY_LIMIT ticks counted); with the base's 0 the limit is the policy's own
+ * (above Δ: nothing counted; the merge run). */
 static void test_delay_limit(void **state) {
     (void)state;
     vlad_err err;
     if (vlad_profile_load(&prof, "configs/sim-arm.yaml", &err))
         fail_msg("%s", err.msg);
+    const double def_w = prof.async.merge_weight; /* the profile's (the loader's default) */
     for (int lim = 2; lim >= 0; lim -= 2) {
         prof.async.max_delay_ticks = lim;
+        prof.async.merge_weight = 0.25 * (lim + 1); /* written for merge runs only */
         bench_daemon_stats ds = {0};
         bench_task_stats ts;
-        bench_run r = {.base = &prof, .synthetic = true, .mode = "vlash", .K = 10, .threshold = 0,
+        bench_run r = {.base = &prof, .synthetic = true, .mode = lim ? "vlash" : "merge", .K = 10, .threshold = 0,
                        .margin = 0, .min_latency_ms = DELTA * 20.0, .threads = 1, .tasks = "whack",
                        .episodes = 1, .seed = 3, .noise_scale = 1.0, .stats = &ds};
         char dir[128];
@@ -105,6 +108,15 @@ static void test_delay_limit(void **state) {
         if (bench_closed_loop(&r, dir, &ts, &n, &err))
             fail_msg("limit %d: %s", lim, err.msg);
         assert_true(ds.ok);
+        /* the run's generated profile holds the base's lag model, limit and merge weight */
+        char gen[160];
+        snprintf(gen, sizeof gen, "%s/profile.yaml", dir);
+        vlad_profile g;
+        if (vlad_profile_load(&g, gen, &err))
+            fail_msg("%s: %s", gen, err.msg);
+        assert_int_equal(g.async.max_delay_ticks, lim);
+        assert_true(g.async.tracking_lag_ms == prof.async.tracking_lag_ms);
+        assert_true(g.async.merge_weight == (lim ? def_w : prof.async.merge_weight));
         if (lim) {
             assert_int_equal(ds.max_delay_ticks, lim);
             assert_true(ds.delay_limited_ticks > 0);
