@@ -55,6 +55,41 @@ def check_frame_stack() -> float:
     except ValueError:
         pass
     print(f"frame_stack 2: batched and widened prefixes vs twin, max abs difference {worst:.2e}")
+    return max(worst, check_stack_diff())
+
+
+def check_stack_diff() -> float:
+    """train.StackDiffEmbed (--stack-diff): the same function as the linear layer it wraps,
+    exported back unchanged; with zero_old the older frames do not reach the output; its
+    difference weights get no gradient from a still patch. Returns the worst difference."""
+    from .train import StackDiffEmbed
+    torch.manual_seed(3)
+    lin = torch.nn.Linear(3 * 6, 5)
+    x = torch.randn(4, 7, 3 * 6)
+    worst = 0.0
+    for scale in (1.0, 2.5):
+        m = StackDiffEmbed.from_linear(lin, 3, scale, zero_old=False)
+        with torch.no_grad():
+            worst = max(worst, float((m(x) - lin(x)).abs().max()),
+                        float((m.to_linear().weight - lin.weight).abs().max()),
+                        float((m.to_linear()(x) - lin(x)).abs().max()))
+    z = StackDiffEmbed.from_linear(lin, 3, 2.0, zero_old=True)
+    x2 = x.clone()
+    x2[..., 6:] = torch.randn(4, 7, 12)
+    with torch.no_grad():
+        assert float((z(x) - z(x2)).abs().max()) == 0.0
+        assert float((z.weight()[:, :6] - lin.weight[:, :6]).abs().max()) < 1e-6
+    still = x[..., :6].repeat(1, 1, 3)   # every older frame equals the current one
+    z(still).square().sum().backward()
+    assert float(z.a_diff.grad.abs().max()) == 0.0 and float(z.a_now.grad.abs().max()) > 0
+    for bad in ((1, 1.0), (4, 1.0), (3, 0.0)):  # one frame, 18 not in 4 parts, no scale
+        try:
+            StackDiffEmbed.from_linear(torch.nn.Linear(18, 5), *bad, zero_old=True)
+            raise AssertionError(f"--stack-diff accepted {bad}")
+        except ValueError:
+            pass
+    StackDiffEmbed.from_linear(torch.nn.Linear(18, 5), 2, 1.0, zero_old=True)  # 2 frames of 9
+    print(f"stack-diff embedding vs the linear layer: max abs difference {worst:.2e}")
     return worst
 
 

@@ -57,6 +57,12 @@ def parse_args(argv=None):
                     help="fuse each group of this many consecutive --views into one set of image "
                          "tokens (the patch embedding sees them side by side: motion at no extra "
                          "tokens); must divide the number of views")
+    ap.add_argument("--stack-diff", type=float, default=0.0,
+                    help="with --frame-stack >= 2: train the patch embedding on each patch's "
+                         "current frame and this scale times its difference to each older frame "
+                         "(StackDiffEmbed: same exported layer, motion learned apart from "
+                         "appearance; from scratch the older frames' weights start at zero); "
+                         "0 = off")
     ap.add_argument("--branches", type=int, default=4,
                     help="future-state branches (δ, flow time, noise) per shared image prefix")
     ap.add_argument("--state-source", choices=["measured", "target", "both"], default="both")
@@ -285,6 +291,60 @@ def motion_loss(c, named, probe_b, motion_head, locate_weight):
     return ((ce + locate_weight * mse) * w).sum() / w.sum()
 
 
+class StackDiffEmbed(torch.nn.Module):
+    """Training-only reparameterisation of a frame_stack F patch embedding (--stack-diff S):
+    the layer sees each patch's current frame x_0 and, for every older frame x_k of its set,
+    the scaled difference u_k = S (x_0 - x_k) instead of x_k, with its own weights A_k. The
+    function is the same linear map, y = A_0 x_0 + sum_k A_k u_k + b, so the exported layer is
+    an ordinary MODEL.md patch embedding (weight(): W_0 = A_0 + S sum_k A_k, W_k = -S A_k) and
+    the engine needs nothing new. What changes is the optimisation: the A_k see only what
+    moved (a still scene gives u_k = 0), so Adam's steps on them learn motion rather than a
+    second copy of the appearance, and zero A_k (from_linear(zero_old=True)) start the model
+    as exactly a one-frame one."""
+
+    def __init__(self, out: int, d: int, frames: int, scale: float):
+        super().__init__()
+        self.d, self.frames, self.scale = d, frames, float(scale)
+        self.a_now = torch.nn.Parameter(torch.zeros(out, d))
+        self.a_diff = torch.nn.Parameter(torch.zeros(out, (frames - 1) * d))
+        self.bias = torch.nn.Parameter(torch.zeros(out))
+
+    @classmethod
+    def from_linear(cls, lin: torch.nn.Linear, frames: int, scale: float, zero_old: bool):
+        """The same function as `lin` (a frame_stack `frames` patch embedding); with zero_old
+        the older frames' weights are zeroed first."""
+        if frames < 2 or lin.in_features % frames:
+            raise ValueError(f"--stack-diff needs --frame-stack >= 2 (got {frames})")
+        if not scale > 0:
+            raise ValueError(f"--stack-diff {scale}: the scale must be > 0")
+        d = lin.in_features // frames
+        m = cls(lin.out_features, d, frames, scale)
+        with torch.no_grad():
+            w = lin.weight.detach().clone()
+            if zero_old:
+                w[:, d:] = 0
+            old = w[:, d:].reshape(w.shape[0], frames - 1, d)
+            m.a_now.copy_(w[:, :d] + old.sum(1))
+            m.a_diff.copy_((-old / scale).reshape(w.shape[0], -1))
+            m.bias.copy_(lin.bias)
+        return m
+
+    def weight(self) -> torch.Tensor:
+        old = self.a_diff.reshape(self.a_now.shape[0], self.frames - 1, self.d)
+        w_now = self.a_now + self.scale * old.sum(1)
+        return torch.cat([w_now, (-self.scale * old).reshape(self.a_now.shape[0], -1)], 1)
+
+    def forward(self, x):
+        return F.linear(x, self.weight(), self.bias)
+
+    def to_linear(self) -> torch.nn.Linear:
+        lin = torch.nn.Linear(self.frames * self.d, self.a_now.shape[0])
+        with torch.no_grad():
+            lin.weight.copy_(self.weight())
+            lin.bias.copy_(self.bias)
+        return lin.to(self.a_now.dtype)
+
+
 def widen_frame_stack(state: dict, old, new) -> dict:
     """A frame_stack 1 checkpoint's weights for a model whose views are fused in sets of
     new.frame_stack: the first image of each set gets the old patch embedding, the others
@@ -444,6 +504,12 @@ def main(argv=None) -> int:
             raise SystemExit(f"--init {a.init}: {e}") from None
         model.load_state_dict(st, strict=True)
         print(f"initialised from {a.init}", file=sys.stderr)
+    if a.stack_diff:
+        try:  # before the optimiser and the resumed state, which hold its parameters
+            model.vision.patch_embed = StackDiffEmbed.from_linear(
+                model.vision.patch_embed, c.frame_stack, a.stack_diff, zero_old=not a.init)
+        except ValueError as e:
+            raise SystemExit(str(e)) from None
     goal_head = GoalHead(c.width, c.action_dim)
     bind_head = torch.nn.Linear(c.width, 1)
     locate_head = torch.nn.Linear(c.width, 2)
@@ -623,6 +689,8 @@ def main(argv=None) -> int:
                                    ("bind", a.bind_weight), ("attention", a.attn_weight),
                                    ("motion", a.motion_weight)) if w > 0])
     model.eval()
+    if a.stack_diff:  # export the ordinary layer (the same function)
+        model.vision.patch_embed = model.vision.patch_embed.to_linear()
     save_checkpoint(model, a.out, dtype=a.dtype, extra_meta={"vlad.train.delta_max": a.delta_max,
                                                                    "vlad.views": views_json(views)})
     took = time.time() - t_start
