@@ -3,6 +3,8 @@
 #   training/make_default_model.sh [DATA_DIR] [OUT_MODEL] [MINUTES]
 #   DATA_ONLY=1 training/make_default_model.sh ...   only records the demonstrations
 #   MOTION=1 training/make_default_model.sh ...      the two-view motion experiment instead
+#   DART=1 training/make_default_model.sh ...        also DART-style whack and push demonstrations
+#                                                    (DATA_DIR/dart, trained on beside DATA_DIR/train)
 #   EXTRA="--views 0:0,0:4" WORK=data/run2 training/make_default_model.sh data data/run2/m.safetensors
 #                                                    the recipe with more trainer options
 #                                                    (appended last), its state in WORK
@@ -67,6 +69,11 @@ JOBS=(
   "train/whack-long whack 100 302 --param whack.window_s=0.7"
   "heldout/all all 20 9001"  # held out (other seeds): the language evaluation, the probes
 )
+TRAIN="../$DATA/train"
+if [ "${DART:-0}" = 1 ]; then # session 15: older frames that show off-expert motion, for every task
+  JOBS+=("dart/whackn whack 300 304 $NOISE" "dart/pushn push 300 404 $NOISE")
+  TRAIN+=",../$DATA/dart"
+fi
 export DATA SIM
 export -f gen
 printf '%s\n' "${JOBS[@]}" | xargs -P 2 -I{} bash -c 'set -euo pipefail; gen {}'
@@ -84,5 +91,5 @@ fi
 # shellcheck disable=SC2206 # EXTRA is a list of options, split on spaces
 ARGS+=(${EXTRA:-})
 echo "== training ($MINUTES min at most)"
-/usr/bin/python3 -m vlad_train --data "../$DATA/train" --out "../$OUT" --work "../$WORK" \
+/usr/bin/python3 -m vlad_train --data "$TRAIN" --out "../$OUT" --work "../$WORK" \
     --time-limit-min "$MINUTES" "${COMMON[@]}" "${ARGS[@]}"

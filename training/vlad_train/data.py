@@ -50,11 +50,12 @@ def frame_views(images: np.ndarray, k: int, views) -> np.ndarray:
 
 
 class Episodes:
-    """All episodes of a directory, concatenated frame-wise."""
+    """All episodes of a directory (or of several, comma-separated), concatenated frame-wise."""
 
     def __init__(self, directory: str, limit: int | None = None):
-        paths = sorted(glob.glob(os.path.join(directory, "**", "episode_*.safetensors"),
-                                 recursive=True))
+        paths = [p for d in directory.split(",")
+                 for p in sorted(glob.glob(os.path.join(d, "**", "episode_*.safetensors"),
+                                           recursive=True))]
         if limit:
             paths = paths[:limit]
         if not paths:

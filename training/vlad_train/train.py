@@ -36,7 +36,9 @@ from .data import Episodes, language_pairs, make_batch, parse_views, views_json
 
 def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--data", required=True, help="directory of episode_*.safetensors")
+    ap.add_argument("--data", required=True,
+                    help="directory of episode_*.safetensors (searched recursively), or several "
+                         "separated by commas")
     ap.add_argument("--out", required=True, help="checkpoint to write (.safetensors)")
     ap.add_argument("--work", default=None, help="state, loss log and curve (default: OUT.work)")
     ap.add_argument("--config", default=None, help="JSON of config fields overriding the default")
