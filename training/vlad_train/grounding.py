@@ -43,6 +43,27 @@ def sample_chunks(m, image, prompt: bytes, state, draws: int, gen: torch.Generat
         return m.sample_actions(kv, S, torch.from_numpy(state[None].copy()).expand(draws, -1), noise)
 
 
+def load_probe(model: str, episodes_dir: str, task: str, n: int):
+    """A probe's inputs: the checkpoint (one torch thread), its views [(camera, lag)] and up to
+    n successful `task` episodes [(tensors, meta)] of episodes_dir (none: a message on stderr)."""
+    torch.set_num_threads(1)
+    m = load_checkpoint(model).eval()
+    meta_views = safetensors_io.load(model)[1].get("vlad.views")
+    views = ([(v["camera"], v["lag"]) for v in json.loads(meta_views)] if meta_views
+             else [(c, 0) for c in range(m.c.n_cameras)])
+    paths = sorted(glob.glob(os.path.join(episodes_dir, "**", "episode_*.safetensors"), recursive=True))
+    eps = []
+    for p in paths:
+        t, meta = read_episode(p)
+        if meta.get("task") == task and meta.get("success", True):
+            eps.append((t, meta))
+        if len(eps) == n:
+            break
+    if not eps:
+        print(f"{episodes_dir}: no successful {task} episodes", file=sys.stderr)
+    return m, views, eps
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("model")
@@ -52,21 +73,8 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=3)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    m = load_checkpoint(a.model).eval()
-    meta_views = safetensors_io.load(a.model)[1].get("vlad.views")
-    views = ([(v["camera"], v["lag"]) for v in json.loads(meta_views)] if meta_views
-             else [(c, 0) for c in range(m.c.n_cameras)])
-    paths = sorted(glob.glob(os.path.join(a.episodes_dir, "**", "episode_*.safetensors"), recursive=True))
-    eps = []
-    for p in paths:
-        t, meta = read_episode(p)
-        if meta.get("task") == "reach" and meta.get("success", True):
-            eps.append((t, meta))
-        if len(eps) == a.episodes:
-            break
+    m, views, eps = load_probe(a.model, a.episodes_dir, "reach", a.episodes)
     if not eps:
-        print(f"{a.episodes_dir}: no successful reach episodes", file=sys.stderr)
         return 2
     gen = torch.Generator().manual_seed(a.seed)
     print(f"{a.model}: {len(eps)} reach episodes x {a.draws} draws")

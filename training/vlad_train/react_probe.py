@@ -15,18 +15,13 @@ late, below 1 at rest). No simulator, no daemon: the network alone, on data with
 from __future__ import annotations
 
 import argparse
-import glob
-import json
-import os
 import sys
 
 import numpy as np
 import torch
 
-from vlad_twin import safetensors_io
-from vlad_twin.model import load_checkpoint
 from vlad_train.data import frame_views
-from vlad_train.grounding import read_episode, sample_chunks
+from vlad_train.grounding import load_probe, sample_chunks
 
 N_ACT = 8
 
@@ -39,21 +34,8 @@ def main(argv=None) -> int:
     ap.add_argument("--draws", type=int, default=2)
     ap.add_argument("--seed", type=int, default=0)
     a = ap.parse_args(argv)
-    torch.set_num_threads(1)
-    m = load_checkpoint(a.model).eval()
-    meta_views = safetensors_io.load(a.model)[1].get("vlad.views")
-    views = ([(v["camera"], v["lag"]) for v in json.loads(meta_views)] if meta_views
-             else [(c, 0) for c in range(m.c.n_cameras)])
-    paths = sorted(glob.glob(os.path.join(a.episodes_dir, "**", "episode_*.safetensors"), recursive=True))
-    eps = []
-    for p in paths:
-        t, meta = read_episode(p)
-        if meta.get("task") == "whack" and meta.get("success", True):
-            eps.append((t, meta))
-        if len(eps) == a.episodes:
-            break
+    m, views, eps = load_probe(a.model, a.episodes_dir, "whack", a.episodes)
     if not eps:
-        print(f"{a.episodes_dir}: no successful whack episodes", file=sys.stderr)
         return 2
     gen = torch.Generator().manual_seed(a.seed)
     rows = {"rest (ticks 0-2)": range(0, 3), "moving (ticks 4-6)": range(4, 7)}
